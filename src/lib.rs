@@ -1,0 +1,1 @@
+//! sessiongate: a reverse proxy that gives sessions to web sites that have none.
