@@ -1,1 +1,27 @@
 //! sessiongate: a reverse proxy that gives sessions to web sites that have none.
+//!
+//! A request travels through these modules, in this order:
+//!
+//! ```text
+//! server      accept -> (TLS) -> hyper auto (HTTP/1.1, h2)
+//! proxy       resolve client -> route -> cookie -> session -> access decision
+//!   forwarded   who the client is (X-Forwarded-* only from trusted proxies)
+//!   access      route table, public / session / login
+//!   session     cookie signature, id, store lookup
+//!   upstream    strip client session headers, inject ours, forward (HTTP or CGI)
+//!               take the backend's control headers
+//!   session     commit the change atomically, set / clear the cookie
+//! body        stream the response, write the access log line when it ends
+//! ```
+
+pub mod access;
+pub mod body;
+pub mod clock;
+pub mod config;
+pub mod forwarded;
+pub mod metrics;
+pub mod proxy;
+pub mod respond;
+pub mod server;
+pub mod session;
+pub mod upstream;

@@ -1,1 +1,224 @@
-fn main() {}
+//! The `sessiongate` command: run the proxy, or one of its tools.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use sessiongate::config::{Config, LogFormat};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// A reverse proxy that gives sessions to web sites that have none.
+#[derive(Debug, Parser)]
+#[command(name = "sessiongate", version, about)]
+struct Cli {
+    /// Config file [default: $SESSIONGATE_CONFIG, then config/sessiongate.toml]
+    #[arg(long, short = 'c', global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate the config and print a summary.
+    Check,
+    /// Read a password from stdin and print a hash for the users file.
+    HashPassword,
+    /// Print a new random secret key.
+    GenKey,
+    /// Exit 0 when the configured proxy answers on its listener.
+    Healthcheck,
+}
+
+/// Exit codes from the SPEC.
+const EXIT_INVALID: u8 = 1;
+const EXIT_RUNTIME: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_INVALID)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let path = Config::resolve_path(cli.config);
+    match cli.command {
+        None => run(&path),
+        Some(Command::Check) => check(&path),
+        Some(Command::GenKey) => {
+            println!("{}", sessiongate::session::id::generate_key());
+            ExitCode::SUCCESS
+        }
+        Some(Command::HashPassword) => hash_password(),
+        Some(Command::Healthcheck) => healthcheck(&path),
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|errors| {
+        eprintln!("{errors}");
+        ExitCode::from(EXIT_INVALID)
+    })
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match load(path) {
+        Ok(config) => {
+            print!("{}", config.summary());
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn hash_password() -> ExitCode {
+    let mut input = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut input) {
+        eprintln!("sessiongate: cannot read the password from stdin: {e}");
+        return ExitCode::from(EXIT_INVALID);
+    }
+    let password = input
+        .strip_suffix('\n')
+        .map(|p| p.strip_suffix('\r').unwrap_or(p))
+        .unwrap_or(&input);
+    if password.is_empty() {
+        eprintln!("sessiongate: the password is empty");
+        return ExitCode::from(EXIT_INVALID);
+    }
+    eprintln!("sessiongate: hash-password is not available yet");
+    ExitCode::from(EXIT_RUNTIME)
+}
+
+fn healthcheck(path: &std::path::Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(addr) = config.server.listen.first().copied() else {
+        return ExitCode::from(EXIT_INVALID);
+    };
+    match probe(addr) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sessiongate: healthcheck failed on {addr}: {e:#}");
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
+}
+
+/// Sends a minimal HTTP request and accepts any HTTP response.
+fn probe(mut addr: SocketAddr) -> anyhow::Result<()> {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let timeout = Duration::from_secs(3);
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).context("connect")?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "HEAD / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nUser-Agent: sessiongate-healthcheck\r\n\r\n"
+    )?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).context("read")?;
+    anyhow::ensure!(head.starts_with(b"HTTP/1."), "not an HTTP response");
+    Ok(())
+}
+
+fn init_logging(config: &Config) {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.with_ansi(false).try_init(),
+    };
+}
+
+fn run(path: &std::path::Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sessiongate: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    match runtime.block_on(serve(path.to_path_buf(), config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sessiongate: {e:#}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
+    if let Some(var) = &config.session.generated_key {
+        tracing::warn!(
+            "{var} is not set: using a random key generated at start. Sessions will not survive a restart. \
+             Fine for trying sessiongate out; in production set {var} (sessiongate gen-key prints one)."
+        );
+    }
+    let store = sessiongate::server::build_store(&config);
+    let running = sessiongate::server::start(config, store).await?;
+    for addr in &running.addrs {
+        tracing::info!(%addr, "listening");
+    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => reload(&path, &running.gate),
+        }
+    }
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SIGHUP: a config that fails validation leaves the running one in place.
+fn reload(path: &std::path::Path, gate: &sessiongate::proxy::Gate) {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            tracing::error!("reload refused, keeping the running config:\n{errors}");
+            return;
+        }
+    };
+    match sessiongate::proxy::Runtime::build(config) {
+        Ok(rt) => {
+            gate.swap_runtime(rt);
+            tracing::info!(config = %path.display(), "config reloaded");
+        }
+        Err(e) => tracing::error!(error = %e, "reload refused, keeping the running config"),
+    }
+}

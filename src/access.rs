@@ -1,0 +1,294 @@
+//! Route matching and the access decision.
+//!
+//! Routes are looked up in a byte trie of their path prefixes, so a lookup
+//! costs the length of the request path, not the number of routes. Routes
+//! with a `host` are tried first for that host; host-less routes answer
+//! every other host.
+
+use std::collections::HashMap;
+
+use http::Method;
+
+use crate::config::{Access, RouteConfig};
+
+/// Index of a route in the config's route list.
+pub type RouteId = usize;
+
+/// Longest-prefix lookup over the configured routes.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    any_host: Trie,
+    by_host: HashMap<String, Trie>,
+}
+
+#[derive(Debug, Default)]
+struct Trie {
+    nodes: Vec<Node>,
+}
+
+#[derive(Debug, Default)]
+struct Node {
+    /// Children sorted by byte, for binary search.
+    children: Vec<(u8, u32)>,
+    route: Option<RouteId>,
+}
+
+impl Trie {
+    fn insert(&mut self, path: &str, route: RouteId) {
+        if self.nodes.is_empty() {
+            self.nodes.push(Node::default());
+        }
+        let mut at = 0usize;
+        for &b in path.as_bytes() {
+            let next = match self.nodes[at]
+                .children
+                .binary_search_by_key(&b, |(c, _)| *c)
+            {
+                Ok(i) => self.nodes[at].children[i].1 as usize,
+                Err(i) => {
+                    let id = self.nodes.len();
+                    self.nodes.push(Node::default());
+                    self.nodes[at].children.insert(i, (b, id as u32));
+                    id
+                }
+            };
+            at = next;
+        }
+        self.nodes[at].route = Some(route);
+    }
+
+    fn longest(&self, path: &str) -> Option<RouteId> {
+        let mut at = 0usize;
+        let mut best = self.nodes.first()?.route;
+        for &b in path.as_bytes() {
+            match self.nodes[at]
+                .children
+                .binary_search_by_key(&b, |(c, _)| *c)
+            {
+                Ok(i) => at = self.nodes[at].children[i].1 as usize,
+                Err(_) => break,
+            }
+            if let Some(r) = self.nodes[at].route {
+                best = Some(r);
+            }
+        }
+        best
+    }
+}
+
+impl RouteTable {
+    /// Builds the table from the configured routes.
+    pub fn new(routes: &[RouteConfig]) -> Self {
+        let mut table = RouteTable::default();
+        for (i, r) in routes.iter().enumerate() {
+            match &r.host {
+                Some(h) => table
+                    .by_host
+                    .entry(h.clone())
+                    .or_default()
+                    .insert(&r.path, i),
+                None => table.any_host.insert(&r.path, i),
+            }
+        }
+        table
+    }
+
+    /// The route for a request: longest prefix among the host's routes,
+    /// else among the host-less ones.
+    pub fn find(&self, host: Option<&str>, path: &str) -> Option<RouteId> {
+        if !self.by_host.is_empty() {
+            if let Some(trie) = host.and_then(|h| self.by_host.get(&normalize_host(h))) {
+                if let Some(r) = trie.longest(path) {
+                    return Some(r);
+                }
+            }
+        }
+        self.any_host.longest(path)
+    }
+}
+
+/// Lowercases a Host header value and drops its port.
+fn normalize_host(host: &str) -> String {
+    let without_port = if host.starts_with('[') {
+        host.split_inclusive(']').next().unwrap_or(host)
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    without_port.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// What the request's session looks like to the access check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visitor {
+    /// No valid session (none, invalid, or ended).
+    Nobody {
+        /// The session ended by expiry (adds `expired=1` on the login redirect).
+        expired: bool,
+    },
+    /// A valid session without a user.
+    Anonymous,
+    /// A logged-in session.
+    User,
+}
+
+/// The outcome of the access check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessDecision {
+    /// Forward with whatever session there is.
+    Forward,
+    /// Create a session, set the cookie, forward.
+    CreateAndForward,
+    /// Send the browser to the login page.
+    RedirectToLogin {
+        /// The previous session expired.
+        expired: bool,
+    },
+    /// Answer 401 (API clients, non-GET methods).
+    Unauthorized,
+}
+
+/// Applies the SPEC's access table.
+pub fn decide(
+    access: Access,
+    visitor: Visitor,
+    method: &Method,
+    wants_json: bool,
+) -> AccessDecision {
+    match (access, visitor) {
+        (Access::Public, _) => AccessDecision::Forward,
+        (Access::Session, Visitor::Nobody { .. }) => AccessDecision::CreateAndForward,
+        (Access::Session, _) => AccessDecision::Forward,
+        (Access::Login, Visitor::User) => AccessDecision::Forward,
+        (Access::Login, Visitor::Nobody { expired }) if browser_navigation(method, wants_json) => {
+            AccessDecision::RedirectToLogin { expired }
+        }
+        (Access::Login, Visitor::Anonymous) if browser_navigation(method, wants_json) => {
+            AccessDecision::RedirectToLogin { expired: false }
+        }
+        (Access::Login, _) => AccessDecision::Unauthorized,
+    }
+}
+
+fn browser_navigation(method: &Method, wants_json: bool) -> bool {
+    (method == Method::GET || method == Method::HEAD) && !wants_json
+}
+
+/// Whether an `Accept` header asks for JSON.
+pub fn accepts_json(accept: Option<&http::HeaderValue>) -> bool {
+    accept.and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        v.split(',').any(|part| {
+            let media = part
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            media == "application/json" || media.ends_with("+json")
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_upstream;
+
+    fn route(path: &str, host: Option<&str>) -> RouteConfig {
+        RouteConfig {
+            path: path.into(),
+            host: host.map(str::to_string),
+            upstream: parse_upstream("http://127.0.0.1:1").unwrap(),
+            access: Access::Public,
+        }
+    }
+
+    #[test]
+    fn longest_prefix_wins() {
+        let t = RouteTable::new(&[
+            route("/", None),
+            route("/static/", None),
+            route("/static/img/", None),
+            route("/api", None),
+        ]);
+        assert_eq!(t.find(None, "/"), Some(0));
+        assert_eq!(t.find(None, "/x"), Some(0));
+        assert_eq!(t.find(None, "/static/a.css"), Some(1));
+        assert_eq!(t.find(None, "/static/img/a.png"), Some(2));
+        assert_eq!(t.find(None, "/static"), Some(0));
+        assert_eq!(t.find(None, "/apix"), Some(3));
+    }
+
+    #[test]
+    fn no_route_means_none() {
+        let t = RouteTable::new(&[route("/app/", None)]);
+        assert_eq!(t.find(None, "/other"), None);
+    }
+
+    #[test]
+    fn host_routes_first_then_any_host() {
+        let t = RouteTable::new(&[
+            route("/", None),
+            route("/", Some("admin.example.org")),
+            route("/x/", Some("admin.example.org")),
+        ]);
+        assert_eq!(t.find(Some("Admin.Example.org:8080"), "/x/1"), Some(2));
+        assert_eq!(t.find(Some("admin.example.org"), "/y"), Some(1));
+        assert_eq!(t.find(Some("www.example.org"), "/x/1"), Some(0));
+        assert_eq!(t.find(None, "/x/1"), Some(0));
+    }
+
+    #[test]
+    fn the_access_table() {
+        use AccessDecision::*;
+        let get = Method::GET;
+        let post = Method::POST;
+        let nobody = Visitor::Nobody { expired: false };
+        assert_eq!(decide(Access::Public, nobody, &get, false), Forward);
+        assert_eq!(decide(Access::Public, Visitor::User, &post, true), Forward);
+        assert_eq!(
+            decide(Access::Session, nobody, &get, false),
+            CreateAndForward
+        );
+        assert_eq!(
+            decide(Access::Session, Visitor::Anonymous, &get, false),
+            Forward
+        );
+        assert_eq!(
+            decide(Access::Login, nobody, &get, false),
+            RedirectToLogin { expired: false }
+        );
+        assert_eq!(
+            decide(
+                Access::Login,
+                Visitor::Nobody { expired: true },
+                &Method::HEAD,
+                false
+            ),
+            RedirectToLogin { expired: true }
+        );
+        assert_eq!(decide(Access::Login, nobody, &get, true), Unauthorized);
+        assert_eq!(decide(Access::Login, nobody, &post, false), Unauthorized);
+        assert_eq!(
+            decide(Access::Login, Visitor::Anonymous, &get, false),
+            RedirectToLogin { expired: false }
+        );
+        assert_eq!(
+            decide(Access::Login, Visitor::Anonymous, &Method::DELETE, false),
+            Unauthorized
+        );
+        assert_eq!(decide(Access::Login, Visitor::User, &post, true), Forward);
+    }
+
+    #[test]
+    fn json_accept() {
+        let v = |s: &'static str| http::HeaderValue::from_static(s);
+        assert!(accepts_json(Some(&v("application/json"))));
+        assert!(accepts_json(Some(&v(
+            "text/plain, application/vnd.api+json;q=0.9"
+        ))));
+        assert!(!accepts_json(Some(&v(
+            "text/html,application/xhtml+xml,*/*;q=0.8"
+        ))));
+        assert!(!accepts_json(None));
+    }
+}

@@ -1,0 +1,626 @@
+//! The request path, top to bottom:
+//!
+//! ```text
+//! resolve client -> check header size -> built-in endpoints? -> find route
+//!   -> find our cookie, verify it, load the session (one store lookup)
+//!   -> access decision (maybe: login redirect / 401)
+//!   -> strip client session headers, inject ours
+//!   -> forward (HTTP upstream or CGI gateway)
+//!   -> take the backend's control headers -> commit the session
+//!   -> set / clear the cookie -> access log (when the body ends)
+//! ```
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use http::header::{self, HeaderValue};
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use crate::access::{self, AccessDecision, RouteTable, Visitor};
+use crate::body::{AccessRecord, ResponseBody};
+use crate::clock::Clock;
+use crate::config::{Access, Config, Upstream};
+use crate::forwarded::{self, ClientInfo, ConnInfo};
+use crate::metrics::Metrics;
+use crate::respond::Reject;
+use crate::session::cookie::{CookieError, cookie_values};
+use crate::session::{
+    AnyStore, CookieClaims, CookieJar, DataChange, NewSession, Policy, SessionId, SessionRecord,
+    SessionStore, Signer, StoreError,
+};
+use crate::upstream::headers::{self as hdr, ControlHeaders, Injection};
+use crate::upstream::http::HttpUpstream;
+
+/// Everything derived from one config file; swapped whole on reload.
+pub struct Runtime {
+    /// The validated config.
+    pub config: Config,
+    routes: RouteTable,
+    targets: Vec<Target>,
+    route_labels: Vec<Arc<str>>,
+    /// Cookie signer (first key signs, all verify).
+    pub signer: Signer,
+    /// Set-Cookie builder.
+    pub jar: CookieJar,
+    /// Lifetime and size rules.
+    pub policy: Policy,
+    /// Initial data of new sessions, urlencoded.
+    pub initial: Arc<str>,
+    /// Where visitors are sent to sign in.
+    pub login_page: String,
+}
+
+/// Where a route sends its requests, prepared once per config.
+enum Target {
+    Http {
+        scheme: http::uri::Scheme,
+        authority: http::uri::Authority,
+    },
+    Cgi(std::path::PathBuf),
+}
+
+/// Why a runtime could not be built from a valid config.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// A CGI directory is missing or unusable.
+    #[error("route {route}: {message}")]
+    Route {
+        /// The route's path.
+        route: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Runtime {
+    /// Prepares routes, keys and cookie attributes from a config.
+    pub fn build(config: Config) -> Result<Runtime, RuntimeError> {
+        let mut targets = Vec::with_capacity(config.routes.len());
+        for route in &config.routes {
+            targets.push(match &route.upstream {
+                Upstream::Http { scheme, authority } => Target::Http {
+                    scheme: scheme.clone(),
+                    authority: authority.clone(),
+                },
+                Upstream::Cgi(dir) => {
+                    if !dir.is_dir() {
+                        return Err(RuntimeError::Route {
+                            route: route.path.clone(),
+                            message: format!("CGI directory {} does not exist", dir.display()),
+                        });
+                    }
+                    Target::Cgi(dir.clone())
+                }
+            });
+        }
+        let initial = crate::session::data::encode(
+            config
+                .session
+                .initial
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        Ok(Runtime {
+            routes: RouteTable::new(&config.routes),
+            route_labels: config
+                .routes
+                .iter()
+                .map(|r| Arc::from(r.path.as_str()))
+                .collect(),
+            targets,
+            signer: Signer::new(&config.session.secret_keys),
+            jar: CookieJar::new(&config.session),
+            policy: Policy::from_config(&config.session, config.store.max_sessions),
+            initial: Arc::from(initial),
+            login_page: config.login.login_page(),
+            config,
+        })
+    }
+}
+
+/// The proxy: the current runtime, the store, the upstream client, counters.
+pub struct Gate {
+    runtime: ArcSwap<Runtime>,
+    /// The session store (kept across reloads).
+    pub store: AnyStore,
+    http: HttpUpstream,
+    /// Counters.
+    pub metrics: Metrics,
+    /// Time source for session lifetimes.
+    pub clock: Clock,
+}
+
+/// The session a request carries, once its cookie verified.
+#[derive(Debug, Clone)]
+struct Current {
+    id: SessionId,
+    created: u64,
+    /// The cookie says the session was stored.
+    stored_cookie: bool,
+    /// The stored record; `None` for a session that never held anything.
+    record: Option<SessionRecord>,
+    /// Created by this request: its cookie must be set.
+    new: bool,
+}
+
+impl Current {
+    fn fresh(now: u64) -> Self {
+        Current {
+            id: SessionId::generate(),
+            created: now,
+            stored_cookie: false,
+            record: None,
+            new: true,
+        }
+    }
+}
+
+/// What the cookie of a request amounts to.
+enum Found {
+    Nothing { expired: bool },
+    Session(Current),
+}
+
+/// What goes into `Set-Cookie` after the backend answered.
+enum CookieOut {
+    Keep,
+    Set(CookieClaims),
+    Clear,
+}
+
+/// Facts gathered along the way for the access log.
+struct Trail {
+    route: Arc<str>,
+    user: Option<Arc<str>>,
+    session: Option<SessionId>,
+}
+
+impl Gate {
+    /// A gate over `runtime` and `store`.
+    pub fn new(runtime: Runtime, store: AnyStore, clock: Clock) -> Self {
+        Gate {
+            runtime: ArcSwap::from_pointee(runtime),
+            store,
+            http: HttpUpstream::new(),
+            metrics: Metrics::default(),
+            clock,
+        }
+    }
+
+    /// The runtime in force.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+
+    /// Replaces the runtime (SIGHUP); requests in flight finish on the old one.
+    pub fn swap_runtime(&self, runtime: Runtime) {
+        self.runtime.store(Arc::new(runtime));
+    }
+
+    /// Handles one request. Never fails: every problem becomes a response.
+    pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<ResponseBody> {
+        let started = Instant::now();
+        let rt = self.runtime.load_full();
+        let client = forwarded::resolve(&conn, req.headers(), &rt.config.server.trusted_proxies);
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let mut trail = Trail {
+            route: Arc::from("-"),
+            user: None,
+            session: None,
+        };
+        let resp = match self.process(&rt, req, &conn, &client, &mut trail).await {
+            Ok(resp) => resp,
+            Err(reject) => {
+                if matches!(reject, Reject::BadGateway | Reject::GatewayTimeout) {
+                    Metrics::inc(&self.metrics.upstream_errors);
+                }
+                reject.into_response(&rt.login_page)
+            }
+        };
+        Metrics::inc(&self.metrics.requests);
+        if !tracing::enabled!(target: "access", tracing::Level::INFO) {
+            return resp;
+        }
+        let status = resp.status().as_u16();
+        let (parts, body) = resp.into_parts();
+        let body = body.with_log(AccessRecord {
+            started,
+            client: client.ip,
+            method,
+            path,
+            status,
+            bytes: 0,
+            route: trail.route,
+            user: trail.user,
+            session: trail.session.map(|id| id.log_hash()),
+            aborted: false,
+        });
+        Response::from_parts(parts, body)
+    }
+
+    async fn process(
+        &self,
+        rt: &Runtime,
+        req: Request<Incoming>,
+        conn: &ConnInfo,
+        client: &ClientInfo,
+        trail: &mut Trail,
+    ) -> Result<Response<ResponseBody>, Reject> {
+        if header_bytes(&req) > rt.config.server.max_header_bytes {
+            return Err(Reject::HeadersTooLarge);
+        }
+        let host = request_host(&req);
+        let route_id = rt
+            .routes
+            .find(
+                host.as_ref().and_then(|h| h.to_str().ok()),
+                req.uri().path(),
+            )
+            .ok_or(Reject::NoRoute)?;
+        let route = &rt.config.routes[route_id];
+        trail.route = rt.route_labels[route_id].clone();
+        let now = self.clock.now();
+
+        let found = match self.find_session(rt, req.headers(), client, now).await {
+            Ok(found) => found,
+            Err(e) => {
+                Metrics::inc(&self.metrics.store_errors);
+                tracing::warn!(error = %e, "session store lookup failed");
+                if route.access != Access::Public {
+                    return Err(Reject::StoreUnavailable);
+                }
+                Found::Nothing { expired: false }
+            }
+        };
+        let visitor = match &found {
+            Found::Nothing { expired } => Visitor::Nobody { expired: *expired },
+            Found::Session(c) if c.record.as_ref().is_some_and(|r| r.user.is_some()) => {
+                Visitor::User
+            }
+            Found::Session(_) => Visitor::Anonymous,
+        };
+        let wants_json = access::accepts_json(req.headers().get(header::ACCEPT));
+        let mut current = match found {
+            Found::Session(c) => Some(c),
+            Found::Nothing { .. } => None,
+        };
+        match access::decide(route.access, visitor, req.method(), wants_json) {
+            AccessDecision::Forward => {}
+            AccessDecision::CreateAndForward => {
+                current = Some(Current::fresh(now));
+                Metrics::inc(&self.metrics.sessions_created);
+            }
+            AccessDecision::RedirectToLogin { expired } => {
+                return Ok(crate::respond::redirect(
+                    http::StatusCode::FOUND,
+                    &login_redirect(&rt.login_page, &req, expired),
+                ));
+            }
+            AccessDecision::Unauthorized => return Err(Reject::Unauthorized { json: wants_json }),
+        }
+        if let Some(c) = &current {
+            trail.session = Some(c.id);
+            trail.user = c.record.as_ref().and_then(|r| r.user.clone());
+        }
+
+        let req = prepare_request(rt, req, conn, client, host, current.as_ref(), now);
+        let mut resp = match &rt.targets[route_id] {
+            Target::Http { scheme, authority } => self
+                .http
+                .forward(req, scheme, authority, rt.config.server.upstream_timeout)
+                .await
+                .map(|r| r.map(ResponseBody::upstream))?,
+            Target::Cgi(dir) => {
+                tracing::error!(dir = %dir.display(), "CGI upstreams are not available in this build");
+                return Err(Reject::BadGateway);
+            }
+        };
+
+        let control = hdr::take_control(resp.headers_mut(), &rt.config.headers, rt.jar.name());
+        let out = self.commit(rt, current, control, client, now, trail).await;
+        let secure = rt.jar.secure_for(client.https);
+        let set_cookie = match out {
+            CookieOut::Keep => None,
+            CookieOut::Set(claims) => {
+                let remaining = claims
+                    .created
+                    .saturating_add(rt.policy.max_lifetime)
+                    .saturating_sub(now);
+                Some(rt.jar.set(&rt.signer.encode(&claims), secure, remaining))
+            }
+            CookieOut::Clear => Some(rt.jar.clear(secure)),
+        };
+        if let Some(value) = set_cookie.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            resp.headers_mut().append(header::SET_COOKIE, value);
+            no_store_on_cookie(resp.headers_mut());
+        }
+        Ok(resp)
+    }
+
+    /// Verifies the cookie and loads its session: at most one store lookup.
+    async fn find_session(
+        &self,
+        rt: &Runtime,
+        headers: &http::HeaderMap,
+        client: &ClientInfo,
+        now: u64,
+    ) -> Result<Found, StoreError> {
+        let mut expired = false;
+        let mut claims = None;
+        for value in cookie_values(headers, rt.jar.name()) {
+            match rt.signer.decode(value, now, rt.policy.max_lifetime) {
+                Ok(c) => {
+                    claims = Some(c);
+                    break;
+                }
+                Err(CookieError::TooOld) => expired = true,
+                Err(e) => tracing::debug!(reason = %e, "ignoring session cookie"),
+            }
+        }
+        let Some(claims) = claims else {
+            return Ok(Found::Nothing { expired });
+        };
+        let record = self.store.load(&claims.id, now, &rt.policy).await?;
+        Ok(match record {
+            Some(record) => {
+                if rt.config.session.bind_ip && record.ip.is_some_and(|ip| ip != client.ip) {
+                    tracing::warn!(session = %claims.id.log_hash(), client = %client.ip, "session cookie presented from another IP");
+                    return Ok(Found::Nothing { expired: false });
+                }
+                Found::Session(Current {
+                    id: claims.id,
+                    created: claims.created,
+                    stored_cookie: claims.stored,
+                    record: Some(record),
+                    new: false,
+                })
+            }
+            // Stored once, gone now: it ended (expired, logged out, evicted).
+            None if claims.stored => Found::Nothing { expired: true },
+            // Never stored: an untouched anonymous session is still itself.
+            None => Found::Session(Current {
+                id: claims.id,
+                created: claims.created,
+                stored_cookie: false,
+                record: None,
+                new: false,
+            }),
+        })
+    }
+
+    /// Applies the backend's control headers to the session, atomically in
+    /// the store, and says what the cookie must become.
+    async fn commit(
+        &self,
+        rt: &Runtime,
+        mut current: Option<Current>,
+        control: ControlHeaders,
+        client: &ClientInfo,
+        now: u64,
+        trail: &mut Trail,
+    ) -> CookieOut {
+        for problem in &control.rejected {
+            tracing::warn!(problem = %problem, "ignoring a control header from the backend");
+        }
+        let change = DataChange {
+            delete: control.delete,
+            set: control.set,
+        };
+        let seed = NewSession {
+            created: now,
+            initial: &rt.initial,
+            ip: Some(client.ip),
+        };
+        if control.logout {
+            if let Some(c) = current.take() {
+                if let Err(e) = self.store.remove(&c.id).await {
+                    self.store_failed("logout", &e);
+                }
+            }
+            trail.user = None;
+            if control.login.is_none() {
+                return CookieOut::Clear;
+            }
+        }
+        if let Some(user) = control.login {
+            let new_id = SessionId::generate();
+            let old = current.as_ref().map(|c| c.id);
+            let mut result = self
+                .store
+                .login(old.as_ref(), &new_id, &user, &change, seed, now, &rt.policy)
+                .await;
+            if let Err(StoreError::TooLarge { .. }) = &result {
+                self.too_large(&result);
+                // The login itself still happens; only the data change is refused.
+                result = self
+                    .store
+                    .login(
+                        old.as_ref(),
+                        &new_id,
+                        &user,
+                        &DataChange::default(),
+                        seed,
+                        now,
+                        &rt.policy,
+                    )
+                    .await;
+            }
+            return match result {
+                Ok(record) => {
+                    Metrics::inc(&self.metrics.sessions_created);
+                    trail.user = record.user.clone();
+                    trail.session = Some(new_id);
+                    CookieOut::Set(CookieClaims {
+                        id: new_id,
+                        created: record.created,
+                        stored: true,
+                    })
+                }
+                Err(e) => {
+                    self.store_failed("login", &e);
+                    new_cookie(current.as_ref())
+                }
+            };
+        }
+        if change.is_empty() {
+            return new_cookie(current.as_ref());
+        }
+        let cur = match current {
+            Some(c) => c,
+            None => {
+                // A public route without a session, and the backend wants to
+                // remember something: the session starts now.
+                Metrics::inc(&self.metrics.sessions_created);
+                let c = Current::fresh(now);
+                trail.session = Some(c.id);
+                c
+            }
+        };
+        let create = (!cur.stored_cookie).then_some(NewSession {
+            created: cur.created,
+            ..seed
+        });
+        match self
+            .store
+            .update(&cur.id, &change, create, now, &rt.policy)
+            .await
+        {
+            Ok(_) if !cur.stored_cookie => CookieOut::Set(CookieClaims {
+                id: cur.id,
+                created: cur.created,
+                stored: true,
+            }),
+            Ok(_) => CookieOut::Keep,
+            Err(e) => {
+                match e {
+                    StoreError::TooLarge { .. } => self.too_large::<()>(&Err(e)),
+                    StoreError::Gone => {
+                        tracing::info!(session = %cur.id.log_hash(), "session ended before the backend's update");
+                    }
+                    e => self.store_failed("update", &e),
+                }
+                new_cookie(Some(&cur))
+            }
+        }
+    }
+
+    fn too_large<T>(&self, result: &Result<T, StoreError>) {
+        if let Err(e) = result {
+            Metrics::inc(&self.metrics.updates_too_large);
+            tracing::warn!(error = %e, "refused a session update from the backend");
+        }
+    }
+
+    fn store_failed(&self, what: &str, e: &StoreError) {
+        Metrics::inc(&self.metrics.store_errors);
+        tracing::error!(operation = what, error = %e, "session store failed");
+    }
+}
+
+/// The cookie of a session created by this request (not yet stored).
+fn new_cookie(current: Option<&Current>) -> CookieOut {
+    match current {
+        Some(c) if c.new => CookieOut::Set(CookieClaims {
+            id: c.id,
+            created: c.created,
+            stored: false,
+        }),
+        _ => CookieOut::Keep,
+    }
+}
+
+/// Rewrites the request for the backend: strip, then set.
+fn prepare_request(
+    rt: &Runtime,
+    req: Request<Incoming>,
+    conn: &ConnInfo,
+    client: &ClientInfo,
+    host: Option<HeaderValue>,
+    current: Option<&Current>,
+    now: u64,
+) -> Request<Incoming> {
+    let (mut parts, body) = req.into_parts();
+    let headers = &mut parts.headers;
+    hdr::remove_hop_by_hop(headers);
+    hdr::strip_prefixed(headers, &rt.config.headers.match_prefix);
+    hdr::strip_cookie(headers, rt.jar.name());
+    hdr::set_forwarded(
+        headers,
+        client,
+        forwarded::canonical(conn.peer.ip()),
+        host.as_ref(),
+    );
+    if !headers.contains_key(header::HOST) {
+        if let Some(h) = host {
+            headers.insert(header::HOST, h);
+        }
+    }
+    if let Some(c) = current {
+        let (user, data, expires) = match &c.record {
+            Some(r) => (r.user.as_deref(), &*r.data, r.expires_at(&rt.policy)),
+            None => (None, &*rt.initial, rt.policy.expires_at(c.created, now)),
+        };
+        hdr::inject(
+            headers,
+            &rt.config.headers,
+            &Injection {
+                user,
+                data,
+                created: c.created,
+                expires,
+                new: c.new,
+                id: rt.config.headers.send_id.then_some(&c.id),
+            },
+        );
+    }
+    Request::from_parts(parts, body)
+}
+
+/// The Host the client asked for: the `Host` header, or the HTTP/2 authority.
+fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
+    req.headers().get(header::HOST).cloned().or_else(|| {
+        req.uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    })
+}
+
+/// Size of the request line and header block, as sent on the wire.
+fn header_bytes<B>(req: &Request<B>) -> usize {
+    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    req.headers()
+        .iter()
+        .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
+}
+
+/// `{login_page}?next=<path and query>[&expired=1]`.
+fn login_redirect<B>(login_page: &str, req: &Request<B>, expired: bool) -> String {
+    let next = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair("next", next);
+    if expired {
+        q.append_pair("expired", "1");
+    }
+    let sep = if login_page.contains('?') { '&' } else { '?' };
+    format!("{login_page}{sep}{}", q.finish())
+}
+
+/// A response that sets a session cookie must never be cached by a shared cache.
+fn no_store_on_cookie(headers: &mut http::HeaderMap) {
+    let cacheable = headers
+        .get(header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| {
+            let v = v.to_ascii_lowercase();
+            !(v.contains("no-store") || v.contains("private") || v.contains("no-cache"))
+        });
+    if cacheable {
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-store"),
+        );
+    }
+}

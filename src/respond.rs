@@ -1,0 +1,236 @@
+//! Responses made by the proxy itself: error pages, redirects, and the
+//! one place where a failure becomes a status code ([`Reject`]).
+
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::body::ResponseBody;
+
+/// Why a request is answered by the proxy instead of the backend.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Reject {
+    /// The request is malformed.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// No route matches the request.
+    #[error("no route for this path")]
+    NoRoute,
+    /// The header block is larger than `max_header_bytes`.
+    #[error("request headers too large")]
+    HeadersTooLarge,
+    /// A `login` route without a logged-in session, for an API client or a
+    /// non-GET method.
+    #[error("login required")]
+    Unauthorized {
+        /// Answer in JSON.
+        json: bool,
+    },
+    /// The session store cannot be reached; protected routes fail closed.
+    #[error("session store unavailable")]
+    StoreUnavailable,
+    /// The upstream could not be reached or broke the exchange.
+    #[error("upstream unreachable")]
+    BadGateway,
+    /// The upstream did not answer within `upstream_timeout`.
+    #[error("upstream timed out")]
+    GatewayTimeout,
+    /// Too many CGI scripts are running.
+    #[error("too busy")]
+    Busy,
+    /// The built-in endpoint does not exist or does not take this method.
+    #[error("not found")]
+    NotFound,
+    /// The method is not allowed on a built-in endpoint.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// A CGI script is not runnable.
+    #[error("forbidden")]
+    Forbidden,
+    /// Something inside the proxy failed.
+    #[error("internal error")]
+    Internal,
+}
+
+impl Reject {
+    /// The status code for this rejection.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Reject::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Reject::NoRoute | Reject::NotFound => StatusCode::NOT_FOUND,
+            Reject::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Reject::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Reject::StoreUnavailable | Reject::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            Reject::BadGateway => StatusCode::BAD_GATEWAY,
+            Reject::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Reject::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Reject::Forbidden => StatusCode::FORBIDDEN,
+            Reject::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The text shown to the client: short, and never internal detail.
+    fn message(&self) -> &'static str {
+        match self {
+            Reject::BadRequest(why) => why,
+            Reject::NoRoute | Reject::NotFound => "There is nothing at this address.",
+            Reject::HeadersTooLarge => "The request headers are too large.",
+            Reject::Unauthorized { .. } => "Please sign in to see this page.",
+            Reject::StoreUnavailable => {
+                "Sessions are unavailable right now. Please try again shortly."
+            }
+            Reject::BadGateway => "The site behind this gateway could not be reached.",
+            Reject::GatewayTimeout => "The site behind this gateway took too long to answer.",
+            Reject::Busy => "The server is busy. Please try again shortly.",
+            Reject::MethodNotAllowed => "This method is not allowed here.",
+            Reject::Forbidden => "Access to this address is forbidden.",
+            Reject::Internal => "Something went wrong inside the gateway.",
+        }
+    }
+
+    /// The response for this rejection: a small HTML page, or JSON for API clients.
+    pub fn into_response(self, login_page: &str) -> Response<ResponseBody> {
+        let status = self.status();
+        let mut resp = match &self {
+            Reject::Unauthorized { json: true } => {
+                let body = format!(
+                    "{{\"error\":\"login required\",\"login\":{}}}",
+                    json_string(login_page)
+                );
+                with_type(Response::new(ResponseBody::full(body)), "application/json")
+            }
+            _ => error_page(status, self.message()),
+        };
+        *resp.status_mut() = status;
+        if let Reject::Unauthorized { .. } = self {
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        if matches!(self, Reject::StoreUnavailable | Reject::Busy) {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        resp
+    }
+}
+
+/// A small self-contained HTML page for a status.
+pub fn error_page(status: StatusCode, message: &str) -> Response<ResponseBody> {
+    let title = format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error")
+    );
+    let html = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title}</title>\
+<style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}}h1{{font-size:1.4rem}}</style></head>\
+<body><main><h1>{title}</h1><p>{}</p></main></body></html>\n",
+        html_escape(message)
+    );
+    let mut resp = with_type(
+        Response::new(ResponseBody::full(html)),
+        "text/html; charset=utf-8",
+    );
+    *resp.status_mut() = status;
+    resp
+}
+
+/// A redirect to `location` (already a safe, encoded path).
+pub fn redirect(status: StatusCode, location: &str) -> Response<ResponseBody> {
+    let mut resp = Response::new(ResponseBody::empty());
+    *resp.status_mut() = status;
+    match HeaderValue::from_str(location) {
+        Ok(v) => {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        Err(_) => {
+            resp.headers_mut()
+                .insert(header::LOCATION, HeaderValue::from_static("/"));
+        }
+    }
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn with_type(
+    mut resp: Response<ResponseBody>,
+    content_type: &'static str,
+) -> Response<ResponseBody> {
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_rejection_has_its_status() {
+        let cases = [
+            (Reject::BadRequest("x"), 400),
+            (Reject::NoRoute, 404),
+            (Reject::HeadersTooLarge, 431),
+            (Reject::Unauthorized { json: false }, 401),
+            (Reject::Unauthorized { json: true }, 401),
+            (Reject::StoreUnavailable, 503),
+            (Reject::BadGateway, 502),
+            (Reject::GatewayTimeout, 504),
+            (Reject::Busy, 503),
+            (Reject::NotFound, 404),
+            (Reject::MethodNotAllowed, 405),
+            (Reject::Forbidden, 403),
+            (Reject::Internal, 500),
+        ];
+        for (reject, status) in cases {
+            let resp = reject.clone().into_response("/.sessiongate/login");
+            assert_eq!(resp.status().as_u16(), status, "{reject:?}");
+            assert_eq!(reject.status().as_u16(), status);
+        }
+    }
+
+    #[test]
+    fn json_401_names_the_login_page() {
+        let resp = Reject::Unauthorized { json: true }.into_response("/.sessiongate/login");
+        assert_eq!(resp.headers()["content-type"], "application/json");
+    }
+
+    #[test]
+    fn escaping() {
+        assert_eq!(
+            html_escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+    }
+}

@@ -1,0 +1,203 @@
+//! Listeners, connections, background tasks and graceful shutdown.
+//!
+//! Each accepted connection is served by hyper-util's auto builder (HTTP/1.1
+//! and HTTP/2, including h2c prior knowledge) and watched by a
+//! `GracefulShutdown`, so that on SIGTERM the proxy stops accepting, lets
+//! in-flight requests finish within `shutdown_grace`, then returns.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::forwarded::ConnInfo;
+use crate::metrics::Metrics;
+use crate::proxy::{Gate, Runtime};
+use crate::session::{AnyStore, MemoryStore};
+
+/// How long a client may take to send its request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Smallest read buffer hyper accepts.
+const MIN_BUF: usize = 8192;
+
+/// Why the proxy could not start (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The runtime could not be prepared.
+    #[error(transparent)]
+    Runtime(#[from] crate::proxy::RuntimeError),
+}
+
+/// A started proxy: its bound addresses and a handle to stop it.
+pub struct Running {
+    /// The addresses actually bound (useful with port 0).
+    pub addrs: Vec<SocketAddr>,
+    /// The gate, for reloads and inspection.
+    pub gate: Arc<Gate>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, drains connections within `shutdown_grace`, and
+    /// waits for every listener to finish.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// A receiver that flips to `true` at shutdown (for background tasks).
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+}
+
+/// Builds the store the config asks for.
+pub fn build_store(_config: &Config) -> AnyStore {
+    AnyStore::Memory(Arc::new(MemoryStore::new()))
+}
+
+/// Binds every listener and starts serving.
+pub async fn start(config: Config, store: AnyStore) -> Result<Running, StartError> {
+    let mut listeners = Vec::new();
+    for addr in &config.server.listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: *addr,
+                source,
+            })?;
+        listeners.push(listener);
+    }
+    let runtime = Runtime::build(config)?;
+    let gate = Arc::new(Gate::new(runtime, store, crate::clock::Clock::System));
+    let (shutdown, _) = watch::channel(false);
+    let mut addrs = Vec::new();
+    let mut tasks = Vec::new();
+    for listener in listeners {
+        let local = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source,
+        })?;
+        addrs.push(local);
+        tasks.push(tokio::spawn(serve(
+            listener,
+            local,
+            gate.clone(),
+            shutdown.subscribe(),
+        )));
+    }
+    tasks.push(tokio::spawn(sweep_loop(gate.clone(), shutdown.subscribe())));
+    Ok(Running {
+        addrs,
+        gate,
+        shutdown,
+        tasks,
+    })
+}
+
+/// Accepts connections until shutdown, then drains them.
+async fn serve(
+    listener: TcpListener,
+    local: SocketAddr,
+    gate: Arc<Gate>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let graceful = GracefulShutdown::new();
+    let builder = {
+        let rt = gate.runtime();
+        let mut b = auto::Builder::new(TokioExecutor::new());
+        b.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .max_buf_size(rt.config.server.max_header_bytes.max(MIN_BUF) + MIN_BUF);
+        b.http2().timer(TokioTimer::new()).max_header_list_size(
+            u32::try_from(rt.config.server.max_header_bytes).unwrap_or(u32::MAX),
+        );
+        b
+    };
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, do not exit.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let conn_info = ConnInfo { peer, local, tls: false };
+                let gate = gate.clone();
+                let service = service_fn(move |req| {
+                    let gate = gate.clone();
+                    async move { Ok::<_, Infallible>(gate.handle(req, conn_info).await) }
+                });
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    drop(listener);
+    let grace = gate.runtime().config.server.shutdown_grace;
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(grace = ?grace, "connections still open after shutdown_grace; closing them");
+    }
+}
+
+/// Removes expired sessions from the memory store, regularly.
+async fn sweep_loop(gate: Arc<Gate>, mut stop: watch::Receiver<bool>) {
+    let AnyStore::Memory(store) = &gate.store;
+    let store = store.clone();
+    loop {
+        let rt = gate.runtime();
+        let every = Duration::from_secs((rt.policy.idle_timeout / 4).clamp(1, 60));
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        let now = gate.clock.now();
+        let policy = rt.policy;
+        let store = store.clone();
+        // The sweep walks the whole map: keep it off the request threads' queues.
+        let removed = tokio::task::spawn_blocking(move || store.sweep(now, &policy))
+            .await
+            .unwrap_or(0);
+        if removed > 0 {
+            gate.metrics
+                .sessions_expired
+                .fetch_add(removed as u64, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(removed, "expired sessions swept");
+        }
+        let _ = Metrics::get(&gate.metrics.sessions_expired);
+    }
+}

@@ -1,0 +1,84 @@
+//! The configured store, chosen at start: one enum so the request path
+//! pays for a `match`, not a boxed future.
+
+use std::sync::Arc;
+
+use super::data::DataChange;
+use super::id::SessionId;
+use super::memory::MemoryStore;
+use super::store::{NewSession, Policy, SessionRecord, SessionStore, SessionSummary, StoreError};
+
+/// The store the proxy runs on.
+#[derive(Clone)]
+pub enum AnyStore {
+    /// In-process memory.
+    Memory(Arc<MemoryStore>),
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            AnyStore::Memory($s) => $call.await,
+        }
+    };
+}
+
+impl SessionStore for AnyStore {
+    async fn load(
+        &self,
+        id: &SessionId,
+        now: u64,
+        policy: &Policy,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        delegate!(self, s => s.load(id, now, policy))
+    }
+
+    async fn update(
+        &self,
+        id: &SessionId,
+        change: &DataChange,
+        create: Option<NewSession<'_>>,
+        now: u64,
+        policy: &Policy,
+    ) -> Result<SessionRecord, StoreError> {
+        delegate!(self, s => s.update(id, change, create, now, policy))
+    }
+
+    async fn login(
+        &self,
+        old: Option<&SessionId>,
+        new: &SessionId,
+        user: &str,
+        change: &DataChange,
+        seed: NewSession<'_>,
+        now: u64,
+        policy: &Policy,
+    ) -> Result<SessionRecord, StoreError> {
+        delegate!(self, s => s.login(old, new, user, change, seed, now, policy))
+    }
+
+    async fn remove(&self, id: &SessionId) -> Result<(), StoreError> {
+        delegate!(self, s => s.remove(id))
+    }
+
+    async fn remove_user(&self, user: &str) -> Result<usize, StoreError> {
+        delegate!(self, s => s.remove_user(user))
+    }
+
+    async fn user_sessions(
+        &self,
+        user: &str,
+        now: u64,
+        policy: &Policy,
+    ) -> Result<Vec<SessionSummary>, StoreError> {
+        delegate!(self, s => s.user_sessions(user, now, policy))
+    }
+
+    async fn count(&self) -> Result<usize, StoreError> {
+        delegate!(self, s => s.count())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        delegate!(self, s => s.ping())
+    }
+}

@@ -1,0 +1,471 @@
+//! The in-memory store: a sharded concurrent map (dashmap).
+//!
+//! Reads take a shard's read lock; writes (updates, touches) take one
+//! shard's write lock for the few instructions they need, never across an
+//! await. When `max_sessions` is reached, a batch of the least valuable
+//! sessions is evicted in one pass: expired first, then anonymous before
+//! logged-in, nearest expiry first.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::{Arc, Mutex};
+
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+
+use super::data::DataChange;
+use super::id::{IdHashBuilder, SessionId};
+use super::store::{
+    NewSession, Policy, SessionRecord, SessionStore, SessionSummary, StoreError, check_size,
+};
+
+/// Sessions held in this process.
+#[derive(Default)]
+pub struct MemoryStore {
+    map: DashMap<SessionId, SessionRecord, IdHashBuilder>,
+    /// Serializes eviction passes; requests never wait on it unless the
+    /// store is full.
+    evicting: Mutex<()>,
+    empty: EmptyData,
+}
+
+/// One shared allocation for "no data".
+struct EmptyData(Arc<str>);
+
+impl Default for EmptyData {
+    fn default() -> Self {
+        EmptyData(Arc::from(""))
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Removes expired sessions; returns how many.
+    pub fn sweep(&self, now: u64, policy: &Policy) -> usize {
+        let before = self.map.len();
+        self.map.retain(|_, r| !r.is_expired(now, policy));
+        before.saturating_sub(self.map.len())
+    }
+
+    /// Every session, for the snapshot writer. Each shard is read-locked
+    /// only while it is copied.
+    pub fn entries(&self) -> Vec<(SessionId, SessionRecord)> {
+        self.map
+            .iter()
+            .map(|e| (*e.key(), e.value().clone()))
+            .collect()
+    }
+
+    /// Inserts a session as it was (snapshot loading).
+    pub fn insert(&self, id: SessionId, record: SessionRecord) {
+        self.map.insert(id, record);
+    }
+
+    /// Number of sessions, without going through the async trait.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the store holds no session.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    fn data(&self, s: String) -> Arc<str> {
+        if s.is_empty() {
+            self.empty.0.clone()
+        } else {
+            Arc::from(s)
+        }
+    }
+
+    /// Makes room for one more session when the store is full.
+    fn make_room(&self, now: u64, policy: &Policy) {
+        if self.map.len() < policy.max_sessions {
+            return;
+        }
+        let Ok(_guard) = self.evicting.lock() else {
+            return;
+        };
+        if self.map.len() < policy.max_sessions {
+            return; // another request evicted while we waited
+        }
+        if self.sweep(now, policy) > 0 && self.map.len() < policy.max_sessions {
+            return;
+        }
+        // Evict ~1% at once so that a full store pays for a scan rarely.
+        let batch = (policy.max_sessions / 100).clamp(1, 10_000);
+        // A max-heap of the `batch` least valuable entries seen so far.
+        let mut worst: BinaryHeap<(bool, u64, Reverse<[u8; 32]>)> =
+            BinaryHeap::with_capacity(batch + 1);
+        for e in self.map.iter() {
+            let key = (
+                e.value().user.is_some(),
+                e.value().expires_at(policy),
+                Reverse(*e.key().as_bytes()),
+            );
+            if worst.len() < batch {
+                worst.push(key);
+            } else if worst.peek().is_some_and(|top| key < *top) {
+                worst.pop();
+                worst.push(key);
+            }
+        }
+        for (_, _, Reverse(id)) in worst {
+            self.map.remove(&SessionId::from_bytes(id));
+        }
+    }
+
+    fn fresh(&self, seed: &NewSession<'_>, now: u64) -> SessionRecord {
+        SessionRecord {
+            created: seed.created,
+            last_seen: now,
+            user: None,
+            data: self.data(seed.initial.to_string()),
+            ip: seed.ip,
+        }
+    }
+}
+
+impl SessionStore for MemoryStore {
+    async fn load(
+        &self,
+        id: &SessionId,
+        now: u64,
+        policy: &Policy,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let (record, touch) = match self.map.get(id) {
+            None => return Ok(None),
+            Some(r) => {
+                if r.is_expired(now, policy) {
+                    drop(r);
+                    self.map.remove_if(id, |_, r| r.is_expired(now, policy));
+                    return Ok(None);
+                }
+                let touch =
+                    now.saturating_sub(r.last_seen) >= policy.touch_interval && now > r.last_seen;
+                (r.clone(), touch)
+            }
+        };
+        if touch {
+            if let Some(mut r) = self.map.get_mut(id) {
+                r.last_seen = r.last_seen.max(now);
+            }
+            return Ok(Some(SessionRecord {
+                last_seen: now,
+                ..record
+            }));
+        }
+        Ok(Some(record))
+    }
+
+    async fn update(
+        &self,
+        id: &SessionId,
+        change: &DataChange,
+        create: Option<NewSession<'_>>,
+        now: u64,
+        policy: &Policy,
+    ) -> Result<SessionRecord, StoreError> {
+        if create.is_some() && !self.map.contains_key(id) {
+            self.make_room(now, policy);
+        }
+        match self.map.entry(*id) {
+            Entry::Occupied(mut e) => {
+                if e.get().is_expired(now, policy) {
+                    e.remove();
+                    return Err(StoreError::Gone);
+                }
+                let data = change.apply(&e.get().data);
+                check_size(&data, policy)?;
+                let r = e.get_mut();
+                r.data = self.data(data);
+                r.last_seen = now;
+                Ok(r.clone())
+            }
+            Entry::Vacant(v) => {
+                let Some(seed) = create else {
+                    return Err(StoreError::Gone);
+                };
+                let mut record = self.fresh(&seed, now);
+                let data = change.apply(&record.data);
+                check_size(&data, policy)?;
+                record.data = self.data(data);
+                Ok(v.insert(record).clone())
+            }
+        }
+    }
+
+    async fn login(
+        &self,
+        old: Option<&SessionId>,
+        new: &SessionId,
+        user: &str,
+        change: &DataChange,
+        seed: NewSession<'_>,
+        now: u64,
+        policy: &Policy,
+    ) -> Result<SessionRecord, StoreError> {
+        // Check the result before taking the old session away, so a refused
+        // update leaves everything as it was.
+        let previous = old
+            .and_then(|o| self.map.get(o).map(|r| r.clone()))
+            .filter(|r| !r.is_expired(now, policy));
+        let base = previous.as_ref().map_or(seed.initial, |r| &r.data);
+        let data = change.apply(base);
+        check_size(&data, policy)?;
+        if let Some(o) = old {
+            self.map.remove(o);
+        }
+        self.make_room(now, policy);
+        let record = SessionRecord {
+            created: now,
+            last_seen: now,
+            user: Some(Arc::from(user)),
+            data: self.data(data),
+            ip: seed.ip.or(previous.and_then(|p| p.ip)),
+        };
+        self.map.insert(*new, record.clone());
+        Ok(record)
+    }
+
+    async fn remove(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.map.remove(id);
+        Ok(())
+    }
+
+    async fn remove_user(&self, user: &str) -> Result<usize, StoreError> {
+        let before = self.map.len();
+        self.map.retain(|_, r| r.user.as_deref() != Some(user));
+        Ok(before.saturating_sub(self.map.len()))
+    }
+
+    async fn user_sessions(
+        &self,
+        user: &str,
+        now: u64,
+        policy: &Policy,
+    ) -> Result<Vec<SessionSummary>, StoreError> {
+        Ok(self
+            .map
+            .iter()
+            .filter(|e| {
+                e.value().user.as_deref() == Some(user) && !e.value().is_expired(now, policy)
+            })
+            .map(|e| SessionSummary {
+                id: *e.key(),
+                record: e.value().clone(),
+            })
+            .collect())
+    }
+
+    async fn count(&self) -> Result<usize, StoreError> {
+        Ok(self.map.len())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy {
+            idle_timeout: 100,
+            max_lifetime: 1000,
+            touch_interval: 10,
+            max_data_bytes: 64,
+            max_sessions: 1000,
+        }
+    }
+
+    fn seed(created: u64) -> NewSession<'static> {
+        NewSession {
+            created,
+            initial: "",
+            ip: None,
+        }
+    }
+
+    fn set(k: &str, v: &str) -> DataChange {
+        DataChange {
+            delete: vec![],
+            set: vec![(k.into(), v.into())],
+        }
+    }
+
+    #[tokio::test]
+    async fn update_creates_only_when_asked() {
+        let s = MemoryStore::new();
+        let id = SessionId::generate();
+        let p = policy();
+        assert_eq!(
+            s.update(&id, &set("a", "1"), None, 0, &p).await,
+            Err(StoreError::Gone)
+        );
+        let r = s
+            .update(&id, &set("a", "1"), Some(seed(0)), 0, &p)
+            .await
+            .unwrap();
+        assert_eq!(&*r.data, "a=1");
+        let r = s.update(&id, &set("b", "2"), None, 1, &p).await.unwrap();
+        assert_eq!(&*r.data, "a=1&b=2");
+    }
+
+    #[tokio::test]
+    async fn idle_and_absolute_expiry() {
+        let s = MemoryStore::new();
+        let id = SessionId::generate();
+        let p = policy();
+        s.update(&id, &set("a", "1"), Some(seed(0)), 0, &p)
+            .await
+            .unwrap();
+        assert!(s.load(&id, 99, &p).await.unwrap().is_some());
+        // touched at 99, so alive until 199
+        assert!(s.load(&id, 198, &p).await.unwrap().is_some());
+        assert!(s.load(&id, 400, &p).await.unwrap().is_none());
+        let id2 = SessionId::generate();
+        s.update(&id2, &set("a", "1"), Some(seed(0)), 0, &p)
+            .await
+            .unwrap();
+        let mut t = 0;
+        while t + 50 < 1000 {
+            t += 50;
+            assert!(s.load(&id2, t, &p).await.unwrap().is_some(), "alive at {t}");
+        }
+        assert!(
+            s.load(&id2, 1000, &p).await.unwrap().is_none(),
+            "max_lifetime ends it"
+        );
+    }
+
+    #[tokio::test]
+    async fn too_large_update_changes_nothing() {
+        let s = MemoryStore::new();
+        let id = SessionId::generate();
+        let p = policy();
+        s.update(&id, &set("a", "1"), Some(seed(0)), 0, &p)
+            .await
+            .unwrap();
+        let big = "x".repeat(100);
+        assert!(matches!(
+            s.update(&id, &set("b", &big), None, 1, &p).await,
+            Err(StoreError::TooLarge { .. })
+        ));
+        assert_eq!(&*s.load(&id, 1, &p).await.unwrap().unwrap().data, "a=1");
+        let fresh = SessionId::generate();
+        assert!(
+            s.update(&fresh, &set("b", &big), Some(seed(0)), 1, &p)
+                .await
+                .is_err()
+        );
+        assert!(s.load(&fresh, 1, &p).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn login_rotates_and_keeps_data() {
+        let s = MemoryStore::new();
+        let p = policy();
+        let old = SessionId::generate();
+        let new = SessionId::generate();
+        s.update(&old, &set("cart", "3"), Some(seed(0)), 0, &p)
+            .await
+            .unwrap();
+        let r = s
+            .login(
+                Some(&old),
+                &new,
+                "alice",
+                &DataChange::default(),
+                seed(5),
+                5,
+                &p,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.user.as_deref(), Some("alice"));
+        assert_eq!(&*r.data, "cart=3");
+        assert!(s.load(&old, 5, &p).await.unwrap().is_none());
+        assert_eq!(s.user_sessions("alice", 5, &p).await.unwrap().len(), 1);
+        assert_eq!(s.remove_user("alice").await.unwrap(), 1);
+        assert!(s.load(&new, 5, &p).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn eviction_takes_anonymous_sessions_first() {
+        let s = MemoryStore::new();
+        let p = Policy {
+            max_sessions: 10,
+            ..policy()
+        };
+        let mut users = Vec::new();
+        for i in 0..5 {
+            let new = SessionId::generate();
+            s.login(
+                None,
+                &new,
+                &format!("u{i}"),
+                &DataChange::default(),
+                seed(0),
+                0,
+                &p,
+            )
+            .await
+            .unwrap();
+            users.push(new);
+        }
+        for i in 0..20 {
+            s.update(
+                &SessionId::generate(),
+                &set("n", &i.to_string()),
+                Some(seed(0)),
+                0,
+                &p,
+            )
+            .await
+            .unwrap();
+            assert!(s.len() <= 10);
+        }
+        for u in &users {
+            assert!(
+                s.load(u, 1, &p).await.unwrap().is_some(),
+                "logged-in sessions survive"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_updates_lose_nothing() {
+        let s = Arc::new(MemoryStore::new());
+        let p = policy();
+        let p = Policy {
+            max_data_bytes: 100_000,
+            ..p
+        };
+        let id = SessionId::generate();
+        s.update(&id, &DataChange::default(), Some(seed(0)), 0, &p)
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                s.update(&id, &set(&format!("k{i}"), "v"), None, 1, &p)
+                    .await
+                    .unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let r = s.load(&id, 1, &p).await.unwrap().unwrap();
+        assert_eq!(super::super::data::decode(&r.data).len(), 50);
+    }
+}

@@ -1,0 +1,15 @@
+//! Sessions: ids, the signed cookie, data encoding, and the stores.
+
+pub mod any;
+pub mod cookie;
+pub mod data;
+pub mod id;
+pub mod memory;
+pub mod store;
+
+pub use any::AnyStore;
+pub use cookie::{CookieClaims, CookieJar, Signer};
+pub use data::DataChange;
+pub use id::SessionId;
+pub use memory::MemoryStore;
+pub use store::{NewSession, Policy, SessionRecord, SessionStore, StoreError};

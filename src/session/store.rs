@@ -1,0 +1,186 @@
+//! The session store contract, shared by the memory and Redis stores.
+//!
+//! Every operation that changes a session is a single atomic step in the
+//! store (a delta applied under the store's own lock or script), so
+//! concurrent requests of one session never lose each other's updates.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::data::DataChange;
+use super::id::SessionId;
+use crate::config::SessionConfig;
+
+/// One stored session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// Creation time, unix seconds.
+    pub created: u64,
+    /// Last time the idle deadline was refreshed, unix seconds.
+    pub last_seen: u64,
+    /// The logged-in user; `None` while anonymous.
+    pub user: Option<Arc<str>>,
+    /// Data, urlencoded.
+    pub data: Arc<str>,
+    /// Client IP the session was created from (kept for `bind_ip`).
+    pub ip: Option<IpAddr>,
+}
+
+impl SessionRecord {
+    /// When the session ends if nothing touches it again.
+    pub fn expires_at(&self, policy: &Policy) -> u64 {
+        policy.expires_at(self.created, self.last_seen)
+    }
+
+    /// Whether the session has ended at `now`.
+    pub fn is_expired(&self, now: u64, policy: &Policy) -> bool {
+        now >= self.expires_at(policy)
+    }
+}
+
+/// Lifetime and size rules, in whole seconds and bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Inactivity before a session ends.
+    pub idle_timeout: u64,
+    /// Absolute lifetime.
+    pub max_lifetime: u64,
+    /// Least time between two refreshes of `last_seen`.
+    pub touch_interval: u64,
+    /// Most bytes of urlencoded data.
+    pub max_data_bytes: usize,
+    /// Most sessions (memory store).
+    pub max_sessions: usize,
+}
+
+impl Policy {
+    /// Rules from `[session]` and `[store] max_sessions`.
+    pub fn from_config(session: &SessionConfig, max_sessions: usize) -> Self {
+        let secs = |d: Duration| d.as_secs().max(1);
+        Policy {
+            idle_timeout: secs(session.idle_timeout),
+            max_lifetime: secs(session.max_lifetime),
+            touch_interval: session.touch_interval.as_secs(),
+            max_data_bytes: session.max_data_bytes,
+            max_sessions,
+        }
+    }
+
+    /// The end of a session created at `created` and last seen at `last_seen`.
+    pub fn expires_at(&self, created: u64, last_seen: u64) -> u64 {
+        (last_seen.saturating_add(self.idle_timeout)).min(created.saturating_add(self.max_lifetime))
+    }
+}
+
+/// What a session that does not exist yet starts from.
+#[derive(Debug, Clone, Copy)]
+pub struct NewSession<'a> {
+    /// Creation time, from the cookie that names it, unix seconds.
+    pub created: u64,
+    /// Initial data, urlencoded.
+    pub initial: &'a str,
+    /// The client's IP.
+    pub ip: Option<IpAddr>,
+}
+
+/// A store failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached (Redis down): protected routes answer 503.
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    /// The update would push the data over `max_data_bytes`; nothing changed.
+    #[error("session data would hold {size} bytes, over max_data_bytes ({limit})")]
+    TooLarge {
+        /// Size the data would have had.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The session ended (expired, logged out, rotated) before the update.
+    #[error("session no longer exists")]
+    Gone,
+    /// The store answered with something it should not have.
+    #[error("session store error: {0}")]
+    Corrupt(String),
+}
+
+/// A summary of one session for the admin API.
+#[derive(Debug, Clone)]
+pub struct SessionSummary {
+    /// The id (shown hashed).
+    pub id: SessionId,
+    /// The record.
+    pub record: SessionRecord,
+}
+
+/// A place to keep sessions. Implemented by the memory store and Redis.
+///
+/// `now` is passed in (unix seconds) so that expiry is testable without waiting.
+pub trait SessionStore: Send + Sync + 'static {
+    /// Loads a live session, refreshing its idle deadline when
+    /// `touch_interval` has passed. Expired sessions are `None`.
+    fn load(
+        &self,
+        id: &SessionId,
+        now: u64,
+        policy: &Policy,
+    ) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send;
+
+    /// Applies a data change atomically. A missing session is created from
+    /// `create` when given, else the result is [`StoreError::Gone`].
+    fn update(
+        &self,
+        id: &SessionId,
+        change: &DataChange,
+        create: Option<NewSession<'_>>,
+        now: u64,
+        policy: &Policy,
+    ) -> impl Future<Output = Result<SessionRecord, StoreError>> + Send;
+
+    /// Logs `user` in under a NEW id: the data of `old` (if it is stored) is
+    /// carried over with `change` applied, and `old` stops existing, in one step.
+    fn login(
+        &self,
+        old: Option<&SessionId>,
+        new: &SessionId,
+        user: &str,
+        change: &DataChange,
+        seed: NewSession<'_>,
+        now: u64,
+        policy: &Policy,
+    ) -> impl Future<Output = Result<SessionRecord, StoreError>> + Send;
+
+    /// Ends a session. Ending one that does not exist is not an error.
+    fn remove(&self, id: &SessionId) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Ends every session of `user`; returns how many ended.
+    fn remove_user(&self, user: &str) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// Lists the live sessions of `user`.
+    fn user_sessions(
+        &self,
+        user: &str,
+        now: u64,
+        policy: &Policy,
+    ) -> impl Future<Output = Result<Vec<SessionSummary>, StoreError>> + Send;
+
+    /// Number of stored sessions.
+    fn count(&self) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// Whether the store can be reached right now.
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Checks a new data value against the size limit.
+pub fn check_size(data: &str, policy: &Policy) -> Result<(), StoreError> {
+    if data.len() > policy.max_data_bytes {
+        return Err(StoreError::TooLarge {
+            size: data.len(),
+            limit: policy.max_data_bytes,
+        });
+    }
+    Ok(())
+}

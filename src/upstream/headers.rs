@@ -1,0 +1,384 @@
+//! Request headers on the way to the backend, response headers on the way back.
+//!
+//! Order matters on the request side: hop-by-hop headers (and every header a
+//! client names in `Connection`) go first, then every header carrying our
+//! prefix in any spelling, then our own cookie; only then are the session
+//! headers added. A client can therefore neither forge a session header nor
+//! make us drop one we add.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::HeadersConfig;
+use crate::forwarded::ClientInfo;
+use crate::session::SessionId;
+
+/// Headers that describe one connection and never travel past a proxy.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes hop-by-hop headers, including those named in `Connection`.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove("http2-settings");
+}
+
+/// Whether `name` starts with the prefix, comparing case-insensitively and
+/// with `_`, `.` and `-` alike. `prefix` is already normalized.
+pub fn has_prefix(name: &str, prefix: &str) -> bool {
+    name.len() >= prefix.len()
+        && name.bytes().zip(prefix.bytes()).all(|(a, b)| {
+            let a = match a {
+                b'_' | b'.' => b'-',
+                other => other.to_ascii_lowercase(),
+            };
+            a == b
+        })
+}
+
+/// Removes every header whose name carries the prefix.
+pub fn strip_prefixed(headers: &mut HeaderMap, prefix: &str) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| has_prefix(n.as_str(), prefix))
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+/// Takes our cookie out of the `Cookie` header(s); other cookies pass as they were.
+pub fn strip_cookie(headers: &mut HeaderMap, cookie_name: &str) {
+    let mut ours = false;
+    for v in headers.get_all(header::COOKIE) {
+        if v.to_str().map_or(true, |s| {
+            s.split(';')
+                .any(|p| p.trim().split('=').next().map(str::trim) == Some(cookie_name))
+        }) {
+            ours = true;
+        }
+    }
+    if !ours {
+        return;
+    }
+    let kept: Vec<&str> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && p.split('=').next().map(str::trim) != Some(cookie_name))
+        .collect();
+    let joined = kept.join("; ");
+    headers.remove(header::COOKIE);
+    if !joined.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&joined) {
+            headers.insert(header::COOKIE, v);
+        }
+    }
+}
+
+/// Sets `X-Forwarded-For/-Proto/-Host` (and `X-Real-IP`): appended to when
+/// the peer is a trusted proxy, replaced otherwise.
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    client: &ClientInfo,
+    peer: IpAddr,
+    host: Option<&HeaderValue>,
+) {
+    const XFF: &str = "x-forwarded-for";
+    const XFP: &str = "x-forwarded-proto";
+    const XFH: &str = "x-forwarded-host";
+    let proto = HeaderValue::from_static(if client.https { "https" } else { "http" });
+    if client.peer_trusted {
+        let prior: Vec<String> = headers
+            .get_all(XFF)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect();
+        let mut chain = prior.join(", ");
+        if !chain.is_empty() {
+            chain.push_str(", ");
+        }
+        chain.push_str(&peer.to_string());
+        if let Ok(v) = HeaderValue::from_str(&chain) {
+            headers.insert(XFF, v);
+        }
+        if !headers.contains_key(XFP) {
+            headers.insert(XFP, proto);
+        }
+        if !headers.contains_key(XFH) {
+            if let Some(h) = host {
+                headers.insert(XFH, h.clone());
+            }
+        }
+    } else {
+        headers.remove("forwarded");
+        headers.insert(XFF, ip_value(peer));
+        headers.insert(XFP, proto);
+        match host {
+            Some(h) => {
+                headers.insert(XFH, h.clone());
+            }
+            None => {
+                headers.remove(XFH);
+            }
+        }
+    }
+    headers.insert("x-real-ip", ip_value(client.ip));
+}
+
+fn ip_value(ip: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// The session facts injected into a forwarded request.
+#[derive(Debug, Clone, Copy)]
+pub struct Injection<'a> {
+    /// Logged-in user.
+    pub user: Option<&'a str>,
+    /// Data, urlencoded.
+    pub data: &'a str,
+    /// Creation time, unix seconds.
+    pub created: u64,
+    /// End of the session if untouched, unix seconds.
+    pub expires: u64,
+    /// This request created the session.
+    pub new: bool,
+    /// The id, when `send_id` is on.
+    pub id: Option<&'a SessionId>,
+}
+
+/// Adds the session headers.
+pub fn inject(headers: &mut HeaderMap, cfg: &HeadersConfig, s: &Injection<'_>) {
+    let n = &cfg.names;
+    if let Some(user) = s.user {
+        if let Ok(v) = HeaderValue::from_str(user) {
+            headers.insert(n.user.clone(), v);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(s.data) {
+        headers.insert(n.data.clone(), v);
+    }
+    headers.insert(n.created.clone(), HeaderValue::from(s.created));
+    headers.insert(n.expires.clone(), HeaderValue::from(s.expires));
+    if s.new {
+        headers.insert(n.new.clone(), HeaderValue::from_static("1"));
+    }
+    if let Some(id) = s.id {
+        if let Ok(v) = HeaderValue::from_str(&id.to_base64()) {
+            headers.insert(n.id.clone(), v);
+        }
+    }
+}
+
+/// What the backend asked of the session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ControlHeaders {
+    /// Keys to set (`Set: k=v&k2=v2`, may repeat).
+    pub set: Vec<(String, String)>,
+    /// Keys to delete (`Delete: k1, k2`).
+    pub delete: Vec<String>,
+    /// Log in as this user, with a new session id.
+    pub login: Option<String>,
+    /// Destroy the session.
+    pub logout: bool,
+    /// Problems found, for the log (a bad user name, say).
+    pub rejected: Vec<String>,
+}
+
+impl ControlHeaders {
+    /// Whether the backend asked for nothing.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.delete.is_empty() && self.login.is_none() && !self.logout
+    }
+}
+
+/// Longest user name accepted from `Login`.
+pub const MAX_USER_LEN: usize = 256;
+
+/// Reads the control headers from a backend response, then removes every
+/// prefixed header, hop-by-hop headers, and any `Set-Cookie` of our cookie,
+/// so nothing of the session machinery reaches the client.
+pub fn take_control(
+    headers: &mut HeaderMap,
+    cfg: &HeadersConfig,
+    cookie_name: &str,
+) -> ControlHeaders {
+    let mut control = ControlHeaders::default();
+    let n = &cfg.names;
+    for v in headers.get_all(&n.set) {
+        for (k, val) in form_urlencoded::parse(v.as_bytes()) {
+            if k.is_empty() {
+                control.rejected.push("empty key in Set".into());
+                continue;
+            }
+            control.set.push((k.into_owned(), val.into_owned()));
+        }
+    }
+    for v in headers.get_all(&n.delete) {
+        match std::str::from_utf8(v.as_bytes()) {
+            Ok(s) => control.delete.extend(
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(str::to_string),
+            ),
+            Err(_) => control.rejected.push("Delete is not UTF-8".into()),
+        }
+    }
+    if let Some(v) = headers.get(&n.login) {
+        match std::str::from_utf8(v.as_bytes()).map(str::trim) {
+            Ok(user) if valid_user(user) => control.login = Some(user.to_string()),
+            _ => control.rejected.push("Login names no valid user".into()),
+        }
+    }
+    if let Some(v) = headers.get(&n.logout) {
+        let s = v.to_str().unwrap_or("").trim().to_ascii_lowercase();
+        control.logout = !matches!(s.as_str(), "" | "0" | "false" | "no" | "off");
+    }
+    remove_hop_by_hop(headers);
+    strip_prefixed(headers, &cfg.match_prefix);
+    let theirs: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter(|v| !sets_cookie(v, cookie_name))
+        .cloned()
+        .collect();
+    if theirs.len() != headers.get_all(header::SET_COOKIE).iter().count() {
+        headers.remove(header::SET_COOKIE);
+        for v in theirs {
+            headers.append(header::SET_COOKIE, v);
+        }
+    }
+    control
+}
+
+fn sets_cookie(v: &HeaderValue, cookie_name: &str) -> bool {
+    let s = String::from_utf8_lossy(v.as_bytes());
+    s.split(';')
+        .next()
+        .and_then(|p| p.split('=').next())
+        .map(str::trim)
+        .is_some_and(|n| n.eq_ignore_ascii_case(cookie_name))
+}
+
+/// A user name the proxy accepts: 1 to 256 bytes, no control characters.
+pub fn valid_user(user: &str) -> bool {
+    !user.is_empty() && user.len() <= MAX_USER_LEN && !user.chars().any(char::is_control)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn cfg() -> HeadersConfig {
+        let c: Config = "[session]\nsecret_keys=[\"0123456789abcdef0123456789abcdef\"]\n[[route]]\npath=\"/\"\nupstream=\"http://127.0.0.1:1\"\n"
+            .parse()
+            .unwrap();
+        c.headers
+    }
+
+    #[test]
+    fn prefix_matches_every_spelling() {
+        for name in [
+            "x-session-user",
+            "x_session_user",
+            "x.session.user",
+            "x-session_user",
+            "X_SESSION-DATA",
+        ] {
+            assert!(has_prefix(name, "x-session-"), "{name}");
+        }
+        assert!(!has_prefix("x-sessions", "x-session-"));
+        assert!(!has_prefix("x-other", "x-session-"));
+    }
+
+    #[test]
+    fn connection_named_headers_go_first() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "close, x-keep-me-not".parse().unwrap());
+        h.insert("x-keep-me-not", "1".parse().unwrap());
+        h.insert("x-fine", "1".parse().unwrap());
+        h.insert("upgrade", "h2c".parse().unwrap());
+        h.insert("http2-settings", "AAA".parse().unwrap());
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-fine"));
+    }
+
+    #[test]
+    fn our_cookie_is_removed_others_kept() {
+        let mut h = HeaderMap::new();
+        h.append("cookie", "a=1; sg_session=xyz; b=2".parse().unwrap());
+        h.append("cookie", "sg_session=abc".parse().unwrap());
+        strip_cookie(&mut h, "sg_session");
+        assert_eq!(h.get("cookie").unwrap(), "a=1; b=2");
+        let mut h = HeaderMap::new();
+        h.append("cookie", "sg_session=xyz".parse().unwrap());
+        strip_cookie(&mut h, "sg_session");
+        assert!(h.get("cookie").is_none());
+    }
+
+    #[test]
+    fn control_headers_are_read_and_removed() {
+        let c = cfg();
+        let mut h = HeaderMap::new();
+        h.append("x-session-set", "a=1&b=two+words".parse().unwrap());
+        h.append("x-session-set", "c=%26".parse().unwrap());
+        h.insert("x-session-delete", "d, e".parse().unwrap());
+        h.insert("x-session-login", "alice".parse().unwrap());
+        h.insert("x-session-logout", "1".parse().unwrap());
+        h.insert("x_session_other", "leak".parse().unwrap());
+        h.append("set-cookie", "sg_session=forged; Path=/".parse().unwrap());
+        h.append("set-cookie", "theirs=1".parse().unwrap());
+        h.insert("content-type", "text/html".parse().unwrap());
+        let ctl = take_control(&mut h, &c, "sg_session");
+        assert_eq!(
+            ctl.set,
+            vec![
+                ("a".into(), "1".into()),
+                ("b".into(), "two words".into()),
+                ("c".into(), "&".into())
+            ]
+        );
+        assert_eq!(ctl.delete, vec!["d".to_string(), "e".to_string()]);
+        assert_eq!(ctl.login.as_deref(), Some("alice"));
+        assert!(ctl.logout);
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert_eq!(h.get("set-cookie").unwrap(), "theirs=1");
+    }
+
+    #[test]
+    fn bad_login_names_are_rejected() {
+        assert!(!valid_user(""));
+        assert!(!valid_user("a\u{7}b"));
+        assert!(!valid_user(&"a".repeat(300)));
+        assert!(valid_user("alice@example.org"));
+    }
+}

@@ -1,0 +1,5 @@
+//! Where requests go: HTTP upstreams and the CGI gateway, and the headers
+//! rewritten on the way there and back.
+
+pub mod headers;
+pub mod http;
