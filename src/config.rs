@@ -1732,10 +1732,7 @@ mod tests {
 
     #[test]
     fn every_error_is_reported() {
-        let text = format!(
-            "[server]\nlisten = [\"nope\"]\nbogus = 1\n\n[session]\nsecret_keys = [\"short\"]\nidle_timeout = \"5\"\n\n[[route]]\npath = \"/\"\nupstream = \"ftp://x\"\naccess = \"maybe\"\n{}",
-            ""
-        );
+        let text = "[server]\nlisten = [\"nope\"]\nbogus = 1\n\n[session]\nsecret_keys = [\"short\"]\nidle_timeout = \"5\"\n\n[[route]]\npath = \"/\"\nupstream = \"ftp://x\"\naccess = \"maybe\"\n";
         let errs = text.parse::<Config>().unwrap_err().0;
         let lines: Vec<usize> = errs.iter().map(|e| e.line).collect();
         // bogus key (3), bad duration (7), bad access (12) are found in the
@@ -1747,9 +1744,7 @@ mod tests {
 
     #[test]
     fn semantic_errors_name_their_line() {
-        let text = format!(
-            "[server]\nlisten = [\"nope\"]\n\n[session]\nsecret_keys = [\"short\"]\n\n[[route]]\npath = \"/\"\nupstream = \"ftp://x\"\n"
-        );
+        let text = "[server]\nlisten = [\"nope\"]\n\n[session]\nsecret_keys = [\"short\"]\n\n[[route]]\npath = \"/\"\nupstream = \"ftp://x\"\n";
         let errs = text.parse::<Config>().unwrap_err().0;
         let lines: Vec<usize> = errs.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![2, 5, 9], "{errs:?}");

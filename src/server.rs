@@ -77,6 +77,15 @@ pub fn build_store(_config: &Config) -> AnyStore {
 
 /// Binds every listener and starts serving.
 pub async fn start(config: Config, store: AnyStore) -> Result<Running, StartError> {
+    start_with_clock(config, store, crate::clock::Clock::System).await
+}
+
+/// [`start`] with a chosen clock (tests move time forward by hand).
+pub async fn start_with_clock(
+    config: Config,
+    store: AnyStore,
+    clock: crate::clock::Clock,
+) -> Result<Running, StartError> {
     let mut listeners = Vec::new();
     for addr in &config.server.listen {
         let listener = TcpListener::bind(addr)
@@ -88,7 +97,7 @@ pub async fn start(config: Config, store: AnyStore) -> Result<Running, StartErro
         listeners.push(listener);
     }
     let runtime = Runtime::build(config)?;
-    let gate = Arc::new(Gate::new(runtime, store, crate::clock::Clock::System));
+    let gate = Arc::new(Gate::new(runtime, store, clock));
     let (shutdown, _) = watch::channel(false);
     let mut addrs = Vec::new();
     let mut tasks = Vec::new();

@@ -44,6 +44,7 @@ impl SessionStore for AnyStore {
         delegate!(self, s => s.update(id, change, create, now, policy))
     }
 
+    #[allow(clippy::too_many_arguments)] // one atomic step needs every input
     async fn login(
         &self,
         old: Option<&SessionId>,

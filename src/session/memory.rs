@@ -200,6 +200,7 @@ impl SessionStore for MemoryStore {
         }
     }
 
+    #[allow(clippy::too_many_arguments)] // one atomic step needs every input
     async fn login(
         &self,
         old: Option<&SessionId>,

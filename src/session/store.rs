@@ -142,6 +142,7 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Logs `user` in under a NEW id: the data of `old` (if it is stored) is
     /// carried over with `change` applied, and `old` stops existing, in one step.
+    #[allow(clippy::too_many_arguments)] // one atomic step needs every input
     fn login(
         &self,
         old: Option<&SessionId>,

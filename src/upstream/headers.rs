@@ -177,11 +177,12 @@ pub struct Injection<'a> {
 pub fn inject(headers: &mut HeaderMap, cfg: &HeadersConfig, s: &Injection<'_>) {
     let n = &cfg.names;
     if let Some(user) = s.user {
-        if let Ok(v) = HeaderValue::from_str(user) {
+        // from_bytes: user names may be UTF-8 (sent as obs-text octets).
+        if let Ok(v) = HeaderValue::from_bytes(user.as_bytes()) {
             headers.insert(n.user.clone(), v);
         }
     }
-    if let Ok(v) = HeaderValue::from_str(s.data) {
+    if let Ok(v) = HeaderValue::from_bytes(s.data.as_bytes()) {
         headers.insert(n.data.clone(), v);
     }
     headers.insert(n.created.clone(), HeaderValue::from(s.created));
