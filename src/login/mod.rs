@@ -2,5 +2,7 @@
 //! each free of HTTP so that it can be tested on its own.
 
 pub mod password;
+pub mod users;
 
 pub use password::{HashFormatError, PasswordError, check_hash, hash_password, verify_password};
+pub use users::{UsersError, UsersFile, UsersSource};
