@@ -2,7 +2,9 @@
 //! each free of HTTP so that it can be tested on its own.
 
 pub mod password;
+pub mod throttle;
 pub mod users;
 
 pub use password::{HashFormatError, PasswordError, check_hash, hash_password, verify_password};
+pub use throttle::{RetryAfter, Throttle};
 pub use users::{UsersError, UsersFile, UsersSource};
