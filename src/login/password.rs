@@ -331,7 +331,8 @@ mod tests {
             "$argon2xx$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
             "$argon2id$v=19$m=0,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
             "$argon2id$v=19$m=19456,t=2,p=1,keyid=AAAA$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
-            good[..good.len() - 5].to_owned(),
+            // 41 base64 characters cannot encode whole bytes, whatever they are.
+            good[..good.len() - 2].to_owned(),
             format!("{good}$extra"),
             good.replace("$argon2id$", "$argon2id$$"),
             "$2y$".into(),
