@@ -2,10 +2,10 @@
 //! [`UsersSource`] that keeps the parsed file current while the proxy runs.
 //!
 //! ```text
-//! # comments and blank lines are allowed
+//! # Comments and blank lines are allowed; nothing may follow a hash.
 //! alice:$argon2id$v=19$m=19456,t=2,p=1$...
-//! bob:$2y$05$...            # htpasswd -B works too (not a comment: no
-//!                           # text may follow a hash)
+//! # bcrypt, as written by htpasswd -B, works too:
+//! bob:$2y$05$...
 //! ```
 //!
 //! Every line is checked when the file is loaded, so a typo is reported with
@@ -80,6 +80,9 @@ impl UsersFile {
     pub fn parse(path_for_messages: &Path, text: &str) -> Result<Self, UsersError> {
         let mut hashes = HashMap::new();
         let mut first_seen = HashMap::new();
+        // Some Windows editors start a UTF-8 file with a byte order mark,
+        // which would otherwise become part of the first user's name.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (index, raw) in text.lines().enumerate() {
             let line = index + 1;
             let malformed = |message: String| UsersError::Malformed {
@@ -347,6 +350,12 @@ mod tests {
         assert!(users.verify("bob", "tr0ub4dor&3"));
         assert!(!users.verify("alice", "tr0ub4dor&3"));
         assert!(!users.verify("Alice", "correct horse"));
+    }
+
+    #[test]
+    fn byte_order_mark_is_not_part_of_the_first_name() {
+        let users = parse(&format!("\u{feff}{ALICE}\n")).unwrap();
+        assert!(users.contains("alice"));
     }
 
     #[test]
