@@ -29,6 +29,10 @@ const MAX_DECODE_ROUNDS: usize = 4;
 
 /// Returns `raw` when it is a safe same-site path (see the module docs),
 /// otherwise `/`.
+///
+/// `raw` is the parameter as the form or query string decoding gave it,
+/// that is the original path and query, still percent-encoded as the
+/// browser sent them (`/%2F/x?q=a%26b`).
 pub fn safe_next(raw: &str) -> String {
     if is_same_site_path(raw) {
         raw.to_owned()
