@@ -19,6 +19,7 @@ pub mod body;
 pub mod clock;
 pub mod config;
 pub mod forwarded;
+pub mod login;
 pub mod metrics;
 pub mod proxy;
 pub mod respond;

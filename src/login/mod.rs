@@ -1,0 +1,33 @@
+//! The building blocks of the built-in login (`login.source = "users_file"`),
+//! each free of HTTP so that it can be tested on its own:
+//!
+//! - [`password`]: argon2id hashes for `sessiongate hash-password`; argon2
+//!   and bcrypt (`htpasswd -B`) verification.
+//! - [`users`]: the users file, checked line by line, and a [`UsersSource`]
+//!   that reloads it when it changes or on `SIGHUP`.
+//! - [`throttle`]: `login.max_attempts` failures per user and per client
+//!   address within `login.attempt_window`, then `429` with `Retry-After`.
+//! - [`next`]: the `next` parameter, honoured only for paths on this site.
+//! - [`page`]: the built-in login page, or an operator's template.
+//! - [`metrics`]: counters of successful, failed and throttled logins.
+//!
+//! A `POST {prefix}/login` handler uses them in this order: [`safe_next`] on
+//! `next`, [`Throttle::check`] (429 when locked, even for the right
+//! password), [`UsersSource::verify_blocking`], then
+//! [`Throttle::record_failure`] and the page again with `401`, or
+//! [`Throttle::record_success`] and a `303` to `next`, counting each outcome
+//! in [`LoginCounters`].
+
+pub mod metrics;
+pub mod next;
+pub mod page;
+pub mod password;
+pub mod throttle;
+pub mod users;
+
+pub use metrics::LoginCounters;
+pub use next::safe_next;
+pub use page::{LoginPage, PageContext, PageError, escape_html};
+pub use password::{HashFormatError, PasswordError, check_hash, hash_password, verify_password};
+pub use throttle::{RetryAfter, Throttle};
+pub use users::{UsersError, UsersFile, UsersSource};
