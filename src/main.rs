@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use sessiongate::clock::Clock;
 use sessiongate::config::{Config, LogFormat};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -184,7 +185,7 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
              Fine for trying sessiongate out; in production set {var} (sessiongate gen-key prints one)."
         );
     }
-    let store = sessiongate::server::build_store(&config);
+    let store = sessiongate::server::build_store(&config, &Clock::System).await?;
     let running = sessiongate::server::start(config, store).await?;
     for addr in &running.addrs {
         tracing::info!(%addr, "listening");
@@ -200,7 +201,7 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
         }
     }
     tracing::info!("shutting down");
-    running.shutdown().await;
+    running.shutdown().await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -4,9 +4,15 @@
 //! and HTTP/2, including h2c prior knowledge) and watched by a
 //! `GracefulShutdown`, so that on SIGTERM the proxy stops accepting, lets
 //! in-flight requests finish within `shutdown_grace`, then returns.
+//!
+//! The memory store's snapshot is loaded by [`build_store`] before the
+//! listeners open, written every `snapshot_interval` by a background task,
+//! and written once more by [`Running::shutdown`] after the last connection
+//! drained, so that it holds every update a client was answered for.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,11 +23,13 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::clock::Clock;
+use crate::config::{Config, StoreKind};
 use crate::forwarded::ConnInfo;
 use crate::metrics::Metrics;
 use crate::proxy::{Gate, Runtime};
-use crate::session::{AnyStore, MemoryStore};
+use crate::session::snapshot::{self, SnapshotError};
+use crate::session::{AnyStore, MemoryStore, Policy};
 
 /// How long a client may take to send its request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,6 +50,9 @@ pub enum StartError {
     /// The runtime could not be prepared.
     #[error(transparent)]
     Runtime(#[from] crate::proxy::RuntimeError),
+    /// The memory store's snapshot exists but cannot be used.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
 }
 
 /// A started proxy: its bound addresses and a handle to stop it.
@@ -52,16 +63,23 @@ pub struct Running {
     pub gate: Arc<Gate>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    snapshot: Option<Snapshotting>,
 }
 
 impl Running {
-    /// Stops accepting, drains connections within `shutdown_grace`, and
-    /// waits for every listener to finish.
-    pub async fn shutdown(self) {
+    /// Stops accepting, drains connections within `shutdown_grace`, waits
+    /// for every listener to finish, then writes the memory store's
+    /// snapshot (when one is configured).
+    pub async fn shutdown(self) -> Result<(), SnapshotError> {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
         }
+        if let Some(s) = self.snapshot {
+            let written = snapshot::save(s.store, s.path.clone()).await?;
+            tracing::info!(sessions = written, path = %s.path.display(), "snapshot written");
+        }
+        Ok(())
     }
 
     /// A receiver that flips to `true` at shutdown (for background tasks).
@@ -70,9 +88,37 @@ impl Running {
     }
 }
 
-/// Builds the store the config asks for.
-pub fn build_store(_config: &Config) -> AnyStore {
-    AnyStore::Memory(Arc::new(MemoryStore::new()))
+/// Where and how often the memory store is saved.
+#[derive(Clone)]
+struct Snapshotting {
+    store: Arc<MemoryStore>,
+    path: PathBuf,
+    interval: Duration,
+}
+
+/// Builds the store the config asks for. A memory store with a snapshot
+/// file starts with the sessions saved in it, less those that expired
+/// meanwhile (`clock` says when "now" is).
+pub async fn build_store(config: &Config, clock: &Clock) -> Result<AnyStore, StartError> {
+    match config.store.kind {
+        StoreKind::Memory => {
+            let store = Arc::new(MemoryStore::new());
+            if let Some(path) = &config.store.snapshot {
+                let policy = Policy::from_config(&config.session, config.store.max_sessions);
+                // Read before any listener opens: nothing else runs yet.
+                let restored = snapshot::restore(&store, path, clock.now(), &policy)?;
+                tracing::info!(
+                    path = %path.display(),
+                    loaded = restored.loaded,
+                    expired = restored.expired,
+                    over_limit = restored.over_limit,
+                    "sessions restored from the snapshot"
+                );
+            }
+            Ok(AnyStore::Memory(store))
+        }
+        StoreKind::Redis => Ok(AnyStore::Memory(Arc::new(MemoryStore::new()))),
+    }
 }
 
 /// Binds every listener and starts serving.
@@ -96,6 +142,14 @@ pub async fn start_with_clock(
             })?;
         listeners.push(listener);
     }
+    let snapshotting = match (store.as_memory(), &config.store.snapshot) {
+        (Some(memory), Some(path)) => Some(Snapshotting {
+            store: memory.clone(),
+            path: path.clone(),
+            interval: config.store.snapshot_interval,
+        }),
+        _ => None,
+    };
     let runtime = Runtime::build(config)?;
     let gate = Arc::new(Gate::new(runtime, store, clock));
     let (shutdown, _) = watch::channel(false);
@@ -115,11 +169,15 @@ pub async fn start_with_clock(
         )));
     }
     tasks.push(tokio::spawn(sweep_loop(gate.clone(), shutdown.subscribe())));
+    if let Some(s) = &snapshotting {
+        tasks.push(tokio::spawn(snapshot_loop(s.clone(), shutdown.subscribe())));
+    }
     Ok(Running {
         addrs,
         gate,
         shutdown,
         tasks,
+        snapshot: snapshotting,
     })
 }
 
@@ -185,8 +243,10 @@ async fn serve(
 
 /// Removes expired sessions from the memory store, regularly.
 async fn sweep_loop(gate: Arc<Gate>, mut stop: watch::Receiver<bool>) {
-    let AnyStore::Memory(store) = &gate.store;
-    let store = store.clone();
+    // Redis expires its keys by itself.
+    let Some(store) = gate.store.as_memory().cloned() else {
+        return;
+    };
     loop {
         let rt = gate.runtime();
         let every = Duration::from_secs((rt.policy.idle_timeout / 4).clamp(1, 60));
@@ -208,5 +268,33 @@ async fn sweep_loop(gate: Arc<Gate>, mut stop: watch::Receiver<bool>) {
             tracing::debug!(removed, "expired sessions swept");
         }
         let _ = Metrics::get(&gate.metrics.sessions_expired);
+    }
+}
+
+/// Writes the memory store's snapshot every `snapshot_interval`, when it
+/// changed since the last one. A failed write is logged and retried at the
+/// next interval; the previous snapshot stays intact meanwhile.
+async fn snapshot_loop(s: Snapshotting, mut stop: watch::Receiver<bool>) {
+    let mut saved = s.store.generation();
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + s.interval, s.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let generation = s.store.generation();
+        if generation == saved {
+            continue;
+        }
+        match snapshot::save(s.store.clone(), s.path.clone()).await {
+            Ok(written) => {
+                saved = generation;
+                tracing::debug!(sessions = written, "snapshot written");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "snapshot not written; trying again at the next interval")
+            }
+        }
     }
 }

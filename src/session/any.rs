@@ -15,6 +15,15 @@ pub enum AnyStore {
     Memory(Arc<MemoryStore>),
 }
 
+impl AnyStore {
+    /// The memory store, when that is the one configured.
+    pub fn as_memory(&self) -> Option<&Arc<MemoryStore>> {
+        match self {
+            AnyStore::Memory(m) => Some(m),
+        }
+    }
+}
+
 macro_rules! delegate {
     ($self:ident, $s:ident => $call:expr) => {
         match $self {

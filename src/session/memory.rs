@@ -8,6 +8,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
@@ -27,6 +28,9 @@ pub struct MemoryStore {
     /// store is full.
     evicting: Mutex<()>,
     empty: EmptyData,
+    /// Bumped by every change, so the snapshot writer can skip a store
+    /// that has not changed since the last snapshot.
+    changes: AtomicU64,
 }
 
 /// One shared allocation for "no data".
@@ -48,7 +52,20 @@ impl MemoryStore {
     pub fn sweep(&self, now: u64, policy: &Policy) -> usize {
         let before = self.map.len();
         self.map.retain(|_, r| !r.is_expired(now, policy));
-        before.saturating_sub(self.map.len())
+        let removed = before.saturating_sub(self.map.len());
+        if removed > 0 {
+            self.changed();
+        }
+        removed
+    }
+
+    /// A number that changes whenever the store does (not a count).
+    pub fn generation(&self) -> u64 {
+        self.changes.load(Ordering::Relaxed)
+    }
+
+    fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Every session, for the snapshot writer. Each shard is read-locked
@@ -63,6 +80,7 @@ impl MemoryStore {
     /// Inserts a session as it was (snapshot loading).
     pub fn insert(&self, id: SessionId, record: SessionRecord) {
         self.map.insert(id, record);
+        self.changed();
     }
 
     /// Number of sessions, without going through the async trait.
@@ -118,6 +136,7 @@ impl MemoryStore {
         for (_, _, Reverse(id)) in worst {
             self.map.remove(&SessionId::from_bytes(id));
         }
+        self.changed();
     }
 
     fn fresh(&self, seed: &NewSession<'_>, now: u64) -> SessionRecord {
@@ -143,7 +162,13 @@ impl SessionStore for MemoryStore {
             Some(r) => {
                 if r.is_expired(now, policy) {
                     drop(r);
-                    self.map.remove_if(id, |_, r| r.is_expired(now, policy));
+                    if self
+                        .map
+                        .remove_if(id, |_, r| r.is_expired(now, policy))
+                        .is_some()
+                    {
+                        self.changed();
+                    }
                     return Ok(None);
                 }
                 let touch =
@@ -155,6 +180,7 @@ impl SessionStore for MemoryStore {
             if let Some(mut r) = self.map.get_mut(id) {
                 r.last_seen = r.last_seen.max(now);
             }
+            self.changed();
             return Ok(Some(SessionRecord {
                 last_seen: now,
                 ..record
@@ -174,6 +200,9 @@ impl SessionStore for MemoryStore {
         if create.is_some() && !self.map.contains_key(id) {
             self.make_room(now, policy);
         }
+        // Counted up front: an update that ends up changing nothing only
+        // costs one needless snapshot.
+        self.changed();
         match self.map.entry(*id) {
             Entry::Occupied(mut e) => {
                 if e.get().is_expired(now, policy) {
@@ -223,6 +252,7 @@ impl SessionStore for MemoryStore {
             self.map.remove(o);
         }
         self.make_room(now, policy);
+        self.changed();
         let record = SessionRecord {
             created: now,
             last_seen: now,
@@ -235,13 +265,16 @@ impl SessionStore for MemoryStore {
     }
 
     async fn remove(&self, id: &SessionId) -> Result<(), StoreError> {
-        self.map.remove(id);
+        if self.map.remove(id).is_some() {
+            self.changed();
+        }
         Ok(())
     }
 
     async fn remove_user(&self, user: &str) -> Result<usize, StoreError> {
         let before = self.map.len();
         self.map.retain(|_, r| r.user.as_deref() != Some(user));
+        self.changed();
         Ok(before.saturating_sub(self.map.len()))
     }
 

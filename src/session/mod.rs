@@ -1,10 +1,12 @@
-//! Sessions: ids, the signed cookie, data encoding, and the stores.
+//! Sessions: ids, the signed cookie, data encoding, the stores, and the
+//! memory store's snapshot file.
 
 pub mod any;
 pub mod cookie;
 pub mod data;
 pub mod id;
 pub mod memory;
+pub mod snapshot;
 pub mod store;
 
 pub use any::AnyStore;

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -177,8 +179,9 @@ impl Proxy {
             .unwrap_or_else(|e| panic!("bad test config:\n{e}"));
         config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
         let time = Arc::new(AtomicU64::new(1_700_000_000));
-        let store = server::build_store(&config);
-        let running = server::start_with_clock(config, store, Clock::Manual(time.clone()))
+        let clock = Clock::Manual(time.clone());
+        let store = server::build_store(&config, &clock).await.unwrap();
+        let running = server::start_with_clock(config, store, clock)
             .await
             .unwrap();
         Proxy {
