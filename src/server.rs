@@ -28,11 +28,15 @@ use crate::config::{Config, StoreKind};
 use crate::forwarded::ConnInfo;
 use crate::metrics::Metrics;
 use crate::proxy::{Gate, Runtime};
+use crate::session::redis::RedisSetupError;
 use crate::session::snapshot::{self, SnapshotError};
-use crate::session::{AnyStore, MemoryStore, Policy};
+use crate::session::{AnyStore, MemoryStore, Policy, RedisStore, SessionStore};
 
 /// How long a client may take to send its request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the start waits for a first answer from Redis before going on
+/// without it.
+const REDIS_START_PROBE: Duration = Duration::from_secs(3);
 /// Smallest read buffer hyper accepts.
 const MIN_BUF: usize = 8192;
 
@@ -53,6 +57,9 @@ pub enum StartError {
     /// The memory store's snapshot exists but cannot be used.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    /// The Redis store cannot be set up from its URL.
+    #[error(transparent)]
+    Redis(#[from] RedisSetupError),
 }
 
 /// A started proxy: its bound addresses and a handle to stop it.
@@ -99,6 +106,11 @@ struct Snapshotting {
 /// Builds the store the config asks for. A memory store with a snapshot
 /// file starts with the sessions saved in it, less those that expired
 /// meanwhile (`clock` says when "now" is).
+///
+/// A Redis store starts even when Redis does not answer yet: `login` and
+/// `session` routes answer 503 until it does, `public` routes keep working,
+/// and the store connects by itself as soon as Redis is there. Only a URL
+/// the client cannot use stops the start.
 pub async fn build_store(config: &Config, clock: &Clock) -> Result<AnyStore, StartError> {
     match config.store.kind {
         StoreKind::Memory => {
@@ -117,7 +129,20 @@ pub async fn build_store(config: &Config, clock: &Clock) -> Result<AnyStore, Sta
             }
             Ok(AnyStore::Memory(store))
         }
-        StoreKind::Redis => Ok(AnyStore::Memory(Arc::new(MemoryStore::new()))),
+        StoreKind::Redis => {
+            let url = config.store.url.as_deref().unwrap_or_default();
+            let store = RedisStore::open(url, &config.store.key_prefix)?;
+            match tokio::time::timeout(REDIS_START_PROBE, store.ping()).await {
+                Ok(Ok(())) => tracing::info!(cluster = store.is_cluster(), "connected to Redis"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "Redis does not answer yet: login and session routes answer 503 until it does")
+                }
+                Err(_) => tracing::warn!(
+                    "Redis does not answer yet: login and session routes answer 503 until it does"
+                ),
+            }
+            Ok(AnyStore::Redis(Arc::new(store)))
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::data::DataChange;
 use super::id::SessionId;
 use super::memory::MemoryStore;
+use super::redis::RedisStore;
 use super::store::{NewSession, Policy, SessionRecord, SessionStore, SessionSummary, StoreError};
 
 /// The store the proxy runs on.
@@ -13,6 +14,8 @@ use super::store::{NewSession, Policy, SessionRecord, SessionStore, SessionSumma
 pub enum AnyStore {
     /// In-process memory.
     Memory(Arc<MemoryStore>),
+    /// Redis or Redis Cluster, shared by every instance.
+    Redis(Arc<RedisStore>),
 }
 
 impl AnyStore {
@@ -20,6 +23,7 @@ impl AnyStore {
     pub fn as_memory(&self) -> Option<&Arc<MemoryStore>> {
         match self {
             AnyStore::Memory(m) => Some(m),
+            AnyStore::Redis(_) => None,
         }
     }
 }
@@ -28,6 +32,7 @@ macro_rules! delegate {
     ($self:ident, $s:ident => $call:expr) => {
         match $self {
             AnyStore::Memory($s) => $call.await,
+            AnyStore::Redis($s) => $call.await,
         }
     };
 }

@@ -6,6 +6,7 @@ pub mod cookie;
 pub mod data;
 pub mod id;
 pub mod memory;
+pub mod redis;
 pub mod snapshot;
 pub mod store;
 
@@ -14,4 +15,5 @@ pub use cookie::{CookieClaims, CookieJar, Signer};
 pub use data::DataChange;
 pub use id::SessionId;
 pub use memory::MemoryStore;
+pub use redis::RedisStore;
 pub use store::{NewSession, Policy, SessionRecord, SessionStore, StoreError};

@@ -244,11 +244,20 @@ impl Redis {
         Redis::start_with(dir, &[]).await
     }
 
+    /// [`Redis::start`] on a given port (one a proxy already points at).
+    pub async fn start_on(dir: &Path, port: u16) -> Redis {
+        Redis::start_with_port(dir, port, &[]).await
+    }
+
     /// [`Redis::start`] with extra `redis-server` arguments.
     pub async fn start_with(dir: &Path, extra: &[&str]) -> Redis {
+        Redis::start_with_port(dir, free_port(), extra).await
+    }
+
+    async fn start_with_port(dir: &Path, port: u16, extra: &[&str]) -> Redis {
         let mut redis = Redis {
             proc: None,
-            port: free_port(),
+            port,
             dir: dir.to_path_buf(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
@@ -270,6 +279,14 @@ impl Redis {
     pub fn kill(&mut self) {
         if let Some(mut p) = self.proc.take() {
             p.kill();
+        }
+    }
+
+    /// Sends a signal to the server (SIGSTOP: it hangs without closing
+    /// its connections).
+    pub fn signal(&self, signal: Signal) {
+        if let Some(p) = &self.proc {
+            p.signal(signal);
         }
     }
 

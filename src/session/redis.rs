@@ -1,0 +1,1089 @@
+//! The Redis store: sessions shared by every sessiongate instance that
+//! points at the same Redis server or Redis Cluster.
+//!
+//! # Keys
+//!
+//! ```text
+//! {key_prefix}{id, base64url}     hash: c created, s last_seen, d data (urlencoded),
+//!                                       u user (absent while anonymous), i client IP
+//! {key_prefix}user:{user}         sorted set: the base64url ids of the user's sessions,
+//!                                 scored by the end of their absolute lifetime
+//! ```
+//!
+//! A session key's TTL is its remaining life: the idle deadline, never past
+//! `created + max_lifetime`. Expiry is also checked against the proxy's own
+//! clock inside every script, so Redis's timer only does the cleaning. The
+//! user sets are an index for "log this user out everywhere" and the admin
+//! listing: each login drops the ids whose lifetime is over, the listing
+//! drops those found dead, and the set expires `max_lifetime` after the
+//! user's last login, so it stays as small as the user's live sessions.
+//!
+//! # Atomicity
+//!
+//! Every change is one Lua script (EVALSHA, loaded again by the client
+//! after a Redis restart) that reads, checks and writes in one step on the
+//! server: data changes are applied there, so two instances updating one
+//! session never lose each other's keys, and `max_data_bytes` and the rule
+//! that only an update asked to create may create are enforced there too.
+//! The change travels already urlencoded, key by key, the way the stored
+//! data is encoded, so the script works on encoded pairs and its result is
+//! byte for byte what [`DataChange::apply`] gives.
+//!
+//! # Login in a Redis Cluster
+//!
+//! Login moves a session to a new, unrelated id. On one Redis server (or
+//! when `key_prefix` holds a hash tag such as `"{sg}:"`, which puts every
+//! key in one slot) that is one script over the old key, the new key and
+//! the user's set. In a cluster the two ids hash to different slots, which
+//! no script may span, so the move takes three steps, ordered so that a
+//! failure between them can only log the visitor out, never leave two live
+//! sessions or a session the index does not know:
+//!
+//! 1. add the new id to the user's set (a dangling member is harmless);
+//! 2. on the old key's node: apply the change, check its size, delete the
+//!    old session and return its data (nothing changes if it is too large);
+//! 3. on the new key's node: create the logged-in session with that data.
+//!
+//! # When Redis is away
+//!
+//! Connecting is lazy: the proxy starts whether or not Redis answers, and
+//! every operation fails with [`StoreError::Unavailable`] within a few
+//! seconds while it does not, so `login` and `session` routes answer 503
+//! and `public` routes go on without sessions. The connection (or, for a
+//! cluster, the connections and slot map) is remade on the next operation
+//! after a failure, so the proxy recovers by itself when Redis is back.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script, ServerErrorKind, Value};
+
+use super::data::DataChange;
+use super::id::SessionId;
+use super::store::{NewSession, Policy, SessionRecord, SessionStore, SessionSummary, StoreError};
+
+/// Longest wait for a TCP connection to a Redis node.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest wait for one reply.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest any store operation may take, retries and reconnection included.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(3);
+/// Ids handled per batch when a user's sessions are listed or removed.
+const BATCH: usize = 64;
+
+/// Why a Redis store could not be set up (exit code 2 at start).
+#[derive(Debug, thiserror::Error)]
+pub enum RedisSetupError {
+    /// The URL is not one the client can use.
+    #[error("store.url {url}: {reason}")]
+    Url {
+        /// The URL, password hidden.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Sessions kept in Redis or Redis Cluster.
+pub struct RedisStore {
+    link: Link,
+    prefix: String,
+    /// Whether every key lands in one slot, so one script may touch several.
+    colocated: bool,
+    scripts: Scripts,
+}
+
+/// A connection that remakes itself: one server, or a cluster.
+#[derive(Clone)]
+enum Link {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Link {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Link::Single(c) => c.req_packed_command(cmd),
+            Link::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Link::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Link::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Link::Single(c) => c.get_db(),
+            Link::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl RedisStore {
+    /// Prepares a store for `url` (`redis://`, `rediss://`, `redis+unix://`,
+    /// or `redis+cluster://host:port,host:port`) without connecting; the
+    /// connection is made on first use. Must be called within a Tokio runtime.
+    pub fn open(url: &str, key_prefix: &str) -> Result<RedisStore, RedisSetupError> {
+        let bad = |e: RedisError| RedisSetupError::Url {
+            url: hide_password(url),
+            reason: e.to_string(),
+        };
+        let link = match cluster_nodes(url) {
+            Some(nodes) => {
+                let nodes = nodes.map_err(|reason| RedisSetupError::Url {
+                    url: hide_password(url),
+                    reason,
+                })?;
+                let client = ClusterClient::builder(nodes)
+                    .connection_timeout(CONNECT_TIMEOUT)
+                    .response_timeout(RESPONSE_TIMEOUT)
+                    .retries(2)
+                    .min_retry_wait(50)
+                    .max_retry_wait(500)
+                    .build()
+                    .map_err(bad)?;
+                let config = ClusterConfig::new()
+                    .set_connection_timeout(CONNECT_TIMEOUT)
+                    .set_response_timeout(RESPONSE_TIMEOUT);
+                Link::Cluster(client.get_pending_async_connection_with_config(config))
+            }
+            None => {
+                let client = redis::Client::open(url).map_err(bad)?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                    .set_number_of_retries(1)
+                    .set_min_delay(Duration::from_millis(50))
+                    .set_max_delay(Duration::from_millis(500));
+                Link::Single(ConnectionManager::new_lazy_with_config(client, config).map_err(bad)?)
+            }
+        };
+        let colocated = matches!(link, Link::Single(_)) || has_hash_tag(key_prefix);
+        Ok(RedisStore {
+            link,
+            prefix: key_prefix.to_string(),
+            colocated,
+            scripts: Scripts::new(),
+        })
+    }
+
+    /// Whether this store talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.link, Link::Cluster(_))
+    }
+
+    fn session_key(&self, id: &SessionId) -> String {
+        format!("{}{}", self.prefix, id.to_base64())
+    }
+
+    fn user_key(&self, user: &str) -> String {
+        format!("{}user:{user}", self.prefix)
+    }
+
+    /// Runs one operation against a fresh handle on the shared connection,
+    /// within [`OPERATION_TIMEOUT`].
+    async fn run<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Link) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        match tokio::time::timeout(OPERATION_TIMEOUT, op(self.link.clone())).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(classify(&e)),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "Redis did not answer within {OPERATION_TIMEOUT:?}"
+            ))),
+        }
+    }
+
+    /// The three-step login for keys in different cluster slots (see the
+    /// module documentation for the order and why).
+    #[allow(clippy::too_many_arguments)] // one login needs every input
+    async fn login_in_steps(
+        &self,
+        old: Option<&SessionId>,
+        new: &SessionId,
+        user: &str,
+        change: &DataChange,
+        seed: NewSession<'_>,
+        now: u64,
+        policy: &Policy,
+    ) -> Result<SessionRecord, StoreError> {
+        let index = self.user_key(user);
+        let member = new.to_base64();
+        self.run(|mut c| async move {
+            let mut inv = self.scripts.index.prepare_invoke();
+            inv.key(&index)
+                .arg(&member)
+                .arg(now)
+                .arg(policy.max_lifetime);
+            inv.invoke_async::<Value>(&mut c).await
+        })
+        .await?;
+        let seed_ip = seed.ip.map(|ip| ip.to_string()).unwrap_or_default();
+        // `None`: step 2 already applied the change.
+        let (base, ip, put_change) = match old {
+            Some(old) => {
+                let key = self.session_key(old);
+                let taken = self
+                    .run(|mut c| async move {
+                        let mut inv = self.scripts.take.prepare_invoke();
+                        inv.key(&key)
+                            .arg(now)
+                            .arg(policy.idle_timeout)
+                            .arg(policy.max_lifetime)
+                            .arg(policy.max_data_bytes)
+                            .arg(seed.initial);
+                        push_change(&mut inv, change);
+                        inv.invoke_async::<Value>(&mut c).await
+                    })
+                    .await?;
+                let (data, old_ip) = parse_taken(taken)?;
+                let ip = if seed_ip.is_empty() {
+                    old_ip.unwrap_or_default()
+                } else {
+                    seed_ip
+                };
+                (data, ip, None)
+            }
+            None => (seed.initial.to_string(), seed_ip, Some(change)),
+        };
+        let key = self.session_key(new);
+        let reply = self
+            .run(|mut c| async move {
+                let mut inv = self.scripts.put.prepare_invoke();
+                inv.key(&key)
+                    .arg(now)
+                    .arg(policy.idle_timeout)
+                    .arg(policy.max_lifetime)
+                    .arg(policy.max_data_bytes)
+                    .arg(user)
+                    .arg(&base)
+                    .arg(&ip);
+                match put_change {
+                    Some(change) => {
+                        inv.arg(1);
+                        push_change(&mut inv, change);
+                    }
+                    None => {
+                        inv.arg(0);
+                    }
+                }
+                inv.invoke_async::<Value>(&mut c).await
+            })
+            .await?;
+        parse_record(reply)
+    }
+
+    /// Every primary of the cluster, as `(host, port)`.
+    async fn primaries(&self) -> Result<Vec<(String, u16)>, StoreError> {
+        let nodes: String = self
+            .run(
+                |mut c| async move { redis::cmd("CLUSTER").arg("NODES").query_async(&mut c).await },
+            )
+            .await?;
+        Ok(nodes
+            .lines()
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split(' ').collect();
+                let flags = fields.get(2)?;
+                if !flags.split(',').any(|f| f == "master") || flags.contains("fail") {
+                    return None;
+                }
+                // ip:port@cport[,hostname]
+                let addr = fields.get(1)?.split('@').next()?;
+                let (host, port) = addr.rsplit_once(':')?;
+                Some((host.to_string(), port.parse().ok()?))
+            })
+            .collect())
+    }
+
+    /// Counts the session keys on one node (or the only server), by SCAN.
+    async fn count_on(&self, node: Option<(String, u16)>) -> Result<usize, StoreError> {
+        let pattern = format!("{}*", glob_escape(&self.prefix));
+        let mut cursor: u64 = 0;
+        let mut count = 0;
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000);
+            let route = node.clone().map(|(host, port)| {
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port })
+            });
+            let reply: Value = self
+                .run(|c| async move {
+                    match (c, route) {
+                        (Link::Cluster(mut cluster), Some(route)) => {
+                            cluster.route_command(scan, route).await
+                        }
+                        (mut c, _) => scan.query_async(&mut c).await,
+                    }
+                })
+                .await?;
+            let (next, keys): (u64, Vec<String>) = redis::from_redis_value(reply)
+                .map_err(|e| StoreError::Corrupt(format!("SCAN reply: {e}")))?;
+            count += keys
+                .iter()
+                .filter(|k| {
+                    k.strip_prefix(&self.prefix)
+                        .and_then(SessionId::from_base64)
+                        .is_some()
+                })
+                .count();
+            if next == 0 {
+                return Ok(count);
+            }
+            cursor = next;
+        }
+    }
+}
+
+impl SessionStore for RedisStore {
+    async fn load(
+        &self,
+        id: &SessionId,
+        now: u64,
+        policy: &Policy,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let key = self.session_key(id);
+        let reply = self
+            .run(|mut c| async move {
+                let mut inv = self.scripts.load.prepare_invoke();
+                inv.key(&key)
+                    .arg(now)
+                    .arg(policy.idle_timeout)
+                    .arg(policy.max_lifetime)
+                    .arg(policy.touch_interval);
+                inv.invoke_async::<Value>(&mut c).await
+            })
+            .await?;
+        if reply == Value::Nil {
+            return Ok(None);
+        }
+        parse_record(reply).map(Some)
+    }
+
+    async fn update(
+        &self,
+        id: &SessionId,
+        change: &DataChange,
+        create: Option<NewSession<'_>>,
+        now: u64,
+        policy: &Policy,
+    ) -> Result<SessionRecord, StoreError> {
+        let key = self.session_key(id);
+        let reply = self
+            .run(|mut c| async move {
+                let mut inv = self.scripts.update.prepare_invoke();
+                inv.key(&key)
+                    .arg(now)
+                    .arg(policy.idle_timeout)
+                    .arg(policy.max_lifetime)
+                    .arg(policy.max_data_bytes);
+                match &create {
+                    Some(seed) => inv
+                        .arg(1)
+                        .arg(seed.created)
+                        .arg(seed.initial)
+                        .arg(seed.ip.map(|ip| ip.to_string()).unwrap_or_default()),
+                    None => inv.arg(0).arg(0).arg("").arg(""),
+                };
+                push_change(&mut inv, change);
+                inv.invoke_async::<Value>(&mut c).await
+            })
+            .await?;
+        parse_record(reply)
+    }
+
+    #[allow(clippy::too_many_arguments)] // one atomic step needs every input
+    async fn login(
+        &self,
+        old: Option<&SessionId>,
+        new: &SessionId,
+        user: &str,
+        change: &DataChange,
+        seed: NewSession<'_>,
+        now: u64,
+        policy: &Policy,
+    ) -> Result<SessionRecord, StoreError> {
+        if !self.colocated {
+            return self
+                .login_in_steps(old, new, user, change, seed, now, policy)
+                .await;
+        }
+        let new_key = self.session_key(new);
+        let index = self.user_key(user);
+        let old_key = old.map(|o| self.session_key(o));
+        let member = new.to_base64();
+        let reply = self
+            .run(|mut c| async move {
+                let mut inv = self.scripts.login.prepare_invoke();
+                inv.key(&new_key).key(&index);
+                if let Some(old_key) = &old_key {
+                    inv.key(old_key);
+                }
+                inv.arg(now)
+                    .arg(policy.idle_timeout)
+                    .arg(policy.max_lifetime)
+                    .arg(policy.max_data_bytes)
+                    .arg(user)
+                    .arg(&member)
+                    .arg(seed.initial)
+                    .arg(seed.ip.map(|ip| ip.to_string()).unwrap_or_default());
+                push_change(&mut inv, change);
+                inv.invoke_async::<Value>(&mut c).await
+            })
+            .await?;
+        parse_record(reply)
+    }
+
+    async fn remove(&self, id: &SessionId) -> Result<(), StoreError> {
+        let key = self.session_key(id);
+        self.run(|mut c| async move { redis::cmd("DEL").arg(&key).query_async::<()>(&mut c).await })
+            .await
+    }
+
+    async fn remove_user(&self, user: &str) -> Result<usize, StoreError> {
+        let index = self.user_key(user);
+        let members = self.members(&index).await?;
+        let mut removed = 0;
+        for batch in members.chunks(BATCH) {
+            let results = join_all(batch.iter().map(|member| {
+                let key = format!("{}{member}", self.prefix);
+                self.run(move |mut c| async move {
+                    let mut inv = self.scripts.drop_if_user.prepare_invoke();
+                    inv.key(&key).arg(user);
+                    inv.invoke_async::<i64>(&mut c).await
+                })
+            }))
+            .await;
+            for r in results {
+                removed += usize::from(r? == 1);
+            }
+            // Only the members handled: a login meanwhile keeps its own.
+            self.forget(&index, batch).await?;
+        }
+        Ok(removed)
+    }
+
+    async fn user_sessions(
+        &self,
+        user: &str,
+        now: u64,
+        policy: &Policy,
+    ) -> Result<Vec<SessionSummary>, StoreError> {
+        let index = self.user_key(user);
+        let members = self.members(&index).await?;
+        let mut live = Vec::new();
+        let mut dead = Vec::new();
+        for batch in members.chunks(BATCH) {
+            let replies = join_all(batch.iter().map(|member| {
+                let key = format!("{}{member}", self.prefix);
+                self.run(move |mut c| async move {
+                    redis::cmd("HMGET")
+                        .arg(&key)
+                        .arg(&["c", "s", "d", "u", "i"][..])
+                        .query_async::<Value>(&mut c)
+                        .await
+                })
+            }))
+            .await;
+            for (member, reply) in batch.iter().zip(replies) {
+                let record = match reply? {
+                    Value::Array(mut fields) if fields.first() != Some(&Value::Nil) => {
+                        fields.insert(0, Value::SimpleString("ok".into()));
+                        Some(parse_record(Value::Array(fields))?)
+                    }
+                    _ => None,
+                };
+                let id = SessionId::from_base64(member);
+                match (id, record) {
+                    (Some(id), Some(record))
+                        if record.user.as_deref() == Some(user)
+                            && !record.is_expired(now, policy) =>
+                    {
+                        live.push(SessionSummary { id, record });
+                    }
+                    _ => dead.push(member.clone()),
+                }
+            }
+        }
+        self.forget(&index, &dead).await?;
+        Ok(live)
+    }
+
+    async fn count(&self) -> Result<usize, StoreError> {
+        if !self.is_cluster() {
+            return self.count_on(None).await;
+        }
+        let mut total = 0;
+        for node in self.primaries().await? {
+            total += self.count_on(Some(node)).await?;
+        }
+        Ok(total)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await })
+            .await
+    }
+}
+
+impl RedisStore {
+    async fn members(&self, index: &str) -> Result<Vec<String>, StoreError> {
+        self.run(|mut c| async move {
+            redis::cmd("ZRANGE")
+                .arg(index)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut c)
+                .await
+        })
+        .await
+    }
+
+    async fn forget(&self, index: &str, members: &[String]) -> Result<(), StoreError> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        self.run(|mut c| async move {
+            redis::cmd("ZREM")
+                .arg(index)
+                .arg(members)
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+}
+
+/// Appends a data change to a script's arguments: the number of keys to
+/// delete, those keys, the number of keys to set, then key, value pairs;
+/// every key and value urlencoded as the stored data is.
+fn push_change(inv: &mut redis::ScriptInvocation<'_>, change: &DataChange) {
+    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    inv.arg(change.delete.len());
+    for k in &change.delete {
+        inv.arg(enc(k));
+    }
+    inv.arg(change.set.len());
+    for (k, v) in &change.set {
+        inv.arg(enc(k)).arg(enc(v));
+    }
+}
+
+/// Reads `{status, ...}` replies: `{"ok", created, last_seen, data, user|nil,
+/// ip|nil}`, `{"gone"}` or `{"too_large", size}`.
+fn parse_record(reply: Value) -> Result<SessionRecord, StoreError> {
+    let fields = status_fields(reply)?;
+    let mut it = fields.into_iter();
+    let created = it
+        .next()
+        .and_then(number)
+        .ok_or_else(|| malformed("created"))?;
+    let last_seen = it
+        .next()
+        .and_then(number)
+        .ok_or_else(|| malformed("last_seen"))?;
+    let data = it.next().and_then(text).unwrap_or_default();
+    let user = it.next().and_then(text).map(Arc::from);
+    let ip = match it.next().and_then(text) {
+        Some(s) => Some(s.parse::<IpAddr>().map_err(|_| malformed("ip"))?),
+        None => None,
+    };
+    Ok(SessionRecord {
+        created,
+        last_seen,
+        user,
+        data: Arc::from(data),
+        ip,
+    })
+}
+
+/// Reads the reply of the first login step: `{"ok", data, ip|nil}`.
+fn parse_taken(reply: Value) -> Result<(String, Option<String>), StoreError> {
+    let mut it = status_fields(reply)?.into_iter();
+    let data = it.next().and_then(text).unwrap_or_default();
+    Ok((data, it.next().and_then(text)))
+}
+
+/// The fields after an `"ok"` status, or the error the status stands for.
+fn status_fields(reply: Value) -> Result<Vec<Value>, StoreError> {
+    let Value::Array(mut fields) = reply else {
+        return Err(malformed("reply"));
+    };
+    if fields.is_empty() {
+        return Err(malformed("reply"));
+    }
+    let status = text(fields.remove(0)).unwrap_or_default();
+    match status.as_str() {
+        "ok" => Ok(fields),
+        "gone" => Err(StoreError::Gone),
+        "too_large" => {
+            let mut it = fields.into_iter().map(|v| {
+                number(v).map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX))
+            });
+            Err(StoreError::TooLarge {
+                size: it.next().unwrap_or(usize::MAX),
+                limit: it.next().unwrap_or(0),
+            })
+        }
+        _ => Err(malformed("status")),
+    }
+}
+
+fn malformed(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("unexpected {what} in a Redis reply"))
+}
+
+fn text(v: Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b).ok(),
+        Value::SimpleString(s) => Some(s),
+        Value::VerbatimString { text, .. } => Some(text),
+        _ => None,
+    }
+}
+
+fn number(v: Value) -> Option<u64> {
+    match v {
+        Value::Int(n) => u64::try_from(n).ok(),
+        other => text(other)?.parse().ok(),
+    }
+}
+
+/// Connection trouble is "unavailable" (503 on protected routes); anything
+/// else means Redis answered something sessiongate did not expect.
+fn classify(e: &RedisError) -> StoreError {
+    let unavailable = e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_cluster_error()
+        || matches!(
+            e.kind(),
+            ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::Server(
+                    ServerErrorKind::BusyLoading
+                        | ServerErrorKind::MasterDown
+                        | ServerErrorKind::ReadOnly
+                        | ServerErrorKind::TryAgain
+                        | ServerErrorKind::ClusterDown
+                )
+        )
+        || e.code() == Some("OOM");
+    if unavailable {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+/// `redis+cluster://[auth@]h1:p1,h2:p2[/...]` as one URL per node; `None`
+/// for a URL that is not a cluster URL.
+fn cluster_nodes(url: &str) -> Option<Result<Vec<String>, String>> {
+    let (scheme, rest) = if let Some(rest) = url.strip_prefix("redis+cluster://") {
+        ("redis://", rest)
+    } else {
+        ("rediss://", url.strip_prefix("rediss+cluster://")?)
+    };
+    let (auth, hosts) = match rest.rsplit_once('@') {
+        Some((auth, hosts)) => (format!("{auth}@"), hosts),
+        None => (String::new(), rest),
+    };
+    let (hosts, tail) = match hosts.find(['/', '?']) {
+        Some(at) => hosts.split_at(at),
+        None => (hosts, ""),
+    };
+    // A database number means nothing to a cluster; options after `?` are kept.
+    let query = tail.find('?').map_or("", |at| &tail[at..]);
+    let nodes: Vec<String> = hosts
+        .split(',')
+        .map(|h| format!("{scheme}{auth}{h}{query}"))
+        .collect();
+    if hosts.split(',').any(|h| h.trim().is_empty()) {
+        return Some(Err(
+            "a cluster URL lists host:port pairs separated by commas".into(),
+        ));
+    }
+    Some(Ok(nodes))
+}
+
+/// Whether `prefix` holds a complete, non-empty Redis hash tag, which puts
+/// every key that starts with it in the same cluster slot.
+fn has_hash_tag(prefix: &str) -> bool {
+    prefix
+        .find('{')
+        .is_some_and(|open| prefix[open + 1..].find('}').is_some_and(|len| len > 0))
+}
+
+/// Escapes the glob characters of SCAN's MATCH.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A URL for messages: the password replaced.
+fn hide_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+/// The Lua scripts, hashed once.
+struct Scripts {
+    load: Script,
+    update: Script,
+    login: Script,
+    take: Script,
+    put: Script,
+    index: Script,
+    drop_if_user: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Scripts {
+            load: Script::new(&[LUA_COMMON, LUA_LOAD].concat()),
+            update: Script::new(&[LUA_COMMON, LUA_UPDATE].concat()),
+            login: Script::new(&[LUA_COMMON, LUA_LOGIN].concat()),
+            take: Script::new(&[LUA_COMMON, LUA_TAKE].concat()),
+            put: Script::new(&[LUA_COMMON, LUA_PUT].concat()),
+            index: Script::new(&[LUA_COMMON, LUA_INDEX].concat()),
+            drop_if_user: Script::new(LUA_DROP_IF_USER),
+        }
+    }
+}
+
+/// Functions every script shares. Times are whole seconds from the proxy's
+/// clock; TTLs are relative, so Redis's own clock never decides expiry.
+const LUA_COMMON: &str = r#"
+local function expires_at(created, last_seen, idle, life)
+  return math.min(last_seen + idle, created + life)
+end
+
+local function ttl(created, last_seen, idle, life, now)
+  return math.max(expires_at(created, last_seen, idle, life) - now, 1)
+end
+
+-- Applies the change found in ARGV from position i on to urlencoded data:
+-- ndel, keys..., nset, key, value, ... (all urlencoded like the data).
+-- Mirrors DataChange::apply: deletes first, then sets in order, a key set
+-- twice keeps its first position, empty keys are dropped when read back.
+local function apply_change(data, i)
+  local keys, vals, at = {}, {}, {}
+  for piece in string.gmatch(data, '[^&]+') do
+    local eq = string.find(piece, '=', 1, true)
+    local k, v = piece, ''
+    if eq then
+      k = string.sub(piece, 1, eq - 1)
+      v = string.sub(piece, eq + 1)
+    end
+    if k ~= '' then
+      if at[k] then
+        vals[at[k]] = v
+      else
+        keys[#keys + 1] = k
+        vals[#keys] = v
+        at[k] = #keys
+      end
+    end
+  end
+  local deleted = {}
+  local ndel = tonumber(ARGV[i])
+  i = i + 1
+  for _ = 1, ndel do
+    deleted[ARGV[i]] = true
+    i = i + 1
+  end
+  local out_k, out_v, pos = {}, {}, {}
+  for j = 1, #keys do
+    if not deleted[keys[j]] then
+      out_k[#out_k + 1] = keys[j]
+      out_v[#out_k] = vals[j]
+      pos[keys[j]] = #out_k
+    end
+  end
+  local nset = tonumber(ARGV[i])
+  i = i + 1
+  for _ = 1, nset do
+    local k, v = ARGV[i], ARGV[i + 1]
+    i = i + 2
+    if pos[k] then
+      out_v[pos[k]] = v
+    else
+      out_k[#out_k + 1] = k
+      out_v[#out_k] = v
+      pos[k] = #out_k
+    end
+  end
+  local parts = {}
+  for j = 1, #out_k do
+    parts[j] = out_k[j] .. '=' .. out_v[j]
+  end
+  return table.concat(parts, '&')
+end
+
+-- A live session's fields; or nil, and true when it existed but had
+-- expired (it is deleted on the way).
+local function live(key, now, idle, life)
+  local r = redis.call('HMGET', key, 'c', 's', 'd', 'u', 'i')
+  local c, s = tonumber(r[1]), tonumber(r[2])
+  if not c or not s then
+    return nil, false
+  end
+  if now >= expires_at(c, s, idle, life) then
+    redis.call('DEL', key)
+    return nil, true
+  end
+  return {c = c, s = s, d = r[3] or '', u = r[4], i = r[5]}
+end
+
+-- Creates a logged-in session under a new id.
+local function put(key, now, idle, life, user, data, ip)
+  redis.call('DEL', key)
+  redis.call('HSET', key, 'c', now, 's', now, 'u', user, 'd', data)
+  if ip ~= '' then
+    redis.call('HSET', key, 'i', ip)
+  end
+  redis.call('EXPIRE', key, ttl(now, now, idle, life, now))
+  return {'ok', now, now, data, user, ip ~= '' and ip or false}
+end
+
+-- Adds an id to a user's set, drops the ids whose absolute lifetime is
+-- over, and keeps the set until every session in it has ended.
+local function index(key, id, now, life)
+  redis.call('ZADD', key, now + life, id)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  if redis.call('TTL', key) < life then
+    redis.call('EXPIRE', key, life)
+  end
+end
+"#;
+
+/// KEYS: session. ARGV: now, idle, life, touch_interval.
+/// Refreshes last_seen and the TTL at most every touch_interval.
+const LUA_LOAD: &str = r#"
+local now, idle, life, touch = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local r = live(KEYS[1], now, idle, life)
+if not r then
+  return false
+end
+if now - r.s >= touch and now > r.s then
+  r.s = now
+  redis.call('HSET', KEYS[1], 's', now)
+  redis.call('EXPIRE', KEYS[1], ttl(r.c, now, idle, life, now))
+end
+return {'ok', r.c, r.s, r.d, r.u, r.i}
+"#;
+
+/// KEYS: session. ARGV: now, idle, life, max_bytes, create (0|1), created,
+/// initial, ip, change...
+const LUA_UPDATE: &str = r#"
+local now, idle, life, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local r, expired = live(KEYS[1], now, idle, life)
+local fresh = false
+if not r then
+  -- An expired session stays ended, even for an update allowed to create.
+  if expired or ARGV[5] ~= '1' then
+    return {'gone'}
+  end
+  fresh = true
+  r = {c = tonumber(ARGV[6]), d = ARGV[7], u = false, i = ARGV[8] ~= '' and ARGV[8] or false}
+end
+local data = apply_change(r.d, 9)
+if #data > max then
+  return {'too_large', #data, max}
+end
+if fresh then
+  redis.call('HSET', KEYS[1], 'c', r.c)
+  if r.i then
+    redis.call('HSET', KEYS[1], 'i', r.i)
+  end
+end
+redis.call('HSET', KEYS[1], 's', now, 'd', data)
+redis.call('EXPIRE', KEYS[1], ttl(r.c, now, idle, life, now))
+return {'ok', r.c, now, data, r.u, r.i}
+"#;
+
+/// KEYS: new session, user set, [old session]. ARGV: now, idle, life,
+/// max_bytes, user, new id, initial, ip, change...
+const LUA_LOGIN: &str = r#"
+local now, idle, life, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local base, ip = ARGV[7], ARGV[8]
+if KEYS[3] then
+  local old = live(KEYS[3], now, idle, life)
+  if old then
+    base = old.d
+    if ip == '' and old.i then
+      ip = old.i
+    end
+  end
+end
+local data = apply_change(base, 9)
+if #data > max then
+  return {'too_large', #data, max}
+end
+if KEYS[3] then
+  redis.call('DEL', KEYS[3])
+end
+index(KEYS[2], ARGV[6], now, life)
+return put(KEYS[1], now, idle, life, ARGV[5], data, ip)
+"#;
+
+/// Cluster login, step 2. KEYS: old session. ARGV: now, idle, life,
+/// max_bytes, initial, change... Returns the data the new session gets.
+const LUA_TAKE: &str = r#"
+local now, idle, life, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local base, ip = ARGV[5], false
+local old = live(KEYS[1], now, idle, life)
+if old then
+  base = old.d
+  ip = old.i
+end
+local data = apply_change(base, 6)
+if #data > max then
+  return {'too_large', #data, max}
+end
+redis.call('DEL', KEYS[1])
+return {'ok', data, ip}
+"#;
+
+/// Cluster login, step 3. KEYS: new session. ARGV: now, idle, life,
+/// max_bytes, user, base data, ip, apply (0: the data is final, step 2
+/// applied the change), change...
+const LUA_PUT: &str = r#"
+local now, idle, life, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local data = ARGV[6]
+if ARGV[8] == '1' then
+  data = apply_change(data, 9)
+  if #data > max then
+    return {'too_large', #data, max}
+  end
+end
+return put(KEYS[1], now, idle, life, ARGV[5], data, ARGV[7])
+"#;
+
+/// Cluster login, step 1. KEYS: user set. ARGV: new id, now, life.
+const LUA_INDEX: &str = r#"
+index(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
+return {'ok'}
+"#;
+
+/// KEYS: session. ARGV: user. Deletes the session if it belongs to user.
+const LUA_DROP_IF_USER: &str = r#"
+if redis.call('HGET', KEYS[1], 'u') == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_urls_become_node_urls() {
+        assert!(cluster_nodes("redis://127.0.0.1:6379/0").is_none());
+        assert_eq!(
+            cluster_nodes("redis+cluster://h1:7000,h2:7001").unwrap(),
+            Ok(vec![
+                "redis://h1:7000".to_string(),
+                "redis://h2:7001".to_string()
+            ])
+        );
+        assert_eq!(
+            cluster_nodes("rediss+cluster://:pw@h1:7000,h2:7001/0?protocol=resp3").unwrap(),
+            Ok(vec![
+                "rediss://:pw@h1:7000?protocol=resp3".to_string(),
+                "rediss://:pw@h2:7001?protocol=resp3".to_string()
+            ])
+        );
+        assert!(
+            cluster_nodes("redis+cluster://h1:7000,,h2:1")
+                .unwrap()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn hash_tags_in_the_prefix() {
+        assert!(has_hash_tag("{sg}:"));
+        assert!(has_hash_tag("app:{s}"));
+        assert!(!has_hash_tag("sg:"));
+        assert!(!has_hash_tag("{}sg:"));
+        assert!(!has_hash_tag("{sg:"));
+    }
+
+    #[test]
+    fn globs_and_passwords() {
+        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+        assert_eq!(
+            hide_password("redis://:secret@host:6379/0"),
+            "redis://***@host:6379/0"
+        );
+        assert_eq!(hide_password("redis://host"), "redis://host");
+    }
+
+    #[test]
+    fn replies_parse_or_fail_typed() {
+        let ok = Value::Array(vec![
+            Value::BulkString(b"ok".to_vec()),
+            Value::Int(10),
+            Value::BulkString(b"12".to_vec()),
+            Value::BulkString(b"a=1".to_vec()),
+            Value::Nil,
+            Value::BulkString(b"192.0.2.1".to_vec()),
+        ]);
+        let r = parse_record(ok).unwrap();
+        assert_eq!((r.created, r.last_seen, &*r.data), (10, 12, "a=1"));
+        assert_eq!(r.user, None);
+        assert_eq!(r.ip, Some("192.0.2.1".parse().unwrap()));
+        assert_eq!(
+            parse_record(Value::Array(vec![Value::SimpleString("gone".into())])),
+            Err(StoreError::Gone)
+        );
+        assert!(matches!(
+            parse_record(Value::Array(vec![
+                Value::SimpleString("too_large".into()),
+                Value::Int(5000)
+            ])),
+            Err(StoreError::TooLarge { size: 5000, .. })
+        ));
+        for junk in [
+            Value::Nil,
+            Value::Int(3),
+            Value::Array(vec![]),
+            Value::Array(vec![Value::SimpleString("what".into())]),
+            Value::Array(vec![Value::SimpleString("ok".into()), Value::Nil]),
+        ] {
+            assert!(matches!(parse_record(junk), Err(StoreError::Corrupt(_))));
+        }
+    }
+}

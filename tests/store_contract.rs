@@ -1,0 +1,532 @@
+//! The `SessionStore` contract, run against every store: the memory store,
+//! one Redis server, and a three-node Redis Cluster (with and without a hash
+//! tag in the key prefix, so that both ways of logging in are exercised).
+//!
+//! Each check is one generic function; the `contract!` macro runs it against
+//! each store. Times are the proxy's clock, passed in, so expiry is checked
+//! without waiting, Redis included.
+
+mod support;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use sessiongate::session::data::decode;
+use sessiongate::session::{
+    DataChange, MemoryStore, NewSession, Policy, RedisStore, SessionId, SessionStore, StoreError,
+};
+use support::process::{Cluster, Redis, redis_available};
+
+fn policy() -> Policy {
+    Policy {
+        idle_timeout: 100,
+        max_lifetime: 1000,
+        touch_interval: 10,
+        max_data_bytes: 64,
+        max_sessions: 1000,
+    }
+}
+
+fn seed(created: u64) -> NewSession<'static> {
+    NewSession {
+        created,
+        initial: "",
+        ip: None,
+    }
+}
+
+fn set(k: &str, v: &str) -> DataChange {
+    DataChange {
+        delete: vec![],
+        set: vec![(k.into(), v.into())],
+    }
+}
+
+fn ip(s: &str) -> Option<IpAddr> {
+    Some(s.parse().unwrap())
+}
+
+async fn update_creates_only_when_asked<S: SessionStore>(s: Arc<S>) {
+    let id = SessionId::generate();
+    let p = policy();
+    assert_eq!(
+        s.update(&id, &set("a", "1"), None, 0, &p).await,
+        Err(StoreError::Gone)
+    );
+    assert!(s.load(&id, 0, &p).await.unwrap().is_none());
+    let created = NewSession {
+        created: 0,
+        initial: "start=1",
+        ip: ip("192.0.2.9"),
+    };
+    let r = s
+        .update(&id, &set("a", "1"), Some(created), 2, &p)
+        .await
+        .unwrap();
+    assert_eq!((&*r.data, r.created, r.last_seen), ("start=1&a=1", 0, 2));
+    assert_eq!(r.ip, ip("192.0.2.9"));
+    assert_eq!(r.user, None);
+    let r = s.update(&id, &set("b", "2"), None, 3, &p).await.unwrap();
+    assert_eq!(&*r.data, "start=1&a=1&b=2");
+    assert_eq!(s.load(&id, 3, &p).await.unwrap(), Some(r));
+}
+
+async fn idle_and_absolute_expiry<S: SessionStore>(s: Arc<S>) {
+    let id = SessionId::generate();
+    let p = policy();
+    s.update(&id, &set("a", "1"), Some(seed(0)), 0, &p)
+        .await
+        .unwrap();
+    assert!(s.load(&id, 99, &p).await.unwrap().is_some());
+    // touched at 99, so alive until 199
+    assert!(s.load(&id, 198, &p).await.unwrap().is_some());
+    assert!(s.load(&id, 400, &p).await.unwrap().is_none());
+    let ended = SessionId::generate();
+    s.update(&ended, &set("a", "1"), Some(seed(0)), 0, &p)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.update(&ended, &set("b", "1"), Some(seed(0)), 400, &p)
+            .await,
+        Err(StoreError::Gone),
+        "an ended session is not brought back by an update"
+    );
+    let id2 = SessionId::generate();
+    s.update(&id2, &set("a", "1"), Some(seed(0)), 0, &p)
+        .await
+        .unwrap();
+    let mut t = 0;
+    while t + 50 < 1000 {
+        t += 50;
+        assert!(s.load(&id2, t, &p).await.unwrap().is_some(), "alive at {t}");
+    }
+    assert!(
+        s.load(&id2, 1000, &p).await.unwrap().is_none(),
+        "max_lifetime ends it"
+    );
+}
+
+async fn loads_touch_at_most_every_touch_interval<S: SessionStore>(s: Arc<S>) {
+    let id = SessionId::generate();
+    let p = policy();
+    s.update(&id, &set("a", "1"), Some(seed(0)), 0, &p)
+        .await
+        .unwrap();
+    let seen = |r: Option<sessiongate::session::SessionRecord>| r.unwrap().last_seen;
+    assert_eq!(seen(s.load(&id, 5, &p).await.unwrap()), 0);
+    assert_eq!(seen(s.load(&id, 10, &p).await.unwrap()), 10);
+    assert_eq!(seen(s.load(&id, 15, &p).await.unwrap()), 10);
+    assert_eq!(seen(s.load(&id, 15, &p).await.unwrap()), 10);
+    // The idle deadline moved with the touch: alive at 10 + 99, not at 10 + 100.
+    assert!(s.load(&id, 109, &p).await.unwrap().is_some());
+    assert!(s.load(&id, 209, &p).await.unwrap().is_none());
+}
+
+async fn too_large_changes_nothing<S: SessionStore>(s: Arc<S>) {
+    let id = SessionId::generate();
+    let p = policy();
+    s.update(&id, &set("a", "1"), Some(seed(0)), 0, &p)
+        .await
+        .unwrap();
+    let big = "x".repeat(100);
+    assert_eq!(
+        s.update(&id, &set("b", &big), None, 1, &p).await,
+        Err(StoreError::TooLarge {
+            size: 106,
+            limit: 64
+        })
+    );
+    assert_eq!(&*s.load(&id, 1, &p).await.unwrap().unwrap().data, "a=1");
+    let fresh = SessionId::generate();
+    assert!(matches!(
+        s.update(&fresh, &set("b", &big), Some(seed(0)), 1, &p)
+            .await,
+        Err(StoreError::TooLarge { .. })
+    ));
+    assert!(s.load(&fresh, 1, &p).await.unwrap().is_none());
+    let new = SessionId::generate();
+    assert!(matches!(
+        s.login(Some(&id), &new, "alice", &set("b", &big), seed(1), 1, &p)
+            .await,
+        Err(StoreError::TooLarge { .. })
+    ));
+    assert_eq!(
+        &*s.load(&id, 1, &p).await.unwrap().unwrap().data,
+        "a=1",
+        "a refused login leaves the old session as it was"
+    );
+    assert!(s.load(&new, 1, &p).await.unwrap().is_none());
+}
+
+async fn login_moves_the_session_to_a_new_id<S: SessionStore>(s: Arc<S>) {
+    let p = policy();
+    let old = SessionId::generate();
+    let new = SessionId::generate();
+    let first = NewSession {
+        ip: ip("2001:db8::7"),
+        ..seed(0)
+    };
+    s.update(&old, &set("cart", "3"), Some(first), 0, &p)
+        .await
+        .unwrap();
+    let r = s
+        .login(
+            Some(&old),
+            &new,
+            "alice",
+            &set("lang", "en"),
+            seed(5),
+            5,
+            &p,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.user.as_deref(), Some("alice"));
+    assert_eq!(&*r.data, "cart=3&lang=en");
+    assert_eq!((r.created, r.last_seen), (5, 5));
+    assert_eq!(r.ip, ip("2001:db8::7"), "the old session's IP is kept");
+    assert!(
+        s.load(&old, 5, &p).await.unwrap().is_none(),
+        "old id is dead"
+    );
+    assert_eq!(s.load(&new, 6, &p).await.unwrap(), Some(r));
+    assert_eq!(
+        s.update(&old, &set("x", "1"), None, 6, &p).await,
+        Err(StoreError::Gone)
+    );
+    // A login from a new address takes that address.
+    let newer = SessionId::generate();
+    let from = NewSession {
+        ip: ip("192.0.2.1"),
+        ..seed(7)
+    };
+    let r = s
+        .login(
+            Some(&new),
+            &newer,
+            "alice",
+            &DataChange::default(),
+            from,
+            7,
+            &p,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.ip, ip("192.0.2.1"));
+    assert_eq!(&*r.data, "cart=3&lang=en");
+}
+
+async fn login_without_a_live_session_starts_from_initial<S: SessionStore>(s: Arc<S>) {
+    let p = policy();
+    let initial = NewSession {
+        created: 0,
+        initial: "count=0",
+        ip: None,
+    };
+    let new = SessionId::generate();
+    let r = s
+        .login(None, &new, "bob", &set("a", "1"), initial, 3, &p)
+        .await
+        .unwrap();
+    assert_eq!((&*r.data, r.user.as_deref()), ("count=0&a=1", Some("bob")));
+    assert_eq!(r.ip, None);
+    // An old id that was never stored, or has expired, counts as none.
+    let never = SessionId::generate();
+    let r = s
+        .login(
+            Some(&never),
+            &SessionId::generate(),
+            "bob",
+            &DataChange::default(),
+            initial,
+            3,
+            &p,
+        )
+        .await
+        .unwrap();
+    assert_eq!(&*r.data, "count=0");
+    let stale = SessionId::generate();
+    s.update(&stale, &set("old", "1"), Some(seed(0)), 0, &p)
+        .await
+        .unwrap();
+    let fresh = SessionId::generate();
+    let r = s
+        .login(
+            Some(&stale),
+            &fresh,
+            "bob",
+            &DataChange::default(),
+            initial,
+            500,
+            &p,
+        )
+        .await
+        .unwrap();
+    assert_eq!(&*r.data, "count=0");
+    assert!(s.load(&stale, 500, &p).await.unwrap().is_none());
+}
+
+async fn users_are_listed_and_logged_out_everywhere<S: SessionStore>(s: Arc<S>) {
+    let p = policy();
+    let mut alice = Vec::new();
+    for t in 0..3 {
+        let id = SessionId::generate();
+        s.login(None, &id, "alice", &DataChange::default(), seed(t), t, &p)
+            .await
+            .unwrap();
+        alice.push(id);
+    }
+    let bob = SessionId::generate();
+    s.login(None, &bob, "bob", &DataChange::default(), seed(0), 0, &p)
+        .await
+        .unwrap();
+    let anon = SessionId::generate();
+    s.update(&anon, &set("a", "1"), Some(seed(0)), 0, &p)
+        .await
+        .unwrap();
+
+    let mut listed: Vec<_> = s
+        .user_sessions("alice", 2, &p)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| x.id.to_base64())
+        .collect();
+    listed.sort();
+    let mut expected: Vec<_> = alice.iter().map(|id| id.to_base64()).collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    // One logs out by itself (twice is no error).
+    s.remove(&alice[0]).await.unwrap();
+    s.remove(&alice[0]).await.unwrap();
+    assert_eq!(s.user_sessions("alice", 2, &p).await.unwrap().len(), 2);
+    assert!(s.user_sessions("nobody", 2, &p).await.unwrap().is_empty());
+    // Expired sessions are not listed.
+    assert_eq!(s.user_sessions("bob", 99, &p).await.unwrap().len(), 1);
+    assert!(s.user_sessions("bob", 100, &p).await.unwrap().is_empty());
+
+    assert_eq!(s.remove_user("alice").await.unwrap(), 2);
+    for id in &alice {
+        assert!(s.load(id, 3, &p).await.unwrap().is_none());
+    }
+    assert!(s.load(&bob, 3, &p).await.unwrap().is_some());
+    assert!(s.load(&anon, 3, &p).await.unwrap().is_some());
+    assert_eq!(s.remove_user("alice").await.unwrap(), 0);
+}
+
+async fn count_counts_sessions_only<S: SessionStore>(s: Arc<S>) {
+    let p = policy();
+    assert_eq!(s.count().await.unwrap(), 0);
+    for i in 0..3 {
+        s.update(
+            &SessionId::generate(),
+            &set("n", &i.to_string()),
+            Some(seed(0)),
+            0,
+            &p,
+        )
+        .await
+        .unwrap();
+    }
+    s.login(
+        None,
+        &SessionId::generate(),
+        "carol",
+        &DataChange::default(),
+        seed(0),
+        0,
+        &p,
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.count().await.unwrap(), 4);
+    s.ping().await.unwrap();
+}
+
+async fn concurrent_updates_lose_nothing<S: SessionStore>(s: Arc<S>) {
+    let p = Policy {
+        max_data_bytes: 100_000,
+        ..policy()
+    };
+    let id = SessionId::generate();
+    s.update(&id, &DataChange::default(), Some(seed(0)), 0, &p)
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.update(&id, &set(&format!("k{i}"), "v"), None, 1, &p)
+                    .await
+                    .unwrap();
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let r = s.load(&id, 1, &p).await.unwrap().unwrap();
+    assert_eq!(decode(&r.data).len(), 50);
+}
+
+/// Data changes give exactly what [`DataChange::apply`] gives, whatever the
+/// keys and values hold.
+async fn changes_match_data_change_apply<S: SessionStore>(s: Arc<S>) {
+    let p = Policy {
+        max_data_bytes: 100_000,
+        ..policy()
+    };
+    let odd = [
+        "plain",
+        "with space",
+        "a&b",
+        "c=d",
+        "pl+us",
+        "per%cent",
+        "é",
+        "日本",
+        "",
+        "x=y&z",
+        "~*-._",
+        "semi;colon",
+        "new\nline",
+    ];
+    let changes: Vec<DataChange> = vec![
+        DataChange {
+            delete: vec![],
+            set: odd
+                .iter()
+                .map(|k| (k.to_string(), format!("{k}!{k}")))
+                .collect(),
+        },
+        DataChange {
+            delete: vec!["a&b".into(), "missing".into(), "日本".into()],
+            set: vec![("plain".into(), "".into()), ("c=d".into(), "2".into())],
+        },
+        DataChange {
+            delete: vec!["with space".into()],
+            set: vec![
+                ("twice".into(), "1".into()),
+                ("with space".into(), "back".into()),
+                ("twice".into(), "2".into()),
+            ],
+        },
+        DataChange {
+            delete: odd.iter().map(|k| k.to_string()).collect(),
+            set: vec![],
+        },
+    ];
+    let id = SessionId::generate();
+    let initial = "count=0&lang=en+gb";
+    let mut expected = initial.to_string();
+    let mut create = Some(NewSession {
+        created: 0,
+        initial,
+        ip: None,
+    });
+    for change in &changes {
+        expected = change.apply(&expected);
+        let r = s.update(&id, change, create.take(), 1, &p).await.unwrap();
+        assert_eq!(&*r.data, expected, "after {change:?}");
+    }
+    let moved = SessionId::generate();
+    let last = &changes[0];
+    let r = s
+        .login(Some(&id), &moved, "dora", last, seed(0), 2, &p)
+        .await
+        .unwrap();
+    assert_eq!(&*r.data, last.apply(&expected));
+}
+
+macro_rules! contract {
+    ($($check:ident),* $(,)?) => {
+        mod memory {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    super::$check(Arc::new(MemoryStore::new())).await;
+                }
+            )*
+        }
+
+        mod redis {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    if !redis_available() {
+                        return;
+                    }
+                    let dir = tempfile::tempdir().unwrap();
+                    let server = Redis::start(dir.path()).await;
+                    let store = RedisStore::open(&server.url(), "sg:").unwrap();
+                    assert!(!store.is_cluster());
+                    super::$check(Arc::new(store)).await;
+                }
+            )*
+        }
+
+        /// One cluster for every check (making one takes seconds); each
+        /// check gets its own key prefix, once without a hash tag (logins
+        /// in three steps) and once with one (logins in one script).
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn redis_cluster_meets_the_contract() {
+            if !redis_available() {
+                return;
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let cluster = Cluster::start(dir.path()).await;
+            for (n, prefix) in ["t{}:", "{t{}}:"].iter().enumerate() {
+                $(
+                    let key_prefix = prefix.replace("{}", &format!("{n}-{}", stringify!($check)));
+                    let store = RedisStore::open(&cluster.url(), &key_prefix).unwrap();
+                    assert!(store.is_cluster());
+                    $check(Arc::new(store)).await;
+                )*
+            }
+        }
+    };
+}
+
+contract!(
+    update_creates_only_when_asked,
+    idle_and_absolute_expiry,
+    loads_touch_at_most_every_touch_interval,
+    too_large_changes_nothing,
+    login_moves_the_session_to_a_new_id,
+    login_without_a_live_session_starts_from_initial,
+    users_are_listed_and_logged_out_everywhere,
+    count_counts_sessions_only,
+    concurrent_updates_lose_nothing,
+    changes_match_data_change_apply,
+);
+
+/// Redis only: a user who logs in again and again does not grow their index
+/// past the sessions that can still be alive.
+#[tokio::test]
+async fn redis_user_index_forgets_ended_sessions() {
+    if !redis_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Redis::start(dir.path()).await;
+    let s = RedisStore::open(&server.url(), "sg:").unwrap();
+    let p = policy();
+    for t in [0, 10, 20, 2000] {
+        s.login(
+            None,
+            &SessionId::generate(),
+            "erin",
+            &DataChange::default(),
+            seed(t),
+            t,
+            &p,
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(server.cli(&["ZCARD", "sg:user:erin"]).trim(), "1");
+    let ttl: u64 = server.cli(&["TTL", "sg:user:erin"]).trim().parse().unwrap();
+    assert!(ttl > 900 && ttl <= 1000, "{ttl}");
+}
