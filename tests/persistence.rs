@@ -5,89 +5,40 @@
 mod support;
 
 use std::path::Path;
-use std::time::Duration;
 
 use sessiongate::session::snapshot;
 use support::process::{BUDGET, Gateway, answers, eventually};
+use support::site::{app, sign_in, site, visit};
 use support::*;
 
-/// A backend that logs a visitor in on `/signin` and remembers something
-/// for an anonymous one on `/remember`.
-async fn app() -> Backend {
-    Backend::with(|seen| match seen.uri.as_str() {
-        "/signin" => Reply::ok("welcome")
-            .header("X-Session-Login", "alice")
-            .header("X-Session-Set", "cart=3"),
-        "/remember" => Reply::ok("noted").header("X-Session-Set", "n=1"),
-        "/slow" => Reply {
-            delay: Some(Duration::from_secs(2)),
-            ..Reply::ok("finally")
-        },
-        _ => Reply::ok("page"),
-    })
-    .await
-}
-
-/// `/members/` needs a login, everything else a session.
-fn site(backend: &Backend, snapshot: &Path, interval: &str) -> String {
-    format!(
-        "{}\n[store]\nsnapshot = \"{}\"\nsnapshot_interval = \"{interval}\"\n",
-        config(
-            &[
-                ("/members/", &backend.url(), "login"),
-                ("/", &backend.url(), "session"),
-            ],
-            "",
+/// The test site with a memory store saved to `snapshot`.
+fn snapshot_site(backend: &Backend, snapshot: &Path, interval: &str) -> String {
+    site(
+        backend,
+        &[KEY],
+        &format!(
+            "[store]\nsnapshot = \"{}\"\nsnapshot_interval = \"{interval}\"\n",
+            snapshot.display()
         ),
-        snapshot.display()
-    )
-}
-
-/// GETs `path` with `cookie`; returns the status and what the backend was
-/// told about the session (user, data) when it was forwarded.
-async fn visit(
-    gateway: &Gateway,
-    backend: &Backend,
-    path: &str,
-    cookie: &str,
-) -> (u16, Option<String>, String) {
-    let before = backend.seen().len();
-    let resp = client()
-        .get(gateway.url(path))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    if backend.seen().len() == before {
-        return (status, None, String::new());
-    }
-    let seen = backend.last();
-    (
-        status,
-        seen.header("x-session-user"),
-        seen.header("x-session-data").unwrap_or_default(),
     )
 }
 
 /// Logs alice in and gives an anonymous visitor some data; returns both cookies.
 async fn make_sessions(gateway: &Gateway) -> (String, String) {
-    let c = client();
-    let login = c.get(gateway.url("/signin")).send().await.unwrap();
-    assert_eq!(login.status(), 200);
-    let alice = session_cookie(&login).expect("login sets a cookie");
-    let anon = c.get(gateway.url("/remember")).send().await.unwrap();
+    let alice = sign_in(&gateway.url("")).await;
+    let anon = client().get(gateway.url("/remember")).send().await.unwrap();
     let anon = session_cookie(&anon).expect("the first session sets a cookie");
     (alice, anon)
 }
 
 async fn assert_sessions_survived(gateway: &Gateway, backend: &Backend, alice: &str, anon: &str) {
+    let base = gateway.url("");
     assert_eq!(
-        visit(gateway, backend, "/members/home", alice).await,
+        visit(&base, backend, "/members/home", alice).await,
         (200, Some("alice".into()), "cart=3".into())
     );
     assert_eq!(
-        visit(gateway, backend, "/page", anon).await,
+        visit(&base, backend, "/page", anon).await,
         (200, None, "n=1".into())
     );
 }
@@ -97,12 +48,14 @@ async fn graceful_restart_keeps_sessions_and_data() {
     let dir = tempfile::tempdir().unwrap();
     let backend = app().await;
     let path = dir.path().join("data/sessions.snapshot");
-    let body = site(&backend, &path, "1h");
+    let body = snapshot_site(&backend, &path, "1h");
 
     let first = Gateway::start(dir.path(), "first", &body).await;
     let (alice, anon) = make_sessions(&first).await;
     assert_eq!(
-        visit(&first, &backend, "/members/home", &alice).await.0,
+        visit(&first.url(""), &backend, "/members/home", &alice)
+            .await
+            .0,
         200
     );
     let status = first.terminate().await;
@@ -119,7 +72,7 @@ async fn a_crash_after_one_snapshot_interval_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let backend = app().await;
     let path = dir.path().join("sessions.snapshot");
-    let body = site(&backend, &path, "1s");
+    let body = snapshot_site(&backend, &path, "1s");
 
     let mut first = Gateway::start(dir.path(), "first", &body).await;
     let (alice, anon) = make_sessions(&first).await;
@@ -146,7 +99,7 @@ async fn a_damaged_snapshot_stops_the_start_and_stays_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
     let backend = app().await;
     let path = dir.path().join("sessions.snapshot");
-    let body = site(&backend, &path, "1h");
+    let body = snapshot_site(&backend, &path, "1h");
 
     let first = Gateway::start(dir.path(), "first", &body).await;
     make_sessions(&first).await;
@@ -185,7 +138,7 @@ async fn sigterm_finishes_requests_in_flight_then_saves() {
     let dir = tempfile::tempdir().unwrap();
     let backend = app().await;
     let path = dir.path().join("sessions.snapshot");
-    let body = site(&backend, &path, "1h");
+    let body = snapshot_site(&backend, &path, "1h");
 
     let mut gateway = Gateway::start(dir.path(), "gateway", &body).await;
     let (alice, _) = make_sessions(&gateway).await;

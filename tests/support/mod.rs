@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod site;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
