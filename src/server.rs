@@ -30,7 +30,7 @@ use crate::metrics::Metrics;
 use crate::proxy::{Gate, Runtime};
 use crate::session::redis::RedisSetupError;
 use crate::session::snapshot::{self, SnapshotError};
-use crate::session::{AnyStore, MemoryStore, Policy, RedisStore, SessionStore};
+use crate::session::{AnyStore, MemoryStore, Policy, RedisStore, SessionStore, StoreError};
 
 /// How long a client may take to send its request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -130,14 +130,20 @@ pub async fn build_store(config: &Config, clock: &Clock) -> Result<AnyStore, Sta
             Ok(AnyStore::Memory(store))
         }
         StoreKind::Redis => {
+            if config.store.snapshot.is_some() {
+                tracing::warn!(
+                    "store.snapshot only applies to the memory store; ignored with Redis"
+                );
+            }
             let url = config.store.url.as_deref().unwrap_or_default();
             let store = RedisStore::open(url, &config.store.key_prefix)?;
-            match tokio::time::timeout(REDIS_START_PROBE, store.ping()).await {
-                Ok(Ok(())) => tracing::info!(cluster = store.is_cluster(), "connected to Redis"),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "Redis does not answer yet: login and session routes answer 503 until it does")
-                }
-                Err(_) => tracing::warn!(
+            let probe = tokio::time::timeout(REDIS_START_PROBE, store.ping())
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Unavailable("no answer".into())));
+            match probe {
+                Ok(()) => tracing::info!(cluster = store.is_cluster(), "connected to Redis"),
+                Err(e) => tracing::warn!(
+                    error = %e,
                     "Redis does not answer yet: login and session routes answer 503 until it does"
                 ),
             }
