@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use sessiongate::session::data::decode;
+use sessiongate::session::{
+    DataChange, NewSession, Policy, RedisStore, SessionId, SessionStore, StoreError,
+};
 use support::process::{BUDGET, Cluster, Gateway, Redis, free_port, redis_available};
 use support::site::{app, redis_store, sign_in, site, three_step_rotation, visit};
 use support::*;
@@ -243,4 +246,81 @@ async fn a_redis_cluster_serves_logins_updates_and_rotation() {
     assert_eq!(status, 302, "the old id ended at login");
 
     three_step_rotation(&redis_store(&cluster.url(), "rotation:")).await;
+}
+
+/// A cluster whose node dies (no replica: the cluster stops serving) gives
+/// quick "unavailable" answers, and the same store works again once the
+/// node is back, without being reopened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_node_coming_back_is_used_again() {
+    if !redis_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path()).await;
+    let store = RedisStore::open(&cluster.url(), "sg:").unwrap();
+    let policy = Policy {
+        idle_timeout: 1800,
+        max_lifetime: 86_400,
+        touch_interval: 60,
+        max_data_bytes: 4096,
+        max_sessions: 1000,
+    };
+    let set = DataChange {
+        delete: vec![],
+        set: vec![("a".into(), "1".into())],
+    };
+    let seed = NewSession {
+        created: 0,
+        initial: "",
+        ip: None,
+    };
+    let ids: Vec<SessionId> = (0..30).map(|_| SessionId::generate()).collect();
+    for id in &ids {
+        store
+            .update(id, &set, Some(seed), 0, &policy)
+            .await
+            .unwrap();
+    }
+
+    cluster.nodes[0].kill();
+    let deadline = Instant::now() + BUDGET;
+    loop {
+        let started = Instant::now();
+        let result = store.load(&ids[0], 1, &policy).await;
+        assert!(started.elapsed() < FAIL_FAST, "{:?}", started.elapsed());
+        match result {
+            Err(StoreError::Unavailable(_)) => break,
+            // Until the other nodes notice, keys they hold still answer.
+            Ok(_) => assert!(Instant::now() < deadline, "the cluster never went down"),
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    cluster.nodes[0].restart().await;
+    let deadline = Instant::now() + BUDGET;
+    loop {
+        let mut answered = 0;
+        for id in &ids {
+            if store.load(id, 1, &policy).await.is_ok() {
+                answered += 1;
+            }
+        }
+        if answered == ids.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {answered} of {} loads succeed after the node came back",
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The restarted node kept nothing (no persistence); the others kept theirs.
+    let mut alive = 0;
+    for id in &ids {
+        alive += usize::from(store.load(id, 1, &policy).await.unwrap().is_some());
+    }
+    assert!(alive > 0 && alive < ids.len(), "{alive}");
 }

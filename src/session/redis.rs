@@ -671,30 +671,27 @@ fn number(v: Value) -> Option<u64> {
     }
 }
 
-/// Connection trouble is "unavailable" (503 on protected routes); anything
-/// else means Redis answered something sessiongate did not expect.
+/// An answer sessiongate did not expect is "corrupt"; everything else
+/// (connection lost or refused, timeouts, a cluster without a node, a
+/// server loading or out of memory) is "unavailable": 503 on protected
+/// routes, until Redis answers again.
 fn classify(e: &RedisError) -> StoreError {
-    let unavailable = e.is_io_error()
-        || e.is_timeout()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_cluster_error()
-        || matches!(
+    let unexpected_answer = e.code() != Some("OOM")
+        && matches!(
             e.kind(),
-            ErrorKind::ClusterConnectionNotFound
+            ErrorKind::Parse
+                | ErrorKind::UnexpectedReturnType
                 | ErrorKind::Server(
-                    ServerErrorKind::BusyLoading
-                        | ServerErrorKind::MasterDown
-                        | ServerErrorKind::ReadOnly
-                        | ServerErrorKind::TryAgain
-                        | ServerErrorKind::ClusterDown
+                    ServerErrorKind::ResponseError
+                        | ServerErrorKind::ExecAbort
+                        | ServerErrorKind::CrossSlot
+                        | ServerErrorKind::NoScript
                 )
-        )
-        || e.code() == Some("OOM");
-    if unavailable {
-        StoreError::Unavailable(e.to_string())
-    } else {
+        );
+    if unexpected_answer {
         StoreError::Corrupt(e.to_string())
+    } else {
+        StoreError::Unavailable(e.to_string())
     }
 }
 

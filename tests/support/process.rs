@@ -303,6 +303,7 @@ impl Redis {
             .arg(&self.dir)
             .args(&self.extra);
         let mut proc = Proc::spawn(command, &self.dir, &format!("redis-{port}"));
+        // A restarted cluster node reads its identity back from nodes.conf.
         proc.wait_listening(self.addr()).await;
         let deadline = Instant::now() + BUDGET;
         while self.cli(&["PING"]).trim() != "PONG" {
