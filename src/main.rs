@@ -71,13 +71,19 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
-    match load(path) {
-        Ok(config) => {
-            print!("{}", config.summary());
-            ExitCode::SUCCESS
-        }
-        Err(code) => code,
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let summary = config.summary();
+    // The users file, login template and CGI directories are part of what
+    // makes a config usable: check them the way a start would.
+    if let Err(e) = sessiongate::proxy::Runtime::build(config) {
+        eprintln!("{e}");
+        return ExitCode::from(EXIT_INVALID);
     }
+    print!("{summary}");
+    ExitCode::SUCCESS
 }
 
 fn hash_password() -> ExitCode {
@@ -94,8 +100,16 @@ fn hash_password() -> ExitCode {
         eprintln!("sessiongate: the password is empty");
         return ExitCode::from(EXIT_INVALID);
     }
-    eprintln!("sessiongate: hash-password is not available yet");
-    ExitCode::from(EXIT_RUNTIME)
+    match sessiongate::login::hash_password(password) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sessiongate: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
 }
 
 fn healthcheck(path: &std::path::Path) -> ExitCode {

@@ -21,8 +21,9 @@ use hyper::body::Incoming;
 use crate::access::{self, AccessDecision, RouteTable, Visitor};
 use crate::body::{AccessRecord, ResponseBody};
 use crate::clock::Clock;
-use crate::config::{Access, Config, Upstream};
+use crate::config::{Access, Config, LoginSource, Upstream};
 use crate::forwarded::{self, ClientInfo, ConnInfo};
+use crate::login::{LoginPage, Throttle, UsersSource};
 use crate::metrics::Metrics;
 use crate::respond::Reject;
 use crate::session::cookie::{CookieError, cookie_values};
@@ -50,7 +51,16 @@ pub struct Runtime {
     pub initial: Arc<str>,
     /// Where visitors are sent to sign in.
     pub login_page: String,
+    /// Users of the built-in login (`None` when no users file is in use).
+    pub users: Option<Arc<UsersSource>>,
+    /// The login page.
+    pub(crate) page: LoginPage,
+    /// Failed-login throttle.
+    pub(crate) throttle: Throttle,
 }
+
+/// Most (user, IP) keys the login throttle tracks.
+const THROTTLE_CAPACITY: usize = 100_000;
 
 /// Where a route sends its requests, prepared once per config.
 enum Target {
@@ -64,6 +74,12 @@ enum Target {
 /// Why a runtime could not be built from a valid config.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
+    /// The users file cannot be used.
+    #[error(transparent)]
+    Users(#[from] crate::login::UsersError),
+    /// The login page template cannot be used.
+    #[error(transparent)]
+    Page(#[from] crate::login::PageError),
     /// A CGI directory is missing or unusable.
     #[error("route {route}: {message}")]
     Route {
@@ -102,7 +118,25 @@ impl Runtime {
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str())),
         );
+        let login = &config.login;
+        let needs_users = login.source == LoginSource::UsersFile
+            && config.routes.iter().any(|r| r.access == Access::Login);
+        let users = if login.source == LoginSource::UsersFile
+            && (needs_users || login.users_file.exists())
+        {
+            Some(Arc::new(UsersSource::load(&login.users_file)?))
+        } else {
+            None
+        };
+        let page = match &login.template {
+            Some(path) => LoginPage::from_template_file(path)?,
+            None => LoginPage::builtin(),
+        };
+        let throttle = Throttle::new(login.max_attempts, login.attempt_window, THROTTLE_CAPACITY);
         Ok(Runtime {
+            users,
+            page,
+            throttle,
             routes: RouteTable::new(&config.routes),
             route_labels: config
                 .routes
@@ -134,19 +168,19 @@ pub struct Gate {
 
 /// The session a request carries, once its cookie verified.
 #[derive(Debug, Clone)]
-struct Current {
-    id: SessionId,
-    created: u64,
+pub(crate) struct Current {
+    pub(crate) id: SessionId,
+    pub(crate) created: u64,
     /// The cookie says the session was stored.
-    stored_cookie: bool,
+    pub(crate) stored_cookie: bool,
     /// The stored record; `None` for a session that never held anything.
-    record: Option<SessionRecord>,
+    pub(crate) record: Option<SessionRecord>,
     /// Created by this request: its cookie must be set.
-    new: bool,
+    pub(crate) new: bool,
 }
 
 impl Current {
-    fn fresh(now: u64) -> Self {
+    pub(crate) fn fresh(now: u64) -> Self {
         Current {
             id: SessionId::generate(),
             created: now,
@@ -158,13 +192,13 @@ impl Current {
 }
 
 /// What the cookie of a request amounts to.
-enum Found {
+pub(crate) enum Found {
     Nothing { expired: bool },
     Session(Current),
 }
 
 /// What goes into `Set-Cookie` after the backend answered.
-enum CookieOut {
+pub(crate) enum CookieOut {
     Keep,
     Set(CookieClaims),
     Clear,
@@ -251,6 +285,10 @@ impl Gate {
     ) -> Result<Response<ResponseBody>, Reject> {
         if header_bytes(&req) > rt.config.server.max_header_bytes {
             return Err(Reject::HeadersTooLarge);
+        }
+        if under_prefix(req.uri().path(), &rt.config.login.prefix) {
+            trail.route = Arc::from(rt.config.login.prefix.as_str());
+            return self.builtin(rt, req, client).await;
         }
         let host = request_host(&req);
         let route_id = rt
@@ -341,7 +379,7 @@ impl Gate {
     }
 
     /// Verifies the cookie and loads its session: at most one store lookup.
-    async fn find_session(
+    pub(crate) async fn find_session(
         &self,
         rt: &Runtime,
         headers: &http::HeaderMap,
@@ -518,6 +556,41 @@ impl Gate {
         Metrics::inc(&self.metrics.store_errors);
         tracing::error!(operation = what, error = %e, "session store failed");
     }
+}
+
+impl Runtime {
+    /// Adds the one `Set-Cookie` of the session cookie, if any is due.
+    pub(crate) fn apply_cookie(
+        &self,
+        headers: &mut http::HeaderMap,
+        out: CookieOut,
+        https: bool,
+        now: u64,
+    ) {
+        let secure = self.jar.secure_for(https);
+        let value = match out {
+            CookieOut::Keep => return,
+            CookieOut::Set(claims) => {
+                let remaining = claims
+                    .created
+                    .saturating_add(self.policy.max_lifetime)
+                    .saturating_sub(now);
+                self.jar
+                    .set(&self.signer.encode(&claims), secure, remaining)
+            }
+            CookieOut::Clear => self.jar.clear(secure),
+        };
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.append(header::SET_COOKIE, v);
+            no_store_on_cookie(headers);
+        }
+    }
+}
+
+/// Whether `path` is one of the built-in endpoints' paths.
+fn under_prefix(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// The cookie of a session created by this request (not yet stored).
