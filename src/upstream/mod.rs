@@ -1,0 +1,2 @@
+//! Backends a request can be forwarded to.
+pub mod cgi;
