@@ -572,6 +572,68 @@ async fn location_with_other_fields_is_a_client_redirect() {
 }
 
 #[tokio::test]
+async fn a_route_for_one_script_runs_that_script() {
+    // [[route]] path = "/" and path = "/members.cgi" (stricter access) may
+    // share one directory.
+    let site = Site::new();
+    let show =
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n%s|%s' \"$SCRIPT_NAME\" \"$PATH_INFO\"\n";
+    site.script("index.cgi", show);
+    site.script("members.cgi", show);
+    site.script(
+        "go-home.cgi",
+        "#!/bin/sh\nprintf 'Location: /index.cgi\\n\\n'\n",
+    );
+    let gateway = site.gateway(options());
+    let answer = call(&gateway, get("/members.cgi"), "/members.cgi")
+        .await
+        .expect("answer");
+    assert_eq!(answer.body, "/members.cgi|");
+    let answer = call(&gateway, get("/members.cgi/x"), "/members.cgi")
+        .await
+        .expect("answer");
+    assert_eq!(answer.body, "/members.cgi|/x");
+    // A local redirect that leaves the route goes back through the proxy.
+    let answer = call(&gateway, get("/go-home.cgi"), "/go-home.cgi")
+        .await
+        .expect("answer");
+    assert_eq!(answer.status, StatusCode::FOUND);
+    assert_eq!(answer.header("location"), Some("/index.cgi"));
+}
+
+#[tokio::test]
+async fn local_redirect_check_can_send_redirects_back_through_the_proxy() {
+    let site = Site::new();
+    site.script(
+        "members.cgi",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nsecret'\n",
+    );
+    site.script(
+        "open.cgi",
+        "#!/bin/sh\nprintf 'Location: %s\\n\\n' \"$QUERY_STRING\"\n",
+    );
+    let gateway = site.gateway(options());
+    let answer = call(&gateway, get("/open.cgi?/members.cgi"), "/")
+        .await
+        .expect("answer");
+    assert_eq!(
+        answer.body, "secret",
+        "without a check, any path in the route is followed"
+    );
+
+    let gateway = gateway.with_local_redirect_check(|path, ctx| {
+        assert_eq!(ctx.route_prefix, "/");
+        path != "/members.cgi"
+    });
+    let answer = call(&gateway, get("/open.cgi?/members.cgi"), "/")
+        .await
+        .expect("answer");
+    assert_eq!(answer.status, StatusCode::FOUND);
+    assert_eq!(answer.header("location"), Some("/members.cgi"));
+    assert_eq!(answer.body, "");
+}
+
+#[tokio::test]
 async fn local_redirect_with_a_body_is_a_client_redirect() {
     let site = Site::new();
     site.script(

@@ -64,8 +64,13 @@ pub struct CgiContext {
     pub local_addr: SocketAddr,
     /// Whether the client's connection is HTTPS (`HTTPS=on`).
     pub https: bool,
-    /// The `[[route]]` path that matched, e.g. `/` or `/cgi-bin/`; the URL
-    /// path after it names the script.
+    /// The `[[route]]` path that matched, e.g. `/` or `/cgi-bin/`.
+    ///
+    /// DIR is served at this path up to its last `/`, so `/cgi-bin/` maps
+    /// `/cgi-bin/x.cgi` to DIR/x.cgi, and a route `/members.cgi` next to a
+    /// route `/` (for one script with a stricter access level) runs
+    /// DIR/members.cgi. Local redirects are followed inside the gateway only
+    /// within this route.
     pub route_prefix: String,
 }
 
@@ -109,9 +114,23 @@ impl CgiError {
 
 /// Runs CGI scripts from one directory. Cheap to clone; clones share the
 /// concurrency limit.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CgiGateway {
     shared: Arc<Shared>,
+    redirect_check: Option<Arc<RedirectCheck>>,
+}
+
+/// See [`CgiGateway::with_local_redirect_check`].
+type RedirectCheck = dyn Fn(&str, &CgiContext) -> bool + Send + Sync;
+
+impl std::fmt::Debug for CgiGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CgiGateway")
+            .field("dir", &self.shared.dir)
+            .field("options", &self.shared.options)
+            .field("redirect_check", &self.redirect_check.is_some())
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -154,7 +173,27 @@ impl CgiGateway {
                 options,
                 queued: AtomicUsize::new(0),
             }),
+            redirect_check: None,
         })
+    }
+
+    /// Narrows which local redirects the gateway follows itself.
+    ///
+    /// A local redirect (`Location: /path` and nothing else) is run inside
+    /// the gateway, so the proxy's route and access decision is not made
+    /// again for the new path. By default it is followed when the path lies
+    /// within `route_prefix`; but a longer route with a stricter access
+    /// level inside it (`/members.cgi`, `access = "login"`, inside `/`) is
+    /// invisible here. `check` gets the new path (without its query) and the
+    /// request's context, and should answer whether the proxy would serve
+    /// that path through the same route. When it says no, the client gets a
+    /// 302 to the location and comes back through the proxy.
+    pub fn with_local_redirect_check<F>(mut self, check: F) -> Self
+    where
+        F: Fn(&str, &CgiContext) -> bool + Send + Sync + 'static,
+    {
+        self.redirect_check = Some(Arc::new(check));
+        self
     }
 
     /// The canonical directory scripts are run from.
@@ -231,8 +270,8 @@ impl CgiGateway {
             }
             run.finish();
             let (path, query) = split_location(&location);
-            if locate::strip_route_prefix(path, &ctx.route_prefix).is_none() {
-                tracing::debug!(target: "cgi", %location, "local redirect outside the route: sent to the client");
+            if !self.may_follow(path, ctx) {
+                tracing::debug!(target: "cgi", %location, "local redirect leaves the route: sent to the client");
                 return Ok(client_redirect(&location));
             }
             redirect = Some((path.to_owned(), query.map(str::to_owned)));
@@ -240,6 +279,15 @@ impl CgiGateway {
         Err(CgiError::BadGateway(format!(
             "more than {MAX_LOCAL_REDIRECTS} local redirects"
         )))
+    }
+
+    /// Whether a local redirect to `path` may be run here.
+    fn may_follow(&self, path: &str, ctx: &CgiContext) -> bool {
+        locate::is_under_route(path, &ctx.route_prefix)
+            && self
+                .redirect_check
+                .as_ref()
+                .is_none_or(|check| check(path, ctx))
     }
 
     /// Waits for a script slot: at once when one is free, else in the queue

@@ -1,7 +1,8 @@
 //! Maps a request path to a script inside the CGI directory (RFC 3875 section 3.3).
 //!
-//! The URL path after the route prefix is percent-decoded one segment at a
-//! time and walked inside DIR. The first segment that is an executable regular
+//! DIR is served at the route path up to its last `/` (see [`mount_point`]).
+//! The URL path below that is percent-decoded one segment at a time and
+//! walked inside DIR. The first segment that is an executable regular
 //! file is the script; the segments after it are `PATH_INFO`. A path that ends
 //! at a directory runs `index.cgi` from it.
 //!
@@ -41,34 +42,53 @@ impl Script {
     }
 }
 
-/// The part of `path` after `prefix`, or `None` when the path is not under it.
+/// Where the CGI directory is served for a route: the route path up to and
+/// including its last `/`.
 ///
-/// `/app` covers `/app` and `/app/x` but not `/appx`; `/cgi-bin/` also covers
-/// `/cgi-bin`, the directory itself without its trailing slash.
-pub(super) fn strip_route_prefix<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
-    if let Some(rest) = path.strip_prefix(prefix) {
-        if prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/') {
-            return Some(rest);
-        }
-        return None;
+/// `/` and `/cgi-bin/` serve DIR at themselves. A route path that does not
+/// end in `/` names something inside the directory its parent path serves:
+/// a route `/members.cgi` (to give one script a stricter access level) runs
+/// DIR/members.cgi, and `/cgi-bin/admin` runs scripts from DIR/admin/.
+pub(super) fn mount_point(route_prefix: &str) -> &str {
+    match route_prefix.rfind('/') {
+        Some(last) => &route_prefix[..=last],
+        None => "/",
     }
-    match prefix.strip_suffix('/') {
-        Some(bare) if !bare.is_empty() && path == bare => Some(""),
-        _ => None,
+}
+
+/// The part of `path` below the mount point of `route_prefix`, or `None`
+/// when the path is not there. The mount point without its trailing slash
+/// (`/cgi-bin`) is the directory itself.
+pub(super) fn path_in_mount<'a>(path: &'a str, route_prefix: &str) -> Option<&'a str> {
+    let mount = mount_point(route_prefix);
+    path.strip_prefix(mount)
+        .or_else(|| (path == mount.trim_end_matches('/')).then_some(""))
+}
+
+/// Whether `path` lies within the route: under `prefix`, on a segment
+/// boundary (`/app` covers `/app` and `/app/x`, not `/appx`).
+pub(super) fn is_under_route(path: &str, prefix: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+        None => prefix.len() > 1 && prefix.strip_suffix('/') == Some(path),
     }
 }
 
 /// Finds the script for `path` (the raw, still percent-encoded URL path)
-/// below the route `prefix`, inside the canonical directory `dir`.
+/// inside the canonical directory `dir`, served at the mount point of the
+/// route `prefix`.
 ///
 /// The file system walk runs on the blocking pool.
 pub(super) async fn locate(dir: PathBuf, path: &str, prefix: &str) -> Result<Script, CgiError> {
-    let Some(rest) = strip_route_prefix(path, prefix) else {
-        tracing::debug!(target: "cgi", path, prefix, "path is not under the route prefix");
+    let Some(rest) = path_in_mount(path, prefix) else {
+        tracing::debug!(target: "cgi", path, prefix, "path is not under the route's directory");
         return Err(CgiError::NotFound);
     };
     let segments = decode_segments(rest)?;
-    let base = prefix.trim_end_matches('/').as_bytes().to_vec();
+    let base = mount_point(prefix)
+        .trim_end_matches('/')
+        .as_bytes()
+        .to_vec();
     tokio::task::spawn_blocking(move || walk(&dir, base, &segments))
         .await
         .map_err(|e| CgiError::BadGateway(format!("script lookup did not finish: {e}")))?
@@ -172,15 +192,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn route_prefix_is_matched_on_segment_boundaries() {
-        assert_eq!(strip_route_prefix("/x.cgi", "/"), Some("x.cgi"));
-        assert_eq!(strip_route_prefix("/", "/"), Some(""));
-        assert_eq!(strip_route_prefix("/cgi-bin/a", "/cgi-bin/"), Some("a"));
-        assert_eq!(strip_route_prefix("/cgi-bin", "/cgi-bin/"), Some(""));
-        assert_eq!(strip_route_prefix("/app/a", "/app"), Some("/a"));
-        assert_eq!(strip_route_prefix("/app", "/app"), Some(""));
-        assert_eq!(strip_route_prefix("/appx", "/app"), None);
-        assert_eq!(strip_route_prefix("/other/a", "/cgi-bin/"), None);
+    fn directory_is_served_at_the_route_path_up_to_its_last_slash() {
+        assert_eq!(mount_point("/"), "/");
+        assert_eq!(mount_point("/cgi-bin/"), "/cgi-bin/");
+        assert_eq!(mount_point("/members.cgi"), "/");
+        assert_eq!(mount_point("/cgi-bin/admin"), "/cgi-bin/");
+        assert_eq!(path_in_mount("/x.cgi", "/"), Some("x.cgi"));
+        assert_eq!(path_in_mount("/", "/"), Some(""));
+        assert_eq!(path_in_mount("/cgi-bin/a", "/cgi-bin/"), Some("a"));
+        assert_eq!(path_in_mount("/cgi-bin", "/cgi-bin/"), Some(""));
+        assert_eq!(
+            path_in_mount("/members.cgi/x", "/members.cgi"),
+            Some("members.cgi/x")
+        );
+        assert_eq!(
+            path_in_mount("/cgi-bin/admin/a", "/cgi-bin/admin"),
+            Some("admin/a")
+        );
+        assert_eq!(path_in_mount("/other/a", "/cgi-bin/"), None);
+    }
+
+    #[test]
+    fn routes_end_on_segment_boundaries() {
+        assert!(is_under_route("/x.cgi", "/"));
+        assert!(is_under_route("/cgi-bin/a", "/cgi-bin/"));
+        assert!(is_under_route("/cgi-bin", "/cgi-bin/"));
+        assert!(is_under_route("/app/a", "/app"));
+        assert!(is_under_route("/app", "/app"));
+        assert!(!is_under_route("/appx", "/app"));
+        assert!(!is_under_route("/other/a", "/cgi-bin/"));
+        assert!(!is_under_route("/index.cgi", "/members.cgi"));
     }
 
     #[test]
