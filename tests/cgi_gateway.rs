@@ -1113,3 +1113,317 @@ fn cgi_body_can_be_boxed_and_sent() {
     assert_traits::<CgiGateway>();
     let _boxed = http_body_util::combinators::BoxBody::new(CgiBody::empty());
 }
+
+// The demo site in examples/legacy-site, run as sessiongate would run it:
+// session headers injected on the way in, control headers read on the way out.
+
+fn demo() -> CgiGateway {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/legacy-site/cgi-bin");
+    CgiGateway::new(&dir, options()).expect("demo site")
+}
+
+/// A request as sessiongate forwards it, with the session headers given.
+fn demo_request(
+    method: &str,
+    uri: &str,
+    session: &[(&str, &str)],
+    form: &str,
+) -> Request<Full<Bytes>> {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", "legacy.example");
+    for (name, value) in session {
+        request = request.header(*name, *value);
+    }
+    if !form.is_empty() {
+        request = request
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("content-length", form.len());
+    }
+    request
+        .body(Full::new(Bytes::from(form.to_owned())))
+        .expect("request")
+}
+
+#[tokio::test]
+async fn demo_counter_counts_in_the_session() {
+    let gateway = demo();
+    let answer = call(
+        &gateway,
+        demo_request("GET", "/counter.cgi", &[("x-session-data", "count=3")], ""),
+        "/",
+    )
+    .await
+    .expect("counter");
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.header("x-session-set"), Some("count=4"));
+    assert!(
+        answer.body.contains(r#"<p class="big">4</p>"#),
+        "{}",
+        answer.body
+    );
+
+    for data in ["", "lang=en", "count=abc", "count=99999999999999999999"] {
+        let request = demo_request("GET", "/counter.cgi", &[("x-session-data", data)], "");
+        let answer = call(&gateway, request, "/").await.expect("counter");
+        assert_eq!(
+            answer.header("x-session-set"),
+            Some("count=1"),
+            "data {data:?}"
+        );
+    }
+
+    let answer = call(&gateway, demo_request("POST", "/counter.cgi", &[], ""), "/")
+        .await
+        .expect("reset");
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    assert_eq!(answer.header("x-session-delete"), Some("count"));
+    assert_eq!(answer.header("location"), Some("/counter.cgi"));
+}
+
+#[tokio::test]
+async fn demo_login_checks_its_own_accounts() {
+    let gateway = demo();
+    let form = "username=alice&password=wonderland&next=%2Fmembers.cgi%3Ftab%3D1";
+    let answer = call(&gateway, demo_request("POST", "/login.cgi", &[], form), "/")
+        .await
+        .expect("login");
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    assert_eq!(answer.header("x-session-login"), Some("alice"));
+    assert_eq!(answer.header("location"), Some("/members.cgi?tab=1"));
+
+    for unsafe_next in [
+        "%2F%2Fevil.example%2F",
+        "https%3A%2F%2Fevil.example%2F",
+        "%2F%5Cevil.example",
+        "%2Fa%0D%0Ab",
+        "",
+    ] {
+        let form = format!("username=bob&password=builder&next={unsafe_next}");
+        let answer = call(
+            &gateway,
+            demo_request("POST", "/login.cgi", &[], &form),
+            "/",
+        )
+        .await
+        .expect("login");
+        assert_eq!(answer.header("x-session-login"), Some("bob"));
+        assert_eq!(answer.header("location"), Some("/"), "next={unsafe_next}");
+    }
+
+    for form in [
+        "username=alice&password=builder",
+        "username=mallory&password=wonderland",
+        "username=alice",
+    ] {
+        let answer = call(&gateway, demo_request("POST", "/login.cgi", &[], form), "/")
+            .await
+            .expect("login");
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{form}");
+        assert_eq!(answer.header("x-session-login"), None, "{form}");
+        assert!(answer.body.contains("Wrong user name or password."));
+    }
+
+    let request = demo_request(
+        "GET",
+        "/login.cgi?next=%2Fmembers.cgi%3Fq%3D%22%3E%3Cb%3E",
+        &[],
+        "",
+    );
+    let answer = call(&gateway, request, "/").await.expect("form");
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(
+        answer
+            .body
+            .contains(r#"name="next" value="/members.cgi?q=&quot;&gt;&lt;b&gt;""#),
+        "{}",
+        answer.body
+    );
+}
+
+#[tokio::test]
+async fn demo_survey_keeps_its_answers_in_the_session() {
+    let gateway = demo();
+    let answer = call(&gateway, demo_request("GET", "/survey.cgi", &[], ""), "/")
+        .await
+        .expect("survey");
+    assert!(answer.body.contains("Question 1 of 3"));
+
+    let session = [("x-session-data", "count=2&survey_browser=Lynx")];
+    let answer = call(
+        &gateway,
+        demo_request("GET", "/survey.cgi", &session, ""),
+        "/",
+    )
+    .await
+    .expect("survey");
+    assert!(
+        answer.body.contains("Question 2 of 3"),
+        "the session says where the visitor is"
+    );
+
+    let answer = call(
+        &gateway,
+        demo_request("POST", "/survey.cgi", &[], "step=1&answer=NCSA+Mosaic"),
+        "/",
+    )
+    .await
+    .expect("answer");
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        answer.header("x-session-set"),
+        Some("survey_browser=NCSA+Mosaic")
+    );
+    assert_eq!(answer.header("location"), Some("/survey.cgi"));
+
+    let form = "step=3&answer=More+%3Cblink%3E+tags+%26+guestbooks";
+    let answer = call(
+        &gateway,
+        demo_request("POST", "/survey.cgi", &[], form),
+        "/",
+    )
+    .await
+    .expect("answer");
+    assert_eq!(
+        answer.header("x-session-set"),
+        Some("survey_wish=More+%3Cblink%3E+tags+%26+guestbooks")
+    );
+
+    let answer = call(
+        &gateway,
+        demo_request("POST", "/survey.cgi", &[], "step=2&answer=9600+baud"),
+        "/",
+    )
+    .await
+    .expect("answer");
+    assert_eq!(
+        answer.status,
+        StatusCode::BAD_REQUEST,
+        "not one of the choices"
+    );
+    assert_eq!(answer.header("x-session-set"), None);
+
+    let data = "survey_browser=Lynx&survey_modem=14.4k&survey_wish=More+%3Cblink%3E+tags";
+    let answer = call(
+        &gateway,
+        demo_request("GET", "/survey.cgi", &[("x-session-data", data)], ""),
+        "/",
+    )
+    .await
+    .expect("results");
+    assert!(
+        answer.body.contains("<td>Lynx</td>") && answer.body.contains("<td>14.4k</td>"),
+        "{}",
+        answer.body
+    );
+    assert!(
+        answer.body.contains("<td>More &lt;blink&gt; tags</td>"),
+        "{}",
+        answer.body
+    );
+
+    let answer = call(
+        &gateway,
+        demo_request("POST", "/survey.cgi", &[], "action=reset"),
+        "/",
+    )
+    .await
+    .expect("reset");
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        answer.header("x-session-delete"),
+        Some("survey_browser, survey_modem, survey_wish")
+    );
+}
+
+#[tokio::test]
+async fn demo_members_logout_and_home() {
+    let gateway = demo();
+    let answer = call(&gateway, demo_request("GET", "/members.cgi", &[], ""), "/")
+        .await
+        .expect("members");
+    assert!(answer.body.contains("You are not signed in."));
+
+    let session = [
+        ("x-session-user", "<b>alice</b>"),
+        ("x-session-data", "count=2"),
+        ("x-session-created", "0"),
+    ];
+    let answer = call(
+        &gateway,
+        demo_request("GET", "/members.cgi", &session, ""),
+        "/",
+    )
+    .await
+    .expect("members");
+    assert!(
+        answer
+            .body
+            .contains("Welcome to the lounge, <b>&lt;b&gt;alice&lt;/b&gt;</b>"),
+        "{}",
+        answer.body
+    );
+    assert!(answer.body.contains("1970-01-01 00:00:00 UTC"));
+    assert!(!answer.body.contains("not signed in"));
+
+    let answer = call(
+        &gateway,
+        demo_request("GET", "/logout.cgi", &[("x-session-user", "alice")], ""),
+        "/",
+    )
+    .await
+    .expect("logout");
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    assert_eq!(answer.header("x-session-logout"), Some("1"));
+    assert_eq!(answer.header("location"), Some("/"));
+
+    let answer = call(
+        &gateway,
+        demo_request("GET", "/", &[("x-session-new", "1")], ""),
+        "/",
+    )
+    .await
+    .expect("home");
+    assert!(answer.body.contains("not signed in") && answer.body.contains("/counter.cgi"));
+    let answer = call(
+        &gateway,
+        demo_request("GET", "/", &[("x-session-user", "bob")], ""),
+        "/",
+    )
+    .await
+    .expect("home");
+    assert!(answer.body.contains("Hello, <b>bob</b>"));
+}
+
+#[tokio::test]
+async fn demo_site_works_under_another_prefix() {
+    let gateway = demo();
+    let answer = call(
+        &gateway,
+        demo_request("GET", "/old/counter.cgi", &[], ""),
+        "/old/",
+    )
+    .await
+    .expect("counter");
+    assert!(
+        answer.body.contains(r#"action="/old/counter.cgi""#),
+        "links follow SCRIPT_NAME"
+    );
+    let answer = call(
+        &gateway,
+        demo_request("GET", "/old/logout.cgi", &[], ""),
+        "/old/",
+    )
+    .await
+    .expect("logout");
+    assert_eq!(answer.header("location"), Some("/old/"));
+    let error = call(
+        &gateway,
+        demo_request("GET", "/old/../lib/layout.sh", &[], ""),
+        "/old/",
+    )
+    .await
+    .err();
+    assert!(matches!(error, Some(CgiError::NotFound)), "{error:?}");
+}
