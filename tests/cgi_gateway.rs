@@ -1015,8 +1015,8 @@ async fn queued_request_waits_for_a_slot() {
         let gateway = gateway.clone();
         async move { call(&gateway, get("/hold.cgi"), "/").await }
     });
-    // Let the second request take its place in the queue.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually(|| (gateway.queued() == 1).then_some(())).await;
+    assert_eq!(gateway.running(), 1);
     assert!(!queued.is_finished(), "the second request waits");
     let error = call(&gateway, get("/hold.cgi"), "/")
         .await

@@ -201,6 +201,16 @@ impl CgiGateway {
         &self.shared.dir
     }
 
+    /// Scripts running right now (or being reaped), for metrics.
+    pub fn running(&self) -> usize {
+        self.shared.options.max_concurrent - self.shared.slots.available_permits()
+    }
+
+    /// Requests waiting for a slot right now, for metrics.
+    pub fn queued(&self) -> usize {
+        self.shared.queued.load(Ordering::Acquire)
+    }
+
     /// Answers `req` by running the script its path names.
     ///
     /// The request body streams to the script's stdin; the response body
