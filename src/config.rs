@@ -1611,7 +1611,7 @@ impl Config {
             let host = route.host.as_deref().unwrap_or("*");
             let _ = writeln!(
                 out,
-                "  {host}{:<24} -> {:<40} access={}",
+                "  {host} {:<24} -> {:<40} access={}",
                 route.path,
                 route.upstream.to_string(),
                 route.access.as_str()

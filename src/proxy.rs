@@ -10,6 +10,7 @@
 //!   -> set / clear the cookie -> access log (when the body ends)
 //! ```
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,6 +32,7 @@ use crate::session::{
     AnyStore, CookieClaims, CookieJar, DataChange, NewSession, Policy, SessionId, SessionRecord,
     SessionStore, Signer, StoreError,
 };
+use crate::upstream::cgi::{CgiContext, CgiError, CgiGateway, CgiOptions};
 use crate::upstream::headers::{self as hdr, ControlHeaders, Injection};
 use crate::upstream::http::HttpUpstream;
 
@@ -38,7 +40,7 @@ use crate::upstream::http::HttpUpstream;
 pub struct Runtime {
     /// The validated config.
     pub config: Config,
-    routes: RouteTable,
+    routes: Arc<RouteTable>,
     targets: Vec<Target>,
     route_labels: Vec<Arc<str>>,
     /// Cookie signer (first key signs, all verify).
@@ -68,8 +70,11 @@ enum Target {
         scheme: http::uri::Scheme,
         authority: http::uri::Authority,
     },
-    Cgi(std::path::PathBuf),
+    Cgi(CgiGateway),
 }
+
+/// How many requests may wait for a CGI slot, per slot.
+const CGI_QUEUE_PER_SLOT: usize = 4;
 
 /// Why a runtime could not be built from a valid config.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +98,7 @@ pub enum RuntimeError {
 impl Runtime {
     /// Prepares routes, keys and cookie attributes from a config.
     pub fn build(config: Config) -> Result<Runtime, RuntimeError> {
+        let routes = Arc::new(RouteTable::new(&config.routes));
         let mut targets = Vec::with_capacity(config.routes.len());
         for route in &config.routes {
             targets.push(match &route.upstream {
@@ -101,13 +107,25 @@ impl Runtime {
                     authority: authority.clone(),
                 },
                 Upstream::Cgi(dir) => {
-                    if !dir.is_dir() {
-                        return Err(RuntimeError::Route {
+                    let options = CgiOptions {
+                        timeout: config.server.upstream_timeout,
+                        max_concurrent: config.server.cgi_max_concurrent,
+                        max_queue: config.server.cgi_max_concurrent * CGI_QUEUE_PER_SLOT,
+                    };
+                    let gateway =
+                        CgiGateway::new(dir, options).map_err(|e| RuntimeError::Route {
                             route: route.path.clone(),
-                            message: format!("CGI directory {} does not exist", dir.display()),
-                        });
-                    }
-                    Target::Cgi(dir.clone())
+                            message: format!("CGI directory {}: {e}", dir.display()),
+                        })?;
+                    // A script's local redirect is followed inside the gateway
+                    // only when the new path stays on this same route; any
+                    // other path goes back to the browser, so that it passes
+                    // through routing and the access check again.
+                    let table = routes.clone();
+                    let id = targets.len();
+                    Target::Cgi(gateway.with_local_redirect_check(move |path, _| {
+                        !table.has_host_routes() && table.find(None, path) == Some(id)
+                    }))
                 }
             });
         }
@@ -137,7 +155,7 @@ impl Runtime {
             users,
             page,
             throttle,
-            routes: RouteTable::new(&config.routes),
+            routes,
             route_labels: config
                 .routes
                 .iter()
@@ -351,9 +369,17 @@ impl Gate {
                 .forward(req, scheme, authority, rt.config.server.upstream_timeout)
                 .await
                 .map(|r| r.map(ResponseBody::upstream))?,
-            Target::Cgi(dir) => {
-                tracing::error!(dir = %dir.display(), "CGI upstreams are not available in this build");
-                return Err(Reject::BadGateway);
+            Target::Cgi(gateway) => {
+                let ctx = CgiContext {
+                    remote_addr: SocketAddr::new(client.ip, conn.peer.port()),
+                    local_addr: conn.local,
+                    https: client.https,
+                    route_prefix: route.path.clone(),
+                };
+                match gateway.serve(req, &ctx).await {
+                    Ok(resp) => resp.map(ResponseBody::stream),
+                    Err(e) => return Err(cgi_reject(e)),
+                }
             }
         };
 
@@ -602,6 +628,24 @@ fn new_cookie(current: Option<&Current>) -> CookieOut {
             stored: false,
         }),
         _ => CookieOut::Keep,
+    }
+}
+
+/// The status for a CGI failure; details go to the log only.
+fn cgi_reject(e: CgiError) -> Reject {
+    match e {
+        CgiError::NotFound => Reject::NotFound,
+        CgiError::Forbidden => Reject::Forbidden,
+        CgiError::Busy => Reject::Busy,
+        CgiError::Timeout => Reject::GatewayTimeout,
+        CgiError::BadGateway(detail) => {
+            tracing::warn!(target: "cgi", detail = %detail, "CGI script failed");
+            Reject::BadGateway
+        }
+        CgiError::Config(detail) => {
+            tracing::error!(target: "cgi", detail = %detail, "CGI gateway misconfigured");
+            Reject::Internal
+        }
     }
 }
 

@@ -342,3 +342,14 @@ fn sighup_reloads_and_a_bad_reload_keeps_the_running_config() {
     );
     drop(rt);
 }
+
+#[test]
+fn the_shipped_default_config_is_valid() {
+    let out = sessiongate(&["check"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("127.0.0.1:8080"));
+}
