@@ -10,14 +10,6 @@ async fn demo() -> Proxy {
     Proxy::start(&text).await
 }
 
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn the_demo_site_works_end_to_end() {
     let proxy = demo().await;

@@ -51,15 +51,6 @@ async fn site(login_extra: &str) -> Site {
     }
 }
 
-/// A browser-like client: keeps cookies, follows no redirects.
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
 /// The value of the hidden csrf field in a login page.
 fn csrf_of(html: &str) -> String {
     let at = html.find("name=\"csrf\"").expect("a csrf field");
