@@ -306,7 +306,9 @@ impl Gate {
         }
         if under_prefix(req.uri().path(), &rt.config.login.prefix) {
             trail.route = Arc::from(rt.config.login.prefix.as_str());
-            return self.builtin(rt, req, client).await;
+            // Boxed: the login futures are large and rare; the hot path
+            // future stays small and cheap to move.
+            return Box::pin(self.builtin(rt, req, client)).await;
         }
         let host = request_host(&req);
         let route_id = rt
@@ -376,7 +378,7 @@ impl Gate {
                     https: client.https,
                     route_prefix: route.path.clone(),
                 };
-                match gateway.serve(req, &ctx).await {
+                match Box::pin(gateway.serve(req, &ctx)).await {
                     Ok(resp) => resp.map(ResponseBody::stream),
                     Err(e) => return Err(cgi_reject(e)),
                 }
@@ -384,7 +386,12 @@ impl Gate {
         };
 
         let control = hdr::take_control(resp.headers_mut(), &rt.config.headers, rt.jar.name());
-        let out = self.commit(rt, current, control, client, now, trail).await;
+        let out = if control.is_empty() && control.rejected.is_empty() {
+            // Nothing to store: the common case needs no store call.
+            new_cookie(current.as_ref())
+        } else {
+            Box::pin(self.commit(rt, current, control, client, now, trail)).await
+        };
         let secure = rt.jar.secure_for(client.https);
         let set_cookie = match out {
             CookieOut::Keep => None,
@@ -707,7 +714,11 @@ fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
 
 /// Size of the request line and header block, as sent on the wire.
 fn header_bytes<B>(req: &Request<B>) -> usize {
-    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    let uri = req.uri();
+    let target = uri.path_and_query().map_or(1, |p| p.as_str().len())
+        + uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len());
+    let line = req.method().as_str().len() + target + 12;
     req.headers()
         .iter()
         .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
