@@ -43,6 +43,9 @@ pub struct Runtime {
     routes: Arc<RouteTable>,
     targets: Vec<Target>,
     route_labels: Vec<Arc<str>>,
+    /// Log labels for requests that match no route, and for built-in endpoints.
+    no_route_label: Arc<str>,
+    builtin_label: Arc<str>,
     /// Cookie signer (first key signs, all verify).
     pub signer: Signer,
     /// Set-Cookie builder.
@@ -161,6 +164,8 @@ impl Runtime {
                 .iter()
                 .map(|r| Arc::from(r.path.as_str()))
                 .collect(),
+            no_route_label: Arc::from("-"),
+            builtin_label: Arc::from(config.login.prefix.as_str()),
             targets,
             signer: Signer::new(&config.session.secret_keys),
             jar: CookieJar::new(&config.session),
@@ -259,7 +264,7 @@ impl Gate {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let mut trail = Trail {
-            route: Arc::from("-"),
+            route: rt.no_route_label.clone(),
             user: None,
             session: None,
         };
@@ -305,7 +310,7 @@ impl Gate {
             return Err(Reject::HeadersTooLarge);
         }
         if under_prefix(req.uri().path(), &rt.config.login.prefix) {
-            trail.route = Arc::from(rt.config.login.prefix.as_str());
+            trail.route = rt.builtin_label.clone();
             // Boxed: the login futures are large and rare; the hot path
             // future stays small and cheap to move.
             return Box::pin(self.builtin(rt, req, client)).await;
