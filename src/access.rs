@@ -93,6 +93,11 @@ impl RouteTable {
         table
     }
 
+    /// Whether any route is limited to a host.
+    pub fn has_host_routes(&self) -> bool {
+        !self.by_host.is_empty()
+    }
+
     /// The route for a request: longest prefix among the host's routes,
     /// else among the host-less ones.
     pub fn find(&self, host: Option<&str>, path: &str) -> Option<RouteId> {

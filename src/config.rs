@@ -102,6 +102,9 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// The most CGI scripts that run at once (further requests queue briefly).
     pub cgi_max_concurrent: usize,
+    /// Threads serving requests; `None`: one per CPU core. `1` runs a
+    /// single-threaded runtime, like one nginx worker.
+    pub workers: Option<usize>,
 }
 
 /// Certificate chain and private key files, PEM.
@@ -674,6 +677,7 @@ struct RawServer {
     upstream_timeout: Option<Spanned<Dur>>,
     shutdown_grace: Option<Dur>,
     cgi_max_concurrent: Option<Spanned<usize>>,
+    workers: Option<Spanned<usize>>,
 }
 
 /// `listen` may be one string or a list of strings.
@@ -997,7 +1001,20 @@ fn validate_server(raw: RawServer, r: &mut Reporter<'_>) -> Option<ServerConfig>
         }
         Some(v) => v.into_inner(),
     };
+    let workers = match raw.workers {
+        None => None,
+        Some(v) if *v.get_ref() == 0 || *v.get_ref() > 1024 => {
+            r.span(
+                &v,
+                "workers must be between 1 and 1024 (leave it out for one per CPU core)",
+            );
+            ok = false;
+            None
+        }
+        Some(v) => Some(v.into_inner()),
+    };
     ok.then(|| ServerConfig {
+        workers,
         listen,
         tls,
         trusted_proxies: raw.trusted_proxies.iter().map(|c| c.get_ref().0).collect(),
@@ -1611,7 +1628,7 @@ impl Config {
             let host = route.host.as_deref().unwrap_or("*");
             let _ = writeln!(
                 out,
-                "  {host}{:<24} -> {:<40} access={}",
+                "  {host} {:<24} -> {:<40} access={}",
                 route.path,
                 route.upstream.to_string(),
                 route.access.as_str()

@@ -16,6 +16,7 @@
 
 pub mod access;
 pub mod body;
+pub mod builtin;
 pub mod clock;
 pub mod config;
 pub mod forwarded;

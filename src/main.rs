@@ -72,13 +72,19 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
-    match load(path) {
-        Ok(config) => {
-            print!("{}", config.summary());
-            ExitCode::SUCCESS
-        }
-        Err(code) => code,
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let summary = config.summary();
+    // The users file, login template and CGI directories are part of what
+    // makes a config usable: check them the way a start would.
+    if let Err(e) = sessiongate::proxy::Runtime::build(config) {
+        eprintln!("{e}");
+        return ExitCode::from(EXIT_INVALID);
     }
+    print!("{summary}");
+    ExitCode::SUCCESS
 }
 
 fn hash_password() -> ExitCode {
@@ -95,8 +101,16 @@ fn hash_password() -> ExitCode {
         eprintln!("sessiongate: the password is empty");
         return ExitCode::from(EXIT_INVALID);
     }
-    eprintln!("sessiongate: hash-password is not available yet");
-    ExitCode::from(EXIT_RUNTIME)
+    match sessiongate::login::hash_password(password) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sessiongate: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
 }
 
 fn healthcheck(path: &std::path::Path) -> ExitCode {
@@ -139,18 +153,61 @@ fn probe(mut addr: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(config: &Config) {
+/// Logs go to stdout through a writer thread: requests only format their
+/// line and queue it, and the writer batches lines into few `write` calls.
+/// The returned guard flushes what is queued when dropped, at exit.
+fn init_logging(config: &Config) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(&config.log.level));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(BatchWriter::new(std::io::stdout()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout);
+        .with_writer(writer);
     let _ = match config.log.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.with_ansi(false).try_init(),
     };
+    guard
+}
+
+/// Buffers lines and writes them out when the log thread has nothing more
+/// queued (it calls `flush` then), so a busy proxy writes many lines at once.
+struct BatchWriter<W: std::io::Write> {
+    buf: Vec<u8>,
+    out: W,
+}
+
+impl<W: std::io::Write> BatchWriter<W> {
+    const LIMIT: usize = 64 * 1024;
+
+    fn new(out: W) -> Self {
+        BatchWriter {
+            buf: Vec::with_capacity(Self::LIMIT),
+            out,
+        }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for BatchWriter<W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + data.len() > Self::LIMIT {
+            self.flush()?;
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            self.out.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        self.out.flush()
+    }
 }
 
 fn run(path: &std::path::Path) -> ExitCode {
@@ -158,11 +215,18 @@ fn run(path: &std::path::Path) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    init_logging(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let _log_guard = init_logging(&config);
+    let mut builder = match config.server.workers {
+        // One worker: a single-threaded runtime has no work-stealing to pay for.
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sessiongate: cannot start the async runtime: {e}");
@@ -172,7 +236,8 @@ fn run(path: &std::path::Path) -> ExitCode {
     match runtime.block_on(serve(path.to_path_buf(), config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sessiongate: {e:#}");
+            // Each error's message already names its cause.
+            eprintln!("sessiongate: {e}");
             ExitCode::from(EXIT_RUNTIME)
         }
     }

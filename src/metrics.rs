@@ -17,6 +17,8 @@ pub struct Metrics {
     pub upstream_errors: AtomicU64,
     /// Store failures.
     pub store_errors: AtomicU64,
+    /// Built-in logins: ok, failed, throttled.
+    pub logins: crate::login::LoginCounters,
 }
 
 impl Metrics {

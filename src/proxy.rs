@@ -10,6 +10,7 @@
 //!   -> set / clear the cookie -> access log (when the body ends)
 //! ```
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,8 +22,9 @@ use hyper::body::Incoming;
 use crate::access::{self, AccessDecision, RouteTable, Visitor};
 use crate::body::{AccessRecord, ResponseBody};
 use crate::clock::Clock;
-use crate::config::{Access, Config, Upstream};
+use crate::config::{Access, Config, LoginSource, Upstream};
 use crate::forwarded::{self, ClientInfo, ConnInfo};
+use crate::login::{LoginPage, Throttle, UsersSource};
 use crate::metrics::Metrics;
 use crate::respond::Reject;
 use crate::session::cookie::{CookieError, cookie_values};
@@ -30,6 +32,7 @@ use crate::session::{
     AnyStore, CookieClaims, CookieJar, DataChange, NewSession, Policy, SessionId, SessionRecord,
     SessionStore, Signer, StoreError,
 };
+use crate::upstream::cgi::{CgiContext, CgiError, CgiGateway, CgiOptions};
 use crate::upstream::headers::{self as hdr, ControlHeaders, Injection};
 use crate::upstream::http::HttpUpstream;
 
@@ -37,9 +40,12 @@ use crate::upstream::http::HttpUpstream;
 pub struct Runtime {
     /// The validated config.
     pub config: Config,
-    routes: RouteTable,
+    routes: Arc<RouteTable>,
     targets: Vec<Target>,
     route_labels: Vec<Arc<str>>,
+    /// Log labels for requests that match no route, and for built-in endpoints.
+    no_route_label: Arc<str>,
+    builtin_label: Arc<str>,
     /// Cookie signer (first key signs, all verify).
     pub signer: Signer,
     /// Set-Cookie builder.
@@ -50,7 +56,16 @@ pub struct Runtime {
     pub initial: Arc<str>,
     /// Where visitors are sent to sign in.
     pub login_page: String,
+    /// Users of the built-in login (`None` when no users file is in use).
+    pub users: Option<Arc<UsersSource>>,
+    /// The login page.
+    pub(crate) page: LoginPage,
+    /// Failed-login throttle.
+    pub(crate) throttle: Throttle,
 }
+
+/// Most (user, IP) keys the login throttle tracks.
+const THROTTLE_CAPACITY: usize = 100_000;
 
 /// Where a route sends its requests, prepared once per config.
 enum Target {
@@ -58,12 +73,21 @@ enum Target {
         scheme: http::uri::Scheme,
         authority: http::uri::Authority,
     },
-    Cgi(std::path::PathBuf),
+    Cgi(CgiGateway),
 }
+
+/// How many requests may wait for a CGI slot, per slot.
+const CGI_QUEUE_PER_SLOT: usize = 4;
 
 /// Why a runtime could not be built from a valid config.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
+    /// The users file cannot be used.
+    #[error(transparent)]
+    Users(#[from] crate::login::UsersError),
+    /// The login page template cannot be used.
+    #[error(transparent)]
+    Page(#[from] crate::login::PageError),
     /// A CGI directory is missing or unusable.
     #[error("route {route}: {message}")]
     Route {
@@ -77,6 +101,7 @@ pub enum RuntimeError {
 impl Runtime {
     /// Prepares routes, keys and cookie attributes from a config.
     pub fn build(config: Config) -> Result<Runtime, RuntimeError> {
+        let routes = Arc::new(RouteTable::new(&config.routes));
         let mut targets = Vec::with_capacity(config.routes.len());
         for route in &config.routes {
             targets.push(match &route.upstream {
@@ -85,13 +110,25 @@ impl Runtime {
                     authority: authority.clone(),
                 },
                 Upstream::Cgi(dir) => {
-                    if !dir.is_dir() {
-                        return Err(RuntimeError::Route {
+                    let options = CgiOptions {
+                        timeout: config.server.upstream_timeout,
+                        max_concurrent: config.server.cgi_max_concurrent,
+                        max_queue: config.server.cgi_max_concurrent * CGI_QUEUE_PER_SLOT,
+                    };
+                    let gateway =
+                        CgiGateway::new(dir, options).map_err(|e| RuntimeError::Route {
                             route: route.path.clone(),
-                            message: format!("CGI directory {} does not exist", dir.display()),
-                        });
-                    }
-                    Target::Cgi(dir.clone())
+                            message: format!("CGI directory {}: {e}", dir.display()),
+                        })?;
+                    // A script's local redirect is followed inside the gateway
+                    // only when the new path stays on this same route; any
+                    // other path goes back to the browser, so that it passes
+                    // through routing and the access check again.
+                    let table = routes.clone();
+                    let id = targets.len();
+                    Target::Cgi(gateway.with_local_redirect_check(move |path, _| {
+                        !table.has_host_routes() && table.find(None, path) == Some(id)
+                    }))
                 }
             });
         }
@@ -102,13 +139,33 @@ impl Runtime {
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str())),
         );
+        let login = &config.login;
+        let needs_users = login.source == LoginSource::UsersFile
+            && config.routes.iter().any(|r| r.access == Access::Login);
+        let users = if login.source == LoginSource::UsersFile
+            && (needs_users || login.users_file.exists())
+        {
+            Some(Arc::new(UsersSource::load(&login.users_file)?))
+        } else {
+            None
+        };
+        let page = match &login.template {
+            Some(path) => LoginPage::from_template_file(path)?,
+            None => LoginPage::builtin(),
+        };
+        let throttle = Throttle::new(login.max_attempts, login.attempt_window, THROTTLE_CAPACITY);
         Ok(Runtime {
-            routes: RouteTable::new(&config.routes),
+            users,
+            page,
+            throttle,
+            routes,
             route_labels: config
                 .routes
                 .iter()
                 .map(|r| Arc::from(r.path.as_str()))
                 .collect(),
+            no_route_label: Arc::from("-"),
+            builtin_label: Arc::from(config.login.prefix.as_str()),
             targets,
             signer: Signer::new(&config.session.secret_keys),
             jar: CookieJar::new(&config.session),
@@ -134,19 +191,19 @@ pub struct Gate {
 
 /// The session a request carries, once its cookie verified.
 #[derive(Debug, Clone)]
-struct Current {
-    id: SessionId,
-    created: u64,
+pub(crate) struct Current {
+    pub(crate) id: SessionId,
+    pub(crate) created: u64,
     /// The cookie says the session was stored.
-    stored_cookie: bool,
+    pub(crate) stored_cookie: bool,
     /// The stored record; `None` for a session that never held anything.
-    record: Option<SessionRecord>,
+    pub(crate) record: Option<SessionRecord>,
     /// Created by this request: its cookie must be set.
-    new: bool,
+    pub(crate) new: bool,
 }
 
 impl Current {
-    fn fresh(now: u64) -> Self {
+    pub(crate) fn fresh(now: u64) -> Self {
         Current {
             id: SessionId::generate(),
             created: now,
@@ -158,13 +215,13 @@ impl Current {
 }
 
 /// What the cookie of a request amounts to.
-enum Found {
+pub(crate) enum Found {
     Nothing { expired: bool },
     Session(Current),
 }
 
 /// What goes into `Set-Cookie` after the backend answered.
-enum CookieOut {
+pub(crate) enum CookieOut {
     Keep,
     Set(CookieClaims),
     Clear,
@@ -207,7 +264,7 @@ impl Gate {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let mut trail = Trail {
-            route: Arc::from("-"),
+            route: rt.no_route_label.clone(),
             user: None,
             session: None,
         };
@@ -251,6 +308,12 @@ impl Gate {
     ) -> Result<Response<ResponseBody>, Reject> {
         if header_bytes(&req) > rt.config.server.max_header_bytes {
             return Err(Reject::HeadersTooLarge);
+        }
+        if under_prefix(req.uri().path(), &rt.config.login.prefix) {
+            trail.route = rt.builtin_label.clone();
+            // Boxed: the login futures are large and rare; the hot path
+            // future stays small and cheap to move.
+            return Box::pin(self.builtin(rt, req, client)).await;
         }
         let host = request_host(&req);
         let route_id = rt
@@ -313,14 +376,27 @@ impl Gate {
                 .forward(req, scheme, authority, rt.config.server.upstream_timeout)
                 .await
                 .map(|r| r.map(ResponseBody::upstream))?,
-            Target::Cgi(dir) => {
-                tracing::error!(dir = %dir.display(), "CGI upstreams are not available in this build");
-                return Err(Reject::BadGateway);
+            Target::Cgi(gateway) => {
+                let ctx = CgiContext {
+                    remote_addr: SocketAddr::new(client.ip, conn.peer.port()),
+                    local_addr: conn.local,
+                    https: client.https,
+                    route_prefix: route.path.clone(),
+                };
+                match Box::pin(gateway.serve(req, &ctx)).await {
+                    Ok(resp) => resp.map(ResponseBody::stream),
+                    Err(e) => return Err(cgi_reject(e)),
+                }
             }
         };
 
         let control = hdr::take_control(resp.headers_mut(), &rt.config.headers, rt.jar.name());
-        let out = self.commit(rt, current, control, client, now, trail).await;
+        let out = if control.is_empty() && control.rejected.is_empty() {
+            // Nothing to store: the common case needs no store call.
+            new_cookie(current.as_ref())
+        } else {
+            Box::pin(self.commit(rt, current, control, client, now, trail)).await
+        };
         let secure = rt.jar.secure_for(client.https);
         let set_cookie = match out {
             CookieOut::Keep => None,
@@ -341,7 +417,7 @@ impl Gate {
     }
 
     /// Verifies the cookie and loads its session: at most one store lookup.
-    async fn find_session(
+    pub(crate) async fn find_session(
         &self,
         rt: &Runtime,
         headers: &http::HeaderMap,
@@ -520,6 +596,41 @@ impl Gate {
     }
 }
 
+impl Runtime {
+    /// Adds the one `Set-Cookie` of the session cookie, if any is due.
+    pub(crate) fn apply_cookie(
+        &self,
+        headers: &mut http::HeaderMap,
+        out: CookieOut,
+        https: bool,
+        now: u64,
+    ) {
+        let secure = self.jar.secure_for(https);
+        let value = match out {
+            CookieOut::Keep => return,
+            CookieOut::Set(claims) => {
+                let remaining = claims
+                    .created
+                    .saturating_add(self.policy.max_lifetime)
+                    .saturating_sub(now);
+                self.jar
+                    .set(&self.signer.encode(&claims), secure, remaining)
+            }
+            CookieOut::Clear => self.jar.clear(secure),
+        };
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.append(header::SET_COOKIE, v);
+            no_store_on_cookie(headers);
+        }
+    }
+}
+
+/// Whether `path` is one of the built-in endpoints' paths.
+fn under_prefix(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// The cookie of a session created by this request (not yet stored).
 fn new_cookie(current: Option<&Current>) -> CookieOut {
     match current {
@@ -529,6 +640,24 @@ fn new_cookie(current: Option<&Current>) -> CookieOut {
             stored: false,
         }),
         _ => CookieOut::Keep,
+    }
+}
+
+/// The status for a CGI failure; details go to the log only.
+fn cgi_reject(e: CgiError) -> Reject {
+    match e {
+        CgiError::NotFound => Reject::NotFound,
+        CgiError::Forbidden => Reject::Forbidden,
+        CgiError::Busy => Reject::Busy,
+        CgiError::Timeout => Reject::GatewayTimeout,
+        CgiError::BadGateway(detail) => {
+            tracing::warn!(target: "cgi", detail = %detail, "CGI script failed");
+            Reject::BadGateway
+        }
+        CgiError::Config(detail) => {
+            tracing::error!(target: "cgi", detail = %detail, "CGI gateway misconfigured");
+            Reject::Internal
+        }
     }
 }
 
@@ -590,7 +719,11 @@ fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
 
 /// Size of the request line and header block, as sent on the wire.
 fn header_bytes<B>(req: &Request<B>) -> usize {
-    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    let uri = req.uri();
+    let target = uri.path_and_query().map_or(1, |p| p.as_str().len())
+        + uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len());
+    let line = req.method().as_str().len() + target + 12;
     req.headers()
         .iter()
         .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)

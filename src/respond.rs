@@ -5,6 +5,7 @@ use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
 use crate::body::ResponseBody;
+use crate::login::escape_html;
 
 /// Why a request is answered by the proxy instead of the backend.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -124,7 +125,7 @@ pub fn error_page(status: StatusCode, message: &str) -> Response<ResponseBody> {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title}</title>\
 <style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}}h1{{font-size:1.4rem}}</style></head>\
 <body><main><h1>{title}</h1><p>{}</p></main></body></html>\n",
-        html_escape(message)
+        escape_html(message)
     );
     let mut resp = with_type(
         Response::new(ResponseBody::full(html)),
@@ -159,22 +160,6 @@ fn with_type(
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
-}
-
-/// Escapes text for HTML element content and attribute values.
-pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn json_string(s: &str) -> String {
@@ -224,13 +209,5 @@ mod tests {
     fn json_401_names_the_login_page() {
         let resp = Reject::Unauthorized { json: true }.into_response("/.sessiongate/login");
         assert_eq!(resp.headers()["content-type"], "application/json");
-    }
-
-    #[test]
-    fn escaping() {
-        assert_eq!(
-            html_escape("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
-        );
     }
 }

@@ -200,6 +200,10 @@ pub async fn start_with_clock(
         )));
     }
     tasks.push(tokio::spawn(sweep_loop(gate.clone(), shutdown.subscribe())));
+    tasks.push(tokio::spawn(users_refresh_loop(
+        gate.clone(),
+        shutdown.subscribe(),
+    )));
     if let Some(s) = &snapshotting {
         tasks.push(tokio::spawn(snapshot_loop(s.clone(), shutdown.subscribe())));
     }
@@ -299,6 +303,29 @@ async fn sweep_loop(gate: Arc<Gate>, mut stop: watch::Receiver<bool>) {
             tracing::debug!(removed, "expired sessions swept");
         }
         let _ = Metrics::get(&gate.metrics.sessions_expired);
+    }
+}
+
+/// Re-reads the users file when it changes (one `stat` a second).
+async fn users_refresh_loop(gate: Arc<Gate>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+        let rt = gate.runtime();
+        let Some(users) = rt.users.clone() else {
+            continue;
+        };
+        let refreshed = tokio::task::spawn_blocking(move || users.refresh_if_changed()).await;
+        match refreshed {
+            Ok(Ok(true)) => tracing::info!("users file reloaded"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "users file not reloaded; keeping the previous users")
+            }
+            Err(e) => tracing::error!(error = %e, "users file refresh task failed"),
+        }
     }
 }
 

@@ -887,3 +887,51 @@ async fn max_sessions_evicts_anonymous_first() {
         .unwrap();
     assert_eq!(r.status(), 200, "the logged-in session survived");
 }
+
+#[tokio::test]
+async fn cookie_attributes_follow_the_config() {
+    let backend = app_backend().await;
+    let proxy = Proxy::start(&config(
+        &[("/", &backend.url(), "session")],
+        "persistent_cookie = true\nmax_lifetime = \"2h\"\ncookie_same_site = \"strict\"\ncookie_domain = \"example.org\"\ncookie_path = \"/\"\ncookie_secure = true",
+    ))
+    .await;
+    let c = client();
+    let r = c.get(proxy.url("/")).send().await.unwrap();
+    let set = &set_cookies(&r)[0];
+    for part in [
+        "; Path=/",
+        "; HttpOnly",
+        "; SameSite=Strict",
+        "; Secure",
+        "; Domain=example.org",
+        "; Max-Age=7200",
+    ] {
+        assert!(set.contains(part), "{part} missing: {set}");
+    }
+    let cookie = session_cookie(&r).unwrap();
+    proxy.advance(600);
+    let r = c
+        .get(proxy.url("/logout"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    let cleared = &set_cookies(&r)[0];
+    for part in [
+        "; Path=/",
+        "; SameSite=Strict",
+        "; Domain=example.org",
+        "Max-Age=0",
+    ] {
+        assert!(cleared.contains(part), "{part} missing: {cleared}");
+    }
+    // After a login the cookie's Max-Age is the new session's whole lifetime.
+    let r = c
+        .get(proxy.url("/login?user=zoe"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert!(set_cookies(&r)[0].contains("; Max-Age=7200"));
+}

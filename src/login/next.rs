@@ -13,9 +13,11 @@
 //! rewrite to `/`), no `.` or `..` segment, and no look-alike of a slash
 //! (`%EF%BC%8F`, a fullwidth `／`) right after the leading `/`.
 //!
-//! An encoded slash is allowed: `/%2F/x` is a legitimate path on this site,
-//! forwarded to the backend as received. A browser never decodes `%2F` into
-//! a path separator, so `Location: /%2F/evil.example` stays on this site.
+//! An encoded slash inside the path is allowed (`/a/%2F/x`), but not one
+//! that makes the decoded path start with `//`: `/%2F/evil.example` would
+//! stay on this site in today's browsers, yet any component that decodes the
+//! value once (a backend, a logging tool, an older browser) would read a
+//! host in it, so it is refused like `//evil.example`.
 
 /// Where a rejected or empty `next` sends the browser.
 const HOME: &str = "/";
@@ -65,6 +67,7 @@ fn is_same_site_path(raw: &str) -> bool {
     !has_control(&path)
         && !has_control(&query)
         && !path.contains('\\')
+        && !path.starts_with("//")
         && !has_dot_segment(&path)
         && !starts_with_slash_lookalike(&path)
 }
@@ -182,11 +185,21 @@ mod tests {
     }
 
     #[test]
-    fn encoded_slashes_are_a_legitimate_path_on_this_site() {
-        kept("/%2F/x");
-        kept("/%2F/evil.com");
-        kept("/%2f%2fevil.com");
+    fn encoded_slashes_inside_a_path_are_kept() {
         kept("/a%2Fb");
+        kept("/a/%2F/x");
+    }
+
+    #[test]
+    fn encoded_double_slashes_at_the_start_go_home() {
+        for raw in [
+            "/%2F/x",
+            "/%2F/evil.com",
+            "/%2f%2fevil.com",
+            "/%252F%252Fevil.com",
+        ] {
+            assert_eq!(safe_next(raw), "/", "{raw}");
+        }
     }
 
     #[test]

@@ -225,6 +225,15 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// A browser-like client: keeps cookies, follows no redirects.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
 /// Every `Set-Cookie` of a response.
 pub fn set_cookies(resp: &reqwest::Response) -> Vec<String> {
     resp.headers()

@@ -1,0 +1,376 @@
+//! The built-in endpoints under `login.prefix`: the login page, the login
+//! form's POST, and logout.
+//!
+//! ```text
+//! GET  {prefix}/login   ensure a pre-login session (for the CSRF token), show the page
+//! POST {prefix}/login   CSRF bound to that session -> throttle -> password
+//!                       -> NEW session id (anonymous data kept) -> 303 next
+//! GET|POST {prefix}/logout  destroy the session, clear the cookie -> 303 next or /
+//! ```
+//!
+//! Every answer carries `Cache-Control: no-store`.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Limited};
+use hyper::body::Incoming;
+
+use crate::body::ResponseBody;
+use crate::config::LoginSource;
+use crate::forwarded::ClientInfo;
+use crate::login::{PageContext, safe_next};
+use crate::proxy::{CookieOut, Current, Found, Gate, Runtime};
+use crate::respond::{Reject, redirect};
+use crate::session::{CookieClaims, DataChange, NewSession, SessionStore};
+
+/// The most a login form body may hold.
+const MAX_FORM_BYTES: usize = 16 * 1024;
+
+const MSG_INVALID: &str = "The user name or password is not right.";
+const MSG_CSRF: &str = "This sign-in form has expired. Please try again.";
+const MSG_THROTTLED: &str =
+    "Too many failed sign-in attempts. Please wait a few minutes and try again.";
+const MSG_UNAVAILABLE: &str = "Signing in is not possible right now. Please try again shortly.";
+
+/// The fields of the login form.
+#[derive(Debug, Default)]
+struct LoginForm {
+    username: String,
+    password: String,
+    next: String,
+    csrf: String,
+}
+
+impl LoginForm {
+    fn parse(body: &[u8]) -> Self {
+        let mut form = LoginForm::default();
+        for (k, v) in form_urlencoded::parse(body) {
+            match &*k {
+                "username" => form.username = v.into_owned(),
+                "password" => form.password = v.into_owned(),
+                "next" => form.next = v.into_owned(),
+                "csrf" => form.csrf = v.into_owned(),
+                _ => {}
+            }
+        }
+        form
+    }
+}
+
+/// A page to render, and what goes with it.
+struct PageAnswer<'a> {
+    status: StatusCode,
+    next: &'a str,
+    username: &'a str,
+    message: Option<&'a str>,
+    error: Option<&'a str>,
+}
+
+impl Gate {
+    /// Serves `path` (already known to be under the prefix).
+    pub(crate) async fn builtin(
+        &self,
+        rt: &Runtime,
+        req: Request<Incoming>,
+        client: &ClientInfo,
+    ) -> Result<Response<ResponseBody>, Reject> {
+        let prefix = &rt.config.login.prefix;
+        let rest = &req.uri().path()[prefix.len()..];
+        match (rest, req.method()) {
+            ("/login", &Method::GET | &Method::HEAD) if self.builtin_login(rt) => {
+                self.login_page(rt, req, client).await
+            }
+            ("/login", &Method::POST) if self.builtin_login(rt) => {
+                self.login_post(rt, req, client).await
+            }
+            ("/login", _) if self.builtin_login(rt) => Err(Reject::MethodNotAllowed),
+            ("/logout", &Method::GET | &Method::HEAD | &Method::POST) => {
+                self.logout(rt, req, client).await
+            }
+            ("/logout", _) => Err(Reject::MethodNotAllowed),
+            _ => Err(Reject::NotFound),
+        }
+        .map(no_store)
+    }
+
+    fn builtin_login(&self, rt: &Runtime) -> bool {
+        rt.config.login.source == LoginSource::UsersFile
+    }
+
+    /// `GET {prefix}/login`: the page, with a CSRF token bound to a
+    /// pre-login session (created now if the browser has none).
+    async fn login_page(
+        &self,
+        rt: &Runtime,
+        req: Request<Incoming>,
+        client: &ClientInfo,
+    ) -> Result<Response<ResponseBody>, Reject> {
+        let now = self.clock.now();
+        let mut next = String::from("/");
+        let mut expired = false;
+        for (k, v) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
+            match &*k {
+                "next" => next = safe_next(&v),
+                "expired" => expired = v == "1",
+                _ => {}
+            }
+        }
+        let current = self.session_or_new(rt, &req, client, now).await?;
+        let message = expired.then_some(rt.config.login.expired_message.as_str());
+        let answer = PageAnswer {
+            status: StatusCode::OK,
+            next: &next,
+            username: "",
+            message,
+            error: None,
+        };
+        Ok(self.render(rt, &current, &answer, client, now))
+    }
+
+    /// `POST {prefix}/login`: CSRF, throttle, password, then a new session id.
+    async fn login_post(
+        &self,
+        rt: &Runtime,
+        req: Request<Incoming>,
+        client: &ClientInfo,
+    ) -> Result<Response<ResponseBody>, Reject> {
+        let now = self.clock.now();
+        let found = self.find_session(rt, req.headers(), client, now).await;
+        let body = read_form(req.into_body()).await?;
+        let form = LoginForm::parse(&body);
+        let next = safe_next(&form.next);
+        let username = form.username.trim();
+
+        let current = match found {
+            Ok(Found::Session(c)) if rt.signer.verify_csrf(&c.id, &form.csrf) => c,
+            Ok(found) => {
+                tracing::warn!(client = %client.ip, "login refused: missing or wrong CSRF token");
+                // The page comes back with a token for the visitor's own
+                // session (a new one if there is none), so a retry works.
+                let fresh = match found {
+                    Found::Session(c) => c,
+                    Found::Nothing { .. } => Current::fresh(now),
+                };
+                let answer = PageAnswer {
+                    status: StatusCode::FORBIDDEN,
+                    next: &next,
+                    username,
+                    message: None,
+                    error: Some(MSG_CSRF),
+                };
+                return Ok(self.render(rt, &fresh, &answer, client, now));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "login: session store unavailable");
+                return Err(Reject::StoreUnavailable);
+            }
+        };
+
+        if let Err(wait) = rt.throttle.check(username, client.ip, Instant::now()) {
+            self.metrics.logins.inc_throttled();
+            tracing::warn!(client = %client.ip, user = %username, "login throttled");
+            let answer = PageAnswer {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                next: &next,
+                username,
+                message: None,
+                error: Some(MSG_THROTTLED),
+            };
+            let mut resp = self.render(rt, &current, &answer, client, now);
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(wait.seconds()));
+            return Ok(resp);
+        }
+
+        let verified = !username.is_empty()
+            && !form.password.is_empty()
+            && crate::upstream::headers::valid_user(username)
+            && match &rt.users {
+                Some(users) => {
+                    users
+                        .verify_blocking(username.to_string(), form.password)
+                        .await
+                }
+                None => false,
+            };
+        if !verified {
+            rt.throttle
+                .record_failure(username, client.ip, Instant::now());
+            self.metrics.logins.inc_failed();
+            tracing::info!(client = %client.ip, user = %username, "login failed");
+            let answer = PageAnswer {
+                status: StatusCode::UNAUTHORIZED,
+                next: &next,
+                username,
+                message: None,
+                error: Some(MSG_INVALID),
+            };
+            return Ok(self.render(rt, &current, &answer, client, now));
+        }
+
+        rt.throttle.record_success(username, client.ip);
+        let new_id = crate::session::SessionId::generate();
+        let seed = NewSession {
+            created: now,
+            initial: &rt.initial,
+            ip: Some(client.ip),
+        };
+        let old = current.record.is_some().then_some(current.id);
+        match self
+            .store
+            .login(
+                old.as_ref(),
+                &new_id,
+                username,
+                &DataChange::default(),
+                seed,
+                now,
+                &rt.policy,
+            )
+            .await
+        {
+            Ok(record) => {
+                self.metrics.logins.inc_ok();
+                tracing::info!(client = %client.ip, user = %username, session = %new_id.log_hash(), "login");
+                let mut resp = redirect(StatusCode::SEE_OTHER, &next);
+                let claims = CookieClaims {
+                    id: new_id,
+                    created: record.created,
+                    stored: true,
+                };
+                rt.apply_cookie(
+                    resp.headers_mut(),
+                    CookieOut::Set(claims),
+                    client.https,
+                    now,
+                );
+                Ok(resp)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "login: session store failed");
+                let answer = PageAnswer {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    next: &next,
+                    username,
+                    message: None,
+                    error: Some(MSG_UNAVAILABLE),
+                };
+                Ok(self.render(rt, &current, &answer, client, now))
+            }
+        }
+    }
+
+    /// `GET|POST {prefix}/logout`: destroy the session, clear the cookie.
+    async fn logout(
+        &self,
+        rt: &Runtime,
+        req: Request<Incoming>,
+        client: &ClientInfo,
+    ) -> Result<Response<ResponseBody>, Reject> {
+        let now = self.clock.now();
+        let found = self.find_session(rt, req.headers(), client, now).await;
+        let mut next = req
+            .uri()
+            .query()
+            .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "next"))
+            .map(|(_, v)| v.into_owned());
+        if req.method() == Method::POST {
+            let body = read_form(req.into_body()).await.unwrap_or_default();
+            if let Some((_, v)) = form_urlencoded::parse(&body).find(|(k, _)| k == "next") {
+                next = Some(v.into_owned());
+            }
+        }
+        if let Ok(Found::Session(c)) = found {
+            if let Err(e) = self.store.remove(&c.id).await {
+                tracing::error!(error = %e, "logout: session store failed");
+                return Err(Reject::StoreUnavailable);
+            }
+            tracing::info!(client = %client.ip, session = %c.id.log_hash(), "logout");
+        }
+        let mut resp = redirect(
+            StatusCode::SEE_OTHER,
+            &safe_next(next.as_deref().unwrap_or("/")),
+        );
+        rt.apply_cookie(resp.headers_mut(), CookieOut::Clear, client.https, now);
+        Ok(resp)
+    }
+
+    /// The request's session, or a new anonymous one (not stored).
+    async fn session_or_new<B>(
+        &self,
+        rt: &Runtime,
+        req: &Request<B>,
+        client: &ClientInfo,
+        now: u64,
+    ) -> Result<Current, Reject> {
+        match self.find_session(rt, req.headers(), client, now).await {
+            Ok(Found::Session(c)) => Ok(c),
+            Ok(Found::Nothing { .. }) => Ok(Current::fresh(now)),
+            Err(e) => {
+                tracing::error!(error = %e, "login page: session store unavailable");
+                Err(Reject::StoreUnavailable)
+            }
+        }
+    }
+
+    /// Renders the login page for `current`, setting its cookie when it is new.
+    fn render(
+        &self,
+        rt: &Runtime,
+        current: &Current,
+        answer: &PageAnswer<'_>,
+        client: &ClientInfo,
+        now: u64,
+    ) -> Response<ResponseBody> {
+        let action = format!("{}/login", rt.config.login.prefix);
+        let csrf = rt.signer.csrf_token(&current.id);
+        let html = rt.page.render(&PageContext {
+            action: &action,
+            next: answer.next,
+            csrf: &csrf,
+            username: answer.username,
+            message: answer.message,
+            error: answer.error,
+        });
+        let mut resp = Response::new(ResponseBody::full(html));
+        *resp.status_mut() = answer.status;
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+        h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+        if let Some(csp) = rt.page.content_security_policy() {
+            h.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(csp),
+            );
+        }
+        if current.new {
+            let claims = CookieClaims {
+                id: current.id,
+                created: current.created,
+                stored: false,
+            };
+            rt.apply_cookie(h, CookieOut::Set(claims), client.https, now);
+        }
+        resp
+    }
+}
+
+async fn read_form(body: Incoming) -> Result<Bytes, Reject> {
+    match Limited::new(body, MAX_FORM_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(_) => Err(Reject::BadRequest("The form is too large or was cut off.")),
+    }
+}
+
+fn no_store(mut resp: Response<ResponseBody>) -> Response<ResponseBody> {
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
