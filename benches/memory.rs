@@ -3,11 +3,15 @@
 //! Creates `SESSIONS` (default 1,000,000) sessions with small data, half of
 //! them logged in, through the store's public API exactly as the proxy does,
 //! and prints the process's resident set size before and after. The target
-//! is under 300 MB for a million sessions.
+//! is under 300 MB for a million sessions. Then writes them to a snapshot
+//! file and reads it back into a new store, timing both (the snapshot is
+//! what a restart waits for).
 //!
 //! Run: `cargo bench --bench memory` (or `SESSIONS=2000000 cargo bench --bench memory`).
 
-use sessiongate::session::{DataChange, MemoryStore, NewSession, Policy, SessionId, SessionStore};
+use sessiongate::session::{
+    DataChange, MemoryStore, NewSession, Policy, SessionId, SessionStore, snapshot,
+};
 
 fn rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -69,4 +73,22 @@ async fn main() {
         n as f64 / elapsed.as_secs_f64()
     );
     assert_eq!(store.len(), n);
+
+    let dir = std::env::temp_dir().join(format!("sessiongate-bench-{}", std::process::id()));
+    let path = dir.join("sessions.snapshot");
+    let store = std::sync::Arc::new(store);
+    let started = std::time::Instant::now();
+    let written = snapshot::save(store.clone(), path.clone()).await.unwrap();
+    let save_time = started.elapsed();
+    let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+    let restored = MemoryStore::new();
+    let started = std::time::Instant::now();
+    let loaded = snapshot::restore(&restored, &path, now, &policy).unwrap();
+    let load_time = started.elapsed();
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "snapshot of {written} sessions: {:.1} MB, written in {save_time:.2?}, loaded in {load_time:.2?}",
+        size as f64 / 1024.0 / 1024.0
+    );
+    assert_eq!(loaded.loaded, n);
 }
