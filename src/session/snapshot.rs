@@ -22,8 +22,9 @@
 //! old snapshot, and followed by an fsync of the directory. A crash at any
 //! point leaves either the old snapshot or the new one, never half of one.
 //!
-//! The file holds session ids, which are bearer credentials: it is created
-//! readable by its owner only.
+//! The file holds session ids (which, with the signing key, make valid
+//! cookies) and session data (which may be private): it is created
+//! readable by its owner only, in a directory created likewise.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -560,7 +561,7 @@ mod tests {
         assert_eq!(
             std::os::unix::fs::PermissionsExt::mode(&mode) & 0o077,
             0,
-            "ids are credentials"
+            "only the owner may read it"
         );
         write_file(&path, &entries[..1]).unwrap();
         assert_eq!(read_file(&path).unwrap().unwrap(), entries[..1]);
