@@ -1,8 +1,8 @@
-//! Real programs for end-to-end tests: the `sessiongate` binary and Apache
-//! httpd, each on 127.0.0.1, waited for by polling against a
+//! Real programs for end-to-end tests: the `sessiongate` binary, Apache
+//! httpd and chromedriver, each on 127.0.0.1, waited for by polling against a
 //! named budget (never a bare sleep), and killed when its handle drops.
 //!
-//! A system program (httpd) may be missing on a developer's
+//! The system programs (httpd, Chromium) may be missing on a developer's
 //! machine: a test then says so and returns. In CI (`CI` set), where
 //! `.ci/run` installs them, a missing one fails the test instead.
 
@@ -85,7 +85,8 @@ impl Running {
     /// Starts `command` with stdout and stderr collected. Each complete
     /// stdout line also goes to `lines`, for a caller waiting on one.
     fn spawn(name: &str, mut command: Command, lines: Option<mpsc::Sender<String>>) -> Running {
-        // A group of its own, so that what it starts (httpd's children) is stopped with it.
+        // A group of its own, so that what it starts (httpd's children,
+        // Chromium under chromedriver) is stopped with it.
         command
             .process_group(0)
             .stdin(Stdio::null())
@@ -353,4 +354,56 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
     let mut head = [0u8; 12];
     s.read_exact(&mut head).ok()?;
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// chromedriver, ready to open sessions of headless Chromium.
+pub struct ChromeDriver {
+    pub url: String,
+    process: Running,
+}
+
+impl ChromeDriver {
+    /// Starts `binary` on a free port; ready when its WebDriver status says so.
+    pub fn start(binary: &Path) -> ChromeDriver {
+        let port = free_port();
+        let mut command = Command::new(binary);
+        command
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1");
+        let mut process = Running::spawn("chromedriver", command, None);
+        let url = format!("http://127.0.0.1:{port}");
+        process.wait_until("ready", || webdriver_ready(port));
+        ChromeDriver { url, process }
+    }
+
+    pub fn output(&self) -> String {
+        self.process.output()
+    }
+}
+
+/// Whether `GET /status` says `"ready": true`.
+fn webdriver_ready(port: u16) -> bool {
+    use std::io::Write;
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if write!(
+        s,
+        "GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    // The JSON object of the body, whatever the framing around it.
+    let (Some(start), Some(end)) = (answer.find('{'), answer.rfind('}')) else {
+        return false;
+    };
+    serde_json::from_str::<serde_json::Value>(&answer[start..=end])
+        .ok()
+        .and_then(|v| v.pointer("/value/ready")?.as_bool())
+        .unwrap_or(false)
 }
