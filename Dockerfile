@@ -10,7 +10,9 @@
 # /var/lib/sessiongate.
 
 # The toolchain the project is tested with; any release at or above
-# Cargo.toml's rust-version builds it.
+# Cargo.toml's rust-version builds it. Both stages use the same Debian
+# release (bookworm), so the binary finds the glibc it was linked against:
+# move them together.
 ARG RUST_VERSION=1.95
 
 # ---------------------------------------------------------------- build stage
