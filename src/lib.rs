@@ -4,6 +4,8 @@
 //!
 //! ```text
 //! server      accept -> (TLS) -> hyper auto (HTTP/1.1, h2)
+//!   tls         certificates (reloaded when they change), upstream trust
+//!   redirect    optional plain-HTTP listener: 301 to https://
 //! proxy       resolve client -> route -> cookie -> session -> access decision
 //!   forwarded   who the client is (X-Forwarded-* only from trusted proxies)
 //!   access      route table, public / session / login
@@ -23,7 +25,9 @@ pub mod forwarded;
 pub mod login;
 pub mod metrics;
 pub mod proxy;
+pub mod redirect;
 pub mod respond;
 pub mod server;
+pub mod tls;
 pub mod session;
 pub mod upstream;

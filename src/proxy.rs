@@ -59,6 +59,8 @@ pub struct Runtime {
     pub(crate) page: LoginPage,
     /// Failed-login throttle.
     pub(crate) throttle: Throttle,
+    /// Pooled client for `http://` and `https://` upstreams.
+    http: HttpUpstream,
 }
 
 /// Most (user, IP) keys the login throttle tracks.
@@ -85,6 +87,9 @@ pub enum RuntimeError {
     /// The login page template cannot be used.
     #[error(transparent)]
     Page(#[from] crate::login::PageError),
+    /// The upstream CA file cannot be used.
+    #[error(transparent)]
+    UpstreamTls(#[from] crate::tls::TlsError),
     /// A CGI directory is missing or unusable.
     #[error("route {route}: {message}")]
     Route {
@@ -151,7 +156,16 @@ impl Runtime {
             None => LoginPage::builtin(),
         };
         let throttle = Throttle::new(login.max_attempts, login.attempt_window, THROTTLE_CAPACITY);
+        let https_upstreams = config.routes.iter().any(|r| {
+            matches!(&r.upstream, Upstream::Http { scheme, .. } if *scheme == http::uri::Scheme::HTTPS)
+        });
+        let upstream_tls = if https_upstreams || config.server.upstream_ca.is_some() {
+            crate::tls::upstream_client_config(config.server.upstream_ca.as_deref())?
+        } else {
+            crate::tls::no_upstream_tls()?
+        };
         Ok(Runtime {
+            http: HttpUpstream::new(upstream_tls),
             users,
             page,
             throttle,
@@ -177,7 +191,6 @@ pub struct Gate {
     runtime: ArcSwap<Runtime>,
     /// The session store (kept across reloads).
     pub store: AnyStore,
-    http: HttpUpstream,
     /// Counters.
     pub metrics: Metrics,
     /// Time source for session lifetimes.
@@ -235,7 +248,6 @@ impl Gate {
         Gate {
             runtime: ArcSwap::from_pointee(runtime),
             store,
-            http: HttpUpstream::new(),
             metrics: Metrics::default(),
             clock,
         }
@@ -364,7 +376,7 @@ impl Gate {
 
         let req = prepare_request(rt, req, conn, client, host, current.as_ref(), now);
         let mut resp = match &rt.targets[route_id] {
-            Target::Http { scheme, authority } => self
+            Target::Http { scheme, authority } => rt
                 .http
                 .forward(req, scheme, authority, rt.config.server.upstream_timeout)
                 .await
