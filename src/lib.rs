@@ -13,6 +13,7 @@
 //!   upstream    strip client session headers, inject ours, forward (HTTP or CGI)
 //!               take the backend's control headers
 //!   session     commit the change atomically, set / clear the cookie
+//!   upgrade     WebSocket handshakes: open the tunnel, copy both ways
 //! body        stream the response, write the access log line when it ends
 //! ```
 
@@ -29,5 +30,6 @@ pub mod redirect;
 pub mod respond;
 pub mod server;
 pub mod tls;
+pub mod upgrade;
 pub mod session;
 pub mod upstream;

@@ -6,8 +6,9 @@
 //!   -> access decision (maybe: login redirect / 401)
 //!   -> strip client session headers, inject ours
 //!   -> forward (HTTP upstream or CGI gateway)
-//!   -> take the backend's control headers -> commit the session
-//!   -> set / clear the cookie -> access log (when the body ends)
+//!   -> take the backend's control headers -> (WebSocket: open the tunnel)
+//!   -> commit the session -> set / clear the cookie
+//!   -> access log (when the body ends)
 //! ```
 
 use std::net::SocketAddr;
@@ -35,6 +36,7 @@ use crate::session::{
 use crate::upstream::cgi::{CgiContext, CgiError, CgiGateway, CgiOptions};
 use crate::upstream::headers::{self as hdr, ControlHeaders, Injection};
 use crate::upstream::http::HttpUpstream;
+use crate::upgrade::{self, SessionWatch};
 
 /// Everything derived from one config file; swapped whole on reload.
 pub struct Runtime {
@@ -316,6 +318,7 @@ impl Gate {
         if header_bytes(&req) > rt.config.server.max_header_bytes {
             return Err(Reject::HeadersTooLarge);
         }
+        let handshake = upgrade::classify(&req)?;
         if under_prefix(req.uri().path(), &rt.config.login.prefix) {
             trail.route = Arc::from(rt.config.login.prefix.as_str());
             return self.builtin(rt, req, client).await;
@@ -361,6 +364,10 @@ impl Gate {
                 current = Some(Current::fresh(now));
                 Metrics::inc(&self.metrics.sessions_created);
             }
+            // A WebSocket cannot follow a redirect to a login page.
+            AccessDecision::RedirectToLogin { .. } if handshake.is_some() => {
+                return Err(Reject::Unauthorized { json: wants_json });
+            }
             AccessDecision::RedirectToLogin { expired } => {
                 return Ok(crate::respond::redirect(
                     http::StatusCode::FOUND,
@@ -374,7 +381,12 @@ impl Gate {
             trail.user = c.record.as_ref().and_then(|r| r.user.clone());
         }
 
-        let req = prepare_request(rt, req, conn, client, host, current.as_ref(), now);
+        let mut req = prepare_request(rt, req, conn, client, host, current.as_ref(), now);
+        let tunnel = match (&rt.targets[route_id], handshake) {
+            (Target::Cgi(_), Some(_)) => return Err(Reject::UpgradeNotSupported),
+            (_, Some(kind)) => Some(upgrade::prepare(&mut req, kind)),
+            (_, None) => None,
+        };
         let mut resp = match &rt.targets[route_id] {
             Target::Http { scheme, authority } => rt
                 .http
@@ -396,6 +408,18 @@ impl Gate {
         };
 
         let control = hdr::take_control(resp.headers_mut(), &rt.config.headers, rt.jar.name());
+        if let Some(tunnel) = tunnel {
+            // The tunnel lives as long as the session it was opened with,
+            // on every route where access depends on a session.
+            let watch = current
+                .as_ref()
+                .filter(|_| route.access != Access::Public)
+                .and_then(|c| c.record.as_ref().map(|r| (c.id, r.user.clone())))
+                .map(|(id, user)| {
+                    SessionWatch::new(self.store.clone(), self.clock.clone(), id, user, rt.policy)
+                });
+            tunnel.complete(&mut resp, watch)?;
+        }
         let out = self.commit(rt, current, control, client, now, trail).await;
         let secure = rt.jar.secure_for(client.https);
         let set_cookie = match out {
