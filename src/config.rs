@@ -1882,7 +1882,10 @@ mod tests {
             "[server]\ntls = { cert = \"c.pem\", key = \"k.pem\" }\nredirect_http = [\"127.0.0.1:8081\"]\nupstream_ca = \"ca.pem\"\n\n[session]",
         );
         let c: Config = text.parse().unwrap();
-        assert_eq!(c.server.redirect_http, vec!["127.0.0.1:8081".parse().unwrap()]);
+        assert_eq!(
+            c.server.redirect_http,
+            vec!["127.0.0.1:8081".parse().unwrap()]
+        );
         assert_eq!(c.server.upstream_ca, Some(PathBuf::from("ca.pem")));
         assert!(c.summary().contains("redirect: http://127.0.0.1:8081"));
     }
@@ -1895,7 +1898,8 @@ mod tests {
         );
         let errs = text.parse::<Config>().unwrap_err().0;
         assert!(
-            errs.iter().any(|e| e.message.contains("also in server.listen")),
+            errs.iter()
+                .any(|e| e.message.contains("also in server.listen")),
             "{errs:?}"
         );
     }

@@ -29,7 +29,7 @@ pub mod proxy;
 pub mod redirect;
 pub mod respond;
 pub mod server;
+pub mod session;
 pub mod tls;
 pub mod upgrade;
-pub mod session;
 pub mod upstream;

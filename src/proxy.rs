@@ -33,10 +33,10 @@ use crate::session::{
     AnyStore, CookieClaims, CookieJar, DataChange, NewSession, Policy, SessionId, SessionRecord,
     SessionStore, Signer, StoreError,
 };
+use crate::upgrade::{self, SessionWatch};
 use crate::upstream::cgi::{CgiContext, CgiError, CgiGateway, CgiOptions};
 use crate::upstream::headers::{self as hdr, ControlHeaders, Injection};
 use crate::upstream::http::HttpUpstream;
-use crate::upgrade::{self, SessionWatch};
 
 /// Everything derived from one config file; swapped whole on reload.
 pub struct Runtime {

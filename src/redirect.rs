@@ -160,9 +160,6 @@ mod tests {
             redirect(Method::GET, Some("evil.example@good.example"), "/", 443).0,
             400
         );
-        assert_eq!(
-            redirect(Method::GET, Some("a/b"), "/", 443).0,
-            400
-        );
+        assert_eq!(redirect(Method::GET, Some("a/b"), "/", 443).0, 400);
     }
 }

@@ -250,18 +250,18 @@ async fn connection(
         None => serve_http(stream, conn_info, &builder, watcher, gate).await,
         Some(acceptor) => {
             // A client that stalls the handshake must not hold a task forever.
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-            {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => {
-                    tracing::debug!(peer = %conn_info.peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(peer = %conn_info.peer, "TLS handshake timed out");
-                    return;
-                }
-            };
+            let stream =
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => {
+                        tracing::debug!(peer = %conn_info.peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(peer = %conn_info.peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
             serve_http(stream, conn_info, &builder, watcher, gate).await;
         }
     }
@@ -310,7 +310,9 @@ async fn cert_watch_loop(gate: Arc<Gate>, cert: Arc<ServerCert>, mut stop: watch
         seen = rt.clone();
         let Some(files) = rt.config.server.tls.clone() else {
             if reloaded {
-                tracing::warn!("server.tls was removed from the config; TLS listeners keep their certificate until a restart");
+                tracing::warn!(
+                    "server.tls was removed from the config; TLS listeners keep their certificate until a restart"
+                );
             }
             continue;
         };

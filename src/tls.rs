@@ -41,14 +41,14 @@ const SERVER_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// The file cannot be read.
-    #[error("cannot read {what} file {path}: {source}")]
+    #[error("cannot read {what} file {path}: {error}")]
     Read {
         /// "certificate", "key" or "upstream CA".
         what: &'static str,
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (in the message itself, so that it stays one line).
+        error: std::io::Error,
     },
     /// The file is not well-formed PEM.
     #[error("{what} file {path} is not valid PEM: {reason}")]
@@ -175,10 +175,10 @@ fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 }
 
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    std::fs::read(path).map_err(|error| TlsError::Read {
         what,
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
@@ -329,12 +329,10 @@ pub fn upstream_client_config(ca: Option<&Path>) -> Result<ClientConfig, TlsErro
     match ca {
         Some(path) => {
             for cert in read_certificates("upstream CA", path)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| TlsError::BadCertificate {
-                        path: path.to_path_buf(),
-                        reason: e.to_string(),
-                    })?;
+                roots.add(cert).map_err(|e| TlsError::BadCertificate {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                })?;
             }
         }
         None => {
@@ -359,6 +357,72 @@ pub fn upstream_client_config(ca: Option<&Path>) -> Result<ClientConfig, TlsErro
         .map_err(|e| TlsError::Setup(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth())
+}
+
+/// A client configuration for the healthcheck, which talks to its own
+/// listener by IP address: it trusts exactly the certificate in `files`
+/// (the leaf, byte for byte) and still checks the handshake signatures.
+pub fn self_probe_config(files: &TlsConfig) -> Result<ClientConfig, TlsError> {
+    let leaf = read_certificates("certificate", &files.cert)?.swap_remove(0);
+    let provider = provider();
+    let verifier = PinnedLeaf {
+        leaf,
+        algorithms: provider.signature_verification_algorithms,
+    };
+    Ok(ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(VERSIONS)
+        .map_err(|e| TlsError::Setup(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth())
+}
+
+/// Accepts one exact server certificate, whatever name it was asked for.
+#[derive(Debug)]
+struct PinnedLeaf {
+    leaf: CertificateDer<'static>,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl rustls::client::danger::ServerCertVerifier for PinnedLeaf {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if end_entity.as_ref() == self.leaf.as_ref() {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
 }
 
 /// A client configuration that trusts nothing: for a config whose routes

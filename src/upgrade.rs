@@ -121,7 +121,8 @@ fn websocket_key() -> HeaderValue {
     // A failing system RNG leaves zeros: the key is a handshake nonce, not a secret.
     let _ = getrandom::fill(&mut nonce);
     let key = base64::engine::general_purpose::STANDARD.encode(nonce);
-    HeaderValue::from_str(&key).unwrap_or_else(|_| HeaderValue::from_static("AAAAAAAAAAAAAAAAAAAAAA=="))
+    HeaderValue::from_str(&key)
+        .unwrap_or_else(|_| HeaderValue::from_static("AAAAAAAAAAAAAAAAAAAAAA=="))
 }
 
 impl PendingTunnel {
@@ -269,7 +270,10 @@ mod tests {
     fn websocket_get_is_a_handshake() {
         let r = req(
             Method::GET,
-            &[("connection", "keep-alive, Upgrade"), ("upgrade", "WebSocket")],
+            &[
+                ("connection", "keep-alive, Upgrade"),
+                ("upgrade", "WebSocket"),
+            ],
         );
         assert_eq!(classify(&r), Ok(Some(Handshake::Http1)));
     }
@@ -278,7 +282,10 @@ mod tests {
     fn other_upgrades_are_plain_requests() {
         let h2c = req(
             Method::GET,
-            &[("connection", "upgrade, http2-settings"), ("upgrade", "h2c")],
+            &[
+                ("connection", "upgrade, http2-settings"),
+                ("upgrade", "h2c"),
+            ],
         );
         assert_eq!(classify(&h2c), Ok(None));
         let post = req(

@@ -143,18 +143,11 @@ async fn a_host_prefixed_cookie_works_over_tls() {
     let backend = Backend::start().await;
     let proxy = Proxy::start(&config(
         &[("/", &backend.url(), "session")],
-        &format!(
-            "cookie_name = \"__Host-sg\"\n{}",
-            files.server_toml()
-        ),
+        &format!("cookie_name = \"__Host-sg\"\n{}", files.server_toml()),
     ))
     .await;
     let client = https_client(&ca, proxy.addr).build().unwrap();
-    let resp = client
-        .get(https_url(proxy.addr, "/"))
-        .send()
-        .await
-        .unwrap();
+    let resp = client.get(https_url(proxy.addr, "/")).send().await.unwrap();
     let cookie = support::set_cookies(&resp)
         .into_iter()
         .find(|c| c.starts_with("__Host-sg="))
@@ -267,12 +260,7 @@ async fn the_redirect_listener_sends_plain_http_to_https() {
     let ca = TestCa::new("redirect CA");
     let files = CertFiles::write(&ca, &ca.leaf());
     let backend = Backend::start().await;
-    let proxy = tls_proxy(
-        &files,
-        &backend.url(),
-        "redirect_http = \"127.0.0.1:0\"\n",
-    )
-    .await;
+    let proxy = tls_proxy(&files, &backend.url(), "redirect_http = \"127.0.0.1:0\"\n").await;
     let running = proxy.running.as_ref().unwrap();
     let redirect = running.redirect_addrs[0];
     let answer = raw(
@@ -286,7 +274,10 @@ async fn the_redirect_listener_sends_plain_http_to_https() {
         proxy.addr.port()
     );
     assert!(answer.to_ascii_lowercase().contains(&location), "{answer}");
-    assert!(!answer.to_ascii_lowercase().contains("set-cookie"), "{answer}");
+    assert!(
+        !answer.to_ascii_lowercase().contains("set-cookie"),
+        "{answer}"
+    );
     let answer = raw(
         redirect,
         b"GET / HTTP/1.1\r\nHost: evil@example.org\r\nConnection: close\r\n\r\n",

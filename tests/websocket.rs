@@ -23,7 +23,13 @@ const CLOSE_BUDGET: Duration = Duration::from_secs(10);
 
 /// A proxy with `/ws` (login) to an echo server, `/auth` (public) to a
 /// backend that logs `alice` in, and `/page` (public) to a recording backend.
-async fn setup(extra: &str) -> (Proxy, Backend, std::sync::Arc<std::sync::Mutex<Vec<http::HeaderMap>>>) {
+async fn setup(
+    extra: &str,
+) -> (
+    Proxy,
+    Backend,
+    std::sync::Arc<std::sync::Mutex<Vec<http::HeaderMap>>>,
+) {
     let (echo, seen) = websocket_echo().await;
     let backend = Backend::with(|s| {
         if s.uri.starts_with("/auth") {
@@ -133,13 +139,15 @@ async fn a_websocket_without_a_session_gets_401_on_a_login_route() {
         matches!(&err, tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 401),
         "{err}"
     );
-    assert!(seen.lock().unwrap().is_empty(), "nothing reached the upstream");
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "nothing reached the upstream"
+    );
 }
 
 #[tokio::test]
 async fn the_tunnel_closes_when_its_session_ends() {
-    let (proxy, _backend, _seen) =
-        setup("idle_timeout = \"10m\"\ntouch_interval = \"1s\"\n").await;
+    let (proxy, _backend, _seen) = setup("idle_timeout = \"10m\"\ntouch_interval = \"1s\"\n").await;
     let cookie = log_in(&proxy).await;
     let (mut ws, _) = tokio_tungstenite::connect_async(ws_request(&proxy, Some(&cookie)))
         .await
@@ -168,7 +176,10 @@ async fn the_tunnel_closes_when_its_session_ends() {
         }
     })
     .await;
-    assert!(closed.is_ok(), "the tunnel stayed open after its session ended");
+    assert!(
+        closed.is_ok(),
+        "the tunnel stayed open after its session ended"
+    );
 }
 
 #[tokio::test]

@@ -247,10 +247,7 @@ impl HttpsBackend {
                 });
             }
         });
-        HttpsBackend {
-            addr,
-            server_names,
-        }
+        HttpsBackend { addr, server_names }
     }
 }
 
@@ -318,6 +315,8 @@ pub async fn websocket_echo() -> (SocketAddr, Arc<Mutex<Vec<HeaderMap>>>) {
         while let Ok((tcp, _)) = listener.accept().await {
             let log = log.clone();
             tokio::spawn(async move {
+                // The handshake callback's error type is tungstenite's, large by design.
+                #[allow(clippy::result_large_err)]
                 let callback =
                     |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
                      mut resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
@@ -330,10 +329,8 @@ pub async fn websocket_echo() -> (SocketAddr, Arc<Mutex<Vec<HeaderMap>>>) {
                     return;
                 };
                 while let Some(Ok(msg)) = ws.next().await {
-                    if msg.is_text() || msg.is_binary() {
-                        if ws.send(msg).await.is_err() {
-                            return;
-                        }
+                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                        return;
                     }
                 }
             });
