@@ -92,6 +92,12 @@ pub struct ServerConfig {
     pub listen: Vec<SocketAddr>,
     /// TLS certificate and key; plain HTTP when absent.
     pub tls: Option<TlsConfig>,
+    /// Plain-HTTP addresses that answer every request with a redirect to
+    /// HTTPS (only with `tls`).
+    pub redirect_http: Vec<SocketAddr>,
+    /// PEM file of the certificate authorities trusted for `https://`
+    /// upstreams, in place of the system's roots.
+    pub upstream_ca: Option<PathBuf>,
     /// Peers whose `X-Forwarded-For` / `-Proto` / `-Host` are believed.
     pub trusted_proxies: Vec<IpNet>,
     /// The most a request's header block may hold.
@@ -671,6 +677,8 @@ struct RawConfig {
 struct RawServer {
     listen: Option<Spanned<Listen>>,
     tls: Option<Spanned<RawTls>>,
+    redirect_http: Option<Spanned<Listen>>,
+    upstream_ca: Option<Spanned<String>>,
     #[serde(default)]
     trusted_proxies: Vec<Spanned<CidrOrIp>>,
     max_header_bytes: Option<Spanned<usize>>,
@@ -971,6 +979,41 @@ fn validate_server(raw: RawServer, r: &mut Reporter<'_>) -> Option<ServerConfig>
             key: PathBuf::from(t.key.into_inner()),
         }
     });
+    let mut redirect_http = Vec::new();
+    if let Some(addrs) = &raw.redirect_http {
+        if tls.is_none() {
+            r.span(
+                addrs,
+                "server.redirect_http redirects to HTTPS, so it needs server.tls = { cert = \"...\", key = \"...\" }",
+            );
+            ok = false;
+        }
+        for s in &addrs.get_ref().0 {
+            match parse_socket_addr(s) {
+                Ok(a) if listen.contains(&a) => {
+                    r.span(
+                        addrs,
+                        format!("server.redirect_http {s:?} is also in server.listen"),
+                    );
+                    ok = false;
+                }
+                Ok(a) => redirect_http.push(a),
+                Err(e) => {
+                    r.span(addrs, e);
+                    ok = false;
+                }
+            }
+        }
+    }
+    let upstream_ca = match raw.upstream_ca {
+        Some(v) if v.get_ref().trim().is_empty() => {
+            r.span(&v, "server.upstream_ca must name a PEM file");
+            ok = false;
+            None
+        }
+        Some(v) => Some(PathBuf::from(v.into_inner())),
+        None => None,
+    };
     let max_header_bytes = match raw.max_header_bytes {
         None => DEFAULT_MAX_HEADER_BYTES,
         Some(v) if *v.get_ref() < MIN_MAX_HEADER_BYTES => {
@@ -1017,6 +1060,8 @@ fn validate_server(raw: RawServer, r: &mut Reporter<'_>) -> Option<ServerConfig>
         workers,
         listen,
         tls,
+        redirect_http,
+        upstream_ca,
         trusted_proxies: raw.trusted_proxies.iter().map(|c| c.get_ref().0).collect(),
         max_header_bytes,
         upstream_timeout,
@@ -1623,6 +1668,12 @@ impl Config {
                 tls.key.display()
             );
         }
+        for addr in &self.server.redirect_http {
+            let _ = writeln!(out, "redirect: http://{addr} -> https");
+        }
+        if let Some(ca) = &self.server.upstream_ca {
+            let _ = writeln!(out, "upstream ca: {}", ca.display());
+        }
         let _ = writeln!(out, "routes:");
         for route in &self.routes {
             let host = route.host.as_deref().unwrap_or("*");
@@ -1830,5 +1881,43 @@ mod tests {
         let text = format!("{}\n[store]\nkind = \"redis\"\n", minimal());
         let errs = text.parse::<Config>().unwrap_err().0;
         assert!(errs[0].message.contains("store.url"), "{errs:?}");
+    }
+
+    #[test]
+    fn redirect_http_needs_tls() {
+        let text = minimal().replace(
+            "[session]",
+            "[server]\nredirect_http = \"127.0.0.1:8081\"\n\n[session]",
+        );
+        let errs = text.parse::<Config>().unwrap_err().0;
+        assert!(
+            errs.iter().any(|e| e.message.contains("needs server.tls")),
+            "{errs:?}"
+        );
+        let text = minimal().replace(
+            "[session]",
+            "[server]\ntls = { cert = \"c.pem\", key = \"k.pem\" }\nredirect_http = [\"127.0.0.1:8081\"]\nupstream_ca = \"ca.pem\"\n\n[session]",
+        );
+        let c: Config = text.parse().unwrap();
+        assert_eq!(
+            c.server.redirect_http,
+            vec!["127.0.0.1:8081".parse().unwrap()]
+        );
+        assert_eq!(c.server.upstream_ca, Some(PathBuf::from("ca.pem")));
+        assert!(c.summary().contains("redirect: http://127.0.0.1:8081"));
+    }
+
+    #[test]
+    fn redirect_http_must_not_reuse_a_listen_address() {
+        let text = minimal().replace(
+            "[session]",
+            "[server]\nlisten = \"127.0.0.1:8443\"\ntls = { cert = \"c.pem\", key = \"k.pem\" }\nredirect_http = \"127.0.0.1:8443\"\n\n[session]",
+        );
+        let errs = text.parse::<Config>().unwrap_err().0;
+        assert!(
+            errs.iter()
+                .any(|e| e.message.contains("also in server.listen")),
+            "{errs:?}"
+        );
     }
 }

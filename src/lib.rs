@@ -4,6 +4,8 @@
 //!
 //! ```text
 //! server      accept -> (TLS) -> hyper auto (HTTP/1.1, h2)
+//!   tls         certificates (reloaded when they change), upstream trust
+//!   redirect    optional plain-HTTP listener: 301 to https://
 //! proxy       resolve client -> route -> cookie -> session -> access decision
 //!   forwarded   who the client is (X-Forwarded-* only from trusted proxies)
 //!   access      route table, public / session / login
@@ -11,6 +13,7 @@
 //!   upstream    strip client session headers, inject ours, forward (HTTP or CGI)
 //!               take the backend's control headers
 //!   session     commit the change atomically, set / clear the cookie
+//!   upgrade     WebSocket handshakes: open the tunnel, copy both ways
 //! body        stream the response, write the access log line when it ends
 //! ```
 
@@ -23,7 +26,10 @@ pub mod forwarded;
 pub mod login;
 pub mod metrics;
 pub mod proxy;
+pub mod redirect;
 pub mod respond;
 pub mod server;
 pub mod session;
+pub mod tls;
+pub mod upgrade;
 pub mod upstream;

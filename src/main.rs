@@ -1,6 +1,6 @@
 //! The `sessiongate` command: run the proxy, or one of its tools.
 
-use std::io::{Read as _, Write as _};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -77,6 +77,13 @@ fn check(path: &std::path::Path) -> ExitCode {
         Err(code) => return code,
     };
     let summary = config.summary();
+    // The certificate and key must load and match, as at start.
+    if let Some(tls) = &config.server.tls {
+        if let Err(e) = sessiongate::tls::load_certified_key(tls) {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    }
     // The users file, login template and CGI directories are part of what
     // makes a config usable: check them the way a start would.
     if let Err(e) = sessiongate::proxy::Runtime::build(config) {
@@ -121,7 +128,17 @@ fn healthcheck(path: &std::path::Path) -> ExitCode {
     let Some(addr) = config.server.listen.first().copied() else {
         return ExitCode::from(EXIT_INVALID);
     };
-    match probe(addr) {
+    let tls = match &config.server.tls {
+        Some(files) => match sessiongate::tls::self_probe_config(files) {
+            Ok(c) => Some(std::sync::Arc::new(c)),
+            Err(e) => {
+                eprintln!("sessiongate: healthcheck failed: {e}");
+                return ExitCode::from(EXIT_INVALID);
+            }
+        },
+        None => None,
+    };
+    match probe(addr, tls) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sessiongate: healthcheck failed on {addr}: {e:#}");
@@ -130,8 +147,12 @@ fn healthcheck(path: &std::path::Path) -> ExitCode {
     }
 }
 
-/// Sends a minimal HTTP request and accepts any HTTP response.
-fn probe(mut addr: SocketAddr) -> anyhow::Result<()> {
+/// Sends a minimal HTTP request (over TLS when the listener has it) and
+/// accepts any HTTP response.
+fn probe(
+    mut addr: SocketAddr,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+) -> anyhow::Result<()> {
     if addr.ip().is_unspecified() {
         addr.set_ip(if addr.is_ipv4() {
             std::net::Ipv4Addr::LOCALHOST.into()
@@ -140,9 +161,20 @@ fn probe(mut addr: SocketAddr) -> anyhow::Result<()> {
         });
     }
     let timeout = Duration::from_secs(3);
-    let mut stream = TcpStream::connect_timeout(&addr, timeout).context("connect")?;
+    let stream = TcpStream::connect_timeout(&addr, timeout).context("connect")?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
+    match tls {
+        None => exchange(stream, addr),
+        Some(config) => {
+            let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+            let conn = rustls::ClientConnection::new(config, name).context("TLS")?;
+            exchange(rustls::StreamOwned::new(conn, stream), addr)
+        }
+    }
+}
+
+fn exchange(mut stream: impl Read + Write, addr: SocketAddr) -> anyhow::Result<()> {
     write!(
         stream,
         "HEAD / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nUser-Agent: sessiongate-healthcheck\r\n\r\n"

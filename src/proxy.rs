@@ -6,8 +6,9 @@
 //!   -> access decision (maybe: login redirect / 401)
 //!   -> strip client session headers, inject ours
 //!   -> forward (HTTP upstream or CGI gateway)
-//!   -> take the backend's control headers -> commit the session
-//!   -> set / clear the cookie -> access log (when the body ends)
+//!   -> take the backend's control headers -> (WebSocket: open the tunnel)
+//!   -> commit the session -> set / clear the cookie
+//!   -> access log (when the body ends)
 //! ```
 
 use std::net::SocketAddr;
@@ -32,6 +33,7 @@ use crate::session::{
     AnyStore, CookieClaims, CookieJar, DataChange, NewSession, Policy, SessionId, SessionRecord,
     SessionStore, Signer, StoreError,
 };
+use crate::upgrade::{self, SessionWatch};
 use crate::upstream::cgi::{CgiContext, CgiError, CgiGateway, CgiOptions};
 use crate::upstream::headers::{self as hdr, ControlHeaders, Injection};
 use crate::upstream::http::HttpUpstream;
@@ -62,6 +64,8 @@ pub struct Runtime {
     pub(crate) page: LoginPage,
     /// Failed-login throttle.
     pub(crate) throttle: Throttle,
+    /// Pooled client for `http://` and `https://` upstreams.
+    http: HttpUpstream,
 }
 
 /// Most (user, IP) keys the login throttle tracks.
@@ -88,6 +92,9 @@ pub enum RuntimeError {
     /// The login page template cannot be used.
     #[error(transparent)]
     Page(#[from] crate::login::PageError),
+    /// The upstream CA file cannot be used.
+    #[error(transparent)]
+    UpstreamTls(#[from] crate::tls::TlsError),
     /// A CGI directory is missing or unusable.
     #[error("route {route}: {message}")]
     Route {
@@ -154,7 +161,16 @@ impl Runtime {
             None => LoginPage::builtin(),
         };
         let throttle = Throttle::new(login.max_attempts, login.attempt_window, THROTTLE_CAPACITY);
+        let https_upstreams = config.routes.iter().any(|r| {
+            matches!(&r.upstream, Upstream::Http { scheme, .. } if *scheme == http::uri::Scheme::HTTPS)
+        });
+        let upstream_tls = if https_upstreams || config.server.upstream_ca.is_some() {
+            crate::tls::upstream_client_config(config.server.upstream_ca.as_deref())?
+        } else {
+            crate::tls::no_upstream_tls()?
+        };
         Ok(Runtime {
+            http: HttpUpstream::new(upstream_tls),
             users,
             page,
             throttle,
@@ -182,7 +198,6 @@ pub struct Gate {
     runtime: ArcSwap<Runtime>,
     /// The session store (kept across reloads).
     pub store: AnyStore,
-    http: HttpUpstream,
     /// Counters.
     pub metrics: Metrics,
     /// Time source for session lifetimes.
@@ -240,7 +255,6 @@ impl Gate {
         Gate {
             runtime: ArcSwap::from_pointee(runtime),
             store,
-            http: HttpUpstream::new(),
             metrics: Metrics::default(),
             clock,
         }
@@ -309,6 +323,7 @@ impl Gate {
         if header_bytes(&req) > rt.config.server.max_header_bytes {
             return Err(Reject::HeadersTooLarge);
         }
+        let handshake = upgrade::classify(&req)?;
         if under_prefix(req.uri().path(), &rt.config.login.prefix) {
             trail.route = rt.builtin_label.clone();
             // Boxed: the login futures are large and rare; the hot path
@@ -356,6 +371,10 @@ impl Gate {
                 current = Some(Current::fresh(now));
                 Metrics::inc(&self.metrics.sessions_created);
             }
+            // A WebSocket cannot follow a redirect to a login page.
+            AccessDecision::RedirectToLogin { .. } if handshake.is_some() => {
+                return Err(Reject::Unauthorized { json: wants_json });
+            }
             AccessDecision::RedirectToLogin { expired } => {
                 return Ok(crate::respond::redirect(
                     http::StatusCode::FOUND,
@@ -369,9 +388,14 @@ impl Gate {
             trail.user = c.record.as_ref().and_then(|r| r.user.clone());
         }
 
-        let req = prepare_request(rt, req, conn, client, host, current.as_ref(), now);
+        let mut req = prepare_request(rt, req, conn, client, host, current.as_ref(), now);
+        let tunnel = match (&rt.targets[route_id], handshake) {
+            (Target::Cgi(_), Some(_)) => return Err(Reject::UpgradeNotSupported),
+            (_, Some(kind)) => Some(upgrade::prepare(&mut req, kind)),
+            (_, None) => None,
+        };
         let mut resp = match &rt.targets[route_id] {
-            Target::Http { scheme, authority } => self
+            Target::Http { scheme, authority } => rt
                 .http
                 .forward(req, scheme, authority, rt.config.server.upstream_timeout)
                 .await
@@ -391,28 +415,25 @@ impl Gate {
         };
 
         let control = hdr::take_control(resp.headers_mut(), &rt.config.headers, rt.jar.name());
+        if let Some(tunnel) = tunnel {
+            // The tunnel lives as long as the session it was opened with,
+            // on every route where access depends on a session.
+            let watch = current
+                .as_ref()
+                .filter(|_| route.access != Access::Public)
+                .and_then(|c| c.record.as_ref().map(|r| (c.id, r.user.clone())))
+                .map(|(id, user)| {
+                    SessionWatch::new(self.store.clone(), self.clock.clone(), id, user, rt.policy)
+                });
+            tunnel.complete(&mut resp, watch)?;
+        }
         let out = if control.is_empty() && control.rejected.is_empty() {
             // Nothing to store: the common case needs no store call.
             new_cookie(current.as_ref())
         } else {
             Box::pin(self.commit(rt, current, control, client, now, trail)).await
         };
-        let secure = rt.jar.secure_for(client.https);
-        let set_cookie = match out {
-            CookieOut::Keep => None,
-            CookieOut::Set(claims) => {
-                let remaining = claims
-                    .created
-                    .saturating_add(rt.policy.max_lifetime)
-                    .saturating_sub(now);
-                Some(rt.jar.set(&rt.signer.encode(&claims), secure, remaining))
-            }
-            CookieOut::Clear => Some(rt.jar.clear(secure)),
-        };
-        if let Some(value) = set_cookie.and_then(|v| HeaderValue::from_str(&v).ok()) {
-            resp.headers_mut().append(header::SET_COOKIE, value);
-            no_store_on_cookie(resp.headers_mut());
-        }
+        rt.apply_cookie(resp.headers_mut(), out, client.https, now);
         Ok(resp)
     }
 

@@ -50,6 +50,9 @@ pub enum Reject {
     /// Something inside the proxy failed.
     #[error("internal error")]
     Internal,
+    /// A WebSocket handshake to a route that cannot take one (CGI).
+    #[error("upgrade not supported")]
+    UpgradeNotSupported,
 }
 
 impl Reject {
@@ -66,6 +69,7 @@ impl Reject {
             Reject::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Reject::Forbidden => StatusCode::FORBIDDEN,
             Reject::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Reject::UpgradeNotSupported => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
@@ -85,6 +89,7 @@ impl Reject {
             Reject::MethodNotAllowed => "This method is not allowed here.",
             Reject::Forbidden => "Access to this address is forbidden.",
             Reject::Internal => "Something went wrong inside the gateway.",
+            Reject::UpgradeNotSupported => "This address does not take WebSocket connections.",
         }
     }
 
@@ -197,6 +202,7 @@ mod tests {
             (Reject::MethodNotAllowed, 405),
             (Reject::Forbidden, 403),
             (Reject::Internal, 500),
+            (Reject::UpgradeNotSupported, 501),
         ];
         for (reject, status) in cases {
             let resp = reject.clone().into_response("/.sessiongate/login");

@@ -1,7 +1,10 @@
 //! Listeners, connections, background tasks and graceful shutdown.
 //!
-//! Each accepted connection is served by hyper-util's auto builder (HTTP/1.1
-//! and HTTP/2, including h2c prior knowledge) and watched by a
+//! Each accepted connection goes through the TLS handshake when
+//! `server.tls` is set (ALPN `h2` / `http/1.1`, bounded by
+//! [`crate::tls::HANDSHAKE_TIMEOUT`]), then is served by hyper-util's auto
+//! builder (HTTP/1.1 and HTTP/2, including h2c prior knowledge on plain
+//! listeners, and RFC 8441 WebSockets over HTTP/2) and watched by a
 //! `GracefulShutdown`, so that on SIGTERM the proxy stops accepting, lets
 //! in-flight requests finish within `shutdown_grace`, then returns.
 //!
@@ -19,9 +22,11 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 use crate::clock::Clock;
 use crate::config::{Config, StoreKind};
@@ -31,6 +36,7 @@ use crate::proxy::{Gate, Runtime};
 use crate::session::redis::RedisSetupError;
 use crate::session::snapshot::{self, SnapshotError};
 use crate::session::{AnyStore, MemoryStore, Policy, RedisStore, SessionStore, StoreError};
+use crate::tls::{CERT_POLL_INTERVAL, HANDSHAKE_TIMEOUT, ServerCert};
 
 /// How long a client may take to send its request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -54,6 +60,9 @@ pub enum StartError {
     /// The runtime could not be prepared.
     #[error(transparent)]
     Runtime(#[from] crate::proxy::RuntimeError),
+    /// The certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The memory store's snapshot exists but cannot be used.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
@@ -66,6 +75,10 @@ pub enum StartError {
 pub struct Running {
     /// The addresses actually bound (useful with port 0).
     pub addrs: Vec<SocketAddr>,
+    /// The plain-HTTP addresses that redirect to HTTPS, as bound.
+    pub redirect_addrs: Vec<SocketAddr>,
+    /// The listener's certificate, when `server.tls` is set.
+    pub tls: Option<Arc<ServerCert>>,
     /// The gate, for reloads and inspection.
     pub gate: Arc<Gate>,
     shutdown: watch::Sender<bool>,
@@ -163,16 +176,12 @@ pub async fn start_with_clock(
     store: AnyStore,
     clock: crate::clock::Clock,
 ) -> Result<Running, StartError> {
-    let mut listeners = Vec::new();
-    for addr in &config.server.listen {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: *addr,
-                source,
-            })?;
-        listeners.push(listener);
-    }
+    let tls = match &config.server.tls {
+        Some(files) => Some(Arc::new(ServerCert::load(files)?)),
+        None => None,
+    };
+    let listeners = bind_all(&config.server.listen).await?;
+    let redirect_listeners = bind_all(&config.server.redirect_http).await?;
     let snapshotting = match (store.as_memory(), &config.store.snapshot) {
         (Some(memory), Some(path)) => Some(Snapshotting {
             store: memory.clone(),
@@ -196,6 +205,28 @@ pub async fn start_with_clock(
             listener,
             local,
             gate.clone(),
+            tls.as_ref().map(|t| t.acceptor()),
+            shutdown.subscribe(),
+        )));
+    }
+    let mut redirect_addrs = Vec::new();
+    // Redirects point at the first HTTPS listener's port.
+    let https_port = addrs.first().map_or(443, SocketAddr::port);
+    for listener in redirect_listeners {
+        if let Ok(local) = listener.local_addr() {
+            redirect_addrs.push(local);
+        }
+        tasks.push(tokio::spawn(crate::redirect::serve(
+            listener,
+            https_port,
+            gate.runtime().config.server.shutdown_grace,
+            shutdown.subscribe(),
+        )));
+    }
+    if let Some(cert) = &tls {
+        tasks.push(tokio::spawn(cert_watch_loop(
+            gate.clone(),
+            cert.clone(),
             shutdown.subscribe(),
         )));
     }
@@ -209,6 +240,8 @@ pub async fn start_with_clock(
     }
     Ok(Running {
         addrs,
+        redirect_addrs,
+        tls,
         gate,
         shutdown,
         tasks,
@@ -216,26 +249,46 @@ pub async fn start_with_clock(
     })
 }
 
+/// Binds every address, or says which one failed.
+async fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, StartError> {
+    let mut listeners = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: *addr,
+                source,
+            })?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
 /// Accepts connections until shutdown, then drains them.
 async fn serve(
     listener: TcpListener,
     local: SocketAddr,
     gate: Arc<Gate>,
+    tls: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
-    let builder = {
+    let builder = Arc::new({
         let rt = gate.runtime();
         let mut b = auto::Builder::new(TokioExecutor::new());
         b.http1()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
             .max_buf_size(rt.config.server.max_header_bytes.max(MIN_BUF) + MIN_BUF);
-        b.http2().timer(TokioTimer::new()).max_header_list_size(
-            u32::try_from(rt.config.server.max_header_bytes).unwrap_or(u32::MAX),
-        );
+        b.http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(
+                u32::try_from(rt.config.server.max_header_bytes).unwrap_or(u32::MAX),
+            )
+            // RFC 8441: WebSockets over HTTP/2 (see crate::upgrade).
+            .enable_connect_protocol();
         b
-    };
+    });
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -249,19 +302,15 @@ async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let conn_info = ConnInfo { peer, local, tls: false };
-                let gate = gate.clone();
-                let service = service_fn(move |req| {
-                    let gate = gate.clone();
-                    async move { Ok::<_, Infallible>(gate.handle(req, conn_info).await) }
-                });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
+                let conn_info = ConnInfo { peer, local, tls: tls.is_some() };
+                tokio::spawn(connection(
+                    stream,
+                    conn_info,
+                    tls.clone(),
+                    builder.clone(),
+                    graceful.watcher(),
+                    gate.clone(),
+                ));
             }
             _ = stop.changed() => break,
         }
@@ -273,6 +322,106 @@ async fn serve(
         .is_err()
     {
         tracing::warn!(grace = ?grace, "connections still open after shutdown_grace; closing them");
+    }
+}
+
+/// One connection: the TLS handshake (when the listener has TLS), then HTTP
+/// until the client goes away or shutdown drains it.
+async fn connection(
+    stream: TcpStream,
+    conn_info: ConnInfo,
+    tls: Option<TlsAcceptor>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: Watcher,
+    gate: Arc<Gate>,
+) {
+    match tls {
+        None => serve_http(stream, conn_info, &builder, watcher, gate).await,
+        Some(acceptor) => {
+            // A client that stalls the handshake must not hold a task forever.
+            let stream =
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => {
+                        tracing::debug!(peer = %conn_info.peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(peer = %conn_info.peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            serve_http(stream, conn_info, &builder, watcher, gate).await;
+        }
+    }
+}
+
+/// Serves HTTP/1.1 or HTTP/2 on an accepted (and perhaps decrypted) stream.
+async fn serve_http<I>(
+    io: I,
+    conn_info: ConnInfo,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    gate: Arc<Gate>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let gate = gate.clone();
+        async move { Ok::<_, Infallible>(gate.handle(req, conn_info).await) }
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Re-reads the certificate and key when their files change (a `stat`
+/// every [`CERT_POLL_INTERVAL`]) and after every config reload (SIGHUP), so
+/// that new handshakes get the new pair; open connections keep theirs.
+async fn cert_watch_loop(gate: Arc<Gate>, cert: Arc<ServerCert>, mut stop: watch::Receiver<bool>) {
+    /// How often the runtime is checked for a reload.
+    const TICK: Duration = Duration::from_millis(250);
+    let mut seen = gate.runtime();
+    let mut since_poll = Duration::ZERO;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = stop.changed() => return,
+        }
+        since_poll += TICK;
+        let rt = gate.runtime();
+        let reloaded = !Arc::ptr_eq(&rt, &seen);
+        if !reloaded && since_poll < CERT_POLL_INTERVAL {
+            continue;
+        }
+        since_poll = Duration::ZERO;
+        seen = rt.clone();
+        let Some(files) = rt.config.server.tls.clone() else {
+            if reloaded {
+                tracing::warn!(
+                    "server.tls was removed from the config; TLS listeners keep their certificate until a restart"
+                );
+            }
+            continue;
+        };
+        let cert = cert.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            if reloaded {
+                cert.reload(&files).map(|()| true)
+            } else {
+                cert.reload_if_changed(&files)
+            }
+        })
+        .await;
+        match result {
+            Ok(Ok(true)) => tracing::info!("TLS certificate reloaded"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "TLS certificate not reloaded; keeping the one in use")
+            }
+            Err(e) => tracing::error!(error = %e, "TLS certificate reload task failed"),
+        }
     }
 }
 

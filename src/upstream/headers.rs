@@ -15,20 +15,33 @@ use crate::forwarded::ClientInfo;
 use crate::session::SessionId;
 
 /// Headers that describe one connection and never travel past a proxy.
-const HOP_BY_HOP: [&str; 9] = [
+/// (`Trailer` is not one of them: it announces end-to-end trailer fields,
+/// and hyper sends HTTP/1.1 trailers only for the names it lists.)
+const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
     "proxy-connection",
     "proxy-authenticate",
     "proxy-authorization",
     "te",
-    "trailer",
     "transfer-encoding",
     "upgrade",
 ];
 
 /// Removes hop-by-hop headers, including those named in `Connection`.
+/// `TE: trailers` survives as just that: it tells the upstream that the
+/// client takes trailers (gRPC needs it), and no other `TE` value does.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let takes_trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -43,6 +56,9 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(name);
     }
     headers.remove("http2-settings");
+    if takes_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
 }
 
 /// Whether `name` starts with the prefix, comparing case-insensitively and
@@ -331,6 +347,21 @@ mod tests {
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-fine"));
+    }
+
+    #[test]
+    fn te_trailers_and_trailer_pass() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "te".parse().unwrap());
+        h.insert("te", "gzip, trailers;q=1".parse().unwrap());
+        h.insert("trailer", "grpc-status".parse().unwrap());
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.get("te").unwrap(), "trailers");
+        assert_eq!(h.get("trailer").unwrap(), "grpc-status");
+        let mut h = HeaderMap::new();
+        h.insert("te", "gzip".parse().unwrap());
+        remove_hop_by_hop(&mut h);
+        assert!(h.get("te").is_none());
     }
 
     #[test]

@@ -1,10 +1,15 @@
-//! Forwarding to HTTP upstreams over a pooled hyper-util client.
+//! Forwarding to HTTP and HTTPS upstreams over a pooled hyper-util client.
+//!
+//! Upstreams always get HTTP/1.1, whatever the client spoke. `https://`
+//! upstreams are reached through rustls (hyper-rustls), with SNI and
+//! certificate verification for the upstream's host name.
 
 use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -19,22 +24,24 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A pooled client shared by every request (keep-alive to each upstream).
 #[derive(Clone)]
 pub struct HttpUpstream {
-    client: Client<HttpConnector, Incoming>,
-}
-
-impl Default for HttpUpstream {
-    fn default() -> Self {
-        Self::new()
-    }
+    client: Client<HttpsConnector<HttpConnector>, Incoming>,
 }
 
 impl HttpUpstream {
-    /// Builds the client.
-    pub fn new() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        connector.set_keepalive(Some(Duration::from_secs(60)));
+    /// Builds the client; `tls` says whom `https://` upstreams are trusted
+    /// by (see [`crate::tls::upstream_client_config`]).
+    pub fn new(tls: rustls::ClientConfig) -> Self {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        // The TLS layer on top decides by the URI's scheme.
+        http.enforce_http(false);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(256)
