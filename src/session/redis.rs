@@ -44,6 +44,12 @@
 //!    old session and return its data (nothing changes if it is too large);
 //! 3. on the new key's node: create the logged-in session with that data.
 //!
+//! # TLS
+//!
+//! `rediss://` (and `rediss+cluster://`) connect over TLS (rustls) and
+//! verify the server's certificate against the system's trust store;
+//! `SSL_CERT_FILE` or `SSL_CERT_DIR` name another one.
+//!
 //! # When Redis is away
 //!
 //! Connecting is lazy: the proxy starts whether or not Redis answers, and

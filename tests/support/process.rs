@@ -160,6 +160,11 @@ impl Gateway {
     /// with a `[server]` section listening on a free port, and starts the
     /// binary on it without waiting.
     pub fn spawn(dir: &Path, name: &str, body: &str) -> Gateway {
+        Gateway::spawn_with_env(dir, name, body, &[])
+    }
+
+    /// [`Gateway::spawn`] with extra environment variables.
+    pub fn spawn_with_env(dir: &Path, name: &str, body: &str, env: &[(&str, &Path)]) -> Gateway {
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(
@@ -172,7 +177,8 @@ impl Gateway {
             .arg("--config")
             .arg(&config)
             .env_remove("SESSIONGATE_CONFIG")
-            .env("RUST_LOG", "info");
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied());
         Gateway {
             proc: Proc::spawn(command, dir, name),
             addr,
@@ -183,6 +189,18 @@ impl Gateway {
     /// [`Gateway::spawn`], then waits until it listens.
     pub async fn start(dir: &Path, name: &str, body: &str) -> Gateway {
         let mut g = Gateway::spawn(dir, name, body);
+        g.proc.wait_listening(g.addr).await;
+        g
+    }
+
+    /// [`Gateway::spawn_with_env`], then waits until it listens.
+    pub async fn start_with_env(
+        dir: &Path,
+        name: &str,
+        body: &str,
+        env: &[(&str, &Path)],
+    ) -> Gateway {
+        let mut g = Gateway::spawn_with_env(dir, name, body, env);
         g.proc.wait_listening(g.addr).await;
         g
     }
