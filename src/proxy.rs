@@ -340,6 +340,12 @@ impl Gate {
             .ok_or(Reject::NoRoute)?;
         let route = &rt.config.routes[route_id];
         trail.route = rt.route_labels[route_id].clone();
+        // Fail closed: a protected route is never served, and no session
+        // handed out, while the store cannot keep it.
+        if route.access != Access::Public && !self.store.ready().await {
+            Metrics::inc(&self.metrics.store_errors);
+            return Err(Reject::StoreUnavailable);
+        }
         let now = self.clock.now();
 
         let found = match self.find_session(rt, req.headers(), client, now).await {

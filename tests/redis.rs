@@ -126,6 +126,11 @@ async fn redis_away_fails_closed_and_recovers_without_a_restart() {
             503,
             "{path}: a protected route is never served without its session"
         );
+        assert_eq!(
+            status_within(&base, path, "", FAIL_FAST).await,
+            503,
+            "{path}: no session is handed out that the store cannot keep"
+        );
     }
     let before = backend.seen().len();
     assert_eq!(
@@ -186,15 +191,16 @@ async fn starting_before_redis_serves_503_until_it_answers() {
     let gateway = Gateway::start(dir.path(), "gateway", &body).await;
     let base = gateway.url("");
 
-    // A first visit needs no store (nothing stored yet); the next one does.
-    let first = client().get(gateway.url("/")).send().await.unwrap();
-    assert_eq!(first.status(), 200);
-    let cookie = session_cookie(&first).unwrap();
-    assert_eq!(status_within(&base, "/page", &cookie, FAIL_FAST).await, 503);
+    // Not even a first visit gets a session the store could not keep.
+    assert_eq!(status_within(&base, "/page", "", FAIL_FAST).await, 503);
     assert_eq!(status_within(&base, "/pub/x", "", FAIL_FAST).await, 200);
 
     let _redis = Redis::start_on(dir.path(), port).await;
-    until_status(&base, "/page", &cookie, 200).await;
+    until_status(&base, "/page", "", 200).await;
+    let first = client().get(gateway.url("/")).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let cookie = session_cookie(&first).unwrap();
+    assert_eq!(status_within(&base, "/page", &cookie, FAIL_FAST).await, 200);
     let alice = sign_in(&base).await;
     assert_eq!(visit(&base, &backend, "/members/x", &alice).await.0, 200);
 }

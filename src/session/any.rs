@@ -28,6 +28,19 @@ impl AnyStore {
     }
 }
 
+impl AnyStore {
+    /// Whether the store can be used for a request that would create or
+    /// need a session: free while the store answers; while it does not,
+    /// one ping finds out whether it is back.
+    pub async fn ready(&self) -> bool {
+        match self {
+            AnyStore::Memory(_) => true,
+            AnyStore::Redis(r) if r.is_answering() => true,
+            AnyStore::Redis(r) => r.ping().await.is_ok(),
+        }
+    }
+}
+
 macro_rules! delegate {
     ($self:ident, $s:ident => $call:expr) => {
         match $self {

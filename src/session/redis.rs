@@ -62,6 +62,7 @@
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -104,6 +105,10 @@ pub struct RedisStore {
     /// Whether every key lands in one slot, so one script may touch several.
     colocated: bool,
     scripts: Scripts,
+    /// Whether the last operation got an answer. Lets the proxy refuse
+    /// protected requests at once while Redis is away, instead of handing
+    /// out sessions it cannot keep.
+    answering: AtomicBool,
 }
 
 /// A connection that remakes itself: one server, or a cluster.
@@ -185,8 +190,14 @@ impl RedisStore {
             link,
             prefix: key_prefix.to_string(),
             colocated,
+            answering: AtomicBool::new(true),
             scripts: Scripts::new(),
         })
+    }
+
+    /// Whether the last operation got an answer from Redis.
+    pub fn is_answering(&self) -> bool {
+        self.answering.load(Ordering::Relaxed)
     }
 
     /// Whether this store talks to a Redis Cluster.
@@ -209,13 +220,16 @@ impl RedisStore {
         F: FnOnce(Link) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        match tokio::time::timeout(OPERATION_TIMEOUT, op(self.link.clone())).await {
+        let result = match tokio::time::timeout(OPERATION_TIMEOUT, op(self.link.clone())).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(classify(&e)),
             Err(_) => Err(StoreError::Unavailable(format!(
                 "Redis did not answer within {OPERATION_TIMEOUT:?}"
             ))),
-        }
+        };
+        let answered = !matches!(result, Err(StoreError::Unavailable(_)));
+        self.answering.store(answered, Ordering::Relaxed);
+        result
     }
 
     /// The three-step login for keys in different cluster slots (see the
