@@ -36,16 +36,20 @@ impl AnyStore {
         match self {
             AnyStore::Memory(_) => true,
             AnyStore::Redis(r) if r.is_answering() => true,
-            AnyStore::Redis(r) => r.ping().await.is_ok(),
+            AnyStore::Redis(r) => Box::pin(r.ping()).await.is_ok(),
         }
     }
 }
 
+/// Calls the same method on whichever store this is. The Redis futures are
+/// boxed: they are large, and unboxed they would make every request's future
+/// (which embeds this one) as large as theirs, memory store or not. A Redis
+/// call waits for the network anyway; one allocation is nothing beside it.
 macro_rules! delegate {
     ($self:ident, $s:ident => $call:expr) => {
         match $self {
             AnyStore::Memory($s) => $call.await,
-            AnyStore::Redis($s) => $call.await,
+            AnyStore::Redis($s) => Box::pin($call).await,
         }
     };
 }
