@@ -17,21 +17,28 @@ use crate::session::SessionId;
 /// Headers that describe one connection and never travel past a proxy.
 /// (`Trailer` is not one of them: it announces end-to-end trailer fields,
 /// and hyper sends HTTP/1.1 trailers only for the names it lists.)
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    HeaderName::from_static("http2-settings"),
 ];
 
 /// Removes hop-by-hop headers, including those named in `Connection`.
 /// `TE: trailers` survives as just that: it tells the upstream that the
 /// client takes trailers (gRPC needs it), and no other `TE` value does.
+///
+/// Most requests carry none of these: one pass over the names finds out,
+/// and only then does anything get looked up or removed.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
     let takes_trailers = headers
         .get_all(header::TE)
         .iter()
@@ -52,10 +59,9 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
-    headers.remove("http2-settings");
     if takes_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
@@ -76,6 +82,9 @@ pub fn has_prefix(name: &str, prefix: &str) -> bool {
 
 /// Removes every header whose name carries the prefix.
 pub fn strip_prefixed(headers: &mut HeaderMap, prefix: &str) {
+    if !headers.keys().any(|n| has_prefix(n.as_str(), prefix)) {
+        return;
+    }
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|n| has_prefix(n.as_str(), prefix))
@@ -125,9 +134,11 @@ pub fn set_forwarded(
     peer: IpAddr,
     host: Option<&HeaderValue>,
 ) {
-    const XFF: &str = "x-forwarded-for";
-    const XFP: &str = "x-forwarded-proto";
-    const XFH: &str = "x-forwarded-host";
+    // Prebuilt names: a &str name is parsed on every use.
+    const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+    const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
+    const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
     let proto = HeaderValue::from_static(if client.https { "https" } else { "http" });
     if client.peer_trusted {
         let prior: Vec<String> = headers
@@ -152,9 +163,13 @@ pub fn set_forwarded(
                 headers.insert(XFH, h.clone());
             }
         }
+        headers.insert(X_REAL_IP, ip_value(client.ip));
     } else {
-        headers.remove("forwarded");
-        headers.insert(XFF, ip_value(peer));
+        headers.remove(header::FORWARDED);
+        // Untrusted: the peer is the client.
+        let peer_value = ip_value(peer);
+        headers.insert(X_REAL_IP, peer_value.clone());
+        headers.insert(XFF, peer_value);
         headers.insert(XFP, proto);
         match host {
             Some(h) => {
@@ -165,7 +180,6 @@ pub fn set_forwarded(
             }
         }
     }
-    headers.insert("x-real-ip", ip_value(client.ip));
 }
 
 fn ip_value(ip: IpAddr) -> HeaderValue {
@@ -247,6 +261,23 @@ pub fn take_control(
     cookie_name: &str,
 ) -> ControlHeaders {
     let mut control = ControlHeaders::default();
+    remove_hop_by_hop(headers);
+    // Most responses carry no control header at all: one pass over the
+    // names says so, and the four lookups below are skipped.
+    if headers
+        .keys()
+        .any(|k| has_prefix(k.as_str(), &cfg.match_prefix))
+    {
+        read_control(headers, cfg, &mut control);
+        strip_prefixed(headers, &cfg.match_prefix);
+    }
+    if headers.contains_key(header::SET_COOKIE) {
+        drop_their_session_cookie(headers, cookie_name);
+    }
+    control
+}
+
+fn read_control(headers: &HeaderMap, cfg: &HeadersConfig, control: &mut ControlHeaders) {
     let n = &cfg.names;
     for v in headers.get_all(&n.set) {
         for (k, val) in form_urlencoded::parse(v.as_bytes()) {
@@ -278,8 +309,10 @@ pub fn take_control(
         let s = v.to_str().unwrap_or("").trim().to_ascii_lowercase();
         control.logout = !matches!(s.as_str(), "" | "0" | "false" | "no" | "off");
     }
-    remove_hop_by_hop(headers);
-    strip_prefixed(headers, &cfg.match_prefix);
+}
+
+/// A backend never sets the session cookie: only the proxy does.
+fn drop_their_session_cookie(headers: &mut HeaderMap, cookie_name: &str) {
     let theirs: Vec<HeaderValue> = headers
         .get_all(header::SET_COOKIE)
         .iter()
@@ -292,7 +325,6 @@ pub fn take_control(
             headers.append(header::SET_COOKIE, v);
         }
     }
-    control
 }
 
 fn sets_cookie(v: &HeaderValue, cookie_name: &str) -> bool {
