@@ -196,6 +196,7 @@ fn init_logging(config: &Config) -> tracing_appender::non_blocking::WorkerGuard 
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .finish(BatchWriter::new(std::io::stdout()));
+    sessiongate::body::structured_access_log(config.log.format == LogFormat::Json);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
