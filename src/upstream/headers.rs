@@ -17,7 +17,7 @@ use crate::session::SessionId;
 /// Headers that describe one connection and never travel past a proxy.
 /// (`Trailer` is not one of them: it announces end-to-end trailer fields,
 /// and hyper sends HTTP/1.1 trailers only for the names it lists.)
-const HOP_BY_HOP: [HeaderName; 9] = [
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -59,7 +59,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in &HOP_BY_HOP {
+    for name in HOP_BY_HOP.iter() {
         headers.remove(name);
     }
     if takes_trailers {
