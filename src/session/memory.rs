@@ -310,6 +310,8 @@ impl SessionStore for MemoryStore {
     }
 }
 
+// The behaviour every store shares is tested once for all of them in
+// tests/store_contract.rs; what is tested here is the memory store's own.
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,103 +339,6 @@ mod tests {
             delete: vec![],
             set: vec![(k.into(), v.into())],
         }
-    }
-
-    #[tokio::test]
-    async fn update_creates_only_when_asked() {
-        let s = MemoryStore::new();
-        let id = SessionId::generate();
-        let p = policy();
-        assert_eq!(
-            s.update(&id, &set("a", "1"), None, 0, &p).await,
-            Err(StoreError::Gone)
-        );
-        let r = s
-            .update(&id, &set("a", "1"), Some(seed(0)), 0, &p)
-            .await
-            .unwrap();
-        assert_eq!(&*r.data, "a=1");
-        let r = s.update(&id, &set("b", "2"), None, 1, &p).await.unwrap();
-        assert_eq!(&*r.data, "a=1&b=2");
-    }
-
-    #[tokio::test]
-    async fn idle_and_absolute_expiry() {
-        let s = MemoryStore::new();
-        let id = SessionId::generate();
-        let p = policy();
-        s.update(&id, &set("a", "1"), Some(seed(0)), 0, &p)
-            .await
-            .unwrap();
-        assert!(s.load(&id, 99, &p).await.unwrap().is_some());
-        // touched at 99, so alive until 199
-        assert!(s.load(&id, 198, &p).await.unwrap().is_some());
-        assert!(s.load(&id, 400, &p).await.unwrap().is_none());
-        let id2 = SessionId::generate();
-        s.update(&id2, &set("a", "1"), Some(seed(0)), 0, &p)
-            .await
-            .unwrap();
-        let mut t = 0;
-        while t + 50 < 1000 {
-            t += 50;
-            assert!(s.load(&id2, t, &p).await.unwrap().is_some(), "alive at {t}");
-        }
-        assert!(
-            s.load(&id2, 1000, &p).await.unwrap().is_none(),
-            "max_lifetime ends it"
-        );
-    }
-
-    #[tokio::test]
-    async fn too_large_update_changes_nothing() {
-        let s = MemoryStore::new();
-        let id = SessionId::generate();
-        let p = policy();
-        s.update(&id, &set("a", "1"), Some(seed(0)), 0, &p)
-            .await
-            .unwrap();
-        let big = "x".repeat(100);
-        assert!(matches!(
-            s.update(&id, &set("b", &big), None, 1, &p).await,
-            Err(StoreError::TooLarge { .. })
-        ));
-        assert_eq!(&*s.load(&id, 1, &p).await.unwrap().unwrap().data, "a=1");
-        let fresh = SessionId::generate();
-        assert!(
-            s.update(&fresh, &set("b", &big), Some(seed(0)), 1, &p)
-                .await
-                .is_err()
-        );
-        assert!(s.load(&fresh, 1, &p).await.unwrap().is_none());
-    }
-
-    #[tokio::test]
-    async fn login_rotates_and_keeps_data() {
-        let s = MemoryStore::new();
-        let p = policy();
-        let old = SessionId::generate();
-        let new = SessionId::generate();
-        s.update(&old, &set("cart", "3"), Some(seed(0)), 0, &p)
-            .await
-            .unwrap();
-        let r = s
-            .login(
-                Some(&old),
-                &new,
-                "alice",
-                &DataChange::default(),
-                seed(5),
-                5,
-                &p,
-            )
-            .await
-            .unwrap();
-        assert_eq!(r.user.as_deref(), Some("alice"));
-        assert_eq!(&*r.data, "cart=3");
-        assert!(s.load(&old, 5, &p).await.unwrap().is_none());
-        assert_eq!(s.user_sessions("alice", 5, &p).await.unwrap().len(), 1);
-        assert_eq!(s.remove_user("alice").await.unwrap(), 1);
-        assert!(s.load(&new, 5, &p).await.unwrap().is_none());
     }
 
     #[tokio::test]
@@ -477,33 +382,5 @@ mod tests {
                 "logged-in sessions survive"
             );
         }
-    }
-
-    #[tokio::test]
-    async fn concurrent_updates_lose_nothing() {
-        let s = Arc::new(MemoryStore::new());
-        let p = policy();
-        let p = Policy {
-            max_data_bytes: 100_000,
-            ..p
-        };
-        let id = SessionId::generate();
-        s.update(&id, &DataChange::default(), Some(seed(0)), 0, &p)
-            .await
-            .unwrap();
-        let mut tasks = Vec::new();
-        for i in 0..50 {
-            let s = s.clone();
-            tasks.push(tokio::spawn(async move {
-                s.update(&id, &set(&format!("k{i}"), "v"), None, 1, &p)
-                    .await
-                    .unwrap();
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
-        let r = s.load(&id, 1, &p).await.unwrap().unwrap();
-        assert_eq!(super::super::data::decode(&r.data).len(), 50);
     }
 }

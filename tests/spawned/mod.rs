@@ -197,6 +197,21 @@ impl Sessiongate {
         set(&mut config, "server", "listen", vec!["127.0.0.1:0"].into());
         set(&mut config, "log", "format", "json".into());
         let dir = tempfile::tempdir().expect("a temporary directory");
+        // The proxy runs from the repository root: its snapshot must not
+        // land in (or be shared through) the work tree.
+        let has_snapshot = config
+            .get("store")
+            .and_then(|s| s.get("snapshot"))
+            .is_some();
+        if has_snapshot {
+            let snapshot = dir.path().join("sessions.snapshot");
+            set(
+                &mut config,
+                "store",
+                "snapshot",
+                snapshot.display().to_string().into(),
+            );
+        }
         let path = dir.path().join("sessiongate.toml");
         std::fs::write(&path, toml::to_string(&config).expect("TOML")).expect("write the config");
 

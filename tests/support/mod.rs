@@ -179,6 +179,9 @@ impl Proxy {
             .parse()
             .unwrap_or_else(|e| panic!("bad test config:\n{e}"));
         config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        // In-process proxies run from the repository root; a snapshot file
+        // named by a shipped config must not be read or written from there.
+        config.store.snapshot = None;
         let time = Arc::new(AtomicU64::new(1_700_000_000));
         let clock = Clock::Manual(time.clone());
         let store = server::build_store(&config, &clock).await.unwrap();
