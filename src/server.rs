@@ -31,7 +31,6 @@ use tokio_rustls::TlsAcceptor;
 use crate::clock::Clock;
 use crate::config::{Config, StoreKind};
 use crate::forwarded::ConnInfo;
-use crate::metrics::Metrics;
 use crate::proxy::{Gate, Runtime};
 use crate::session::redis::RedisSetupError;
 use crate::session::snapshot::{self, SnapshotError};
@@ -451,7 +450,6 @@ async fn sweep_loop(gate: Arc<Gate>, mut stop: watch::Receiver<bool>) {
                 .fetch_add(removed as u64, std::sync::atomic::Ordering::Relaxed);
             tracing::debug!(removed, "expired sessions swept");
         }
-        let _ = Metrics::get(&gate.metrics.sessions_expired);
     }
 }
 
