@@ -79,7 +79,7 @@ impl Gate {
     ) -> Result<Response<ResponseBody>, Reject> {
         let prefix = &rt.config.login.prefix;
         let rest = &req.uri().path()[prefix.len()..];
-        match (rest, req.method()) {
+        let answer = match (rest, req.method()) {
             ("/login", &Method::GET | &Method::HEAD) if self.builtin_login(rt) => {
                 self.login_page(rt, req, client).await
             }
@@ -92,8 +92,11 @@ impl Gate {
             }
             ("/logout", _) => Err(Reject::MethodNotAllowed),
             _ => Err(Reject::NotFound),
-        }
-        .map(no_store)
+        };
+        // Every built-in answer is no-store, refusals included.
+        Ok(no_store(answer.unwrap_or_else(|reject| {
+            reject.into_response(&rt.login_page)
+        })))
     }
 
     fn builtin_login(&self, rt: &Runtime) -> bool {
