@@ -6,6 +6,8 @@
 #   (c) sessiongate, public route        (d) sessiongate, logged-in session
 #   (e) sessiongate, a new stored session on every request
 #   (f) sessiongate with the Redis store, logged-in session
+#   (g) Apache httpd with mod_session + mod_auth_form, logged in (the
+#       legacy way of adding sessions; runs when apache2 is installed)
 #
 # Servers (upstream, proxy, Redis) share one core, the load generator (wrk)
 # has the other; nginx runs one worker and sessiongate one tokio worker
@@ -48,7 +50,7 @@ wait_port() {
   echo "bench: nothing listens on port $1" >&2; exit 1
 }
 
-UP=$(free_port); NGX=$(free_port); NGX2=$(free_port); SG=$(free_port); SG2=$(free_port); SGR=$(free_port); RDS=$(free_port)
+UP=$(free_port); AP=$(free_port); NGX=$(free_port); NGX2=$(free_port); SG=$(free_port); SG2=$(free_port); SGR=$(free_port); RDS=$(free_port)
 
 nginx_conf() { # name workers body
   mkdir -p "$WORK/$1"
@@ -142,6 +144,68 @@ url = \"redis://127.0.0.1:$RDS/0\"" 1
   REDIS_OK=1
 fi
 
+# (g) Apache: the session cookie carries the user and password, checked
+# against an htpasswd (bcrypt) file on every request, as mod_auth_form does.
+APACHE_OK=0
+if command -v apache2 >/dev/null && command -v htpasswd >/dev/null; then
+  mkdir -p "$WORK/apache"
+  chmod 755 "$WORK" "$WORK/apache"   # the worker user must read the password file
+  htpasswd -b -B -c "$WORK/apache/htpasswd" bench benchpw 2>/dev/null
+  chmod 644 "$WORK/apache/htpasswd"
+  M=/usr/lib/apache2/modules
+  cat > "$WORK/apache/httpd.conf" <<APACHE
+ServerRoot $WORK/apache
+ServerName localhost
+Listen 127.0.0.1:$AP
+PidFile $WORK/apache/httpd.pid
+ErrorLog $WORK/apache/error.log
+LoadModule mpm_event_module $M/mod_mpm_event.so
+LoadModule authn_core_module $M/mod_authn_core.so
+LoadModule authn_file_module $M/mod_authn_file.so
+LoadModule authz_core_module $M/mod_authz_core.so
+LoadModule authz_user_module $M/mod_authz_user.so
+LoadModule auth_form_module $M/mod_auth_form.so
+LoadModule request_module $M/mod_request.so
+LoadModule session_module $M/mod_session.so
+LoadModule session_cookie_module $M/mod_session_cookie.so
+LoadModule proxy_module $M/mod_proxy.so
+LoadModule proxy_http_module $M/mod_proxy_http.so
+User www-data
+Group www-data
+StartServers 1
+ServerLimit 1
+ThreadsPerChild 64
+MaxRequestWorkers 64
+MinSpareThreads 1
+MaxSpareThreads 64
+MaxKeepAliveRequests 0
+CustomLog $WORK/apache/access.log common
+<Location "/public/">
+  AuthType form
+  AuthName bench
+  AuthFormProvider file
+  AuthUserFile $WORK/apache/htpasswd
+  Session On
+  SessionCookieName session path=/
+  Require valid-user
+  ProxyPass http://127.0.0.1:$UP/public/
+</Location>
+<Location "/dologin">
+  SetHandler form-login-handler
+  AuthType form
+  AuthName bench
+  AuthFormProvider file
+  AuthUserFile $WORK/apache/htpasswd
+  AuthFormLoginSuccessLocation "/"
+  Session On
+  SessionCookieName session path=/
+  Require all granted
+</Location>
+APACHE
+  taskset -c "$SERVER_CORE" apache2 -f "$WORK/apache/httpd.conf" -DFOREGROUND > "$WORK/apache/stdout.log" 2>&1 & PIDS+=($!)
+  APACHE_OK=1
+fi
+
 wait_port "$UP"; wait_port "$NGX"; wait_port "$SG"
 [ "$REDIS_OK" = 1 ] && wait_port "$SGR"
 
@@ -191,6 +255,12 @@ if [ "$REDIS_OK" = 1 ]; then
   RCOOKIE=$(login_cookie "$SGR")
   run "(f) sessiongate redis store" pin "http://127.0.0.1:$SGR/session/" "$RCOOKIE"
 fi
+if [ "$APACHE_OK" = 1 ]; then
+  wait_port "$AP"
+  ACOOKIE=$(curl -s -D - -o /dev/null -d 'httpd_username=bench&httpd_password=benchpw' "http://127.0.0.1:$AP/dologin" \
+    | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \(session=[^;]*\).*/\1/p')
+  run "(g) Apache mod_session, logged in" pin "http://127.0.0.1:$AP/public/" "$ACOOKIE"
+fi
 
 # Both cores: nginx with 2 workers, sessiongate with 2 threads, wrk unpinned.
 kill "$SG_PID"; wait "$SG_PID" 2>/dev/null || true
@@ -206,7 +276,7 @@ base2=${R["(b2) nginx, 2 workers"]%% *}
 printf '\n| target | req/s | vs nginx | p50 ms | p99 ms | non-2xx |\n|---|---:|---:|---:|---:|---:|\n'
 for label in "(a) upstream directly" "(b) nginx reverse proxy" "(c) sessiongate public route" \
              "(d) sessiongate logged-in session" "(e) sessiongate new session each time" \
-             "(f) sessiongate redis store" "(b2) nginx, 2 workers" "(d2) sessiongate, 2 threads, session"; do
+             "(f) sessiongate redis store" "(g) Apache mod_session, logged in" "(b2) nginx, 2 workers" "(d2) sessiongate, 2 threads, session"; do
   [ -n "${R[$label]:-}" ] || continue
   read -r rps p50 p99 bad <<<"${R[$label]}"
   b=$base; case $label in "(b2)"*|"(d2)"*) b=$base2;; esac
