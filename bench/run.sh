@@ -16,12 +16,14 @@
 # and the median is kept; ratios are to (b) in the same run.
 #
 # Usage: bench/run.sh            (DURATION=10s CONNS=64 REPEAT=3 by default)
+#        ONLY="b d" bench/run.sh  (only the targets named; (b) is the base of the ratios)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-64}
 REPEAT=${REPEAT:-3}
+ONLY=${ONLY:-}
 SERVER_CORE=${SERVER_CORE:-0}
 LOAD_CORE=${LOAD_CORE:-1}
 KEY=bench-key-0123456789-abcdefghijklmnopqrstuvwxyz
@@ -240,6 +242,10 @@ rss_mb() { awk '/VmRSS/ { printf "%.1f", $2/1024 }' "/proc/$1/status"; }
 declare -A R
 run() { # label pin url [cookie]
   local label=$1; shift
+  if [ -n "$ONLY" ]; then
+    local key=${label%%)*}; key=${key#(}
+    [[ " $ONLY " == *" $key "* ]] || return 0
+  fi
   R[$label]=$(measure "$@")
   printf '  measured %-34s %s\n' "$label" "${R[$label]}" >&2
 }
@@ -271,8 +277,8 @@ COOKIE2=$(login_cookie "$SG2")
 run "(b2) nginx, 2 workers" free "http://127.0.0.1:$NGX2/public/"
 run "(d2) sessiongate, 2 threads, session" free "http://127.0.0.1:$SG2/session/" "$COOKIE2"
 
-base=${R["(b) nginx reverse proxy"]%% *}
-base2=${R["(b2) nginx, 2 workers"]%% *}
+base=${R["(b) nginx reverse proxy"]:-}; base=${base%% *}
+base2=${R["(b2) nginx, 2 workers"]:-}; base2=${base2%% *}
 printf '\n| target | req/s | vs nginx | p50 ms | p99 ms | non-2xx |\n|---|---:|---:|---:|---:|---:|\n'
 for label in "(a) upstream directly" "(b) nginx reverse proxy" "(c) sessiongate public route" \
              "(d) sessiongate logged-in session" "(e) sessiongate new session each time" \
@@ -280,7 +286,8 @@ for label in "(a) upstream directly" "(b) nginx reverse proxy" "(c) sessiongate 
   [ -n "${R[$label]:-}" ] || continue
   read -r rps p50 p99 bad <<<"${R[$label]}"
   b=$base; case $label in "(b2)"*|"(d2)"*) b=$base2;; esac
-  printf '| %s | %s | %.2fx | %s | %s | %s |\n' "$label" "$rps" "$(echo "$rps / $b" | bc -l)" "$p50" "$p99" "$bad"
+  ratio=-; [ -n "$b" ] && ratio=$(printf '%.2fx' "$(echo "$rps / $b" | bc -l)")
+  printf '| %s | %s | %s | %s | %s | %s |\n' "$label" "$rps" "$ratio" "$p50" "$p99" "$bad"
 done
 echo
 echo "sessiongate RSS after (c)-(e): ${SG_RSS} MB; nginx proxy workers: $(ps -o rss= -C nginx | awk '{s+=$1} END {printf "%.1f", s/1024}') MB in all nginx processes"

@@ -17,6 +17,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 
+use crate::upstream::http::UpstreamBody;
+
 /// Errors a body may end with.
 pub type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -29,7 +31,7 @@ pub struct ResponseBody {
 enum Kind {
     Empty,
     Full(Option<Bytes>),
-    Upstream(hyper::body::Incoming),
+    Upstream(UpstreamBody),
     Stream(UnsyncBoxBody<Bytes, BoxError>),
 }
 
@@ -49,7 +51,7 @@ impl ResponseBody {
     }
 
     /// An upstream's body, streamed through.
-    pub fn upstream(body: hyper::body::Incoming) -> Self {
+    pub fn upstream(body: UpstreamBody) -> Self {
         Self::from_kind(Kind::Upstream(body))
     }
 

@@ -11,6 +11,8 @@
 //!   -> access log (when the body ends)
 //! ```
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -64,8 +66,6 @@ pub struct Runtime {
     pub(crate) page: LoginPage,
     /// Failed-login throttle.
     pub(crate) throttle: Throttle,
-    /// Pooled client for `http://` and `https://` upstreams.
-    http: HttpUpstream,
 }
 
 /// Most (user, IP) keys the login throttle tracks.
@@ -73,10 +73,7 @@ const THROTTLE_CAPACITY: usize = 100_000;
 
 /// Where a route sends its requests, prepared once per config.
 enum Target {
-    Http {
-        scheme: http::uri::Scheme,
-        authority: http::uri::Authority,
-    },
+    Http(HttpUpstream),
     Cgi(CgiGateway),
 }
 
@@ -109,13 +106,36 @@ impl Runtime {
     /// Prepares routes, keys and cookie attributes from a config.
     pub fn build(config: Config) -> Result<Runtime, RuntimeError> {
         let routes = Arc::new(RouteTable::new(&config.routes));
+        let https_upstreams = config.routes.iter().any(|r| {
+            matches!(&r.upstream, Upstream::Http { scheme, .. } if *scheme == http::uri::Scheme::HTTPS)
+        });
+        let mut upstream_tls = if https_upstreams || config.server.upstream_ca.is_some() {
+            crate::tls::upstream_client_config(config.server.upstream_ca.as_deref())?
+        } else {
+            crate::tls::no_upstream_tls()?
+        };
+        upstream_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let upstream_tls = Arc::new(upstream_tls);
+        // Routes to the same origin share its connections.
+        let mut origins: HashMap<(&http::uri::Scheme, &http::uri::Authority), HttpUpstream> =
+            HashMap::new();
         let mut targets = Vec::with_capacity(config.routes.len());
         for route in &config.routes {
             targets.push(match &route.upstream {
-                Upstream::Http { scheme, authority } => Target::Http {
-                    scheme: scheme.clone(),
-                    authority: authority.clone(),
-                },
+                Upstream::Http { scheme, authority } => {
+                    let upstream = match origins.entry((scheme, authority)) {
+                        Entry::Occupied(e) => e.get().clone(),
+                        Entry::Vacant(e) => e
+                            .insert(HttpUpstream::new(scheme, authority, &upstream_tls).map_err(
+                                |e| RuntimeError::Route {
+                                    route: route.path.clone(),
+                                    message: e.to_string(),
+                                },
+                            )?)
+                            .clone(),
+                    };
+                    Target::Http(upstream)
+                }
                 Upstream::Cgi(dir) => {
                     let options = CgiOptions {
                         timeout: config.server.upstream_timeout,
@@ -161,16 +181,7 @@ impl Runtime {
             None => LoginPage::builtin(),
         };
         let throttle = Throttle::new(login.max_attempts, login.attempt_window, THROTTLE_CAPACITY);
-        let https_upstreams = config.routes.iter().any(|r| {
-            matches!(&r.upstream, Upstream::Http { scheme, .. } if *scheme == http::uri::Scheme::HTTPS)
-        });
-        let upstream_tls = if https_upstreams || config.server.upstream_ca.is_some() {
-            crate::tls::upstream_client_config(config.server.upstream_ca.as_deref())?
-        } else {
-            crate::tls::no_upstream_tls()?
-        };
         Ok(Runtime {
-            http: HttpUpstream::new(upstream_tls),
             users,
             page,
             throttle,
@@ -401,9 +412,8 @@ impl Gate {
             (_, None) => None,
         };
         let mut resp = match &rt.targets[route_id] {
-            Target::Http { scheme, authority } => rt
-                .http
-                .forward(req, scheme, authority, rt.config.server.upstream_timeout)
+            Target::Http(upstream) => upstream
+                .forward(req, rt.config.server.upstream_timeout)
                 .await
                 .map(|r| r.map(ResponseBody::upstream))?,
             Target::Cgi(gateway) => {
