@@ -5,7 +5,8 @@
 # pointers (in target/profiling, so the normal release build is untouched)
 # and prints the hottest functions, self and inclusive.
 #
-# Usage: bench/profile.sh [session|public|new]   (SECONDS_=8 by default)
+# Usage: bench/profile.sh [session|public|new]   (SECONDS_=8 by default;
+#        PERF_DATA=file keeps the recording for `perf report -i file`)
 # Needs: nginx, wrk, curl, perf (Debian: linux-perf).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,6 +79,7 @@ perf record -F 3000 -g -p "$SG_PID" -o "$WORK/perf.data" -- sleep "$SECONDS_" >/
 taskset -c 1 wrk -t1 -c64 -d"${SECONDS_}s" "${HDR[@]}" "$URL" | grep Requests
 wait $! 2>/dev/null || true
 sleep 1
+[ -n "${PERF_DATA:-}" ] && cp "$WORK/perf.data" "$PERF_DATA"
 echo "== by shared object"
 perf report -i "$WORK/perf.data" --no-children --sort dso --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -5
 echo "== hottest functions (self)"

@@ -5,13 +5,14 @@
 //! log line once the body has ended or was dropped (the client went away),
 //! so the line carries the real byte count and duration.
 
+use std::cell::RefCell;
 use std::error::Error as StdError;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -175,6 +176,13 @@ pub struct AccessRecord {
     pub aborted: bool,
 }
 
+thread_local! {
+    /// The line being formatted, reused from request to request.
+    static TEXT_LINE: RefCell<String> = const { RefCell::new(String::new()) };
+    /// The timestamp's `YYYY-MM-DDTHH:MM:SS` for the current second.
+    static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
 /// Whether access lines carry their facts as separate fields (JSON logs)
 /// rather than as one preformatted message (text logs, where formatting a
 /// dozen fields costs several times more than the line itself).
@@ -187,6 +195,14 @@ pub fn structured_access_log(on: bool) {
 
 impl AccessRecord {
     fn write(&self) {
+        if let Some(output) = crate::logging::direct_access() {
+            TEXT_LINE.with_borrow_mut(|line| {
+                line.clear();
+                self.format_text(line);
+                output.append(line.as_bytes());
+            });
+            return;
+        }
         // Integer arithmetic: formatting a float costs more than the rest of the line.
         let micros = self.started.elapsed().as_micros();
         let duration = format_args!("{}.{:03}", micros / 1000, micros % 1000);
@@ -221,6 +237,49 @@ impl AccessRecord {
             user,
             session,
             aborted = self.aborted,
+        );
+    }
+}
+
+impl AccessRecord {
+    /// The text line, exactly as `tracing`'s text format writes the same event:
+    /// `2026-01-02T03:04:05.123456Z  INFO access: <message>`.
+    fn format_text(&self, line: &mut String) {
+        use std::fmt::Write as _;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        SECOND.with_borrow_mut(|(second, text)| {
+            if *second != now.as_secs() {
+                *second = now.as_secs();
+                let stamp = humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + Duration::from_secs(*second),
+                )
+                .to_string();
+                text.clear();
+                text.push_str(stamp.trim_end_matches('Z'));
+            }
+            line.push_str(text);
+        });
+        let micros = self.started.elapsed().as_micros();
+        let user = self.user.as_deref().unwrap_or("-");
+        let session = self.session.as_deref().unwrap_or("-");
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            line,
+            ".{:06}Z  INFO access: {} \"{} {}\" {} {} {}.{:03}ms route={} user={:?} session={}{}",
+            now.subsec_micros(),
+            self.client,
+            self.method,
+            self.path,
+            self.status,
+            self.bytes,
+            micros / 1000,
+            micros % 1000,
+            self.route,
+            user,
+            session,
+            if self.aborted { " aborted" } else { "" },
         );
     }
 }

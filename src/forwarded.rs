@@ -3,11 +3,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use ipnet::IpNet;
 
 /// Facts about one connection, fixed when it is accepted.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     /// The TCP peer.
     pub peer: SocketAddr,
@@ -15,6 +15,26 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// The peer's IP (IPv4-mapped addresses as IPv4) as a header value,
+    /// made once for all the connection's requests.
+    pub peer_header: HeaderValue,
+}
+
+impl ConnInfo {
+    /// The facts of a connection accepted from `peer` on `local`.
+    pub fn new(peer: SocketAddr, local: SocketAddr, tls: bool) -> Self {
+        ConnInfo {
+            peer,
+            local,
+            tls,
+            peer_header: ip_header(canonical(peer.ip())),
+        }
+    }
+}
+
+/// An IP address as a header value.
+pub fn ip_header(ip: IpAddr) -> HeaderValue {
+    HeaderValue::try_from(ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 /// The client as far as we can tell.
@@ -89,11 +109,11 @@ mod tests {
     use super::*;
 
     fn conn(peer: &str) -> ConnInfo {
-        ConnInfo {
-            peer: peer.parse().unwrap(),
-            local: "127.0.0.1:8080".parse().unwrap(),
-            tls: false,
-        }
+        ConnInfo::new(
+            peer.parse().unwrap(),
+            "127.0.0.1:8080".parse().unwrap(),
+            false,
+        )
     }
 
     #[test]

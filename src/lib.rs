@@ -15,6 +15,7 @@
 //!   session     commit the change atomically, set / clear the cookie
 //!   upgrade     WebSocket handshakes: open the tunnel, copy both ways
 //! body        stream the response, write the access log line when it ends
+//!   logging     log lines buffered in memory, written out by one thread
 //! ```
 
 pub mod access;
@@ -23,6 +24,7 @@ pub mod builtin;
 pub mod clock;
 pub mod config;
 pub mod forwarded;
+pub mod logging;
 pub mod login;
 pub mod metrics;
 pub mod proxy;

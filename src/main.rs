@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use sessiongate::clock::Clock;
 use sessiongate::config::{Config, LogFormat};
+use sessiongate::logging::{self, FlushGuard, LogOutput};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// A reverse proxy that gives sessions to web sites that have none.
@@ -185,62 +186,28 @@ fn exchange(mut stream: impl Read + Write, addr: SocketAddr) -> anyhow::Result<(
     Ok(())
 }
 
-/// Logs go to stdout through a writer thread: requests only format their
-/// line and queue it, and the writer batches lines into few `write` calls.
-/// The returned guard flushes what is queued when dropped, at exit.
-fn init_logging(config: &Config) -> tracing_appender::non_blocking::WorkerGuard {
+/// Logs go to stdout through a writer thread: requests only append their
+/// line to a buffer in memory, and the writer writes many lines at once
+/// (see [`sessiongate::logging`]). The returned guard writes what is
+/// buffered when dropped, at exit.
+fn init_logging(config: &Config) -> std::io::Result<FlushGuard> {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(&config.log.level));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(BatchWriter::new(std::io::stdout()));
+    let (output, guard) = LogOutput::start(std::io::stdout())?;
     sessiongate::body::structured_access_log(config.log.format == LogFormat::Json);
+    if config.log.format == LogFormat::Text {
+        logging::direct_access_lines(output.clone());
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_writer(output);
     let _ = match config.log.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.with_ansi(false).try_init(),
     };
-    guard
-}
-
-/// Buffers lines and writes them out when the log thread has nothing more
-/// queued (it calls `flush` then), so a busy proxy writes many lines at once.
-struct BatchWriter<W: std::io::Write> {
-    buf: Vec<u8>,
-    out: W,
-}
-
-impl<W: std::io::Write> BatchWriter<W> {
-    const LIMIT: usize = 64 * 1024;
-
-    fn new(out: W) -> Self {
-        BatchWriter {
-            buf: Vec::with_capacity(Self::LIMIT),
-            out,
-        }
-    }
-}
-
-impl<W: std::io::Write> std::io::Write for BatchWriter<W> {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        if self.buf.len() + data.len() > Self::LIMIT {
-            self.flush()?;
-        }
-        self.buf.extend_from_slice(data);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if !self.buf.is_empty() {
-            self.out.write_all(&self.buf)?;
-            self.buf.clear();
-        }
-        self.out.flush()
-    }
+    Ok(guard)
 }
 
 fn run(path: &std::path::Path) -> ExitCode {
@@ -248,7 +215,13 @@ fn run(path: &std::path::Path) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let _log_guard = init_logging(&config);
+    let _log_guard = match init_logging(&config) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("sessiongate: cannot start the log writer thread: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
     let mut builder = match config.server.workers {
         // One worker: a single-threaded runtime has no work-stealing to pay for.
         Some(1) => tokio::runtime::Builder::new_current_thread(),

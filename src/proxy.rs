@@ -282,10 +282,10 @@ impl Gate {
     }
 
     /// Handles one request. Never fails: every problem becomes a response.
-    pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<ResponseBody> {
+    pub async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<ResponseBody> {
         let started = Instant::now();
         let rt = self.runtime.load_full();
-        let client = forwarded::resolve(&conn, req.headers(), &rt.config.server.trusted_proxies);
+        let client = forwarded::resolve(conn, req.headers(), &rt.config.server.trusted_proxies);
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let mut trail = Trail {
@@ -293,7 +293,7 @@ impl Gate {
             user: None,
             session: None,
         };
-        let resp = match self.process(&rt, req, &conn, &client, &mut trail).await {
+        let resp = match self.process(&rt, req, conn, &client, &mut trail).await {
             Ok(resp) => resp,
             Err(reject) => {
                 if matches!(reject, Reject::BadGateway | Reject::GatewayTimeout) {
@@ -713,12 +713,7 @@ fn prepare_request(
     hdr::remove_hop_by_hop(headers);
     hdr::strip_prefixed(headers, &rt.config.headers.match_prefix);
     hdr::strip_cookie(headers, rt.jar.name());
-    hdr::set_forwarded(
-        headers,
-        client,
-        forwarded::canonical(conn.peer.ip()),
-        host.as_ref(),
-    );
+    hdr::set_forwarded(headers, client, conn, host.as_ref());
     if !headers.contains_key(header::HOST) {
         if let Some(h) = host {
             headers.insert(header::HOST, h);

@@ -301,7 +301,7 @@ async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let conn_info = ConnInfo { peer, local, tls: tls.is_some() };
+                let conn_info = ConnInfo::new(peer, local, tls.is_some());
                 tokio::spawn(connection(
                     stream,
                     conn_info,
@@ -365,9 +365,13 @@ async fn serve_http<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let conn_info = Arc::new(conn_info);
     let service = service_fn(move |req| {
         let gate = gate.clone();
-        async move { Ok::<_, Infallible>(gate.handle(req, conn_info).await) }
+        let conn_info = conn_info.clone();
+        // Boxed: the request's future is large, and hyper moves the
+        // service's future around; a box moves as one pointer.
+        async move { Ok::<_, Infallible>(Box::pin(gate.handle(req, &conn_info)).await) }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     if let Err(e) = watcher.watch(conn.into_owned()).await {

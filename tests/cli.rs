@@ -353,3 +353,82 @@ fn the_shipped_default_config_is_valid() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("127.0.0.1:8080"));
 }
+
+/// Runs the proxy with `extra` config, sends one request, stops it, and
+/// returns the access lines it wrote to stdout.
+fn access_lines(extra: &str) -> Vec<String> {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("{}\n{extra}", valid_config(port, "http://127.0.0.1:9"));
+    let path = write_config(dir.path(), &config);
+    let mut child = sessiongate(&["--config", path.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_ready(addr, &mut child);
+    let answer = http_get(addr, "/page?token=secret");
+    signal(&child, "-TERM");
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(10)).code(),
+        Some(0)
+    );
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(
+        !out.contains("token=secret"),
+        "the query was logged:\n{out}"
+    );
+    out.lines()
+        .filter(|l| l.contains("access"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn is_log_tag(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[test]
+fn text_access_lines_carry_every_fact_and_no_secret() {
+    let lines = access_lines("");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = &lines[0];
+    // 2026-01-02T03:04:05.123456Z  INFO access: ...
+    let (stamp, rest) = line.split_once("  INFO access: ").expect(line);
+    assert_eq!(stamp.len(), 27, "{stamp}");
+    assert!(humantime::parse_rfc3339(stamp).is_ok(), "{stamp}");
+    let rest = rest
+        .strip_prefix("127.0.0.1 \"GET /page\" 502 ")
+        .expect(line);
+    let fields: Vec<&str> = rest.split(' ').collect();
+    assert!(fields[0].parse::<u64>().unwrap() > 0, "{line}");
+    let ms = fields[1].strip_suffix("ms").expect(line);
+    assert!(ms.parse::<f64>().is_ok(), "{line}");
+    assert_eq!(fields[2], "route=/");
+    assert_eq!(fields[3], "user=\"-\"");
+    assert!(
+        is_log_tag(fields[4].strip_prefix("session=").expect(line)),
+        "{line}"
+    );
+}
+
+#[test]
+fn json_access_lines_keep_their_fields() {
+    let lines = access_lines("[log]\nformat = \"json\"\n");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(v["target"], "access");
+    assert_eq!(v["client"], "127.0.0.1");
+    assert_eq!(v["method"], "GET");
+    assert_eq!(v["path"], "/page");
+    assert_eq!(v["status"], 502);
+    assert_eq!(v["route"], "/");
+    assert!(is_log_tag(v["session"].as_str().unwrap()), "{v}");
+}

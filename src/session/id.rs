@@ -1,5 +1,6 @@
 //! Session ids: 32 bytes from the operating system's CSPRNG.
 
+use std::cell::RefCell;
 use std::fmt;
 
 use base64::Engine as _;
@@ -8,6 +9,9 @@ use sha2::{Digest, Sha256};
 
 /// Length of a session id in bytes.
 pub const ID_LEN: usize = 32;
+
+/// Ids whose bytes one read of the OS CSPRNG provides.
+const IDS_PER_BATCH: usize = 16;
 
 /// A session id. It is the store key; it never appears in a log
 /// (`Debug` and [`SessionId::log_hash`] show a short hash instead).
@@ -21,11 +25,26 @@ impl SessionId {
     /// Only if the operating system cannot supply random bytes, which leaves
     /// no safe way to go on.
     pub fn generate() -> Self {
-        let mut bytes = [0u8; ID_LEN];
-        // Failing to read the OS CSPRNG is unrecoverable: issuing a guessable
-        // id would be worse than stopping.
-        getrandom::fill(&mut bytes).expect("the operating system's random source failed");
-        SessionId(bytes)
+        // One system call fetches the bytes of several ids; each id's bytes
+        // are handed out once and wiped from the batch as they go.
+        thread_local! {
+            static BATCH: RefCell<([u8; ID_LEN * IDS_PER_BATCH], usize)> =
+                const { RefCell::new(([0; ID_LEN * IDS_PER_BATCH], IDS_PER_BATCH)) };
+        }
+        BATCH.with_borrow_mut(|(bytes, used)| {
+            if *used == IDS_PER_BATCH {
+                // Failing to read the OS CSPRNG is unrecoverable: issuing a
+                // guessable id would be worse than stopping.
+                getrandom::fill(bytes).expect("the operating system's random source failed");
+                *used = 0;
+            }
+            let slot = &mut bytes[*used * ID_LEN..(*used + 1) * ID_LEN];
+            let mut id = [0u8; ID_LEN];
+            id.copy_from_slice(slot);
+            slot.fill(0);
+            *used += 1;
+            SessionId(id)
+        })
     }
 
     /// Wraps raw bytes (from a verified cookie or a snapshot).
@@ -52,8 +71,14 @@ impl SessionId {
     /// A short, non-reversible tag of the id for logs and the admin API:
     /// the first 6 bytes of its SHA-256, hex.
     pub fn log_hash(&self) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let digest = Sha256::digest(self.0);
-        digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+        let mut tag = String::with_capacity(12);
+        for b in &digest[..6] {
+            tag.push(char::from(HEX[usize::from(b >> 4)]));
+            tag.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+        tag
     }
 }
 
@@ -115,6 +140,21 @@ mod tests {
         assert_eq!(SessionId::from_base64(&a.to_base64()), Some(a));
         assert!(!format!("{a:?}").contains(&a.to_base64()));
         assert_eq!(a.log_hash().len(), 12);
+    }
+
+    #[test]
+    fn ids_across_batches_are_all_distinct_and_never_zero() {
+        let ids: std::collections::HashSet<[u8; ID_LEN]> = (0..IDS_PER_BATCH * 5)
+            .map(|_| *SessionId::generate().as_bytes())
+            .collect();
+        assert_eq!(ids.len(), IDS_PER_BATCH * 5);
+        assert!(!ids.contains(&[0; ID_LEN]));
+    }
+
+    #[test]
+    fn the_log_tag_is_the_start_of_the_sha256_in_hex() {
+        // SHA-256 of 32 zero bytes: 66687aadf862bd77...
+        assert_eq!(SessionId([0; 32]).log_hash(), "66687aadf862");
     }
 
     #[test]

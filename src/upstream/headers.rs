@@ -6,37 +6,26 @@
 //! headers added. A client can therefore neither forge a session header nor
 //! make us drop one we add.
 
-use std::net::IpAddr;
-
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::HeadersConfig;
-use crate::forwarded::ClientInfo;
+use crate::forwarded::{ClientInfo, ConnInfo, ip_header};
 use crate::session::SessionId;
-
-/// Headers that describe one connection and never travel past a proxy.
-/// (`Trailer` is not one of them: it announces end-to-end trailer fields,
-/// and hyper sends HTTP/1.1 trailers only for the names it lists.)
-static HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    HeaderName::from_static("http2-settings"),
-];
 
 /// Removes hop-by-hop headers, including those named in `Connection`.
 /// `TE: trailers` survives as just that: it tells the upstream that the
 /// client takes trailers (gRPC needs it), and no other `TE` value does.
 ///
-/// Most requests carry none of these: one pass over the names finds out,
-/// and only then does anything get looked up or removed.
+/// One pass over the names finds the hop-by-hop ones present; most requests
+/// carry none, and most responses only `Connection`, so nothing else is
+/// looked up or removed.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+    let mut doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| is_hop_by_hop(k.as_str()))
+        .cloned()
+        .collect();
+    if doomed.is_empty() {
         return;
     }
     let takes_trailers = headers
@@ -49,22 +38,39 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
                 .next()
                 .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
         });
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP.iter() {
+    doomed.extend(
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok()),
+    );
+    for name in doomed {
         headers.remove(name);
     }
     if takes_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
+}
+
+/// Whether a (lowercase) header name describes one connection and never
+/// travels past a proxy. (`Trailer` is not one of them: it announces
+/// end-to-end trailer fields, and hyper sends HTTP/1.1 trailers only for
+/// the names it lists.)
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "transfer-encoding"
+            | "upgrade"
+            | "http2-settings"
+    )
 }
 
 /// Whether `name` starts with the prefix, comparing case-insensitively and
@@ -131,7 +137,7 @@ pub fn strip_cookie(headers: &mut HeaderMap, cookie_name: &str) {
 pub fn set_forwarded(
     headers: &mut HeaderMap,
     client: &ClientInfo,
-    peer: IpAddr,
+    conn: &ConnInfo,
     host: Option<&HeaderValue>,
 ) {
     // Prebuilt names: a &str name is parsed on every use.
@@ -151,7 +157,7 @@ pub fn set_forwarded(
         if !chain.is_empty() {
             chain.push_str(", ");
         }
-        chain.push_str(&peer.to_string());
+        chain.push_str(conn.peer_header.to_str().unwrap_or("unknown"));
         if let Ok(v) = HeaderValue::from_str(&chain) {
             headers.insert(XFF, v);
         }
@@ -163,11 +169,11 @@ pub fn set_forwarded(
                 headers.insert(XFH, h.clone());
             }
         }
-        headers.insert(X_REAL_IP, ip_value(client.ip));
+        headers.insert(X_REAL_IP, ip_header(client.ip));
     } else {
         headers.remove(header::FORWARDED);
         // Untrusted: the peer is the client.
-        let peer_value = ip_value(peer);
+        let peer_value = conn.peer_header.clone();
         headers.insert(X_REAL_IP, peer_value.clone());
         headers.insert(XFF, peer_value);
         headers.insert(XFP, proto);
@@ -180,10 +186,6 @@ pub fn set_forwarded(
             }
         }
     }
-}
-
-fn ip_value(ip: IpAddr) -> HeaderValue {
-    HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 /// The session facts injected into a forwarded request.
@@ -351,6 +353,26 @@ mod tests {
             .parse()
             .unwrap();
         c.headers
+    }
+
+    #[test]
+    fn the_quick_hop_by_hop_check_knows_every_name() {
+        for name in [
+            header::CONNECTION,
+            header::PROXY_AUTHENTICATE,
+            header::PROXY_AUTHORIZATION,
+            header::TE,
+            header::TRANSFER_ENCODING,
+            header::UPGRADE,
+            HeaderName::from_static("keep-alive"),
+            HeaderName::from_static("proxy-connection"),
+            HeaderName::from_static("http2-settings"),
+        ] {
+            assert!(is_hop_by_hop(name.as_str()), "{name}");
+        }
+        for name in ["host", "cookie", "trailer", "connection-x", "tE"] {
+            assert!(!is_hop_by_hop(name), "{name}");
+        }
     }
 
     #[test]

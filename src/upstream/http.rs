@@ -138,7 +138,9 @@ impl HttpUpstream {
         loop {
             let (mut sender, reused) = match self.origin.checkout() {
                 Some(sender) => (sender, true),
-                None => (self.origin.connect().await?, false),
+                // Boxed: connecting is rare, and its future is large; the
+                // future of every request stays small and cheap to move.
+                None => (Box::pin(self.origin.connect()).await?, false),
             };
             match sender.try_send_request(req).await {
                 Ok(resp) => return Ok((resp, sender)),
