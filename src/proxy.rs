@@ -12,7 +12,6 @@
 //! ```
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -123,16 +122,18 @@ impl Runtime {
         for route in &config.routes {
             targets.push(match &route.upstream {
                 Upstream::Http { scheme, authority } => {
-                    let upstream = match origins.entry((scheme, authority)) {
-                        Entry::Occupied(e) => e.get().clone(),
-                        Entry::Vacant(e) => e
-                            .insert(HttpUpstream::new(scheme, authority, &upstream_tls).map_err(
+                    let upstream = match origins.get(&(scheme, authority)) {
+                        Some(shared) => shared.clone(),
+                        None => {
+                            let new = HttpUpstream::new(scheme, authority, &upstream_tls).map_err(
                                 |e| RuntimeError::Route {
                                     route: route.path.clone(),
                                     message: e.to_string(),
                                 },
-                            )?)
-                            .clone(),
+                            )?;
+                            origins.insert((scheme, authority), new.clone());
+                            new
+                        }
                     };
                     Target::Http(upstream)
                 }

@@ -11,6 +11,10 @@
 //! is closed. A request that meets an idle connection the upstream has just
 //! closed, before any byte of it was written, is sent again on another
 //! connection; nothing that may have reached the upstream is ever resent.
+//! Idle connections older than [`POOL_IDLE_TIMEOUT`] are dropped when the
+//! pool is next used; until then an upstream that closes idle connections
+//! itself (most do) frees them. A reload builds new pools, and the old
+//! ones close their connections as their last responses end.
 
 use std::collections::VecDeque;
 use std::fmt;
