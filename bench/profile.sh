@@ -24,8 +24,7 @@ WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; exit 1; }
+. bench/common.sh
 
 UP=$(free_port); SG=$(free_port)
 cat > "$WORK/up.conf" <<NGINX
@@ -33,41 +32,17 @@ worker_processes 1; pid $WORK/up.pid; error_log $WORK/up.err warn;
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000;
   server { listen 127.0.0.1:$UP;
-    location / { return 200 'hello from the upstream\n'; }
-    location /login { add_header X-Session-Login bench; return 200 'ok\n'; }
-    location /new/ { add_header X-Session-Set 'n=1'; return 200 'stored\n'; } } }
+$(upstream_locations)
+  } }
 NGINX
-cat > "$WORK/sg.toml" <<TOML
-[server]
-listen = ["127.0.0.1:$SG"]
-workers = 1
-[session]
-secret_keys = ["profile-key-0123456789-abcdefghijklmnop"]
-[login]
-source = "backend"
-page = "/login"
-[[route]]
-path = "/public/"
-upstream = "http://127.0.0.1:$UP"
-access = "public"
-[[route]]
-path = "/session/"
-upstream = "http://127.0.0.1:$UP"
-access = "login"
-[[route]]
-path = "/new/"
-upstream = "http://127.0.0.1:$UP"
-access = "session"
-[[route]]
-path = "/login"
-upstream = "http://127.0.0.1:$UP"
-access = "public"
-TOML
+KEY=profile-key-0123456789-abcdefghijklmnop
+sg_conf "$WORK/sg.toml" "$SG" 'kind = "memory"
+max_sessions = 5000000' 1
 taskset -c 0 nginx -c "$WORK/up.conf" -g 'daemon off;' & PIDS+=($!)
 taskset -c 0 "$BIN" --config "$WORK/sg.toml" > "$WORK/sg.log" & SG_PID=$!; PIDS+=($SG_PID)
 wait_port "$UP"; wait_port "$SG"
 
-COOKIE=$(curl -s -D - -o /dev/null "http://127.0.0.1:$SG/login" | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \(sg_session=[^;]*\).*/\1/p')
+COOKIE=$(login_cookie "$SG")
 case $TARGET in
   session) URL="http://127.0.0.1:$SG/session/"; HDR=(-H "Cookie: $COOKIE") ;;
   public)  URL="http://127.0.0.1:$SG/public/"; HDR=() ;;

@@ -11,12 +11,17 @@
 #
 # Servers (upstream, proxy, Redis) share one core, the load generator (wrk)
 # has the other; nginx runs one worker and sessiongate one tokio worker
-# thread. A second pass gives both cores to nginx (2 workers) and to
-# sessiongate (2 threads), with wrk unpinned. Each target is run REPEAT times
-# and the median is kept; ratios are to (b) in the same run.
+# thread. Two more targets give both cores to nginx (2 workers) and to
+# sessiongate (2 threads), with wrk unpinned. Every server is started once;
+# the targets then run in REPEAT rounds, each round visiting every target
+# in turn, so that a slow minute of a shared machine falls on all of them
+# alike. The median of each target's rounds is kept; ratios are to (b), or
+# to (b2) for the two-core pair.
 #
 # Usage: bench/run.sh            (DURATION=10s CONNS=64 REPEAT=3 by default)
 #        ONLY="b d" bench/run.sh  (only the targets named; (b) is the base of the ratios)
+#        COMPARE_BIN=path bench/run.sh   (also runs (c*) (d*) (e*) on another
+#                                 sessiongate build, e.g. the one before a change)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +39,7 @@ done
 
 cargo build --release --quiet
 BIN=$PWD/target/release/sessiongate
+COMPARE_BIN=${COMPARE_BIN:-}
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
@@ -43,16 +49,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "bench: nothing listens on port $1" >&2; exit 1
-}
+. bench/common.sh
 
-UP=$(free_port); AP=$(free_port); NGX=$(free_port); NGX2=$(free_port); SG=$(free_port); SG2=$(free_port); SGR=$(free_port); RDS=$(free_port)
+UP=$(free_port); AP=$(free_port); NGX=$(free_port); NGX2=$(free_port); SG=$(free_port); SG2=$(free_port); SGR=$(free_port); RDS=$(free_port); SGC=$(free_port)
 
 nginx_conf() { # name workers body
   mkdir -p "$WORK/$1"
@@ -73,9 +72,7 @@ NGINX
 nginx_conf upstream 1 "
   server {
     listen 127.0.0.1:$UP;
-    location / { return 200 'hello from the upstream\n'; }
-    location /login { add_header X-Session-Login bench; return 200 'logged in\n'; }
-    location /new/ { add_header X-Session-Set 'n=1'; return 200 'stored\n'; }
+$(upstream_locations)
   }"
 taskset -c "$SERVER_CORE" nginx -c "$WORK/upstream/nginx.conf" -g 'daemon off;' & PIDS+=($!)
 
@@ -97,43 +94,19 @@ proxy_nginx nginx1 1 "$NGX"
 proxy_nginx nginx2 2 "$NGX2"
 taskset -c "$SERVER_CORE" nginx -c "$WORK/nginx1/nginx.conf" -g 'daemon off;' & PIDS+=($!)
 
-sg_conf() { # file port store-section workers
-  cat > "$1" <<TOML
-[server]
-listen = ["127.0.0.1:$2"]
-workers = $4
-[session]
-secret_keys = ["$KEY"]
-[store]
-$3
-[log]
-level = "info"
-[login]
-source = "backend"
-page = "/login"
-[[route]]
-path = "/public/"
-upstream = "http://127.0.0.1:$UP"
-access = "public"
-[[route]]
-path = "/session/"
-upstream = "http://127.0.0.1:$UP"
-access = "login"
-[[route]]
-path = "/new/"
-upstream = "http://127.0.0.1:$UP"
-access = "session"
-[[route]]
-path = "/login"
-upstream = "http://127.0.0.1:$UP"
-access = "public"
-TOML
-}
 sg_conf "$WORK/sg.toml" "$SG" 'kind = "memory"
 max_sessions = 5000000' 1
 sg_conf "$WORK/sg2.toml" "$SG2" 'kind = "memory"
 max_sessions = 5000000' 2
 taskset -c "$SERVER_CORE" "$BIN" --config "$WORK/sg.toml" > "$WORK/sg.log" & SG_PID=$!; PIDS+=($SG_PID)
+# The two-core pair runs unpinned; idle while the other targets run.
+nginx -c "$WORK/nginx2/nginx.conf" -g 'daemon off;' & PIDS+=($!)
+"$BIN" --config "$WORK/sg2.toml" > "$WORK/sg2.log" & PIDS+=($!)
+if [ -n "$COMPARE_BIN" ]; then
+  sg_conf "$WORK/sgc.toml" "$SGC" 'kind = "memory"
+max_sessions = 5000000' 1
+  taskset -c "$SERVER_CORE" "$COMPARE_BIN" --config "$WORK/sgc.toml" > "$WORK/sgc.log" & PIDS+=($!)
+fi
 
 REDIS_OK=0
 if "$BIN" check --config <(sg_conf /dev/stdout "$SGR" "kind = \"redis\"
@@ -208,18 +181,45 @@ APACHE
   APACHE_OK=1
 fi
 
-wait_port "$UP"; wait_port "$NGX"; wait_port "$SG"
+wait_port "$UP"; wait_port "$NGX"; wait_port "$SG"; wait_port "$NGX2"; wait_port "$SG2"
 [ "$REDIS_OK" = 1 ] && wait_port "$SGR"
+[ -n "$COMPARE_BIN" ] && wait_port "$SGC"
 
-login_cookie() { # port
-  curl -s -D - -o /dev/null "http://127.0.0.1:$1/login" | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \(sg_session=[^;]*\).*/\1/p'
-}
 COOKIE=$(login_cookie "$SG")
 [ -n "$COOKIE" ] || { echo "bench: no session cookie from sessiongate" >&2; exit 1; }
 curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $COOKIE" "http://127.0.0.1:$SG/session/" | grep -q 200 \
   || { echo "bench: the logged-in session does not pass" >&2; exit 1; }
+COOKIE2=$(login_cookie "$SG2")
+[ "$REDIS_OK" = 1 ] && RCOOKIE=$(login_cookie "$SGR")
+[ -n "$COMPARE_BIN" ] && CCOOKIE=$(login_cookie "$SGC")
+if [ "$APACHE_OK" = 1 ]; then
+  wait_port "$AP"
+  ACOOKIE=$(curl -s -D - -o /dev/null -d 'httpd_username=bench&httpd_password=benchpw' "http://127.0.0.1:$AP/dologin" \
+    | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \(session=[^;]*\).*/\1/p')
+fi
 
-# One wrk run: prints "rps p50_ms p99_ms".
+# The targets, in the order of every round and of the table:
+# label|pin or free|url|cookie
+TARGETS=(
+  "(a) upstream directly|pin|http://127.0.0.1:$UP/public/|"
+  "(b) nginx reverse proxy|pin|http://127.0.0.1:$NGX/public/|"
+  "(c) sessiongate public route|pin|http://127.0.0.1:$SG/public/|"
+  "(d) sessiongate logged-in session|pin|http://127.0.0.1:$SG/session/|$COOKIE"
+  "(e) sessiongate new session each time|pin|http://127.0.0.1:$SG/new/|"
+)
+[ -n "$COMPARE_BIN" ] && TARGETS+=(
+  "(c*) compared build, public route|pin|http://127.0.0.1:$SGC/public/|"
+  "(d*) compared build, logged-in session|pin|http://127.0.0.1:$SGC/session/|$CCOOKIE"
+  "(e*) compared build, new session each time|pin|http://127.0.0.1:$SGC/new/|"
+)
+[ "$REDIS_OK" = 1 ] && TARGETS+=("(f) sessiongate redis store|pin|http://127.0.0.1:$SGR/session/|$RCOOKIE")
+[ "$APACHE_OK" = 1 ] && TARGETS+=("(g) Apache mod_session, logged in|pin|http://127.0.0.1:$AP/public/|$ACOOKIE")
+TARGETS+=(
+  "(b2) nginx, 2 workers|free|http://127.0.0.1:$NGX2/public/|"
+  "(d2) sessiongate, 2 threads, session|free|http://127.0.0.1:$SG2/session/|$COOKIE2"
+)
+
+# One wrk run: prints "rps p50_ms p99_ms non2xx".
 wrk_once() { # pin url [cookie]
   local pin=$1 url=$2 cookie=${3:-} out
   local cmd=(wrk -t1 -c"$CONNS" -d"$DURATION" --latency)
@@ -232,57 +232,37 @@ wrk_once() { # pin url [cookie]
     END { printf "%.0f %.3f %.3f %s\n", rps, p50, p99, (bad==""?0:bad) }'
 }
 
-# Median of REPEAT runs by requests/s.
-measure() { # pin url [cookie]
-  for _ in $(seq 1 "$REPEAT"); do wrk_once "$@"; done | sort -n | awk '{ a[NR]=$0 } END { print a[int((NR+1)/2)] }'
+selected() { # label
+  [ -z "$ONLY" ] && return 0
+  local key=${1%%)*}; key=${key#(}
+  [[ " $ONLY " == *" $key "* ]]
 }
 
 rss_mb() { awk '/VmRSS/ { printf "%.1f", $2/1024 }' "/proc/$1/status"; }
 
+echo "bench: $(nproc) cores, wrk -c$CONNS -d$DURATION, $REPEAT rounds, servers on core $SERVER_CORE, wrk on core $LOAD_CORE" >&2
+declare -A RUNS
+for round in $(seq 1 "$REPEAT"); do
+  for t in "${TARGETS[@]}"; do
+    IFS='|' read -r label pin url cookie <<<"$t"
+    selected "$label" || continue
+    result=$(wrk_once "$pin" "$url" "$cookie")
+    RUNS[$label]+="$result"$'\n'
+    printf '  round %s %-44s %s\n' "$round" "$label" "$result" >&2
+  done
+done
+
+# The median round of each target, by requests/s.
 declare -A R
-run() { # label pin url [cookie]
-  local label=$1; shift
-  if [ -n "$ONLY" ]; then
-    local key=${label%%)*}; key=${key#(}
-    [[ " $ONLY " == *" $key "* ]] || return 0
-  fi
-  R[$label]=$(measure "$@")
-  printf '  measured %-34s %s\n' "$label" "${R[$label]}" >&2
-}
-
-echo "bench: $(nproc) cores, wrk -c$CONNS -d$DURATION x$REPEAT, servers on core $SERVER_CORE, wrk on core $LOAD_CORE" >&2
-run "(a) upstream directly" pin "http://127.0.0.1:$UP/public/"
-run "(b) nginx reverse proxy" pin "http://127.0.0.1:$NGX/public/"
-run "(c) sessiongate public route" pin "http://127.0.0.1:$SG/public/"
-run "(d) sessiongate logged-in session" pin "http://127.0.0.1:$SG/session/" "$COOKIE"
-run "(e) sessiongate new session each time" pin "http://127.0.0.1:$SG/new/"
-SG_RSS=$(rss_mb "$SG_PID")
-if [ "$REDIS_OK" = 1 ]; then
-  RCOOKIE=$(login_cookie "$SGR")
-  run "(f) sessiongate redis store" pin "http://127.0.0.1:$SGR/session/" "$RCOOKIE"
-fi
-if [ "$APACHE_OK" = 1 ]; then
-  wait_port "$AP"
-  ACOOKIE=$(curl -s -D - -o /dev/null -d 'httpd_username=bench&httpd_password=benchpw' "http://127.0.0.1:$AP/dologin" \
-    | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \(session=[^;]*\).*/\1/p')
-  run "(g) Apache mod_session, logged in" pin "http://127.0.0.1:$AP/public/" "$ACOOKIE"
-fi
-
-# Both cores: nginx with 2 workers, sessiongate with 2 threads, wrk unpinned.
-kill "$SG_PID"; wait "$SG_PID" 2>/dev/null || true
-nginx -c "$WORK/nginx2/nginx.conf" -g 'daemon off;' & PIDS+=($!)
-"$BIN" --config "$WORK/sg2.toml" > "$WORK/sg2.log" & SG2_PID=$!; PIDS+=($SG2_PID)
-wait_port "$NGX2"; wait_port "$SG2"
-COOKIE2=$(login_cookie "$SG2")
-run "(b2) nginx, 2 workers" free "http://127.0.0.1:$NGX2/public/"
-run "(d2) sessiongate, 2 threads, session" free "http://127.0.0.1:$SG2/session/" "$COOKIE2"
+for label in "${!RUNS[@]}"; do
+  R[$label]=$(printf '%s' "${RUNS[$label]}" | sort -n | awk '{ a[NR]=$0 } END { print a[int((NR+1)/2)] }')
+done
 
 base=${R["(b) nginx reverse proxy"]:-}; base=${base%% *}
 base2=${R["(b2) nginx, 2 workers"]:-}; base2=${base2%% *}
 printf '\n| target | req/s | vs nginx | p50 ms | p99 ms | non-2xx |\n|---|---:|---:|---:|---:|---:|\n'
-for label in "(a) upstream directly" "(b) nginx reverse proxy" "(c) sessiongate public route" \
-             "(d) sessiongate logged-in session" "(e) sessiongate new session each time" \
-             "(f) sessiongate redis store" "(g) Apache mod_session, logged in" "(b2) nginx, 2 workers" "(d2) sessiongate, 2 threads, session"; do
+for t in "${TARGETS[@]}"; do
+  label=${t%%|*}
   [ -n "${R[$label]:-}" ] || continue
   read -r rps p50 p99 bad <<<"${R[$label]}"
   b=$base; case $label in "(b2)"*|"(d2)"*) b=$base2;; esac
@@ -290,4 +270,4 @@ for label in "(a) upstream directly" "(b) nginx reverse proxy" "(c) sessiongate 
   printf '| %s | %s | %s | %s | %s | %s |\n' "$label" "$rps" "$ratio" "$p50" "$p99" "$bad"
 done
 echo
-echo "sessiongate RSS after (c)-(e): ${SG_RSS} MB; nginx proxy workers: $(ps -o rss= -C nginx | awk '{s+=$1} END {printf "%.1f", s/1024}') MB in all nginx processes"
+echo "sessiongate RSS at the end (one thread, every round of (c)-(e)): $(rss_mb "$SG_PID") MB; nginx: $(ps -o rss= -C nginx | awk '{s+=$1} END {printf "%.1f", s/1024}') MB in all nginx processes"

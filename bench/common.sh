@@ -1,0 +1,59 @@
+# Shared by bench/run.sh and bench/profile.sh: ports, the fast upstream's
+# locations, and sessiongate's config for the benchmark routes.
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 1 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "bench: nothing listens on port $1" >&2; exit 1
+}
+
+# The fast upstream's answers: a plain page, a backend login, and a page that
+# stores something in the session (so that (e) stores every new session).
+upstream_locations() {
+  cat <<'NGINX'
+    location / { return 200 'hello from the upstream\n'; }
+    location /login { add_header X-Session-Login bench; return 200 'logged in\n'; }
+    location /new/ { add_header X-Session-Set 'n=1'; return 200 'stored\n'; }
+NGINX
+}
+
+# Uses KEY (the signing key) and UP (the upstream port).
+sg_conf() { # file port store-section workers
+  cat > "$1" <<TOML
+[server]
+listen = ["127.0.0.1:$2"]
+workers = $4
+[session]
+secret_keys = ["$KEY"]
+[store]
+$3
+[log]
+level = "info"
+[login]
+source = "backend"
+page = "/login"
+[[route]]
+path = "/public/"
+upstream = "http://127.0.0.1:$UP"
+access = "public"
+[[route]]
+path = "/session/"
+upstream = "http://127.0.0.1:$UP"
+access = "login"
+[[route]]
+path = "/new/"
+upstream = "http://127.0.0.1:$UP"
+access = "session"
+[[route]]
+path = "/login"
+upstream = "http://127.0.0.1:$UP"
+access = "public"
+TOML
+}
+
+login_cookie() { # port
+  curl -s -D - -o /dev/null "http://127.0.0.1:$1/login" | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \(sg_session=[^;]*\).*/\1/p'
+}
