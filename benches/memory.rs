@@ -13,6 +13,10 @@ use sessiongate::session::{
     DataChange, MemoryStore, NewSession, Policy, SessionId, SessionStore, snapshot,
 };
 
+// The allocator the sessiongate binary runs with, so that the numbers are its.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
