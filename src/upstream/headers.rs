@@ -20,33 +20,48 @@ use crate::session::SessionId;
 /// carry none, and most responses only `Connection`, so nothing else is
 /// looked up or removed.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let mut doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| is_hop_by_hop(k.as_str()))
-        .cloned()
-        .collect();
-    if doomed.is_empty() {
+    let mut present = [false; HOP_BY_HOP.len()];
+    let mut any = false;
+    for name in headers.keys() {
+        if let Some(i) = hop_by_hop_index(name.as_str()) {
+            present[i] = true;
+            any = true;
+        }
+    }
+    if !any {
         return;
     }
-    let takes_trailers = headers
-        .get_all(header::TE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| {
-            t.split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        });
-    doomed.extend(
+    let takes_trailers = present[TE_INDEX]
+        && headers
+            .get_all(header::TE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| {
+                t.split(';')
+                    .next()
+                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            });
+    // Other names the `Connection` header lists. Its usual values, `close`
+    // and `keep-alive`, add nothing to remove (a `Keep-Alive` header was
+    // found above), so they cost neither a parse nor an allocation.
+    let listed: Vec<HeaderName> = if present[CONNECTION_INDEX] {
         headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok()),
-    );
-    for name in doomed {
+            .map(str::trim)
+            .filter(|n| !n.eq_ignore_ascii_case("close") && hop_by_hop_index(n).is_none())
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
+        headers.remove(name);
+    }
+    for name in listed {
         headers.remove(name);
     }
     if takes_trailers {
@@ -54,23 +69,28 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Whether a (lowercase) header name describes one connection and never
-/// travels past a proxy. (`Trailer` is not one of them: it announces
-/// end-to-end trailer fields, and hyper sends HTTP/1.1 trailers only for
-/// the names it lists.)
-fn is_hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "transfer-encoding"
-            | "upgrade"
-            | "http2-settings"
-    )
+/// Header names that describe one connection and never travel past a proxy.
+/// (`Trailer` is not one of them: it announces end-to-end trailer fields,
+/// and hyper sends HTTP/1.1 trailers only for the names it lists.)
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    HeaderName::from_static("http2-settings"),
+];
+const CONNECTION_INDEX: usize = 0;
+const TE_INDEX: usize = 5;
+
+/// Where `name` (in any case) is in [`HOP_BY_HOP`].
+fn hop_by_hop_index(name: &str) -> Option<usize> {
+    HOP_BY_HOP
+        .iter()
+        .position(|h| h.as_str().eq_ignore_ascii_case(name))
 }
 
 /// Whether `name` starts with the prefix, comparing case-insensitively and
@@ -356,23 +376,39 @@ mod tests {
     }
 
     #[test]
-    fn the_quick_hop_by_hop_check_knows_every_name() {
+    fn the_hop_by_hop_table_knows_every_name_in_any_case() {
         for name in [
-            header::CONNECTION,
-            header::PROXY_AUTHENTICATE,
-            header::PROXY_AUTHORIZATION,
-            header::TE,
-            header::TRANSFER_ENCODING,
-            header::UPGRADE,
-            HeaderName::from_static("keep-alive"),
-            HeaderName::from_static("proxy-connection"),
-            HeaderName::from_static("http2-settings"),
+            "connection",
+            "Keep-Alive",
+            "proxy-connection",
+            "Proxy-Authenticate",
+            "proxy-authorization",
+            "tE",
+            "transfer-encoding",
+            "UPGRADE",
+            "http2-settings",
         ] {
-            assert!(is_hop_by_hop(name.as_str()), "{name}");
+            assert!(hop_by_hop_index(name).is_some(), "{name}");
         }
-        for name in ["host", "cookie", "trailer", "connection-x", "tE"] {
-            assert!(!is_hop_by_hop(name), "{name}");
+        for name in ["host", "cookie", "trailer", "connection-x", "keep"] {
+            assert!(hop_by_hop_index(name).is_none(), "{name}");
         }
+        assert_eq!(HOP_BY_HOP[CONNECTION_INDEX], header::CONNECTION);
+        assert_eq!(HOP_BY_HOP[TE_INDEX], header::TE);
+    }
+
+    #[test]
+    fn usual_connection_values_and_listed_names_all_go() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "Keep-Alive, close".parse().unwrap());
+        h.append("connection", "X-Private, TE".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("x-private", "1".parse().unwrap());
+        h.insert("transfer-encoding", "chunked".parse().unwrap());
+        h.insert("x-fine", "1".parse().unwrap());
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-fine"));
     }
 
     #[test]
