@@ -335,3 +335,35 @@ async fn a_connection_closed_as_a_request_arrives_loses_no_request() {
     }
     assert_eq!(upstream.requests(), 40);
 }
+
+#[tokio::test]
+async fn a_long_body_streams_beside_other_requests_and_its_connection_is_reused() {
+    // A connection is polled by the response body it carries: the body must
+    // keep flowing while other requests go out on other connections, and
+    // the connection must be fit for the next request once it is read.
+    let slow = RawUpstream::start(Manner::SlowBody).await;
+    let proxy = proxy_to(&slow).await;
+    let c = client();
+    let mut first = c.get(proxy.url("/first")).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let mut got = first.chunk().await.unwrap().expect("a first chunk").len();
+    let second = tokio::time::timeout(Duration::from_secs(20), async {
+        c.get(proxy.url("/second")).send().await?.bytes().await
+    })
+    .await
+    .expect("the second request hung")
+    .unwrap();
+    assert_eq!(second.len(), SLOW_BODY);
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(20), first.chunk())
+        .await
+        .expect("the first body stalled")
+        .unwrap()
+    {
+        got += chunk.len();
+    }
+    assert_eq!(got, SLOW_BODY);
+    assert_eq!(slow.connections(), 2);
+    let third = c.get(proxy.url("/third")).send().await.unwrap();
+    assert_eq!(third.bytes().await.unwrap().len(), SLOW_BODY);
+    assert_eq!(slow.connections(), 2, "a finished connection was not reused");
+}
