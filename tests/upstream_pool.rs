@@ -365,5 +365,9 @@ async fn a_long_body_streams_beside_other_requests_and_its_connection_is_reused(
     assert_eq!(slow.connections(), 2);
     let third = c.get(proxy.url("/third")).send().await.unwrap();
     assert_eq!(third.bytes().await.unwrap().len(), SLOW_BODY);
-    assert_eq!(slow.connections(), 2, "a finished connection was not reused");
+    assert_eq!(
+        slow.connections(),
+        2,
+        "a finished connection was not reused"
+    );
 }
