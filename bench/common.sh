@@ -2,10 +2,10 @@
 # locations, and sessiongate's config for the benchmark routes.
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1 200); do
+wait_port() { # port [tenths of a second to wait, 100 by default]
+  for _ in $(seq 1 "${2:-100}"); do
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
+    sleep 0.1
   done
   echo "bench: nothing listens on port $1" >&2; exit 1
 }
@@ -17,6 +17,19 @@ upstream_locations() {
     location / { return 200 'hello from the upstream\n'; }
     location /login { add_header X-Session-Login bench; return 200 'logged in\n'; }
     location /new/ { add_header X-Session-Set 'n=1'; return 200 'stored\n'; }
+NGINX
+}
+
+# A one-worker nginx serving upstream_locations on a port, for the scripts
+# that need nothing else of nginx.
+upstream_nginx_conf() { # file port workdir
+  cat > "$1" <<NGINX
+worker_processes 1; pid $3/upstream.pid; error_log $3/upstream.err warn;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$2;
+$(upstream_locations)
+  } }
 NGINX
 }
 

@@ -34,14 +34,7 @@ trap cleanup EXIT
 . bench/common.sh
 
 UP=$(free_port)
-cat > "$WORK/up.conf" <<NGINX
-worker_processes 1; pid $WORK/up.pid; error_log $WORK/up.err warn;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$UP;
-$(upstream_locations)
-  } }
-NGINX
+upstream_nginx_conf "$WORK/up.conf" "$UP" "$WORK"
 nginx -c "$WORK/up.conf" -g 'daemon off;' & PIDS+=($!)
 wait_port "$UP"
 KEY=instructions-key-0123456789-abcdefghijklmnop
@@ -55,7 +48,7 @@ total_for() { # bin target count
   rm -f "$out"*
   valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" --config "$WORK/sg.toml" \
     > "$WORK/sg.log" 2> "$WORK/valgrind.log" & pid=$!
-  wait_port_slow "$port"
+  wait_port "$port" 600   # valgrind starts slowly
   local hdr=()
   case $target in
     public) url=/public/ ;;
@@ -85,19 +78,10 @@ NGINX
   out=$WORK/callgrind.out
   rm -f "$out"*
   valgrind --tool=callgrind --callgrind-out-file="$out" nginx -c "$WORK/px.conf" 2> "$WORK/valgrind.log" & pid=$!
-  wait_port_slow "$port"
+  wait_port "$port" 600   # valgrind starts slowly
   ab -q -k -c 8 -n "$count" "http://127.0.0.1:$port/public/" > "$WORK/ab.log"
   kill -QUIT "$pid"; wait "$pid" 2>/dev/null || true
   awk '/^summary:|^totals:/ { print $2; exit }' "$out"*
-}
-
-# The proxy under valgrind starts slowly: allow it more time than wait_port.
-wait_port_slow() {
-  for _ in $(seq 1 600); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "instructions: the proxy did not start under valgrind" >&2; exit 1
 }
 
 printf '| build | target | instructions per request |\n|---|---|---:|\n'

@@ -27,14 +27,7 @@ trap cleanup EXIT
 . bench/common.sh
 
 UP=$(free_port); SG=$(free_port)
-cat > "$WORK/up.conf" <<NGINX
-worker_processes 1; pid $WORK/up.pid; error_log $WORK/up.err warn;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$UP;
-$(upstream_locations)
-  } }
-NGINX
+upstream_nginx_conf "$WORK/up.conf" "$UP" "$WORK"
 KEY=profile-key-0123456789-abcdefghijklmnop
 sg_conf "$WORK/sg.toml" "$SG" 'kind = "memory"
 max_sessions = 5000000' 1
