@@ -103,28 +103,20 @@ impl MemoryStore {
         len
     }
 
-    /// Keeps the count after an insert that returned `previous`.
-    fn inserted<T>(&self, previous: &Option<T>) {
-        if previous.is_none() {
-            self.added_one();
+    /// Keeps the count after an insert that may have added a session.
+    fn added(&self, yes: bool) {
+        if yes {
+            self.size.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Keeps the count after a removal that returned `removed`.
-    fn removed<T>(&self, removed: &Option<T>) {
-        if removed.is_some() {
-            self.removed_one();
+    /// Keeps the count after a removal that may have taken one. (A count
+    /// that races below zero wraps to a huge number, which only sends the
+    /// next creation to `make_room`'s exact recount.)
+    fn removed(&self, yes: bool) {
+        if yes {
+            self.size.fetch_sub(1, Ordering::Relaxed);
         }
-    }
-
-    fn added_one(&self) {
-        self.size.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// (A count that races below zero wraps to a huge number, which only
-    /// sends the next creation to `make_room`'s exact recount.)
-    fn removed_one(&self) {
-        self.size.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Every session, for the snapshot writer. Each shard is read-locked
@@ -139,7 +131,7 @@ impl MemoryStore {
     /// Inserts a session as it was (snapshot loading).
     pub fn insert(&self, id: SessionId, record: SessionRecord) {
         let previous = self.map.insert(id, Box::new(record));
-        self.inserted(&previous);
+        self.added(previous.is_none());
         self.changed();
     }
 
@@ -172,7 +164,8 @@ impl MemoryStore {
         if self.recount() < policy.max_sessions {
             return; // another request evicted while we waited
         }
-        if self.sweep(now, policy) > 0 && self.map.len() < policy.max_sessions {
+        // The sweep leaves the kept count exact.
+        if self.sweep(now, policy) > 0 && self.size.load(Ordering::Relaxed) < policy.max_sessions {
             return;
         }
         // Evict ~1% at once so that a full store pays for a scan rarely.
@@ -224,7 +217,7 @@ impl SessionStore for MemoryStore {
                 if r.is_expired(now, policy) {
                     drop(r);
                     let removed = self.map.remove_if(id, |_, r| r.is_expired(now, policy));
-                    self.removed(&removed);
+                    self.removed(removed.is_some());
                     if removed.is_some() {
                         self.changed();
                     }
@@ -266,7 +259,7 @@ impl SessionStore for MemoryStore {
             Entry::Occupied(mut e) => {
                 if e.get().is_expired(now, policy) {
                     e.remove();
-                    self.removed_one();
+                    self.removed(true);
                     return Err(StoreError::Gone);
                 }
                 let data = change.apply(&e.get().data);
@@ -285,7 +278,7 @@ impl SessionStore for MemoryStore {
                 check_size(&data, policy)?;
                 record.data = self.data(data);
                 let record = SessionRecord::clone(&v.insert(Box::new(record)));
-                self.added_one();
+                self.added(true);
                 Ok(record)
             }
         }
@@ -312,7 +305,7 @@ impl SessionStore for MemoryStore {
         check_size(&data, policy)?;
         if let Some(o) = old {
             let removed = self.map.remove(o);
-            self.removed(&removed);
+            self.removed(removed.is_some());
         }
         self.make_room(now, policy);
         self.changed();
@@ -324,13 +317,13 @@ impl SessionStore for MemoryStore {
             ip: seed.ip.or(previous.and_then(|p| p.ip)),
         };
         let previous = self.map.insert(*new, Box::new(record.clone()));
-        self.inserted(&previous);
+        self.added(previous.is_none());
         Ok(record)
     }
 
     async fn remove(&self, id: &SessionId) -> Result<(), StoreError> {
         let removed = self.map.remove(id);
-        self.removed(&removed);
+        self.removed(removed.is_some());
         if removed.is_some() {
             self.changed();
         }

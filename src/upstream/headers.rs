@@ -58,7 +58,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     } else {
         Vec::new()
     };
-    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
+    for ((_, name), _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
         headers.remove(name);
     }
     for name in listed {
@@ -69,41 +69,33 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Header names that describe one connection and never travel past a proxy.
-/// (`Trailer` is not one of them: it announces end-to-end trailer fields,
-/// and hyper sends HTTP/1.1 trailers only for the names it lists.)
-static HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    HeaderName::from_static("http2-settings"),
-];
-/// The same names as text: comparing `&str`s, lengths first, is what makes
-/// the check cheap for the many names that are none of these.
-const HOP_BY_HOP_TEXT: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "transfer-encoding",
-    "upgrade",
-    "http2-settings",
+/// Header names that describe one connection and never travel past a proxy,
+/// as text and as names. (`Trailer` is not one of them: it announces
+/// end-to-end trailer fields, and hyper sends HTTP/1.1 trailers only for
+/// the names it lists.) The text is what the check compares, lengths first:
+/// that is what makes it cheap for the many names that are none of these.
+static HOP_BY_HOP: [(&str, HeaderName); 9] = [
+    ("connection", header::CONNECTION),
+    ("keep-alive", HeaderName::from_static("keep-alive")),
+    (
+        "proxy-connection",
+        HeaderName::from_static("proxy-connection"),
+    ),
+    ("proxy-authenticate", header::PROXY_AUTHENTICATE),
+    ("proxy-authorization", header::PROXY_AUTHORIZATION),
+    ("te", header::TE),
+    ("transfer-encoding", header::TRANSFER_ENCODING),
+    ("upgrade", header::UPGRADE),
+    ("http2-settings", HeaderName::from_static("http2-settings")),
 ];
 const CONNECTION_INDEX: usize = 0;
 const TE_INDEX: usize = 5;
 
 /// Where `name` (in any case) is in [`HOP_BY_HOP`].
 fn hop_by_hop_index(name: &str) -> Option<usize> {
-    HOP_BY_HOP_TEXT
+    HOP_BY_HOP
         .iter()
-        .position(|h| h.len() == name.len() && h.eq_ignore_ascii_case(name))
+        .position(|(h, _)| h.len() == name.len() && h.eq_ignore_ascii_case(name))
 }
 
 /// Whether `name` starts with the prefix, comparing case-insensitively and
@@ -406,11 +398,11 @@ mod tests {
         for name in ["host", "cookie", "trailer", "connection-x", "keep"] {
             assert!(hop_by_hop_index(name).is_none(), "{name}");
         }
-        for (name, text) in HOP_BY_HOP.iter().zip(HOP_BY_HOP_TEXT) {
-            assert_eq!(name.as_str(), text);
+        for (text, name) in &HOP_BY_HOP {
+            assert_eq!(name.as_str(), *text);
         }
-        assert_eq!(HOP_BY_HOP[CONNECTION_INDEX], header::CONNECTION);
-        assert_eq!(HOP_BY_HOP[TE_INDEX], header::TE);
+        assert_eq!(HOP_BY_HOP[CONNECTION_INDEX].1, header::CONNECTION);
+        assert_eq!(HOP_BY_HOP[TE_INDEX].1, header::TE);
     }
 
     #[test]
