@@ -93,6 +93,16 @@ impl RouteTable {
         table
     }
 
+    /// A table of host-less public routes, for tests of path matching.
+    #[cfg(test)]
+    pub(crate) fn from_paths(paths: &[&str]) -> Self {
+        let mut table = RouteTable::default();
+        for (i, p) in paths.iter().enumerate() {
+            table.any_host.insert(p, i);
+        }
+        table
+    }
+
     /// Whether any route is limited to a host.
     pub fn has_host_routes(&self) -> bool {
         !self.by_host.is_empty()

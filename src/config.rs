@@ -1521,6 +1521,16 @@ fn validate_routes(raw: Vec<Spanned<RawRoute>>, r: &mut Reporter<'_>) -> Option<
             );
             ok = false;
         }
+        // Requests are routed on their normalised path, so a route is too:
+        // `/%7Euser/` is the route of `/~user/`.
+        let path = match crate::canonical::normalize_path(route.path.get_ref()) {
+            Ok(p) => p.into_owned(),
+            Err(e) => {
+                r.span(&route.path, format!("route path cannot be normalised: {e}"));
+                ok = false;
+                route.path.get_ref().clone()
+            }
+        };
         let host = route.host.map(|h| {
             let lower = h.get_ref().to_ascii_lowercase();
             if lower.is_empty()
@@ -1543,19 +1553,16 @@ fn validate_routes(raw: Vec<Spanned<RawRoute>>, r: &mut Reporter<'_>) -> Option<
                 None
             }
         };
-        if !seen.insert((host.clone(), route.path.get_ref().clone())) {
+        if !seen.insert((host.clone(), path.clone())) {
             r.at(
                 span_start,
-                format!(
-                    "route path {:?} is configured twice for the same host",
-                    route.path.get_ref()
-                ),
+                format!("route path {path:?} is configured twice for the same host"),
             );
             ok = false;
         }
         if let Some(upstream) = upstream {
             routes.push(RouteConfig {
-                path: route.path.into_inner(),
+                path,
                 host,
                 upstream,
                 access: route.access,

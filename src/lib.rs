@@ -6,7 +6,9 @@
 //! server      accept -> (TLS) -> hyper auto (HTTP/1.1, h2)
 //!   tls         certificates (reloaded when they change), upstream trust
 //!   redirect    optional plain-HTTP listener: 301 to https://
-//! proxy       resolve client -> route -> cookie -> session -> access decision
+//! proxy       resolve client -> normalise the path, one host -> route
+//!               -> cookie -> session -> access decision
+//!   canonical   the one path and host that are checked and forwarded
 //!   forwarded   who the client is (X-Forwarded-* only from trusted proxies)
 //!   access      route table, public / session / login
 //!   session     cookie signature, id, store lookup
@@ -21,6 +23,7 @@
 pub mod access;
 pub mod body;
 pub mod builtin;
+pub mod canonical;
 pub mod clock;
 pub mod config;
 pub mod forwarded;

@@ -23,6 +23,7 @@ use hyper::body::Incoming;
 
 use crate::access::{self, AccessDecision, RouteTable, Visitor};
 use crate::body::{AccessRecord, ResponseBody};
+use crate::canonical;
 use crate::clock::Clock;
 use crate::config::{Access, Config, LoginSource, Upstream};
 use crate::forwarded::{self, ClientInfo, ConnInfo};
@@ -154,8 +155,13 @@ impl Runtime {
                     // through routing and the access check again.
                     let table = routes.clone();
                     let id = targets.len();
+                    // The path must already be normal: the route table
+                    // only ever sees normalised paths, and the gateway must
+                    // not run a script on a path it did not see.
                     Target::Cgi(gateway.with_local_redirect_check(move |path, _| {
-                        !table.has_host_routes() && table.find(None, path) == Some(id)
+                        !table.has_host_routes()
+                            && canonical::normalize_path(path).is_ok_and(|p| p == path)
+                            && table.find(None, path) == Some(id)
                     }))
                 }
             });
@@ -283,18 +289,32 @@ impl Gate {
     }
 
     /// Handles one request. Never fails: every problem becomes a response.
-    pub async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<ResponseBody> {
+    pub async fn handle(
+        &self,
+        mut req: Request<Incoming>,
+        conn: &ConnInfo,
+    ) -> Response<ResponseBody> {
         let started = Instant::now();
         let rt = self.runtime.load_full();
         let client = forwarded::resolve(conn, req.headers(), &rt.config.server.trusted_proxies);
         let method = req.method().clone();
+        // From here on the path is the normalised one: it is routed, checked,
+        // logged and forwarded as one.
+        let canonical = canonical::normalize_uri(req.uri_mut());
         let path = req.uri().path().to_string();
         let mut trail = Trail {
             route: rt.no_route_label.clone(),
             user: None,
             session: None,
         };
-        let resp = match self.process(&rt, req, conn, &client, &mut trail).await {
+        let result = match canonical {
+            Ok(()) => self.process(&rt, req, conn, &client, &mut trail).await,
+            Err(e) => {
+                tracing::debug!(client = %client.ip, path = %path, error = %e, "bad request target");
+                Err(Reject::from(e))
+            }
+        };
+        let resp = match result {
             Ok(resp) => resp,
             Err(reject) => {
                 if matches!(reject, Reject::BadGateway | Reject::GatewayTimeout) {
@@ -342,7 +362,7 @@ impl Gate {
             // future stays small and cheap to move.
             return Box::pin(self.builtin(rt, req, client)).await;
         }
-        let host = request_host(&req);
+        let host = canonical::request_host(&req)?;
         let route_id = rt
             .routes
             .find(
@@ -739,15 +759,6 @@ fn prepare_request(
         );
     }
     Request::from_parts(parts, body)
-}
-
-/// The Host the client asked for: the `Host` header, or the HTTP/2 authority.
-fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
-    req.headers().get(header::HOST).cloned().or_else(|| {
-        req.uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    })
 }
 
 /// Size of the request line and header block, as sent on the wire.

@@ -119,6 +119,19 @@ impl Reject {
     }
 }
 
+impl From<crate::canonical::TargetError> for Reject {
+    fn from(e: crate::canonical::TargetError) -> Self {
+        use crate::canonical::TargetError as E;
+        Reject::BadRequest(match e {
+            E::BadEscape => "The address holds a malformed %-escape.",
+            E::AboveRoot => "The address climbs above the site's root.",
+            E::DuplicateHost => "The request names more than one host.",
+            E::HostMismatch => "The Host header disagrees with the request target.",
+            E::Unrepresentable => "The address cannot be used.",
+        })
+    }
+}
+
 /// A small self-contained HTML page for a status.
 pub fn error_page(status: StatusCode, message: &str) -> Response<ResponseBody> {
     let title = format!(
