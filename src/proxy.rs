@@ -39,6 +39,7 @@ use crate::upgrade::{self, SessionWatch};
 use crate::upstream::cgi::{CgiContext, CgiError, CgiGateway, CgiOptions};
 use crate::upstream::headers::{self as hdr, ControlHeaders, Injection};
 use crate::upstream::http::HttpUpstream;
+use crate::upstream::request_body::{ClientBodyFailure, RequestBody};
 
 /// Everything derived from one config file; swapped whole on reload.
 pub struct Runtime {
@@ -47,6 +48,8 @@ pub struct Runtime {
     routes: Arc<RouteTable>,
     targets: Vec<Target>,
     route_labels: Vec<Arc<str>>,
+    /// The session header prefix, normalised, for stripping request trailers.
+    header_prefix: Arc<str>,
     /// Log labels for requests that match no route, and for built-in endpoints.
     no_route_label: Arc<str>,
     builtin_label: Arc<str>,
@@ -198,6 +201,7 @@ impl Runtime {
                 .iter()
                 .map(|r| Arc::from(r.path.as_str()))
                 .collect(),
+            header_prefix: Arc::from(config.headers.match_prefix.as_str()),
             no_route_label: Arc::from("-"),
             builtin_label: Arc::from(config.login.prefix.as_str()),
             targets,
@@ -426,7 +430,8 @@ impl Gate {
             trail.user = c.record.as_ref().and_then(|r| r.user.clone());
         }
 
-        let mut req = prepare_request(rt, req, conn, client, host, current.as_ref(), now);
+        let (mut req, body_failure) =
+            prepare_request(rt, req, conn, client, host, current.as_ref(), now);
         let tunnel = match (&rt.targets[route_id], handshake) {
             (Target::Cgi(_), Some(_)) => return Err(Reject::UpgradeNotSupported),
             (_, Some(kind)) => Some(upgrade::prepare(&mut req, kind)),
@@ -446,6 +451,10 @@ impl Gate {
                 };
                 match Box::pin(gateway.serve(req, &ctx)).await {
                     Ok(resp) => resp.map(ResponseBody::stream),
+                    // The script failed because the client's body broke.
+                    Err(_) if body_failure.happened() => {
+                        return Err(Reject::BadRequest(crate::upstream::http::BAD_BODY));
+                    }
                     Err(e) => return Err(cgi_reject(e)),
                 }
             }
@@ -719,7 +728,8 @@ fn cgi_reject(e: CgiError) -> Reject {
     }
 }
 
-/// Rewrites the request for the backend: strip, then set.
+/// Rewrites the request for the backend: strip, then set. The body's
+/// trailers are stripped as they pass (see [`RequestBody`]).
 fn prepare_request(
     rt: &Runtime,
     req: Request<Incoming>,
@@ -728,8 +738,9 @@ fn prepare_request(
     host: Option<HeaderValue>,
     current: Option<&Current>,
     now: u64,
-) -> Request<Incoming> {
+) -> (Request<RequestBody>, ClientBodyFailure) {
     let (mut parts, body) = req.into_parts();
+    let (body, failure) = RequestBody::new(body, &rt.header_prefix);
     let headers = &mut parts.headers;
     hdr::remove_hop_by_hop(headers);
     hdr::strip_prefixed(headers, &rt.config.headers.match_prefix);
@@ -758,7 +769,7 @@ fn prepare_request(
             },
         );
     }
-    Request::from_parts(parts, body)
+    (Request::from_parts(parts, body), failure)
 }
 
 /// Size of the request line and header block, as sent on the wire.

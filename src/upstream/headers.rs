@@ -157,8 +157,75 @@ pub fn strip_cookie(headers: &mut HeaderMap, cookie_name: &str) {
     }
 }
 
+/// Whether `name` (lower case, as [`HeaderName`] keeps it) is a header that
+/// says who the client is or how it connected (`X-Forwarded-*`, `X-Real-IP`,
+/// `Forwarded`), in any spelling a CGI gateway or framework would fold into
+/// it: `X_Forwarded_For` and `X.Forwarded.Proto` are `X-Forwarded-For` and
+/// `X-Forwarded-Proto` to a script that sees `HTTP_X_FORWARDED_*`.
+pub fn is_forwarding(name: &str) -> bool {
+    let first = name.as_bytes().first();
+    (first == Some(&b'x') || first == Some(&b'f'))
+        && (has_prefix(name, "x-forwarded-")
+            || name.len() == "x-real-ip".len() && has_prefix(name, "x-real-ip")
+            || name.len() == "forwarded".len() && has_prefix(name, "forwarded"))
+}
+
+/// Removes forwarding headers a client may have forged: every spelling but
+/// the canonical one always, and the canonical ones too unless the peer is a
+/// trusted proxy (whose chain [`set_forwarded`] then extends).
+fn strip_forwarding(headers: &mut HeaderMap, peer_trusted: bool) {
+    let forged = |n: &HeaderName| {
+        let n = n.as_str();
+        is_forwarding(n) && (!peer_trusted || n.bytes().any(|b| b == b'_' || b == b'.'))
+    };
+    if !headers.keys().any(forged) {
+        return;
+    }
+    let doomed: Vec<HeaderName> = headers.keys().filter(|n| forged(n)).cloned().collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+/// Fields that have no business in a trailer section (RFC 9110 section
+/// 6.5.1): framing, routing, authentication and cookies. A backend could
+/// take any of them for the header of the same name.
+static NOT_IN_TRAILERS: [HeaderName; 8] = [
+    header::HOST,
+    header::COOKIE,
+    header::AUTHORIZATION,
+    header::CONTENT_LENGTH,
+    header::CONTENT_TYPE,
+    header::CONTENT_ENCODING,
+    header::TRAILER,
+    header::EXPECT,
+];
+
+/// Cleans a request's trailers as its headers were cleaned: hop-by-hop
+/// fields, every spelling of the session prefix and of the forwarding
+/// headers, and the fields a trailer must not carry all go. What is left is
+/// what a trailer is for (checksums, gRPC status and the like).
+pub fn strip_trailers(trailers: &mut HeaderMap, prefix: &str) {
+    let doomed: Vec<HeaderName> = trailers
+        .keys()
+        .filter(|n| {
+            let s = n.as_str();
+            hop_by_hop_index(s).is_some()
+                || has_prefix(s, prefix)
+                || is_forwarding(s)
+                || NOT_IN_TRAILERS.contains(n)
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        trailers.remove(name);
+    }
+}
+
 /// Sets `X-Forwarded-For/-Proto/-Host` (and `X-Real-IP`): appended to when
-/// the peer is a trusted proxy, replaced otherwise.
+/// the peer is a trusted proxy, replaced otherwise. Forwarding headers the
+/// client sent in other spellings, or at all when it is not a trusted proxy,
+/// are removed first.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
     client: &ClientInfo,
@@ -170,6 +237,7 @@ pub fn set_forwarded(
     const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
     const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
     const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+    strip_forwarding(headers, client.peer_trusted);
     let proto = HeaderValue::from_static(if client.https { "https" } else { "http" });
     if client.peer_trusted {
         let prior: Vec<String> = headers
@@ -196,7 +264,6 @@ pub fn set_forwarded(
         }
         headers.insert(X_REAL_IP, ip_header(client.ip));
     } else {
-        headers.remove(header::FORWARDED);
         // Untrusted: the peer is the client.
         let peer_value = conn.peer_header.clone();
         headers.insert(X_REAL_IP, peer_value.clone());

@@ -35,6 +35,7 @@ use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use super::request_body::{ClientBodyError, RequestBody};
 use crate::respond::Reject;
 
 /// How long an idle pooled upstream connection is kept.
@@ -72,7 +73,7 @@ struct Origin {
 }
 
 struct Idle {
-    sender: SendRequest<Incoming>,
+    sender: SendRequest<RequestBody>,
     since: Instant,
 }
 
@@ -112,7 +113,7 @@ impl HttpUpstream {
     /// waits at most `timeout` for the response head.
     pub async fn forward(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<RequestBody>,
         timeout: Duration,
     ) -> Result<Response<UpstreamBody>, Reject> {
         origin_form(req.uri_mut());
@@ -120,6 +121,9 @@ impl HttpUpstream {
         *req.version_mut() = Version::HTTP_11;
         match tokio::time::timeout(timeout, self.send(req)).await {
             Err(_) => Err(Reject::GatewayTimeout),
+            // The client's own body broke (see `request_body`): its error,
+            // not the upstream's.
+            Ok(Err(e)) if e.client_body_failed() => Err(Reject::BadRequest(BAD_BODY)),
             Ok(Err(e)) => {
                 tracing::warn!(upstream = %self.origin.authority, error = %e, "upstream request failed");
                 Err(Reject::BadGateway)
@@ -137,8 +141,8 @@ impl HttpUpstream {
 
     async fn send(
         &self,
-        mut req: Request<Incoming>,
-    ) -> Result<(Response<Incoming>, SendRequest<Incoming>), Failure> {
+        mut req: Request<RequestBody>,
+    ) -> Result<(Response<Incoming>, SendRequest<RequestBody>), Failure> {
         loop {
             let (mut sender, reused) = match self.origin.checkout() {
                 Some(sender) => (sender, true),
@@ -162,7 +166,7 @@ impl HttpUpstream {
 
 impl Origin {
     /// The most recently returned idle connection that can take a request.
-    fn checkout(&self) -> Option<SendRequest<Incoming>> {
+    fn checkout(&self) -> Option<SendRequest<RequestBody>> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         for _ in 0..idle.len() {
             let entry = idle.pop_back()?;
@@ -180,7 +184,7 @@ impl Origin {
     }
 
     /// Returns a connection whose response has been read to its end.
-    fn put_back(&self, sender: SendRequest<Incoming>) {
+    fn put_back(&self, sender: SendRequest<RequestBody>) {
         if sender.is_closed() {
             return;
         }
@@ -200,7 +204,7 @@ impl Origin {
     }
 
     /// Opens a new connection and starts its task.
-    async fn connect(&self) -> Result<SendRequest<Incoming>, Failure> {
+    async fn connect(&self) -> Result<SendRequest<RequestBody>, Failure> {
         let tcp = tokio::time::timeout(
             CONNECT_TIMEOUT,
             TcpStream::connect((&*self.host, self.port)),
@@ -229,7 +233,7 @@ impl Origin {
 
 /// Starts HTTP/1.1 on a connected stream; the connection runs on its own task
 /// (with upgrades, for WebSocket tunnels) until the pool lets go of it.
-async fn handshake<S>(stream: S) -> Result<SendRequest<Incoming>, Failure>
+async fn handshake<S>(stream: S) -> Result<SendRequest<RequestBody>, Failure>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
@@ -265,6 +269,26 @@ enum Failure {
     Request(hyper::Error),
 }
 
+impl Failure {
+    /// Whether the request failed because the client's body could not be read.
+    fn client_body_failed(&self) -> bool {
+        let Failure::Request(e) = self else {
+            return false;
+        };
+        let mut cause = std::error::Error::source(e);
+        while let Some(inner) = cause {
+            if inner.is::<ClientBodyError>() {
+                return true;
+            }
+            cause = inner.source();
+        }
+        false
+    }
+}
+
+/// What a client whose body could not be read is told.
+pub const BAD_BODY: &str = "The request body is malformed.";
+
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -285,7 +309,7 @@ impl fmt::Display for Failure {
 
 /// A connection lent to one response.
 struct Lease {
-    sender: SendRequest<Incoming>,
+    sender: SendRequest<RequestBody>,
     origin: Arc<Origin>,
 }
 

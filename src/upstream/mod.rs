@@ -4,3 +4,4 @@
 pub mod cgi;
 pub mod headers;
 pub mod http;
+pub mod request_body;

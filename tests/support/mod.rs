@@ -35,6 +35,8 @@ pub struct Seen {
     pub uri: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The request's trailers, when it had any.
+    pub trailers: Option<HeaderMap>,
 }
 
 impl Seen {
@@ -109,16 +111,19 @@ impl Backend {
                         let respond = respond.clone();
                         async move {
                             let (parts, body) = req.into_parts();
-                            let body = body
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
+                            let (body, trailers) = match body.collect().await {
+                                Ok(collected) => {
+                                    let trailers = collected.trailers().cloned();
+                                    (collected.to_bytes(), trailers)
+                                }
+                                Err(_) => (Bytes::new(), None),
+                            };
                             let seen = Seen {
                                 method: parts.method.to_string(),
                                 uri: parts.uri.to_string(),
                                 headers: parts.headers,
                                 body,
+                                trailers,
                             };
                             let reply = respond(&seen);
                             log.lock().unwrap().push(seen);
