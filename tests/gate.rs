@@ -374,3 +374,46 @@ async fn forwarding_headers_in_odd_spellings_never_reach_the_backend() {
     assert_eq!(seen.header("x-forwarded-port"), None);
     assert_eq!(seen.header("forwarded"), None);
 }
+
+#[tokio::test]
+async fn http2_trailers_are_stripped_like_headers() {
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let backend = Backend::start().await;
+    let proxy = Proxy::start(&config(&[("/", &backend.url(), "public")], "")).await;
+    let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("x-checksum", "abc".parse().unwrap());
+    trailers.insert("x-session-user", "admin".parse().unwrap());
+    trailers.insert("x_session_user", "admin".parse().unwrap());
+    trailers.insert("x.forwarded.for", "6.6.6.6".parse().unwrap());
+    let frames: Vec<Result<Frame<bytes::Bytes>, std::convert::Infallible>> = vec![
+        Ok(Frame::data(bytes::Bytes::from_static(b"hello"))),
+        Ok(Frame::trailers(trailers)),
+    ];
+    let req = http::Request::post(proxy.url("/h2"))
+        .header(
+            "trailer",
+            "x-checksum, x-session-user, x_session_user, x.forwarded.for",
+        )
+        .body(StreamBody::new(futures_util::stream::iter(frames)))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = backend.last();
+    assert_eq!(&seen.body[..], b"hello");
+    let trailers = seen.trailers.clone().unwrap_or_default();
+    assert_eq!(
+        trailers.get("x-checksum").map(|v| v.to_str().unwrap()),
+        Some("abc"),
+        "{trailers:?}"
+    );
+    assert_eq!(trailers.len(), 1, "{trailers:?}");
+}
