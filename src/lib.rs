@@ -16,11 +16,13 @@
 //!               take the backend's control headers
 //!   session     commit the change atomically, set / clear the cookie
 //!   upgrade     WebSocket handshakes: open the tunnel, copy both ways
-//! body        stream the response, write the access log line when it ends
+//! body        stream the response; when it ends:
+//!   access_log  the access log line
 //!   logging     log lines buffered in memory, written out by one thread
 //! ```
 
 pub mod access;
+pub mod access_log;
 pub mod body;
 pub mod builtin;
 pub mod canonical;

@@ -202,7 +202,7 @@ fn init_logging(config: &Config) -> std::io::Result<FlushGuard> {
         .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(&config.log.level));
     let (output, guard) = LogOutput::start(std::io::stdout())?;
-    sessiongate::body::structured_access_log(config.log.format == LogFormat::Json);
+    sessiongate::access_log::structured_access_log(config.log.format == LogFormat::Json);
     if config.log.format == LogFormat::Text {
         logging::direct_access_lines(output.clone());
     }

@@ -22,7 +22,8 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use crate::access::{self, AccessDecision, RouteTable, Visitor};
-use crate::body::{AccessRecord, ResponseBody};
+use crate::access_log::AccessRecord;
+use crate::body::ResponseBody;
 use crate::canonical;
 use crate::clock::Clock;
 use crate::config::{Access, Config, LoginSource, Upstream};
