@@ -190,7 +190,7 @@ impl Gate {
 
         let verified = !username.is_empty()
             && !form.password.is_empty()
-            && crate::upstream::headers::valid_user(username)
+            && crate::session::user::valid_user(username)
             && match &rt.users {
                 Some(users) => {
                     users

@@ -38,9 +38,11 @@ use crate::session::{
 };
 use crate::upgrade::{self, SessionWatch};
 use crate::upstream::cgi::{CgiContext, CgiError, CgiGateway, CgiOptions};
-use crate::upstream::headers::{self as hdr, ControlHeaders, Injection};
+use crate::upstream::control::{self, ControlHeaders};
+use crate::upstream::hop_by_hop;
 use crate::upstream::http::HttpUpstream;
 use crate::upstream::request_body::{ClientBodyFailure, RequestBody};
+use crate::upstream::request_headers::{self as hdr, Injection};
 
 /// Everything derived from one config file; swapped whole on reload.
 pub struct Runtime {
@@ -461,7 +463,7 @@ impl Gate {
             }
         };
 
-        let control = hdr::take_control(resp.headers_mut(), &rt.config.headers, rt.jar.name());
+        let control = control::take_control(resp.headers_mut(), &rt.config.headers, rt.jar.name());
         if let Some(tunnel) = tunnel {
             // The tunnel lives as long as the session it was opened with,
             // on every route where access depends on a session.
@@ -743,7 +745,7 @@ fn prepare_request(
     let (mut parts, body) = req.into_parts();
     let (body, failure) = RequestBody::new(body, &rt.header_prefix);
     let headers = &mut parts.headers;
-    hdr::remove_hop_by_hop(headers);
+    hop_by_hop::remove_hop_by_hop(headers);
     hdr::strip_prefixed(headers, &rt.config.headers.match_prefix);
     hdr::strip_cookie(headers, rt.jar.name());
     hdr::set_forwarded(headers, client, conn, host.as_ref());

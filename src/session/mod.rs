@@ -1,5 +1,5 @@
-//! Sessions: ids, the signed cookie, data encoding, the stores, and the
-//! memory store's snapshot file.
+//! Sessions: ids, the signed cookie, data encoding, user names, the stores,
+//! and the memory store's snapshot file.
 
 pub mod any;
 pub mod cookie;
@@ -9,6 +9,7 @@ pub mod memory;
 pub mod redis;
 pub mod snapshot;
 pub mod store;
+pub mod user;
 
 pub use any::AnyStore;
 pub use cookie::{CookieClaims, CookieJar, Signer};

@@ -2,6 +2,8 @@
 //! rewritten on the way there and back.
 
 pub mod cgi;
-pub mod headers;
+pub mod control;
+pub mod hop_by_hop;
 pub mod http;
 pub mod request_body;
+pub mod request_headers;

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use super::headers::strip_trailers;
+use super::request_headers::strip_trailers;
 
 /// A request body as forwarded: trailers cleaned, client failures recorded.
 pub struct RequestBody {

@@ -1,0 +1,159 @@
+//! Control headers: what a backend asks of the session in its response
+//! (`X-Session-Set`, `-Delete`, `-Login`, `-Logout`), read and then removed
+//! with everything else of the session machinery, so none of it reaches the
+//! client.
+
+use http::header::{self, HeaderMap, HeaderValue};
+
+use super::hop_by_hop::remove_hop_by_hop;
+use super::request_headers::{has_prefix, strip_prefixed};
+use crate::config::HeadersConfig;
+use crate::session::user::valid_user;
+
+/// What the backend asked of the session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ControlHeaders {
+    /// Keys to set (`Set: k=v&k2=v2`, may repeat).
+    pub set: Vec<(String, String)>,
+    /// Keys to delete (`Delete: k1, k2`).
+    pub delete: Vec<String>,
+    /// Log in as this user, with a new session id.
+    pub login: Option<String>,
+    /// Destroy the session.
+    pub logout: bool,
+    /// Problems found, for the log (a bad user name, say).
+    pub rejected: Vec<String>,
+}
+
+impl ControlHeaders {
+    /// Whether the backend asked for nothing.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.delete.is_empty() && self.login.is_none() && !self.logout
+    }
+}
+
+/// Reads the control headers from a backend response, then removes every
+/// prefixed header, hop-by-hop headers, and any `Set-Cookie` of our cookie,
+/// so nothing of the session machinery reaches the client.
+pub fn take_control(
+    headers: &mut HeaderMap,
+    cfg: &HeadersConfig,
+    cookie_name: &str,
+) -> ControlHeaders {
+    let mut control = ControlHeaders::default();
+    remove_hop_by_hop(headers);
+    // Most responses carry no control header at all: one pass over the
+    // names says so, and the four lookups below are skipped.
+    if headers
+        .keys()
+        .any(|k| has_prefix(k.as_str(), &cfg.match_prefix))
+    {
+        read_control(headers, cfg, &mut control);
+        strip_prefixed(headers, &cfg.match_prefix);
+    }
+    if headers.contains_key(header::SET_COOKIE) {
+        drop_their_session_cookie(headers, cookie_name);
+    }
+    control
+}
+
+fn read_control(headers: &HeaderMap, cfg: &HeadersConfig, control: &mut ControlHeaders) {
+    let n = &cfg.names;
+    for v in headers.get_all(&n.set) {
+        for (k, val) in form_urlencoded::parse(v.as_bytes()) {
+            if k.is_empty() {
+                control.rejected.push("empty key in Set".into());
+                continue;
+            }
+            control.set.push((k.into_owned(), val.into_owned()));
+        }
+    }
+    for v in headers.get_all(&n.delete) {
+        match std::str::from_utf8(v.as_bytes()) {
+            Ok(s) => control.delete.extend(
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(str::to_string),
+            ),
+            Err(_) => control.rejected.push("Delete is not UTF-8".into()),
+        }
+    }
+    if let Some(v) = headers.get(&n.login) {
+        match std::str::from_utf8(v.as_bytes()).map(str::trim) {
+            Ok(user) if valid_user(user) => control.login = Some(user.to_string()),
+            _ => control.rejected.push("Login names no valid user".into()),
+        }
+    }
+    if let Some(v) = headers.get(&n.logout) {
+        let s = v.to_str().unwrap_or("").trim().to_ascii_lowercase();
+        control.logout = !matches!(s.as_str(), "" | "0" | "false" | "no" | "off");
+    }
+}
+
+/// A backend never sets the session cookie: only the proxy does.
+fn drop_their_session_cookie(headers: &mut HeaderMap, cookie_name: &str) {
+    let theirs: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter(|v| !sets_cookie(v, cookie_name))
+        .cloned()
+        .collect();
+    if theirs.len() != headers.get_all(header::SET_COOKIE).iter().count() {
+        headers.remove(header::SET_COOKIE);
+        for v in theirs {
+            headers.append(header::SET_COOKIE, v);
+        }
+    }
+}
+
+fn sets_cookie(v: &HeaderValue, cookie_name: &str) -> bool {
+    let s = String::from_utf8_lossy(v.as_bytes());
+    s.split(';')
+        .next()
+        .and_then(|p| p.split('=').next())
+        .map(str::trim)
+        .is_some_and(|n| n.eq_ignore_ascii_case(cookie_name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn cfg() -> HeadersConfig {
+        let c: Config = "[session]\nsecret_keys=[\"0123456789abcdef0123456789abcdef\"]\n[[route]]\npath=\"/\"\nupstream=\"http://127.0.0.1:1\"\n"
+            .parse()
+            .unwrap();
+        c.headers
+    }
+
+    #[test]
+    fn control_headers_are_read_and_removed() {
+        let c = cfg();
+        let mut h = HeaderMap::new();
+        h.append("x-session-set", "a=1&b=two+words".parse().unwrap());
+        h.append("x-session-set", "c=%26".parse().unwrap());
+        h.insert("x-session-delete", "d, e".parse().unwrap());
+        h.insert("x-session-login", "alice".parse().unwrap());
+        h.insert("x-session-logout", "1".parse().unwrap());
+        h.insert("x_session_other", "leak".parse().unwrap());
+        h.append("set-cookie", "sg_session=forged; Path=/".parse().unwrap());
+        h.append("set-cookie", "theirs=1".parse().unwrap());
+        h.insert("content-type", "text/html".parse().unwrap());
+        let ctl = take_control(&mut h, &c, "sg_session");
+        assert_eq!(
+            ctl.set,
+            vec![
+                ("a".into(), "1".into()),
+                ("b".into(), "two words".into()),
+                ("c".into(), "&".into())
+            ]
+        );
+        assert_eq!(ctl.delete, vec!["d".to_string(), "e".to_string()]);
+        assert_eq!(ctl.login.as_deref(), Some("alice"));
+        assert!(ctl.logout);
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert_eq!(h.get("set-cookie").unwrap(), "theirs=1");
+    }
+}

@@ -1,0 +1,272 @@
+//! Request headers on the way to the backend: strip, then set.
+//!
+//! Order matters: hop-by-hop headers (and every header a client names in
+//! `Connection`) go first ([`super::hop_by_hop`]), then every header carrying
+//! our prefix in any spelling, then our own cookie, then forged forwarding
+//! headers; only then are the forwarding and session headers added. A client
+//! can therefore neither forge a session header nor make us drop one we add.
+//! Request trailers are cleaned by the same rules as they pass
+//! ([`super::request_body`]).
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use super::hop_by_hop::hop_by_hop_index;
+use crate::config::HeadersConfig;
+use crate::forwarded::{ClientInfo, ConnInfo, ip_header};
+use crate::session::SessionId;
+
+/// Whether `name` starts with the prefix, comparing case-insensitively and
+/// with `_`, `.` and `-` alike. `prefix` is already normalized.
+pub fn has_prefix(name: &str, prefix: &str) -> bool {
+    name.len() >= prefix.len()
+        && name.bytes().zip(prefix.bytes()).all(|(a, b)| {
+            let a = match a {
+                b'_' | b'.' => b'-',
+                other => other.to_ascii_lowercase(),
+            };
+            a == b
+        })
+}
+
+/// Removes every header whose name carries the prefix.
+pub fn strip_prefixed(headers: &mut HeaderMap, prefix: &str) {
+    if !headers.keys().any(|n| has_prefix(n.as_str(), prefix)) {
+        return;
+    }
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| has_prefix(n.as_str(), prefix))
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+/// Takes our cookie out of the `Cookie` header(s); other cookies pass as they were.
+pub fn strip_cookie(headers: &mut HeaderMap, cookie_name: &str) {
+    let mut ours = false;
+    for v in headers.get_all(header::COOKIE) {
+        if v.to_str().map_or(true, |s| {
+            s.split(';')
+                .any(|p| p.trim().split('=').next().map(str::trim) == Some(cookie_name))
+        }) {
+            ours = true;
+        }
+    }
+    if !ours {
+        return;
+    }
+    let kept: Vec<&str> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && p.split('=').next().map(str::trim) != Some(cookie_name))
+        .collect();
+    let joined = kept.join("; ");
+    headers.remove(header::COOKIE);
+    if !joined.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&joined) {
+            headers.insert(header::COOKIE, v);
+        }
+    }
+}
+
+/// Whether `name` (lower case, as [`HeaderName`] keeps it) is a header that
+/// says who the client is or how it connected (`X-Forwarded-*`, `X-Real-IP`,
+/// `Forwarded`), in any spelling a CGI gateway or framework would fold into
+/// it: `X_Forwarded_For` and `X.Forwarded.Proto` are `X-Forwarded-For` and
+/// `X-Forwarded-Proto` to a script that sees `HTTP_X_FORWARDED_*`.
+pub fn is_forwarding(name: &str) -> bool {
+    let first = name.as_bytes().first();
+    (first == Some(&b'x') || first == Some(&b'f'))
+        && (has_prefix(name, "x-forwarded-")
+            || name.len() == "x-real-ip".len() && has_prefix(name, "x-real-ip")
+            || name.len() == "forwarded".len() && has_prefix(name, "forwarded"))
+}
+
+/// Removes forwarding headers a client may have forged: every spelling but
+/// the canonical one always, and the canonical ones too unless the peer is a
+/// trusted proxy (whose chain [`set_forwarded`] then extends).
+fn strip_forwarding(headers: &mut HeaderMap, peer_trusted: bool) {
+    let forged = |n: &HeaderName| {
+        let n = n.as_str();
+        is_forwarding(n) && (!peer_trusted || n.bytes().any(|b| b == b'_' || b == b'.'))
+    };
+    if !headers.keys().any(forged) {
+        return;
+    }
+    let doomed: Vec<HeaderName> = headers.keys().filter(|n| forged(n)).cloned().collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+/// Fields that have no business in a trailer section (RFC 9110 section
+/// 6.5.1): framing, routing, authentication and cookies. A backend could
+/// take any of them for the header of the same name.
+static NOT_IN_TRAILERS: [HeaderName; 8] = [
+    header::HOST,
+    header::COOKIE,
+    header::AUTHORIZATION,
+    header::CONTENT_LENGTH,
+    header::CONTENT_TYPE,
+    header::CONTENT_ENCODING,
+    header::TRAILER,
+    header::EXPECT,
+];
+
+/// Cleans a request's trailers as its headers were cleaned: hop-by-hop
+/// fields, every spelling of the session prefix and of the forwarding
+/// headers, and the fields a trailer must not carry all go. What is left is
+/// what a trailer is for (checksums, gRPC status and the like).
+pub fn strip_trailers(trailers: &mut HeaderMap, prefix: &str) {
+    let doomed: Vec<HeaderName> = trailers
+        .keys()
+        .filter(|n| {
+            let s = n.as_str();
+            hop_by_hop_index(s).is_some()
+                || has_prefix(s, prefix)
+                || is_forwarding(s)
+                || NOT_IN_TRAILERS.contains(n)
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        trailers.remove(name);
+    }
+}
+
+/// Sets `X-Forwarded-For/-Proto/-Host` (and `X-Real-IP`): appended to when
+/// the peer is a trusted proxy, replaced otherwise. Forwarding headers the
+/// client sent in other spellings, or at all when it is not a trusted proxy,
+/// are removed first.
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    client: &ClientInfo,
+    conn: &ConnInfo,
+    host: Option<&HeaderValue>,
+) {
+    // Prebuilt names: a &str name is parsed on every use.
+    const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+    const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
+    const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+    strip_forwarding(headers, client.peer_trusted);
+    let proto = HeaderValue::from_static(if client.https { "https" } else { "http" });
+    if client.peer_trusted {
+        let prior: Vec<String> = headers
+            .get_all(XFF)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect();
+        let mut chain = prior.join(", ");
+        if !chain.is_empty() {
+            chain.push_str(", ");
+        }
+        chain.push_str(conn.peer_header.to_str().unwrap_or("unknown"));
+        if let Ok(v) = HeaderValue::from_str(&chain) {
+            headers.insert(XFF, v);
+        }
+        if !headers.contains_key(XFP) {
+            headers.insert(XFP, proto);
+        }
+        if !headers.contains_key(XFH) {
+            if let Some(h) = host {
+                headers.insert(XFH, h.clone());
+            }
+        }
+        headers.insert(X_REAL_IP, ip_header(client.ip));
+    } else {
+        // Untrusted: the peer is the client.
+        let peer_value = conn.peer_header.clone();
+        headers.insert(X_REAL_IP, peer_value.clone());
+        headers.insert(XFF, peer_value);
+        headers.insert(XFP, proto);
+        match host {
+            Some(h) => {
+                headers.insert(XFH, h.clone());
+            }
+            None => {
+                headers.remove(XFH);
+            }
+        }
+    }
+}
+
+/// The session facts injected into a forwarded request.
+#[derive(Debug, Clone, Copy)]
+pub struct Injection<'a> {
+    /// Logged-in user.
+    pub user: Option<&'a str>,
+    /// Data, urlencoded.
+    pub data: &'a str,
+    /// Creation time, unix seconds.
+    pub created: u64,
+    /// End of the session if untouched, unix seconds.
+    pub expires: u64,
+    /// This request created the session.
+    pub new: bool,
+    /// The id, when `send_id` is on.
+    pub id: Option<&'a SessionId>,
+}
+
+/// Adds the session headers.
+pub fn inject(headers: &mut HeaderMap, cfg: &HeadersConfig, s: &Injection<'_>) {
+    let n = &cfg.names;
+    if let Some(user) = s.user {
+        // from_bytes: user names may be UTF-8 (sent as obs-text octets).
+        if let Ok(v) = HeaderValue::from_bytes(user.as_bytes()) {
+            headers.insert(n.user.clone(), v);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_bytes(s.data.as_bytes()) {
+        headers.insert(n.data.clone(), v);
+    }
+    headers.insert(n.created.clone(), HeaderValue::from(s.created));
+    headers.insert(n.expires.clone(), HeaderValue::from(s.expires));
+    if s.new {
+        headers.insert(n.new.clone(), HeaderValue::from_static("1"));
+    }
+    if let Some(id) = s.id {
+        if let Ok(v) = HeaderValue::from_str(&id.to_base64()) {
+            headers.insert(n.id.clone(), v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_matches_every_spelling() {
+        for name in [
+            "x-session-user",
+            "x_session_user",
+            "x.session.user",
+            "x-session_user",
+            "X_SESSION-DATA",
+        ] {
+            assert!(has_prefix(name, "x-session-"), "{name}");
+        }
+        assert!(!has_prefix("x-sessions", "x-session-"));
+        assert!(!has_prefix("x-other", "x-session-"));
+    }
+
+    #[test]
+    fn our_cookie_is_removed_others_kept() {
+        let mut h = HeaderMap::new();
+        h.append("cookie", "a=1; sg_session=xyz; b=2".parse().unwrap());
+        h.append("cookie", "sg_session=abc".parse().unwrap());
+        strip_cookie(&mut h, "sg_session");
+        assert_eq!(h.get("cookie").unwrap(), "a=1; b=2");
+        let mut h = HeaderMap::new();
+        h.append("cookie", "sg_session=xyz".parse().unwrap());
+        strip_cookie(&mut h, "sg_session");
+        assert!(h.get("cookie").is_none());
+    }
+}
