@@ -37,7 +37,7 @@ use crate::session::{
     SessionStore, Signer, StoreError,
 };
 use crate::upgrade::{self, SessionWatch};
-use crate::upstream::cgi::{CgiContext, CgiError, CgiGateway, CgiOptions};
+use crate::upstream::cgi::{CgiContext, CgiGateway, CgiOptions};
 use crate::upstream::control::{self, ControlHeaders};
 use crate::upstream::hop_by_hop;
 use crate::upstream::http::HttpUpstream;
@@ -458,7 +458,7 @@ impl Gate {
                     Err(_) if body_failure.happened() => {
                         return Err(Reject::BadRequest(crate::upstream::http::BAD_BODY));
                     }
-                    Err(e) => return Err(cgi_reject(e)),
+                    Err(e) => return Err(e.into()),
                 }
             }
         };
@@ -710,24 +710,6 @@ fn new_cookie(current: Option<&Current>) -> CookieOut {
             stored: false,
         }),
         _ => CookieOut::Keep,
-    }
-}
-
-/// The status for a CGI failure; details go to the log only.
-fn cgi_reject(e: CgiError) -> Reject {
-    match e {
-        CgiError::NotFound => Reject::NotFound,
-        CgiError::Forbidden => Reject::Forbidden,
-        CgiError::Busy => Reject::Busy,
-        CgiError::Timeout => Reject::GatewayTimeout,
-        CgiError::BadGateway(detail) => {
-            tracing::warn!(target: "cgi", detail = %detail, "CGI script failed");
-            Reject::BadGateway
-        }
-        CgiError::Config(detail) => {
-            tracing::error!(target: "cgi", detail = %detail, "CGI gateway misconfigured");
-            Reject::Internal
-        }
     }
 }
 

@@ -6,6 +6,7 @@ use http::{Response, StatusCode};
 
 use crate::body::ResponseBody;
 use crate::login::escape_html;
+use crate::upstream::cgi::CgiError;
 
 /// Why a request is answered by the proxy instead of the backend.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -119,6 +120,26 @@ impl Reject {
     }
 }
 
+impl From<CgiError> for Reject {
+    /// The status for a CGI failure; details go to the log only.
+    fn from(e: CgiError) -> Self {
+        match e {
+            CgiError::NotFound => Reject::NotFound,
+            CgiError::Forbidden => Reject::Forbidden,
+            CgiError::Busy => Reject::Busy,
+            CgiError::Timeout => Reject::GatewayTimeout,
+            CgiError::BadGateway(detail) => {
+                tracing::warn!(target: "cgi", detail = %detail, "CGI script failed");
+                Reject::BadGateway
+            }
+            CgiError::Config(detail) => {
+                tracing::error!(target: "cgi", detail = %detail, "CGI gateway misconfigured");
+                Reject::Internal
+            }
+        }
+    }
+}
+
 impl From<crate::canonical::TargetError> for Reject {
     fn from(e: crate::canonical::TargetError) -> Self {
         use crate::canonical::TargetError as E;
@@ -222,6 +243,23 @@ mod tests {
             assert_eq!(resp.status().as_u16(), status, "{reject:?}");
             assert_eq!(reject.status().as_u16(), status);
         }
+    }
+
+    #[test]
+    fn every_cgi_error_has_its_status() {
+        let status = |e: CgiError| Reject::from(e).status();
+        assert_eq!(status(CgiError::NotFound), StatusCode::NOT_FOUND);
+        assert_eq!(status(CgiError::Forbidden), StatusCode::FORBIDDEN);
+        assert_eq!(status(CgiError::Busy), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(status(CgiError::Timeout), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(
+            status(CgiError::BadGateway("x".into())),
+            StatusCode::BAD_GATEWAY
+        );
+        assert_eq!(
+            status(CgiError::Config("x".into())),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 
     #[test]

@@ -98,20 +98,6 @@ pub enum CgiError {
     Config(String),
 }
 
-impl CgiError {
-    /// The status code the client gets for this error.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            CgiError::NotFound => StatusCode::NOT_FOUND,
-            CgiError::Forbidden => StatusCode::FORBIDDEN,
-            CgiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
-            CgiError::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            CgiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
-            CgiError::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-}
-
 /// Runs CGI scripts from one directory. Cheap to clone; clones share the
 /// concurrency limit.
 #[derive(Clone)]
@@ -384,22 +370,6 @@ fn client_redirect(location: &str) -> Response<CgiBody> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_error_has_its_status() {
-        assert_eq!(CgiError::NotFound.status(), StatusCode::NOT_FOUND);
-        assert_eq!(CgiError::Forbidden.status(), StatusCode::FORBIDDEN);
-        assert_eq!(CgiError::Busy.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(CgiError::Timeout.status(), StatusCode::GATEWAY_TIMEOUT);
-        assert_eq!(
-            CgiError::BadGateway("x".into()).status(),
-            StatusCode::BAD_GATEWAY
-        );
-        assert_eq!(
-            CgiError::Config("x".into()).status(),
-            StatusCode::INTERNAL_SERVER_ERROR
-        );
-    }
 
     #[test]
     fn locations_split_into_path_and_query() {
