@@ -15,6 +15,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full};
+use sessiongate::respond::Reject;
 use sessiongate::upstream::cgi::{CgiBody, CgiContext, CgiError, CgiGateway, CgiOptions};
 use tempfile::TempDir;
 use tokio::sync::mpsc;
@@ -794,7 +795,10 @@ async fn timeout_before_the_headers_kills_the_process_group() {
         .err()
         .expect("timeout");
     assert!(matches!(error, CgiError::Timeout), "{error:?}");
-    assert_eq!(error.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(
+        Reject::from(error.clone()).status(),
+        StatusCode::GATEWAY_TIMEOUT
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
     let leader = pid_in(&site.wait_for_file("leader.pid").await);
     let child = pid_in(&site.wait_for_file("child.pid").await);
@@ -913,7 +917,10 @@ async fn failing_scripts_are_a_bad_gateway() {
             .err()
             .unwrap_or_else(|| panic!("{uri} should fail"));
         assert!(matches!(error, CgiError::BadGateway(_)), "{uri}: {error:?}");
-        assert_eq!(error.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            Reject::from(error.clone()).status(),
+            StatusCode::BAD_GATEWAY
+        );
     }
 }
 
@@ -966,7 +973,10 @@ async fn concurrency_limit_answers_busy() {
         .err()
         .expect("no slot");
     assert!(matches!(error, CgiError::Busy), "{error:?}");
-    assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        Reject::from(error.clone()).status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
 
     tx.send(Bytes::from_static(b"bye")).await.expect("send");
     drop(tx);
@@ -1093,7 +1103,10 @@ fn new_refuses_what_is_not_a_directory() {
     for dir in [site.root.path().join("missing"), file] {
         let error = CgiGateway::new(&dir, options()).expect_err("refused");
         assert!(matches!(error, CgiError::Config(_)), "{error:?}");
-        assert_eq!(error.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            Reject::from(error.clone()).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
     let error = CgiGateway::new(
         &site.cgi,

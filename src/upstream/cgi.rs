@@ -75,7 +75,7 @@ pub struct CgiContext {
 }
 
 /// Why the gateway could not answer with a script's response.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CgiError {
     /// No script at this path, or a path that tries to leave DIR.
     #[error("no CGI script at this path")]
