@@ -8,7 +8,10 @@
 //! GET|POST {prefix}/logout  destroy the session, clear the cookie -> 303 next or /
 //! ```
 //!
-//! Every answer carries `Cache-Control: no-store`.
+//! Every answer carries `Cache-Control: no-store`. A login or logout the
+//! store cannot keep answers 503 and leaves the cookie alone, so that the
+//! user can try again: a logout that only cleared the cookie would leave
+//! the session alive in the store, usable again by the same cookie.
 
 use std::time::Instant;
 
@@ -33,7 +36,6 @@ const MSG_INVALID: &str = "The user name or password is not right.";
 const MSG_CSRF: &str = "This sign-in form has expired. Please try again.";
 const MSG_THROTTLED: &str =
     "Too many failed sign-in attempts. Please wait a few minutes and try again.";
-const MSG_UNAVAILABLE: &str = "Signing in is not possible right now. Please try again shortly.";
 
 /// The fields of the login form.
 #[derive(Debug, Default)]
@@ -167,7 +169,7 @@ impl Gate {
                 return Ok(self.render(rt, &fresh, &answer, client, now));
             }
             Err(e) => {
-                tracing::error!(error = %e, "login: session store unavailable");
+                self.store_failed("login", &e);
                 return Err(Reject::StoreUnavailable);
             }
         };
@@ -253,20 +255,14 @@ impl Gate {
                 Ok(resp)
             }
             Err(e) => {
-                tracing::error!(error = %e, "login: session store failed");
-                let answer = PageAnswer {
-                    status: StatusCode::SERVICE_UNAVAILABLE,
-                    next: &next,
-                    username,
-                    message: None,
-                    error: Some(MSG_UNAVAILABLE),
-                };
-                Ok(self.render(rt, &current, &answer, client, now))
+                self.store_failed("login", &e);
+                Err(Reject::StoreUnavailable)
             }
         }
     }
 
-    /// `GET|POST {prefix}/logout`: destroy the session, clear the cookie.
+    /// `GET|POST {prefix}/logout`: destroy the session, clear the cookie;
+    /// nothing of either when the store cannot be reached.
     async fn logout(
         &self,
         rt: &Runtime,
@@ -286,12 +282,19 @@ impl Gate {
                 next = Some(v.into_owned());
             }
         }
-        if let Ok(Found::Session(c)) = found {
-            if let Err(e) = self.store.remove(&c.id).await {
-                tracing::error!(error = %e, "logout: session store failed");
+        match found {
+            Ok(Found::Session(c)) => {
+                if let Err(e) = self.store.remove(&c.id).await {
+                    self.store_failed("logout", &e);
+                    return Err(Reject::StoreUnavailable);
+                }
+                tracing::info!(client = %client.ip, session = %c.id.log_hash(), "logout");
+            }
+            Ok(Found::Nothing { .. }) => {}
+            Err(e) => {
+                self.store_failed("logout", &e);
                 return Err(Reject::StoreUnavailable);
             }
-            tracing::info!(client = %client.ip, session = %c.id.log_hash(), "logout");
         }
         let mut resp = redirect(
             StatusCode::SEE_OTHER,
@@ -313,7 +316,7 @@ impl Gate {
             Ok(Found::Session(c)) => Ok(c),
             Ok(Found::Nothing { .. }) => Ok(Current::fresh(now)),
             Err(e) => {
-                tracing::error!(error = %e, "login page: session store unavailable");
+                self.store_failed("login page", &e);
                 Err(Reject::StoreUnavailable)
             }
         }

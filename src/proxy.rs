@@ -243,8 +243,20 @@ impl Current {
 
 /// What the cookie of a request amounts to.
 pub(crate) enum Found {
+    /// No session: no cookie, a cookie that fails, or one of a session that
+    /// ended (`expired`: by time, logout or eviction).
     Nothing { expired: bool },
+    /// A live session, or an anonymous one that never held anything.
     Session(Current),
+}
+
+/// Why a request goes on without a session and must leave the browser's
+/// cookie as it is: no new session, no `Set-Cookie` of any kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    /// The store could not say what the cookie names (a `public` route goes
+    /// on without it): the session may be alive and well.
+    StoreUnreachable,
 }
 
 /// What goes into `Set-Cookie` after the backend answered.
@@ -360,6 +372,7 @@ impl Gate {
         }
         let now = self.clock.now();
 
+        let mut hold = None;
         let found = match self.find_session(rt, req.headers(), client, now).await {
             Ok(found) => found,
             Err(e) => {
@@ -368,6 +381,7 @@ impl Gate {
                 if route.access != Access::Public {
                     return Err(Reject::StoreUnavailable);
                 }
+                hold = Some(Hold::StoreUnreachable);
                 Found::Nothing { expired: false }
             }
         };
@@ -385,6 +399,8 @@ impl Gate {
         };
         match access::decide(route.access, visitor, req.method(), wants_json) {
             AccessDecision::Forward => {}
+            // Forwarded without a session (and without session headers).
+            AccessDecision::CreateAndForward if hold.is_some() => {}
             AccessDecision::CreateAndForward => {
                 current = Some(Current::fresh(now));
                 Metrics::inc(&self.metrics.sessions_created);
@@ -448,7 +464,11 @@ impl Gate {
             // Nothing to store: the common case needs no store call.
             new_cookie(current.as_ref())
         } else {
-            Box::pin(self.commit(rt, current, control, client, now, trail)).await
+            let control = match hold {
+                Some(hold) => held_back(hold, control)?,
+                None => control,
+            };
+            Box::pin(self.commit(rt, current, control, client, now, trail)).await?
         };
         rt.apply_cookie(resp.headers_mut(), out, client.https, now);
         Ok(resp)
@@ -506,7 +526,10 @@ impl Gate {
     }
 
     /// Applies the backend's control headers to the session, atomically in
-    /// the store, and says what the cookie must become.
+    /// the store, and says what the cookie must become. A login or logout
+    /// the store could not keep is an error: the backend's answer says it
+    /// happened, so that answer must not reach the user, and the cookie
+    /// stays as it was so that the user can try again.
     async fn commit(
         &self,
         rt: &Runtime,
@@ -515,7 +538,7 @@ impl Gate {
         client: &ClientInfo,
         now: u64,
         trail: &mut Trail,
-    ) -> CookieOut {
+    ) -> Result<CookieOut, Reject> {
         for problem in &control.rejected {
             tracing::warn!(problem = %problem, "ignoring a control header from the backend");
         }
@@ -532,11 +555,12 @@ impl Gate {
             if let Some(c) = current.take() {
                 if let Err(e) = self.store.remove(&c.id).await {
                     self.store_failed("logout", &e);
+                    return Err(Reject::StoreUnavailable);
                 }
             }
             trail.user = None;
             if control.login.is_none() {
-                return CookieOut::Clear;
+                return Ok(CookieOut::Clear);
             }
         }
         if let Some(user) = control.login {
@@ -567,20 +591,20 @@ impl Gate {
                     Metrics::inc(&self.metrics.sessions_created);
                     trail.user = record.user.clone();
                     trail.session = Some(new_id);
-                    CookieOut::Set(CookieClaims {
+                    Ok(CookieOut::Set(CookieClaims {
                         id: new_id,
                         created: record.created,
                         stored: true,
-                    })
+                    }))
                 }
                 Err(e) => {
                     self.store_failed("login", &e);
-                    new_cookie(current.as_ref())
+                    Err(Reject::StoreUnavailable)
                 }
             };
         }
         if change.is_empty() {
-            return new_cookie(current.as_ref());
+            return Ok(new_cookie(current.as_ref()));
         }
         let cur = match current {
             Some(c) => c,
@@ -597,28 +621,30 @@ impl Gate {
             created: cur.created,
             ..seed
         });
-        match self
-            .store
-            .update(&cur.id, &change, create, now, &rt.policy)
-            .await
-        {
-            Ok(_) if !cur.stored_cookie => CookieOut::Set(CookieClaims {
-                id: cur.id,
-                created: cur.created,
-                stored: true,
-            }),
-            Ok(_) => CookieOut::Keep,
-            Err(e) => {
-                match e {
-                    StoreError::TooLarge { .. } => self.too_large::<()>(&Err(e)),
-                    StoreError::Gone => {
-                        tracing::info!(session = %cur.id.log_hash(), "session ended before the backend's update");
+        Ok(
+            match self
+                .store
+                .update(&cur.id, &change, create, now, &rt.policy)
+                .await
+            {
+                Ok(_) if !cur.stored_cookie => CookieOut::Set(CookieClaims {
+                    id: cur.id,
+                    created: cur.created,
+                    stored: true,
+                }),
+                Ok(_) => CookieOut::Keep,
+                Err(e) => {
+                    match e {
+                        StoreError::TooLarge { .. } => self.too_large::<()>(&Err(e)),
+                        StoreError::Gone => {
+                            tracing::info!(session = %cur.id.log_hash(), "session ended before the backend's update");
+                        }
+                        e => self.store_failed("update", &e),
                     }
-                    e => self.store_failed("update", &e),
+                    new_cookie(Some(&cur))
                 }
-                new_cookie(Some(&cur))
-            }
-        }
+            },
+        )
     }
 
     fn too_large<T>(&self, result: &Result<T, StoreError>) {
@@ -628,7 +654,8 @@ impl Gate {
         }
     }
 
-    fn store_failed(&self, what: &str, e: &StoreError) {
+    /// Counts and logs a store operation that failed.
+    pub(crate) fn store_failed(&self, what: &str, e: &StoreError) {
         Metrics::inc(&self.metrics.store_errors);
         tracing::error!(operation = what, error = %e, "session store failed");
     }
@@ -679,6 +706,36 @@ fn new_cookie(current: Option<&Current>) -> CookieOut {
         }),
         _ => CookieOut::Keep,
     }
+}
+
+/// What is left of the backend's control headers for a request on
+/// [`Hold`]: no session was found for it, and none may be started for it.
+/// A login still happens, with its data changes (it makes a new id of its
+/// own, so it replaces nothing the user holds). Without a login, data
+/// changes go nowhere (logged). A logout is refused: the session may be
+/// alive, and clearing the cookie would leave it so.
+fn held_back(hold: Hold, mut control: ControlHeaders) -> Result<ControlHeaders, Reject> {
+    if control.logout {
+        match hold {
+            Hold::StoreUnreachable => {
+                tracing::error!(
+                    operation = "logout",
+                    "session store unreachable: the session cannot be ended"
+                );
+                return Err(Reject::StoreUnavailable);
+            }
+        }
+    }
+    if control.login.is_none() && !(control.set.is_empty() && control.delete.is_empty()) {
+        match hold {
+            Hold::StoreUnreachable => tracing::warn!(
+                "session store unreachable: the backend's session changes are not applied"
+            ),
+        }
+        control.set.clear();
+        control.delete.clear();
+    }
+    Ok(control)
 }
 
 /// The status for a CGI failure; details go to the log only.
