@@ -12,6 +12,12 @@
 //! store cannot keep answers 503 and leaves the cookie alone, so that the
 //! user can try again: a logout that only cleared the cookie would leave
 //! the session alive in the store, usable again by the same cookie.
+//!
+//! A request whose cookie names an id a login has just replaced (see
+//! [`Found::Rotated`]) is never given a cookie here either: the page's form
+//! is then bound to an id no browser holds, so posting it fails the CSRF
+//! check, whose answer carries a form for the cookie the browser then has;
+//! a logout with it has nothing to end and leaves the new cookie in place.
 
 use std::time::Instant;
 
@@ -155,10 +161,7 @@ impl Gate {
                 tracing::warn!(client = %client.ip, "login refused: missing or wrong CSRF token");
                 // The page comes back with a token for the visitor's own
                 // session (a new one if there is none), so a retry works.
-                let fresh = match found {
-                    Found::Session(c) => c,
-                    Found::Nothing { .. } => Current::fresh(now),
-                };
+                let fresh = page_session(found, now);
                 let answer = PageAnswer {
                     status: StatusCode::FORBIDDEN,
                     next: &next,
@@ -223,7 +226,10 @@ impl Gate {
             initial: &rt.initial,
             ip: Some(client.ip),
         };
-        let old = current.record.is_some().then_some(current.id);
+        // The pre-login id is handed over even when it was never stored, so
+        // that the store marks it as moved (requests still carrying it get
+        // no new session that would replace the cookie set below).
+        let old = Some(current.id);
         match self
             .store
             .login(
@@ -282,25 +288,32 @@ impl Gate {
                 next = Some(v.into_owned());
             }
         }
-        match found {
+        let clear = match found {
             Ok(Found::Session(c)) => {
                 if let Err(e) = self.store.remove(&c.id).await {
                     self.store_failed("logout", &e);
                     return Err(Reject::StoreUnavailable);
                 }
                 tracing::info!(client = %client.ip, session = %c.id.log_hash(), "logout");
+                true
             }
-            Ok(Found::Nothing { .. }) => {}
+            Ok(Found::Nothing { .. }) => true,
+            Ok(Found::Rotated) => {
+                tracing::info!(client = %client.ip, "logout with a cookie a login has just replaced: nothing to end");
+                false
+            }
             Err(e) => {
                 self.store_failed("logout", &e);
                 return Err(Reject::StoreUnavailable);
             }
-        }
+        };
         let mut resp = redirect(
             StatusCode::SEE_OTHER,
             &safe_next(next.as_deref().unwrap_or("/")),
         );
-        rt.apply_cookie(resp.headers_mut(), CookieOut::Clear, client.https, now);
+        if clear {
+            rt.apply_cookie(resp.headers_mut(), CookieOut::Clear, client.https, now);
+        }
         Ok(resp)
     }
 
@@ -313,8 +326,7 @@ impl Gate {
         now: u64,
     ) -> Result<Current, Reject> {
         match self.find_session(rt, req.headers(), client, now).await {
-            Ok(Found::Session(c)) => Ok(c),
-            Ok(Found::Nothing { .. }) => Ok(Current::fresh(now)),
+            Ok(found) => Ok(page_session(found, now)),
             Err(e) => {
                 self.store_failed("login page", &e);
                 Err(Reject::StoreUnavailable)
@@ -365,6 +377,20 @@ impl Gate {
             rt.apply_cookie(h, CookieOut::Set(claims), client.https, now);
         }
         resp
+    }
+}
+
+/// The session a login page is bound to: the request's own, or a new one
+/// whose cookie the page sets; for a cookie a login has just replaced, a
+/// new id whose cookie is never sent (see the module documentation).
+fn page_session(found: Found, now: u64) -> Current {
+    match found {
+        Found::Session(c) => c,
+        Found::Nothing { .. } => Current::fresh(now),
+        Found::Rotated => Current {
+            new: false,
+            ..Current::fresh(now)
+        },
     }
 }
 

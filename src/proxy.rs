@@ -31,8 +31,8 @@ use crate::metrics::Metrics;
 use crate::respond::Reject;
 use crate::session::cookie::{CookieError, cookie_values};
 use crate::session::{
-    AnyStore, CookieClaims, CookieJar, DataChange, NewSession, Policy, SessionId, SessionRecord,
-    SessionStore, Signer, StoreError,
+    AnyStore, CookieClaims, CookieJar, DataChange, Lookup, NewSession, Policy, SessionId,
+    SessionRecord, SessionStore, Signer, StoreError,
 };
 use crate::upgrade::{self, SessionWatch};
 use crate::upstream::cgi::{CgiContext, CgiError, CgiGateway, CgiOptions};
@@ -246,6 +246,12 @@ pub(crate) enum Found {
     /// No session: no cookie, a cookie that fails, or one of a session that
     /// ended (`expired`: by time, logout or eviction).
     Nothing { expired: bool },
+    /// The cookie names an id a login moved to a new one moments ago: a
+    /// request the browser sent before the login's answer reached it. It is
+    /// nobody (never the logged-in session: that would undo the fixation
+    /// defence), but it gets no session of its own either, since its answer
+    /// could then replace the new cookie and sign the user out.
+    Rotated,
     /// A live session, or an anonymous one that never held anything.
     Session(Current),
 }
@@ -254,6 +260,8 @@ pub(crate) enum Found {
 /// cookie as it is: no new session, no `Set-Cookie` of any kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Hold {
+    /// The cookie names an id a login just moved ([`Found::Rotated`]).
+    Rotated,
     /// The store could not say what the cookie names (a `public` route goes
     /// on without it): the session may be alive and well.
     StoreUnreachable,
@@ -387,6 +395,8 @@ impl Gate {
         };
         let visitor = match &found {
             Found::Nothing { expired } => Visitor::Nobody { expired: *expired },
+            // Nobody, but not expired: the user has just signed in.
+            Found::Rotated => Visitor::Nobody { expired: false },
             Found::Session(c) if c.record.as_ref().is_some_and(|r| r.user.is_some()) => {
                 Visitor::User
             }
@@ -395,6 +405,10 @@ impl Gate {
         let wants_json = access::accepts_json(req.headers().get(header::ACCEPT));
         let mut current = match found {
             Found::Session(c) => Some(c),
+            Found::Rotated => {
+                hold = Some(Hold::Rotated);
+                None
+            }
             Found::Nothing { .. } => None,
         };
         match access::decide(route.access, visitor, req.method(), wants_json) {
@@ -474,7 +488,8 @@ impl Gate {
         Ok(resp)
     }
 
-    /// Verifies the cookie and loads its session: at most one store lookup.
+    /// Verifies the cookie and loads its session: at most one store lookup,
+    /// which also tells an id a login just moved from one that ended.
     pub(crate) async fn find_session(
         &self,
         rt: &Runtime,
@@ -497,9 +512,9 @@ impl Gate {
         let Some(claims) = claims else {
             return Ok(Found::Nothing { expired });
         };
-        let record = self.store.load(&claims.id, now, &rt.policy).await?;
-        Ok(match record {
-            Some(record) => {
+        let lookup = self.store.lookup(&claims.id, now, &rt.policy).await?;
+        Ok(match lookup {
+            Lookup::Live(record) => {
                 if rt.config.session.bind_ip && record.ip.is_some_and(|ip| ip != client.ip) {
                     tracing::warn!(session = %claims.id.log_hash(), client = %client.ip, "session cookie presented from another IP");
                     return Ok(Found::Nothing { expired: false });
@@ -512,10 +527,12 @@ impl Gate {
                     new: false,
                 })
             }
+            // Stored or not, a login moved it to a new id just now.
+            Lookup::Rotated => Found::Rotated,
             // Stored once, gone now: it ended (expired, logged out, evicted).
-            None if claims.stored => Found::Nothing { expired: true },
+            Lookup::Absent if claims.stored => Found::Nothing { expired: true },
             // Never stored: an untouched anonymous session is still itself.
-            None => Found::Session(Current {
+            Lookup::Absent => Found::Session(Current {
                 id: claims.id,
                 created: claims.created,
                 stored_cookie: false,
@@ -711,12 +728,17 @@ fn new_cookie(current: Option<&Current>) -> CookieOut {
 /// What is left of the backend's control headers for a request on
 /// [`Hold`]: no session was found for it, and none may be started for it.
 /// A login still happens, with its data changes (it makes a new id of its
-/// own, so it replaces nothing the user holds). Without a login, data
-/// changes go nowhere (logged). A logout is refused: the session may be
-/// alive, and clearing the cookie would leave it so.
+/// own, so it replaces nothing the user holds: a login form sent twice
+/// logs in twice). Without a login, data changes go nowhere (logged). A
+/// logout has nothing to end when a login moved the id; when the store
+/// could not be asked, the session may be alive, and clearing the cookie
+/// would leave it so: that is refused.
 fn held_back(hold: Hold, mut control: ControlHeaders) -> Result<ControlHeaders, Reject> {
     if control.logout {
         match hold {
+            Hold::Rotated => {
+                tracing::info!("a logout with a cookie a login has just replaced: nothing to end")
+            }
             Hold::StoreUnreachable => {
                 tracing::error!(
                     operation = "logout",
@@ -725,9 +747,13 @@ fn held_back(hold: Hold, mut control: ControlHeaders) -> Result<ControlHeaders, 
                 return Err(Reject::StoreUnavailable);
             }
         }
+        control.logout = false;
     }
     if control.login.is_none() && !(control.set.is_empty() && control.delete.is_empty()) {
         match hold {
+            Hold::Rotated => tracing::info!(
+                "the backend changed a session whose id a login has just replaced: not applied"
+            ),
             Hold::StoreUnreachable => tracing::warn!(
                 "session store unreachable: the backend's session changes are not applied"
             ),

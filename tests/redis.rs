@@ -1,7 +1,7 @@
 //! The Redis store behind real proxies, on a `redis-server` (and a Redis
 //! Cluster) started by each test: several instances sharing sessions,
 //! failing closed while Redis is away and recovering without a restart
-//! (logins and logouts included), and key rotation.
+//! (logins and logouts included), requests racing a login, and key rotation.
 //!
 //! These tests fail when `redis-server` is missing, unless
 //! `SESSIONGATE_SKIP_REDIS=1` says to skip them.
@@ -16,7 +16,9 @@ use sessiongate::session::{
     DataChange, NewSession, Policy, RedisStore, SessionId, SessionStore, StoreError,
 };
 use support::process::{BUDGET, Cluster, Gateway, Redis, eventually, free_port, redis_available};
-use support::site::{app, redis_store, sign_in, site, three_step_rotation, visit};
+use support::site::{
+    app, redis_store, requests_racing_a_login, sign_in, site, three_step_rotation, visit,
+};
 use support::*;
 
 /// How long a request may take to be refused while Redis is away.
@@ -357,6 +359,16 @@ async fn a_backend_login_or_logout_redis_cannot_keep_is_a_503() {
 }
 
 #[tokio::test]
+async fn requests_racing_a_login_on_redis() {
+    if !redis_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path()).await;
+    requests_racing_a_login(&redis_store(&redis.url(), "sg:")).await;
+}
+
+#[tokio::test]
 async fn three_step_key_rotation_on_redis() {
     if !redis_available() {
         return;
@@ -402,6 +414,9 @@ async fn a_redis_cluster_serves_logins_updates_and_rotation() {
     let (status, _, _) = visit(&b.url(""), &backend, "/members/x", &alice).await;
     assert_eq!(status, 302, "the old id ended at login");
 
+    // Logins in three steps, then in one script (a hash tag in the prefix).
+    requests_racing_a_login(&redis_store(&cluster.url(), "race:")).await;
+    requests_racing_a_login(&redis_store(&cluster.url(), "{race}:")).await;
     three_step_rotation(&redis_store(&cluster.url(), "rotation:")).await;
 }
 
