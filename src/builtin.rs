@@ -8,7 +8,16 @@
 //! GET|POST {prefix}/logout  destroy the session, clear the cookie -> 303 next or /
 //! ```
 //!
-//! Every answer carries `Cache-Control: no-store`.
+//! Every answer carries `Cache-Control: no-store`. A login or logout the
+//! store cannot keep answers 503 and leaves the cookie alone, so that the
+//! user can try again: a logout that only cleared the cookie would leave
+//! the session alive in the store, usable again by the same cookie.
+//!
+//! A request whose cookie names an id a login has just replaced (see
+//! [`Found::Rotated`]) is never given a cookie here either: the page's form
+//! is then bound to an id no browser holds, so posting it fails the CSRF
+//! check, whose answer carries a form for the cookie the browser then has;
+//! a logout with it has nothing to end and leaves the new cookie in place.
 
 use std::time::Instant;
 
@@ -33,7 +42,6 @@ const MSG_INVALID: &str = "The user name or password is not right.";
 const MSG_CSRF: &str = "This sign-in form has expired. Please try again.";
 const MSG_THROTTLED: &str =
     "Too many failed sign-in attempts. Please wait a few minutes and try again.";
-const MSG_UNAVAILABLE: &str = "Signing in is not possible right now. Please try again shortly.";
 
 /// The fields of the login form.
 #[derive(Debug, Default)]
@@ -153,10 +161,7 @@ impl Gate {
                 tracing::warn!(client = %client.ip, "login refused: missing or wrong CSRF token");
                 // The page comes back with a token for the visitor's own
                 // session (a new one if there is none), so a retry works.
-                let fresh = match found {
-                    Found::Session(c) => c,
-                    Found::Nothing { .. } => Current::fresh(now),
-                };
+                let fresh = page_session(found, now);
                 let answer = PageAnswer {
                     status: StatusCode::FORBIDDEN,
                     next: &next,
@@ -167,7 +172,7 @@ impl Gate {
                 return Ok(self.render(rt, &fresh, &answer, client, now));
             }
             Err(e) => {
-                tracing::error!(error = %e, "login: session store unavailable");
+                self.store_failed("login", &e);
                 return Err(Reject::StoreUnavailable);
             }
         };
@@ -221,7 +226,10 @@ impl Gate {
             initial: &rt.initial,
             ip: Some(client.ip),
         };
-        let old = current.record.is_some().then_some(current.id);
+        // The pre-login id is handed over even when it was never stored, so
+        // that the store marks it as moved (requests still carrying it get
+        // no new session that would replace the cookie set below).
+        let old = Some(current.id);
         match self
             .store
             .login(
@@ -253,20 +261,14 @@ impl Gate {
                 Ok(resp)
             }
             Err(e) => {
-                tracing::error!(error = %e, "login: session store failed");
-                let answer = PageAnswer {
-                    status: StatusCode::SERVICE_UNAVAILABLE,
-                    next: &next,
-                    username,
-                    message: None,
-                    error: Some(MSG_UNAVAILABLE),
-                };
-                Ok(self.render(rt, &current, &answer, client, now))
+                self.store_failed("login", &e);
+                Err(Reject::StoreUnavailable)
             }
         }
     }
 
-    /// `GET|POST {prefix}/logout`: destroy the session, clear the cookie.
+    /// `GET|POST {prefix}/logout`: destroy the session, clear the cookie;
+    /// nothing of either when the store cannot be reached.
     async fn logout(
         &self,
         rt: &Runtime,
@@ -286,18 +288,32 @@ impl Gate {
                 next = Some(v.into_owned());
             }
         }
-        if let Ok(Found::Session(c)) = found {
-            if let Err(e) = self.store.remove(&c.id).await {
-                tracing::error!(error = %e, "logout: session store failed");
+        let clear = match found {
+            Ok(Found::Session(c)) => {
+                if let Err(e) = self.store.remove(&c.id).await {
+                    self.store_failed("logout", &e);
+                    return Err(Reject::StoreUnavailable);
+                }
+                tracing::info!(client = %client.ip, session = %c.id.log_hash(), "logout");
+                true
+            }
+            Ok(Found::Nothing { .. }) => true,
+            Ok(Found::Rotated) => {
+                tracing::info!(client = %client.ip, "logout with a cookie a login has just replaced: nothing to end");
+                false
+            }
+            Err(e) => {
+                self.store_failed("logout", &e);
                 return Err(Reject::StoreUnavailable);
             }
-            tracing::info!(client = %client.ip, session = %c.id.log_hash(), "logout");
-        }
+        };
         let mut resp = redirect(
             StatusCode::SEE_OTHER,
             &safe_next(next.as_deref().unwrap_or("/")),
         );
-        rt.apply_cookie(resp.headers_mut(), CookieOut::Clear, client.https, now);
+        if clear {
+            rt.apply_cookie(resp.headers_mut(), CookieOut::Clear, client.https, now);
+        }
         Ok(resp)
     }
 
@@ -310,10 +326,9 @@ impl Gate {
         now: u64,
     ) -> Result<Current, Reject> {
         match self.find_session(rt, req.headers(), client, now).await {
-            Ok(Found::Session(c)) => Ok(c),
-            Ok(Found::Nothing { .. }) => Ok(Current::fresh(now)),
+            Ok(found) => Ok(page_session(found, now)),
             Err(e) => {
-                tracing::error!(error = %e, "login page: session store unavailable");
+                self.store_failed("login page", &e);
                 Err(Reject::StoreUnavailable)
             }
         }
@@ -362,6 +377,20 @@ impl Gate {
             rt.apply_cookie(h, CookieOut::Set(claims), client.https, now);
         }
         resp
+    }
+}
+
+/// The session a login page is bound to: the request's own, or a new one
+/// whose cookie the page sets; for a cookie a login has just replaced, a
+/// new id whose cookie is never sent (see the module documentation).
+fn page_session(found: Found, now: u64) -> Current {
+    match found {
+        Found::Session(c) => c,
+        Found::Nothing { .. } => Current::fresh(now),
+        Found::Rotated => Current {
+            new: false,
+            ..Current::fresh(now)
+        },
     }
 }
 

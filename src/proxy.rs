@@ -33,8 +33,8 @@ use crate::metrics::Metrics;
 use crate::respond::Reject;
 use crate::session::cookie::{CookieError, cookie_values};
 use crate::session::{
-    AnyStore, CookieClaims, CookieJar, DataChange, NewSession, Policy, SessionId, SessionRecord,
-    SessionStore, Signer, StoreError,
+    AnyStore, CookieClaims, CookieJar, DataChange, Lookup, NewSession, Policy, SessionId,
+    SessionRecord, SessionStore, Signer, StoreError,
 };
 use crate::upgrade::{self, SessionWatch};
 use crate::upstream::cgi::{CgiContext, CgiGateway, CgiOptions};
@@ -256,8 +256,28 @@ impl Current {
 
 /// What the cookie of a request amounts to.
 pub(crate) enum Found {
+    /// No session: no cookie, a cookie that fails, or one of a session that
+    /// ended (`expired`: by time, logout or eviction).
     Nothing { expired: bool },
+    /// The cookie names an id a login moved to a new one moments ago: a
+    /// request the browser sent before the login's answer reached it. It is
+    /// nobody (never the logged-in session: that would undo the fixation
+    /// defence), but it gets no session of its own either, since its answer
+    /// could then replace the new cookie and sign the user out.
+    Rotated,
+    /// A live session, or an anonymous one that never held anything.
     Session(Current),
+}
+
+/// Why a request goes on without a session and must leave the browser's
+/// cookie as it is: no new session, no `Set-Cookie` of any kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    /// The cookie names an id a login just moved ([`Found::Rotated`]).
+    Rotated,
+    /// The store could not say what the cookie names (a `public` route goes
+    /// on without it): the session may be alive and well.
+    StoreUnreachable,
 }
 
 /// What goes into `Set-Cookie` after the backend answered.
@@ -387,6 +407,7 @@ impl Gate {
         }
         let now = self.clock.now();
 
+        let mut hold = None;
         let found = match self.find_session(rt, req.headers(), client, now).await {
             Ok(found) => found,
             Err(e) => {
@@ -395,11 +416,14 @@ impl Gate {
                 if route.access != Access::Public {
                     return Err(Reject::StoreUnavailable);
                 }
+                hold = Some(Hold::StoreUnreachable);
                 Found::Nothing { expired: false }
             }
         };
         let visitor = match &found {
             Found::Nothing { expired } => Visitor::Nobody { expired: *expired },
+            // Nobody, but not expired: the user has just signed in.
+            Found::Rotated => Visitor::Nobody { expired: false },
             Found::Session(c) if c.record.as_ref().is_some_and(|r| r.user.is_some()) => {
                 Visitor::User
             }
@@ -408,10 +432,16 @@ impl Gate {
         let wants_json = access::accepts_json(req.headers().get(header::ACCEPT));
         let mut current = match found {
             Found::Session(c) => Some(c),
+            Found::Rotated => {
+                hold = Some(Hold::Rotated);
+                None
+            }
             Found::Nothing { .. } => None,
         };
         match access::decide(route.access, visitor, req.method(), wants_json) {
             AccessDecision::Forward => {}
+            // Forwarded without a session (and without session headers).
+            AccessDecision::CreateAndForward if hold.is_some() => {}
             AccessDecision::CreateAndForward => {
                 current = Some(Current::fresh(now));
                 Metrics::inc(&self.metrics.sessions_created);
@@ -480,13 +510,18 @@ impl Gate {
             // Nothing to store: the common case needs no store call.
             new_cookie(current.as_ref())
         } else {
-            Box::pin(self.commit(rt, current, control, client, now, trail)).await
+            let control = match hold {
+                Some(hold) => held_back(hold, control)?,
+                None => control,
+            };
+            Box::pin(self.commit(rt, current, control, client, now, trail)).await?
         };
         rt.apply_cookie(resp.headers_mut(), out, client.https, now);
         Ok(resp)
     }
 
-    /// Verifies the cookie and loads its session: at most one store lookup.
+    /// Verifies the cookie and loads its session: at most one store lookup,
+    /// which also tells an id a login just moved from one that ended.
     pub(crate) async fn find_session(
         &self,
         rt: &Runtime,
@@ -509,9 +544,9 @@ impl Gate {
         let Some(claims) = claims else {
             return Ok(Found::Nothing { expired });
         };
-        let record = self.store.load(&claims.id, now, &rt.policy).await?;
-        Ok(match record {
-            Some(record) => {
+        let lookup = self.store.lookup(&claims.id, now, &rt.policy).await?;
+        Ok(match lookup {
+            Lookup::Live(record) => {
                 if rt.config.session.bind_ip && record.ip.is_some_and(|ip| ip != client.ip) {
                     tracing::warn!(session = %claims.id.log_hash(), client = %client.ip, "session cookie presented from another IP");
                     return Ok(Found::Nothing { expired: false });
@@ -524,10 +559,12 @@ impl Gate {
                     new: false,
                 })
             }
+            // Stored or not, a login moved it to a new id just now.
+            Lookup::Rotated => Found::Rotated,
             // Stored once, gone now: it ended (expired, logged out, evicted).
-            None if claims.stored => Found::Nothing { expired: true },
+            Lookup::Absent if claims.stored => Found::Nothing { expired: true },
             // Never stored: an untouched anonymous session is still itself.
-            None => Found::Session(Current {
+            Lookup::Absent => Found::Session(Current {
                 id: claims.id,
                 created: claims.created,
                 stored_cookie: false,
@@ -538,7 +575,10 @@ impl Gate {
     }
 
     /// Applies the backend's control headers to the session, atomically in
-    /// the store, and says what the cookie must become.
+    /// the store, and says what the cookie must become. A login or logout
+    /// the store could not keep is an error: the backend's answer says it
+    /// happened, so that answer must not reach the user, and the cookie
+    /// stays as it was so that the user can try again.
     async fn commit(
         &self,
         rt: &Runtime,
@@ -547,7 +587,7 @@ impl Gate {
         client: &ClientInfo,
         now: u64,
         trail: &mut Trail,
-    ) -> CookieOut {
+    ) -> Result<CookieOut, Reject> {
         for problem in &control.rejected {
             tracing::warn!(problem = %problem, "ignoring a control header from the backend");
         }
@@ -564,11 +604,12 @@ impl Gate {
             if let Some(c) = current.take() {
                 if let Err(e) = self.store.remove(&c.id).await {
                     self.store_failed("logout", &e);
+                    return Err(Reject::StoreUnavailable);
                 }
             }
             trail.user = None;
             if control.login.is_none() {
-                return CookieOut::Clear;
+                return Ok(CookieOut::Clear);
             }
         }
         if let Some(user) = control.login {
@@ -599,20 +640,20 @@ impl Gate {
                     Metrics::inc(&self.metrics.sessions_created);
                     trail.user = record.user.clone();
                     trail.session = Some(new_id);
-                    CookieOut::Set(CookieClaims {
+                    Ok(CookieOut::Set(CookieClaims {
                         id: new_id,
                         created: record.created,
                         stored: true,
-                    })
+                    }))
                 }
                 Err(e) => {
                     self.store_failed("login", &e);
-                    new_cookie(current.as_ref())
+                    Err(Reject::StoreUnavailable)
                 }
             };
         }
         if change.is_empty() {
-            return new_cookie(current.as_ref());
+            return Ok(new_cookie(current.as_ref()));
         }
         let cur = match current {
             Some(c) => c,
@@ -629,28 +670,30 @@ impl Gate {
             created: cur.created,
             ..seed
         });
-        match self
-            .store
-            .update(&cur.id, &change, create, now, &rt.policy)
-            .await
-        {
-            Ok(_) if !cur.stored_cookie => CookieOut::Set(CookieClaims {
-                id: cur.id,
-                created: cur.created,
-                stored: true,
-            }),
-            Ok(_) => CookieOut::Keep,
-            Err(e) => {
-                match e {
-                    StoreError::TooLarge { .. } => self.too_large::<()>(&Err(e)),
-                    StoreError::Gone => {
-                        tracing::info!(session = %cur.id.log_hash(), "session ended before the backend's update");
+        Ok(
+            match self
+                .store
+                .update(&cur.id, &change, create, now, &rt.policy)
+                .await
+            {
+                Ok(_) if !cur.stored_cookie => CookieOut::Set(CookieClaims {
+                    id: cur.id,
+                    created: cur.created,
+                    stored: true,
+                }),
+                Ok(_) => CookieOut::Keep,
+                Err(e) => {
+                    match e {
+                        StoreError::TooLarge { .. } => self.too_large::<()>(&Err(e)),
+                        StoreError::Gone => {
+                            tracing::info!(session = %cur.id.log_hash(), "session ended before the backend's update");
+                        }
+                        e => self.store_failed("update", &e),
                     }
-                    e => self.store_failed("update", &e),
+                    new_cookie(Some(&cur))
                 }
-                new_cookie(Some(&cur))
-            }
-        }
+            },
+        )
     }
 
     fn too_large<T>(&self, result: &Result<T, StoreError>) {
@@ -660,7 +703,8 @@ impl Gate {
         }
     }
 
-    fn store_failed(&self, what: &str, e: &StoreError) {
+    /// Counts and logs a store operation that failed.
+    pub(crate) fn store_failed(&self, what: &str, e: &StoreError) {
         Metrics::inc(&self.metrics.store_errors);
         tracing::error!(operation = what, error = %e, "session store failed");
     }
@@ -711,6 +755,45 @@ fn new_cookie(current: Option<&Current>) -> CookieOut {
         }),
         _ => CookieOut::Keep,
     }
+}
+
+/// What is left of the backend's control headers for a request on
+/// [`Hold`]: no session was found for it, and none may be started for it.
+/// A login still happens, with its data changes (it makes a new id of its
+/// own, so it replaces nothing the user holds: a login form sent twice
+/// logs in twice). Without a login, data changes go nowhere (logged). A
+/// logout has nothing to end when a login moved the id; when the store
+/// could not be asked, the session may be alive, and clearing the cookie
+/// would leave it so: that is refused.
+fn held_back(hold: Hold, mut control: ControlHeaders) -> Result<ControlHeaders, Reject> {
+    if control.logout {
+        match hold {
+            Hold::Rotated => {
+                tracing::info!("a logout with a cookie a login has just replaced: nothing to end")
+            }
+            Hold::StoreUnreachable => {
+                tracing::error!(
+                    operation = "logout",
+                    "session store unreachable: the session cannot be ended"
+                );
+                return Err(Reject::StoreUnavailable);
+            }
+        }
+        control.logout = false;
+    }
+    if control.login.is_none() && !(control.set.is_empty() && control.delete.is_empty()) {
+        match hold {
+            Hold::Rotated => tracing::info!(
+                "the backend changed a session whose id a login has just replaced: not applied"
+            ),
+            Hold::StoreUnreachable => tracing::warn!(
+                "session store unreachable: the backend's session changes are not applied"
+            ),
+        }
+        control.set.clear();
+        control.delete.clear();
+    }
+    Ok(control)
 }
 
 /// Rewrites the request for the backend: strip, then set. The body's

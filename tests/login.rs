@@ -478,3 +478,91 @@ async fn backend_source_redirects_to_the_applications_page() {
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+/// Requests still carrying the pre-login cookie after a backend login get
+/// no cookie and no session (the scenario is shared with Redis and Cluster).
+#[tokio::test]
+async fn requests_racing_a_backend_login_get_no_cookie() {
+    support::site::requests_racing_a_login("").await;
+}
+
+/// The same for the built-in login, whose pre-login session either held
+/// data or was only made for the login form: requests with that cookie,
+/// the login page and a logout with it included, set no cookie, and the
+/// login stands.
+#[tokio::test]
+async fn requests_racing_the_builtin_login_get_no_cookie() {
+    let s = site("").await;
+    let c = client();
+    for (first, data) in [("/remember", "cart=3"), ("", "")] {
+        let mut before = String::new();
+        if !first.is_empty() {
+            let r = c.get(s.proxy.url(first)).send().await.unwrap();
+            before = session_cookie(&r).unwrap();
+        }
+        let page = c
+            .get(s.proxy.url("/.sessiongate/login"))
+            .header("cookie", &before)
+            .send()
+            .await
+            .unwrap();
+        if before.is_empty() {
+            before = session_cookie(&page).expect("the form's session");
+        }
+        let csrf = csrf_of(&page.text().await.unwrap());
+        let r = c
+            .post(s.proxy.url("/.sessiongate/login"))
+            .header("cookie", &before)
+            .form(&[
+                ("username", "bob"),
+                ("password", "builder"),
+                ("next", "/members/"),
+                ("csrf", &csrf),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        let after = session_cookie(&r).unwrap();
+
+        let paths = ["/", "/remember", "/members/", "/.sessiongate/login"];
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let path = paths[i % paths.len()];
+                let request = c.get(s.proxy.url(path)).header("cookie", &before).send();
+                tokio::spawn(async move { (path, request.await.unwrap()) })
+            })
+            .collect();
+        for t in tasks {
+            let (path, r) = t.await.unwrap();
+            assert!(set_cookies(&r).is_empty(), "{first}: {path} set a cookie");
+            let expected = if path == "/members/" { 302 } else { 200 };
+            assert_eq!(r.status(), expected, "{first}: {path}");
+            if let Some(location) = r.headers().get("location") {
+                assert!(!location.to_str().unwrap().contains("expired"));
+            }
+        }
+        let r = c
+            .post(s.proxy.url("/.sessiongate/logout"))
+            .header("cookie", &before)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        assert!(
+            set_cookies(&r).is_empty(),
+            "a logout with the replaced cookie leaves the new one alone"
+        );
+
+        let r = c
+            .get(s.proxy.url("/members/"))
+            .header("cookie", &after)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{first}: the login stands");
+        let seen = s.backend.last();
+        assert_eq!(seen.header("x-session-user").as_deref(), Some("bob"));
+        assert_eq!(seen.header("x-session-data").unwrap_or_default(), data);
+    }
+}

@@ -1,7 +1,7 @@
 //! The Redis store behind real proxies, on a `redis-server` (and a Redis
 //! Cluster) started by each test: several instances sharing sessions,
-//! failing closed while Redis is away and recovering without a restart,
-//! and key rotation.
+//! failing closed while Redis is away and recovering without a restart
+//! (logins and logouts included), requests racing a login, and key rotation.
 //!
 //! These tests fail when `redis-server` is missing, unless
 //! `SESSIONGATE_SKIP_REDIS=1` says to skip them.
@@ -15,8 +15,10 @@ use sessiongate::session::data::decode;
 use sessiongate::session::{
     DataChange, NewSession, Policy, RedisStore, SessionId, SessionStore, StoreError,
 };
-use support::process::{BUDGET, Cluster, Gateway, Redis, free_port, redis_available};
-use support::site::{app, redis_store, sign_in, site, three_step_rotation, visit};
+use support::process::{BUDGET, Cluster, Gateway, Redis, eventually, free_port, redis_available};
+use support::site::{
+    app, redis_store, requests_racing_a_login, sign_in, site, three_step_rotation, visit,
+};
 use support::*;
 
 /// How long a request may take to be refused while Redis is away.
@@ -205,6 +207,167 @@ async fn starting_before_redis_serves_503_until_it_answers() {
     assert_eq!(visit(&base, &backend, "/members/x", &alice).await.0, 200);
 }
 
+/// A backend whose logins and logouts are announced in its body:
+/// `/signin` and `/pub/signin` log alice in ("welcome"), `/pub/signout`
+/// and `/slow-signout` (after two seconds) log out ("bye"), `/pub/remember`
+/// sets `n=1` ("noted"). On `/pub/` the request reaches the backend even
+/// while the store cannot be asked.
+async fn announcing_app() -> Backend {
+    Backend::with(|seen| match seen.uri.as_str() {
+        "/signin" | "/pub/signin" => Reply::ok("welcome").header("X-Session-Login", "alice"),
+        "/pub/signout" => Reply::ok("bye").header("X-Session-Logout", "1"),
+        "/pub/remember" => Reply::ok("noted").header("X-Session-Set", "n=1"),
+        "/slow-signout" => Reply {
+            delay: Some(Duration::from_secs(2)),
+            ..Reply::ok("bye").header("X-Session-Logout", "1")
+        },
+        _ => Reply::ok("page"),
+    })
+    .await
+}
+
+/// Asserts that a response is the proxy's own 503 for an unreachable
+/// store: quick, `Retry-After`, no cookie set or cleared, and nothing of
+/// the backend's answer.
+async fn store_unavailable(resp: reqwest::Response, started: Instant, what: &str) {
+    assert!(
+        started.elapsed() < FAIL_FAST,
+        "{what} took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(resp.status(), 503, "{what}");
+    assert!(resp.headers().contains_key("retry-after"), "{what}");
+    assert!(set_cookies(&resp).is_empty(), "{what}: the cookie stays");
+    let body = resp.text().await.unwrap();
+    assert!(
+        !body.contains("welcome") && !body.contains("bye"),
+        "{what}: the backend's answer must not reach the user: {body}"
+    );
+}
+
+#[tokio::test]
+async fn a_logout_while_redis_is_stopped_is_a_503_and_can_be_retried() {
+    if !redis_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path()).await;
+    let backend = app().await;
+    let proxy = Proxy::start(&site(&backend, &[KEY], &redis_store(&redis.url(), "sg:"))).await;
+    let base = proxy.url("");
+    let alice = sign_in(&base).await;
+
+    redis.signal(Signal::SIGSTOP);
+    let started = Instant::now();
+    let resp = client()
+        .post(proxy.url("/.sessiongate/logout"))
+        .header("cookie", &alice)
+        .send()
+        .await
+        .unwrap();
+    store_unavailable(resp, started, "logout").await;
+
+    // Redis is back with the session, which the same cookie still opens.
+    redis.signal(Signal::SIGCONT);
+    until_status(&base, "/members/x", &alice, 200).await;
+    let resp = client()
+        .post(proxy.url("/.sessiongate/logout"))
+        .header("cookie", &alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert!(set_cookies(&resp)[0].contains("Max-Age=0"));
+    assert_eq!(
+        visit(&base, &backend, "/members/x", &alice).await,
+        (302, None, String::new()),
+        "the logout ended the session"
+    );
+}
+
+#[tokio::test]
+async fn a_backend_login_or_logout_redis_cannot_keep_is_a_503() {
+    if !redis_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path()).await;
+    let backend = announcing_app().await;
+    let proxy = Proxy::start(&site(&backend, &[KEY], &redis_store(&redis.url(), "sg:"))).await;
+    let base = proxy.url("");
+    let alice = sign_in(&base).await;
+
+    redis.signal(Signal::SIGSTOP);
+    for (path, cookie) in [("/pub/signin", ""), ("/pub/signout", alice.as_str())] {
+        let seen = backend.seen().len();
+        let started = Instant::now();
+        let resp = client()
+            .get(proxy.url(path))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(backend.seen().len(), seen + 1, "{path} reached the backend");
+        store_unavailable(resp, started, path).await;
+    }
+    // A data change goes nowhere, but the page is served, and the cookie
+    // of a session that may well be alive is not replaced by a new one.
+    let resp = client()
+        .get(proxy.url("/pub/remember"))
+        .header("cookie", &alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(set_cookies(&resp).is_empty());
+    assert_eq!(resp.text().await.unwrap(), "noted");
+
+    redis.signal(Signal::SIGCONT);
+    until_status(&base, "/members/x", &alice, 200).await;
+    let resp = client().get(proxy.url("/pub/signin")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(session_cookie(&resp).is_some());
+    let resp = client()
+        .get(proxy.url("/pub/signout"))
+        .header("cookie", &alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(set_cookies(&resp)[0].contains("Max-Age=0"));
+    assert_eq!(visit(&base, &backend, "/members/x", &alice).await.0, 302);
+
+    // The session was found, then Redis stops while the backend works: the
+    // removal itself fails.
+    let bob = sign_in(&base).await;
+    let seen = backend.seen().len();
+    let request = tokio::spawn(
+        client()
+            .get(proxy.url("/slow-signout"))
+            .header("cookie", &bob)
+            .send(),
+    );
+    eventually("the backend has the logout", BUDGET, || {
+        backend.seen().len() > seen
+    })
+    .await;
+    redis.signal(Signal::SIGSTOP);
+    let started = Instant::now();
+    let resp = request.await.unwrap().unwrap();
+    store_unavailable(resp, started, "/slow-signout").await;
+    redis.signal(Signal::SIGCONT);
+}
+
+#[tokio::test]
+async fn requests_racing_a_login_on_redis() {
+    if !redis_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path()).await;
+    requests_racing_a_login(&redis_store(&redis.url(), "sg:")).await;
+}
+
 #[tokio::test]
 async fn three_step_key_rotation_on_redis() {
     if !redis_available() {
@@ -251,6 +414,9 @@ async fn a_redis_cluster_serves_logins_updates_and_rotation() {
     let (status, _, _) = visit(&b.url(""), &backend, "/members/x", &alice).await;
     assert_eq!(status, 302, "the old id ended at login");
 
+    // Logins in three steps, then in one script (a hash tag in the prefix).
+    requests_racing_a_login(&redis_store(&cluster.url(), "race:")).await;
+    requests_racing_a_login(&redis_store(&cluster.url(), "{race}:")).await;
     three_step_rotation(&redis_store(&cluster.url(), "rotation:")).await;
 }
 

@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use sessiongate::session::data::decode;
 use sessiongate::session::{
-    DataChange, MemoryStore, NewSession, Policy, RedisStore, SessionId, SessionStore, StoreError,
+    DataChange, Lookup, MemoryStore, NewSession, Policy, ROTATED_FOR, RedisStore, SessionId,
+    SessionStore, StoreError,
 };
 use support::process::{Cluster, Redis, redis_available};
 
@@ -266,6 +267,74 @@ async fn login_without_a_live_session_starts_from_initial<S: SessionStore>(s: Ar
     assert!(s.load(&stale, 500, &p).await.unwrap().is_none());
 }
 
+/// A login leaves a mark on the id it moved the session away from, stored
+/// or never stored, for `ROTATED_FOR` seconds of the proxy's clock. The old
+/// id never loads as the session, and is not made a session again while
+/// marked; marks are not counted as sessions.
+async fn a_login_marks_the_old_id_for_a_while<S: SessionStore>(s: Arc<S>) {
+    let p = policy();
+    let old = SessionId::generate();
+    s.update(&old, &set("cart", "3"), Some(seed(0)), 0, &p)
+        .await
+        .unwrap();
+    let new = SessionId::generate();
+    let none = DataChange::default();
+    s.login(Some(&old), &new, "alice", &none, seed(10), 10, &p)
+        .await
+        .unwrap();
+    let never = SessionId::generate();
+    let other = SessionId::generate();
+    s.login(Some(&never), &other, "bob", &none, seed(10), 10, &p)
+        .await
+        .unwrap();
+    for (id, what) in [(&old, "stored"), (&never, "never stored")] {
+        assert_eq!(s.lookup(id, 10, &p).await, Ok(Lookup::Rotated), "{what}");
+        let last = 10 + ROTATED_FOR - 1;
+        assert_eq!(s.lookup(id, last, &p).await, Ok(Lookup::Rotated), "{what}");
+        assert_eq!(
+            s.load(id, 11, &p).await,
+            Ok(None),
+            "{what}: never the session"
+        );
+        assert_eq!(
+            s.update(id, &set("x", "1"), None, 11, &p).await,
+            Err(StoreError::Gone),
+            "{what}"
+        );
+        assert_eq!(
+            s.update(id, &set("x", "1"), Some(seed(11)), 11, &p).await,
+            Err(StoreError::Gone),
+            "{what}: not made a session again while marked"
+        );
+    }
+    match s.lookup(&new, 11, &p).await.unwrap() {
+        Lookup::Live(r) => assert_eq!((r.user.as_deref(), &*r.data), (Some("alice"), "cart=3")),
+        other => panic!("the new id holds the session, not {other:?}"),
+    }
+    assert_eq!(s.count().await.unwrap(), 2, "marks are not sessions");
+
+    // The mark is over: the old id is nobody, and a new session may use it.
+    let over = 10 + ROTATED_FOR;
+    assert_eq!(s.lookup(&old, over, &p).await, Ok(Lookup::Absent));
+    assert_eq!(s.lookup(&never, over, &p).await, Ok(Lookup::Absent));
+    let r = s
+        .update(&never, &set("x", "1"), Some(seed(over)), over, &p)
+        .await
+        .unwrap();
+    assert_eq!((&*r.data, r.user.as_deref()), ("x=1", None));
+    assert_eq!(s.lookup(&never, over, &p).await, Ok(Lookup::Live(r)));
+
+    // Ending an id forgets its mark.
+    let third = SessionId::generate();
+    s.login(Some(&new), &third, "alice", &none, seed(20), 20, &p)
+        .await
+        .unwrap();
+    assert_eq!(s.lookup(&new, 20, &p).await, Ok(Lookup::Rotated));
+    s.remove(&new).await.unwrap();
+    assert_eq!(s.lookup(&new, 20, &p).await, Ok(Lookup::Absent));
+    assert!(s.load(&third, 20, &p).await.unwrap().is_some());
+}
+
 async fn users_are_listed_and_logged_out_everywhere<S: SessionStore>(s: Arc<S>) {
     let p = policy();
     let mut alice = Vec::new();
@@ -496,6 +565,7 @@ contract!(
     too_large_changes_nothing,
     login_moves_the_session_to_a_new_id,
     login_without_a_live_session_starts_from_initial,
+    a_login_marks_the_old_id_for_a_while,
     users_are_listed_and_logged_out_everywhere,
     count_counts_sessions_only,
     concurrent_updates_lose_nothing,
@@ -529,4 +599,37 @@ async fn redis_user_index_forgets_ended_sessions() {
     assert_eq!(server.cli(&["ZCARD", "sg:user:erin"]).trim(), "1");
     let ttl: u64 = server.cli(&["TTL", "sg:user:erin"]).trim().parse().unwrap();
     assert!(ttl > 900 && ttl <= 1000, "{ttl}");
+}
+
+/// Redis only: the mark of a moved id is the old session's own key, holding
+/// nothing but the time of the login, and Redis drops it after
+/// `ROTATED_FOR` seconds.
+#[tokio::test]
+async fn redis_marks_a_moved_id_in_its_own_key_for_a_minute() {
+    if !redis_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Redis::start(dir.path()).await;
+    let s = RedisStore::open(&server.url(), "sg:").unwrap();
+    let p = policy();
+    let old = SessionId::generate();
+    s.update(&old, &set("cart", "3"), Some(seed(0)), 0, &p)
+        .await
+        .unwrap();
+    s.login(
+        Some(&old),
+        &SessionId::generate(),
+        "fay",
+        &DataChange::default(),
+        seed(7),
+        7,
+        &p,
+    )
+    .await
+    .unwrap();
+    let key = format!("sg:{}", old.to_base64());
+    assert_eq!(server.cli(&["HGETALL", &key]).trim(), "r\n7");
+    let ttl: u64 = server.cli(&["TTL", &key]).trim().parse().unwrap();
+    assert!(ttl > 0 && ttl <= ROTATED_FOR, "{ttl}");
 }

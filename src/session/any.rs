@@ -7,7 +7,9 @@ use super::data::DataChange;
 use super::id::SessionId;
 use super::memory::MemoryStore;
 use super::redis::RedisStore;
-use super::store::{NewSession, Policy, SessionRecord, SessionStore, SessionSummary, StoreError};
+use super::store::{
+    Lookup, NewSession, Policy, SessionRecord, SessionStore, SessionSummary, StoreError,
+};
 
 /// The store the proxy runs on.
 #[derive(Clone)]
@@ -55,13 +57,13 @@ macro_rules! delegate {
 }
 
 impl SessionStore for AnyStore {
-    async fn load(
+    async fn lookup(
         &self,
         id: &SessionId,
         now: u64,
         policy: &Policy,
-    ) -> Result<Option<SessionRecord>, StoreError> {
-        delegate!(self, s => s.load(id, now, policy))
+    ) -> Result<Lookup, StoreError> {
+        delegate!(self, s => s.lookup(id, now, policy))
     }
 
     async fn update(

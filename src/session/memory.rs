@@ -5,6 +5,11 @@
 //! await. When `max_sessions` is reached, a batch of the least valuable
 //! sessions is evicted in one pass: expired first, then anonymous before
 //! logged-in, nearest expiry first.
+//!
+//! Ids moved away by a login are remembered for [`ROTATED_FOR`] seconds in
+//! a map of their own (id and time, no data), swept with the sessions and
+//! never written to the snapshot: a restart forgets them, which only costs
+//! the few requests racing a login at that very moment.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -17,7 +22,8 @@ use dashmap::mapref::entry::Entry;
 use super::data::DataChange;
 use super::id::{IdHashBuilder, SessionId};
 use super::store::{
-    NewSession, Policy, SessionRecord, SessionStore, SessionSummary, StoreError, check_size,
+    Lookup, NewSession, Policy, ROTATED_FOR, SessionRecord, SessionStore, SessionSummary,
+    StoreError, check_size,
 };
 
 /// How many independently locked parts the map has. Many small parts keep
@@ -47,6 +53,12 @@ pub struct MemoryStore {
     /// creating a session needs no count over every part of the map.
     /// Whole-map passes set it to the exact count again.
     size: AtomicUsize,
+    /// Ids a login moved away, with the time of that login. At most
+    /// `max_sessions` of them: a mark takes some 40 bytes, a fifth of a
+    /// session, and only a flood of logins within one minute could fill
+    /// the map, in which case the newest logins go unmarked (they then
+    /// lose only the protection of their racing requests).
+    rotated: DashMap<SessionId, u64, IdHashBuilder>,
 }
 
 impl Default for MemoryStore {
@@ -57,6 +69,7 @@ impl Default for MemoryStore {
             empty: EmptyData::default(),
             changes: AtomicU64::default(),
             size: AtomicUsize::default(),
+            rotated: DashMap::default(),
         }
     }
 }
@@ -76,8 +89,10 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// Removes expired sessions; returns how many.
+    /// Removes expired sessions, and marks of moved ids that are over;
+    /// returns how many sessions.
     pub fn sweep(&self, now: u64, policy: &Policy) -> usize {
+        self.rotated.retain(|_, at| still_rotated(*at, now));
         let before = self.map.len();
         self.map.retain(|_, r| !r.is_expired(now, policy));
         let removed = before.saturating_sub(self.recount());
@@ -193,6 +208,24 @@ impl MemoryStore {
         self.changed();
     }
 
+    /// Whether a login moved `id` away less than [`ROTATED_FOR`] ago.
+    fn is_rotated(&self, id: &SessionId, now: u64) -> bool {
+        self.rotated
+            .get(id)
+            .is_some_and(|at| still_rotated(*at, now))
+    }
+
+    /// Marks `id` as moved away by a login at `now`, within the bound.
+    fn mark_rotated(&self, id: &SessionId, now: u64, policy: &Policy) {
+        if self.rotated.len() >= policy.max_sessions {
+            self.rotated.retain(|_, at| still_rotated(*at, now));
+            if self.rotated.len() >= policy.max_sessions {
+                return;
+            }
+        }
+        self.rotated.insert(*id, now);
+    }
+
     fn fresh(&self, seed: &NewSession<'_>, now: u64) -> SessionRecord {
         SessionRecord {
             created: seed.created,
@@ -204,15 +237,22 @@ impl MemoryStore {
     }
 }
 
+/// Whether a mark made at `at` still holds at `now`.
+fn still_rotated(at: u64, now: u64) -> bool {
+    now < at.saturating_add(ROTATED_FOR)
+}
+
 impl SessionStore for MemoryStore {
-    async fn load(
+    async fn lookup(
         &self,
         id: &SessionId,
         now: u64,
         policy: &Policy,
-    ) -> Result<Option<SessionRecord>, StoreError> {
+    ) -> Result<Lookup, StoreError> {
         let (record, touch) = match self.map.get(id) {
-            None => return Ok(None),
+            // Only a miss looks at the marks: a live session costs nothing more.
+            None if self.is_rotated(id, now) => return Ok(Lookup::Rotated),
+            None => return Ok(Lookup::Absent),
             Some(r) => {
                 if r.is_expired(now, policy) {
                     drop(r);
@@ -221,7 +261,7 @@ impl SessionStore for MemoryStore {
                     if removed.is_some() {
                         self.changed();
                     }
-                    return Ok(None);
+                    return Ok(Lookup::Absent);
                 }
                 let touch =
                     now.saturating_sub(r.last_seen) >= policy.touch_interval && now > r.last_seen;
@@ -233,12 +273,12 @@ impl SessionStore for MemoryStore {
                 r.last_seen = r.last_seen.max(now);
             }
             self.changed();
-            return Ok(Some(SessionRecord {
+            return Ok(Lookup::Live(SessionRecord {
                 last_seen: now,
                 ..record
             }));
         }
-        Ok(Some(record))
+        Ok(Lookup::Live(record))
     }
 
     async fn update(
@@ -270,7 +310,9 @@ impl SessionStore for MemoryStore {
                 Ok(SessionRecord::clone(r))
             }
             Entry::Vacant(v) => {
-                let Some(seed) = create else {
+                // Read under the entry's lock, which a login holds while it
+                // marks the id: an update never slips a session in between.
+                let Some(seed) = create.filter(|_| !self.is_rotated(id, now)) else {
                     return Err(StoreError::Gone);
                 };
                 let mut record = self.fresh(&seed, now);
@@ -295,18 +337,36 @@ impl SessionStore for MemoryStore {
         now: u64,
         policy: &Policy,
     ) -> Result<SessionRecord, StoreError> {
-        // Check the result before taking the old session away, so a refused
-        // update leaves everything as it was.
-        let previous = old
-            .and_then(|o| self.map.get(o).map(|r| SessionRecord::clone(&r)))
-            .filter(|r| !r.is_expired(now, policy));
-        let base = previous.as_ref().map_or(seed.initial, |r| &r.data);
-        let data = change.apply(base);
-        check_size(&data, policy)?;
-        if let Some(o) = old {
-            let removed = self.map.remove(o);
-            self.removed(removed.is_some());
-        }
+        // Read, check, mark and remove the old session under its entry's
+        // lock, so that no update of it lands in between and none can
+        // create it again afterwards; the result is checked before anything
+        // changes, so a refused update leaves everything as it was.
+        let (data, old_ip) = match old {
+            Some(o) => match self.map.entry(*o) {
+                Entry::Occupied(e) => {
+                    let live = !e.get().is_expired(now, policy);
+                    let base = if live { &e.get().data } else { seed.initial };
+                    let data = change.apply(base);
+                    check_size(&data, policy)?;
+                    self.mark_rotated(o, now, policy);
+                    let (_, previous) = e.remove_entry();
+                    self.removed(true);
+                    (data, previous.ip.filter(|_| live))
+                }
+                Entry::Vacant(v) => {
+                    let data = change.apply(seed.initial);
+                    check_size(&data, policy)?;
+                    self.mark_rotated(o, now, policy);
+                    drop(v);
+                    (data, None)
+                }
+            },
+            None => {
+                let data = change.apply(seed.initial);
+                check_size(&data, policy)?;
+                (data, None)
+            }
+        };
         self.make_room(now, policy);
         self.changed();
         let record = SessionRecord {
@@ -314,7 +374,7 @@ impl SessionStore for MemoryStore {
             last_seen: now,
             user: Some(Arc::from(user)),
             data: self.data(data),
-            ip: seed.ip.or(previous.and_then(|p| p.ip)),
+            ip: seed.ip.or(old_ip),
         };
         let previous = self.map.insert(*new, Box::new(record.clone()));
         self.added(previous.is_none());
@@ -322,6 +382,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn remove(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.rotated.remove(id);
         let removed = self.map.remove(id);
         self.removed(removed.is_some());
         if removed.is_some() {
@@ -502,5 +563,51 @@ mod tests {
         );
         counted(&s);
         assert_eq!(s.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn marks_of_moved_ids_are_bounded_and_swept() {
+        let s = MemoryStore::new();
+        let p = Policy {
+            max_sessions: 10,
+            idle_timeout: 10 * ROTATED_FOR,
+            max_lifetime: 100 * ROTATED_FOR,
+            ..policy()
+        };
+        let login = |old: SessionId, at: u64| {
+            let s = &s;
+            async move {
+                s.login(
+                    Some(&old),
+                    &SessionId::generate(),
+                    "ann",
+                    &DataChange::default(),
+                    seed(at),
+                    at,
+                    &p,
+                )
+                .await
+                .unwrap();
+            }
+        };
+        let first: Vec<SessionId> = (0..30).map(|_| SessionId::generate()).collect();
+        for old in &first {
+            login(*old, 0).await;
+            assert!(s.rotated.len() <= 10, "{}", s.rotated.len());
+        }
+        assert_eq!(s.rotated.len(), 10, "a full map takes no more");
+        assert_eq!(s.lookup(&first[0], 1, &p).await, Ok(Lookup::Rotated));
+        assert_eq!(s.lookup(&first[29], 1, &p).await, Ok(Lookup::Absent));
+        // Once the marks are over, a full map makes room for new ones.
+        let later = SessionId::generate();
+        login(later, ROTATED_FOR).await;
+        assert_eq!(s.rotated.len(), 1);
+        assert_eq!(s.lookup(&later, ROTATED_FOR, &p).await, Ok(Lookup::Rotated));
+        // The sweeper drops marks that are over, and no session with them.
+        s.sweep(2 * ROTATED_FOR - 1, &p);
+        assert_eq!(s.rotated.len(), 1);
+        s.sweep(2 * ROTATED_FOR, &p);
+        assert_eq!(s.rotated.len(), 0);
+        assert_eq!(s.len(), 10, "the sessions stay");
     }
 }

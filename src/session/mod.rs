@@ -17,4 +17,4 @@ pub use data::DataChange;
 pub use id::SessionId;
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
-pub use store::{NewSession, Policy, SessionRecord, SessionStore, StoreError};
+pub use store::{Lookup, NewSession, Policy, ROTATED_FOR, SessionRecord, SessionStore, StoreError};

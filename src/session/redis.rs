@@ -6,9 +6,18 @@
 //! ```text
 //! {key_prefix}{id, base64url}     hash: c created, s last_seen, d data (urlencoded),
 //!                                       u user (absent while anonymous), i client IP
+//!                                 or, once a login moved the session away, only
+//!                                       r the time of that login (TTL ROTATED_FOR)
 //! {key_prefix}user:{user}         sorted set: the base64url ids of the user's sessions,
 //!                                 scored by the end of their absolute lifetime
 //! ```
+//!
+//! The mark of a moved id lives in the old session's own key, so it is read
+//! by the same HMGET as the session (a plain request pays nothing for it),
+//! it is written by the same script that deletes the session (one step on
+//! one node, in a cluster too), and it is in the same slot whatever the
+//! prefix. Only [`SessionStore::count`] has to look inside the keys to tell
+//! marks from sessions.
 //!
 //! A session key's TTL is its remaining life: the idle deadline, never past
 //! `created + max_lifetime`. Expiry is also checked against the proxy's own
@@ -40,8 +49,9 @@
 //! sessions or a session the index does not know:
 //!
 //! 1. add the new id to the user's set (a dangling member is harmless);
-//! 2. on the old key's node: apply the change, check its size, delete the
-//!    old session and return its data (nothing changes if it is too large);
+//! 2. on the old key's node: apply the change, check its size, replace the
+//!    old session by the mark of a moved id and return its data (nothing
+//!    changes if it is too large);
 //! 3. on the new key's node: create the logged-in session with that data.
 //!
 //! # TLS
@@ -74,7 +84,10 @@ use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script, ServerErr
 
 use super::data::DataChange;
 use super::id::SessionId;
-use super::store::{NewSession, Policy, SessionRecord, SessionStore, SessionSummary, StoreError};
+use super::store::{
+    Lookup, NewSession, Policy, ROTATED_FOR, SessionRecord, SessionStore, SessionSummary,
+    StoreError,
+};
 
 /// Longest wait for a TCP connection to a Redis node.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -84,6 +97,8 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(3);
 /// Ids handled per batch when a user's sessions are listed or removed.
 const BATCH: usize = 64;
+/// The fields of a session key a lookup reads: a session's, then a mark's.
+const LOOKUP_FIELDS: [&str; 6] = ["c", "s", "d", "u", "i", "r"];
 
 /// Why a Redis store could not be set up (exit code 2 at start).
 #[derive(Debug, thiserror::Error)]
@@ -335,6 +350,8 @@ impl RedisStore {
     }
 
     /// Counts the session keys on one node (or the only server), by SCAN.
+    /// Keys named like a session are then asked whether they hold one (and
+    /// not the mark of a moved id), a pipeline per SCAN batch on that node.
     async fn count_on(&self, node: Option<(String, u16)>) -> Result<usize, StoreError> {
         let pattern = format!("{}*", glob_escape(&self.prefix));
         let mut cursor: u64 = 0;
@@ -361,55 +378,96 @@ impl RedisStore {
                 .await?;
             let (next, keys): (u64, Vec<String>) = redis::from_redis_value(reply)
                 .map_err(|e| StoreError::Corrupt(format!("SCAN reply: {e}")))?;
-            count += keys
-                .iter()
+            let named: Vec<String> = keys
+                .into_iter()
                 .filter(|k| {
                     k.strip_prefix(&self.prefix)
                         .and_then(SessionId::from_base64)
                         .is_some()
                 })
-                .count();
+                .collect();
+            count += self.sessions_among(named, node.clone()).await?;
             if next == 0 {
                 return Ok(count);
             }
             cursor = next;
         }
     }
+
+    /// How many of `keys` (all on `node`, or on the only server) hold a
+    /// session rather than the mark of a moved id.
+    async fn sessions_among(
+        &self,
+        keys: Vec<String>,
+        node: Option<(String, u16)>,
+    ) -> Result<usize, StoreError> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let mut pipe = redis::pipe();
+        for key in &keys {
+            pipe.cmd("HEXISTS").arg(key).arg("c");
+        }
+        let replies: Vec<Value> = self
+            .run(|c| async move {
+                match (c, node) {
+                    (Link::Cluster(mut cluster), Some((host, port))) => {
+                        let route = SingleNodeRoutingInfo::ByAddress { host, port };
+                        cluster.route_pipeline(pipe, 0, keys.len(), route).await
+                    }
+                    (mut c, _) => pipe.query_async(&mut c).await,
+                }
+            })
+            .await?;
+        Ok(replies
+            .into_iter()
+            .filter_map(number)
+            .filter(|&n| n == 1)
+            .count())
+    }
 }
 
 impl SessionStore for RedisStore {
-    async fn load(
+    async fn lookup(
         &self,
         id: &SessionId,
         now: u64,
         policy: &Policy,
-    ) -> Result<Option<SessionRecord>, StoreError> {
+    ) -> Result<Lookup, StoreError> {
         let key = self.session_key(id);
-        // Most loads only read: one HMGET, cheaper for Redis than a script.
-        // Only when the idle deadline is due for a refresh (at most once per
+        // Most lookups only read: one HMGET, cheaper for Redis than a
+        // script, which also reads the mark a login may have left. Only
+        // when the idle deadline is due for a refresh (at most once per
         // touch_interval) does the load script read and touch atomically.
-        let fields: Vec<Value> = self
+        let mut fields: Vec<Value> = self
             .run(|mut c| {
                 let key = &key;
                 async move {
                     redis::cmd("HMGET")
                         .arg(key)
-                        .arg(&["c", "s", "d", "u", "i"])
+                        .arg(&LOOKUP_FIELDS)
                         .query_async(&mut c)
                         .await
                 }
             })
             .await?;
+        let mark = (fields.len() == LOOKUP_FIELDS.len())
+            .then(|| fields.pop())
+            .flatten()
+            .and_then(number);
         let Some(record) = record_from_fields(fields)? else {
-            return Ok(None);
+            return Ok(match mark {
+                Some(at) if now < at.saturating_add(ROTATED_FOR) => Lookup::Rotated,
+                _ => Lookup::Absent,
+            });
         };
         if record.is_expired(now, policy) {
-            return Ok(None);
+            return Ok(Lookup::Absent);
         }
         if !(now.saturating_sub(record.last_seen) >= policy.touch_interval
             && now > record.last_seen)
         {
-            return Ok(Some(record));
+            return Ok(Lookup::Live(record));
         }
         let reply = self
             .run(|mut c| async move {
@@ -422,10 +480,7 @@ impl SessionStore for RedisStore {
                 inv.invoke_async::<Value>(&mut c).await
             })
             .await?;
-        if reply == Value::Nil {
-            return Ok(None);
-        }
-        parse_record(reply).map(Some)
+        parse_lookup(reply)
     }
 
     async fn update(
@@ -637,6 +692,19 @@ fn push_change(inv: &mut redis::ScriptInvocation<'_>, change: &DataChange) {
     }
 }
 
+/// Reads the load script's reply: nothing, `{"rotated"}`, or a record.
+fn parse_lookup(reply: Value) -> Result<Lookup, StoreError> {
+    match &reply {
+        Value::Nil => Ok(Lookup::Absent),
+        Value::Array(fields)
+            if fields.len() == 1 && text(fields[0].clone()).as_deref() == Some("rotated") =>
+        {
+            Ok(Lookup::Rotated)
+        }
+        _ => parse_record(reply).map(Lookup::Live),
+    }
+}
+
 /// Reads `{status, ...}` replies: `{"ok", created, last_seen, data, user|nil,
 /// ip|nil}`, `{"gone"}` or `{"too_large", size}`.
 fn parse_record(reply: Value) -> Result<SessionRecord, StoreError> {
@@ -812,13 +880,16 @@ struct Scripts {
 
 impl Scripts {
     fn new() -> Self {
+        // The one constant the scripts share with Rust, written in front.
+        let common = format!("local ROTATED_FOR = {ROTATED_FOR}\n{LUA_COMMON}");
+        let with_common = |body: &str| Script::new(&[&common, body].concat());
         Scripts {
-            load: Script::new(&[LUA_COMMON, LUA_LOAD].concat()),
-            update: Script::new(&[LUA_COMMON, LUA_UPDATE].concat()),
-            login: Script::new(&[LUA_COMMON, LUA_LOGIN].concat()),
-            take: Script::new(&[LUA_COMMON, LUA_TAKE].concat()),
-            put: Script::new(&[LUA_COMMON, LUA_PUT].concat()),
-            index: Script::new(&[LUA_COMMON, LUA_INDEX].concat()),
+            load: with_common(LUA_LOAD),
+            update: with_common(LUA_UPDATE),
+            login: with_common(LUA_LOGIN),
+            take: with_common(LUA_TAKE),
+            put: with_common(LUA_PUT),
+            index: with_common(LUA_INDEX),
             drop_if_user: Script::new(LUA_DROP_IF_USER),
         }
     }
@@ -908,6 +979,22 @@ local function live(key, now, idle, life)
   return {c = c, s = s, d = r[3] or '', u = r[4], i = r[5]}
 end
 
+-- Whether key holds the mark a login leaves on the id it moved a session
+-- away from, still in force at now (the proxy's clock, as for sessions;
+-- the key's TTL only does the cleaning).
+local function rotated(key, now)
+  local at = tonumber(redis.call('HGET', key, 'r'))
+  return at ~= nil and now < at + ROTATED_FOR
+end
+
+-- Puts that mark in place of whatever key held: a session, or nothing (an
+-- anonymous session that never held anything is moved by a login too).
+local function mark_rotated(key, now)
+  redis.call('DEL', key)
+  redis.call('HSET', key, 'r', now)
+  redis.call('EXPIRE', key, ROTATED_FOR)
+end
+
 -- Creates a logged-in session under a new id.
 local function put(key, now, idle, life, user, data, ip)
   redis.call('DEL', key)
@@ -936,6 +1023,9 @@ const LUA_LOAD: &str = r#"
 local now, idle, life, touch = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local r = live(KEYS[1], now, idle, life)
 if not r then
+  if rotated(KEYS[1], now) then
+    return {'rotated'}
+  end
   return false
 end
 if now - r.s >= touch and now > r.s then
@@ -953,8 +1043,9 @@ local now, idle, life, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV
 local r, expired = live(KEYS[1], now, idle, life)
 local fresh = false
 if not r then
-  -- An expired session stays ended, even for an update allowed to create.
-  if expired or ARGV[5] ~= '1' then
+  -- An expired session stays ended, even for an update allowed to create,
+  -- and an id a login just moved away is not made a session again.
+  if expired or ARGV[5] ~= '1' or rotated(KEYS[1], now) then
     return {'gone'}
   end
   fresh = true
@@ -965,6 +1056,8 @@ if #data > max then
   return {'too_large', #data, max}
 end
 if fresh then
+  -- Drops a mark that is over but not yet cleaned by its TTL.
+  redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[1], 'c', r.c)
   if r.i then
     redis.call('HSET', KEYS[1], 'i', r.i)
@@ -976,7 +1069,8 @@ return {'ok', r.c, now, data, r.u, r.i}
 "#;
 
 /// KEYS: new session, user set, [old session]. ARGV: now, idle, life,
-/// max_bytes, user, new id, initial, ip, change...
+/// max_bytes, user, new id, initial, ip, change... The old session (stored
+/// or not) gives way to the mark of a moved id.
 const LUA_LOGIN: &str = r#"
 local now, idle, life, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local base, ip = ARGV[7], ARGV[8]
@@ -994,14 +1088,15 @@ if #data > max then
   return {'too_large', #data, max}
 end
 if KEYS[3] then
-  redis.call('DEL', KEYS[3])
+  mark_rotated(KEYS[3], now)
 end
 index(KEYS[2], ARGV[6], now, life)
 return put(KEYS[1], now, idle, life, ARGV[5], data, ip)
 "#;
 
 /// Cluster login, step 2. KEYS: old session. ARGV: now, idle, life,
-/// max_bytes, initial, change... Returns the data the new session gets.
+/// max_bytes, initial, change... Returns the data the new session gets,
+/// and leaves the mark of a moved id in place of the old session.
 const LUA_TAKE: &str = r#"
 local now, idle, life, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local base, ip = ARGV[5], false
@@ -1014,7 +1109,7 @@ local data = apply_change(base, 6)
 if #data > max then
   return {'too_large', #data, max}
 end
-redis.call('DEL', KEYS[1])
+mark_rotated(KEYS[1], now)
 return {'ok', data, ip}
 "#;
 
@@ -1118,6 +1213,22 @@ mod tests {
                 Value::Int(5000)
             ])),
             Err(StoreError::TooLarge { size: 5000, .. })
+        ));
+        assert_eq!(parse_lookup(Value::Nil), Ok(Lookup::Absent));
+        assert_eq!(
+            parse_lookup(Value::Array(vec![Value::BulkString(b"rotated".to_vec())])),
+            Ok(Lookup::Rotated)
+        );
+        assert!(matches!(
+            parse_lookup(Value::Array(vec![
+                Value::SimpleString("ok".into()),
+                Value::Int(1),
+                Value::Int(2),
+                Value::Nil,
+                Value::Nil,
+                Value::Nil,
+            ])),
+            Ok(Lookup::Live(_))
         ));
         for junk in [
             Value::Nil,

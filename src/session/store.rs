@@ -40,6 +40,40 @@ impl SessionRecord {
     }
 }
 
+/// How long, in seconds, a login remembers the id it moved a session away
+/// from. A browser keeps sending the pre-login cookie on requests it started
+/// before the login's answer (with its new cookie) arrived: other tabs,
+/// images, scripts polling. Each would otherwise find no session, be given
+/// a new anonymous one and a `Set-Cookie` for it, and whichever answer came
+/// last would sign the user out. A minute covers such requests, even those
+/// still waiting for a slow backend (`upstream_timeout` is 30 s by default),
+/// and leaves the memory a login costs short-lived.
+pub const ROTATED_FOR: u64 = 60;
+
+/// What a store holds under an id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// A live session.
+    Live(SessionRecord),
+    /// No session: a login moved it to a new id less than [`ROTATED_FOR`]
+    /// seconds ago. The id must never act as that session (the new id is
+    /// not even known here): it only tells a late request of the same
+    /// browser from a visitor who has no session.
+    Rotated,
+    /// Nothing: never stored, ended, or moved by a login long ago.
+    Absent,
+}
+
+impl Lookup {
+    /// The live session, if any.
+    pub fn live(self) -> Option<SessionRecord> {
+        match self {
+            Lookup::Live(record) => Some(record),
+            Lookup::Rotated | Lookup::Absent => None,
+        }
+    }
+}
+
 /// Lifetime and size rules, in whole seconds and bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
@@ -99,7 +133,9 @@ pub enum StoreError {
         /// The limit.
         limit: usize,
     },
-    /// The session ended (expired, logged out, rotated) before the update.
+    /// The session ended (expired, logged out, moved by a login) before the
+    /// update, or the id was moved by a login moments ago and may not be
+    /// used for a new session (see [`ROTATED_FOR`]).
     #[error("session no longer exists")]
     Gone,
     /// The store answered with something it should not have.
@@ -120,17 +156,32 @@ pub struct SessionSummary {
 ///
 /// `now` is passed in (unix seconds) so that expiry is testable without waiting.
 pub trait SessionStore: Send + Sync + 'static {
-    /// Loads a live session, refreshing its idle deadline when
-    /// `touch_interval` has passed. Expired sessions are `None`.
+    /// Finds what `id` names: a live session (its idle deadline refreshed
+    /// when `touch_interval` has passed), the mark of a recent login that
+    /// moved it away, or nothing. Expired sessions are [`Lookup::Absent`].
+    /// As cheap as a plain load: the mark is read in the same step.
+    fn lookup(
+        &self,
+        id: &SessionId,
+        now: u64,
+        policy: &Policy,
+    ) -> impl Future<Output = Result<Lookup, StoreError>> + Send;
+
+    /// Loads a live session, as [`SessionStore::lookup`] does; anything
+    /// else is `None`.
     fn load(
         &self,
         id: &SessionId,
         now: u64,
         policy: &Policy,
-    ) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send {
+        async move { Ok(self.lookup(id, now, policy).await?.live()) }
+    }
 
     /// Applies a data change atomically. A missing session is created from
-    /// `create` when given, else the result is [`StoreError::Gone`].
+    /// `create` when given, else the result is [`StoreError::Gone`]; an id
+    /// a login moved away less than [`ROTATED_FOR`] seconds ago is never
+    /// created again ([`StoreError::Gone`]).
     fn update(
         &self,
         id: &SessionId,
@@ -141,7 +192,12 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<SessionRecord, StoreError>> + Send;
 
     /// Logs `user` in under a NEW id: the data of `old` (if it is stored) is
-    /// carried over with `change` applied, and `old` stops existing, in one step.
+    /// carried over with `change` applied, and `old` stops existing, in one
+    /// step. `old` is then marked as moved for [`ROTATED_FOR`] seconds
+    /// (stored or not: an anonymous session that never held anything is
+    /// rotated too), so that [`SessionStore::lookup`] reports it as
+    /// [`Lookup::Rotated`]. A refused login ([`StoreError::TooLarge`])
+    /// changes nothing.
     #[allow(clippy::too_many_arguments)] // one atomic step needs every input
     fn login(
         &self,
@@ -154,7 +210,8 @@ pub trait SessionStore: Send + Sync + 'static {
         policy: &Policy,
     ) -> impl Future<Output = Result<SessionRecord, StoreError>> + Send;
 
-    /// Ends a session. Ending one that does not exist is not an error.
+    /// Ends a session, and forgets the id's mark if a login moved it.
+    /// Ending one that does not exist is not an error.
     fn remove(&self, id: &SessionId) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Ends every session of `user`; returns how many ended.
@@ -168,7 +225,7 @@ pub trait SessionStore: Send + Sync + 'static {
         policy: &Policy,
     ) -> impl Future<Output = Result<Vec<SessionSummary>, StoreError>> + Send;
 
-    /// Number of stored sessions.
+    /// Number of stored sessions (marks of moved ids are not sessions).
     fn count(&self) -> impl Future<Output = Result<usize, StoreError>> + Send;
 
     /// Whether the store can be reached right now.

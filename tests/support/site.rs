@@ -1,7 +1,8 @@
-//! A small site behind the proxy, shared by the persistence, rotation and
-//! Redis tests: a backend that logs visitors in and remembers things through
-//! control headers, the config that puts it behind sessiongate, and the
-//! three-step key rotation every store must survive.
+//! A small site behind the proxy, shared by the persistence, rotation, login
+//! and Redis tests: a backend that logs visitors in and remembers things
+//! through control headers, the config that puts it behind sessiongate, the
+//! three-step key rotation every store must survive, and the requests that
+//! race a login, which no store may let sign the user out.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use sessiongate::config::Config;
 use sessiongate::proxy::Runtime;
 use sessiongate::session::Signer;
 
-use super::{Backend, Proxy, Reply, client, session_cookie};
+use super::{Backend, KEY, Proxy, Reply, client, session_cookie, set_cookies};
 
 /// The key cookies are signed with before a rotation.
 pub const OLD_KEY: &str = "old-key-0123456789-abcdefghijklmnopq";
@@ -160,4 +161,145 @@ pub async fn three_step_rotation(store: &str) {
         visit(&base, &backend, "/members/a", &after).await,
         (200, Some("alice".into()), "cart=3".into())
     );
+}
+
+/// How many requests race a login in [`requests_racing_a_login`].
+const RACERS: usize = 50;
+
+/// Sends [`RACERS`] requests with `cookie` to the proxy at `base`, all in
+/// flight at once, over the three kinds of route: `/members/x` (login),
+/// `/pub/x` (public) and `/add?kN` (session, and the backend stores `kN`).
+/// Returns, per request, the path, the status, the `Location` and every
+/// `Set-Cookie`.
+async fn race(base: &str, cookie: &str) -> Vec<(String, u16, String, Vec<String>)> {
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let path = match i % 5 {
+                0 => "/members/x".to_string(),
+                1 => "/pub/x".to_string(),
+                _ => format!("/add?k{i}"),
+            };
+            let request = client()
+                .get(format!("{base}{path}"))
+                .header("cookie", cookie)
+                .send();
+            tokio::spawn(async move {
+                let resp = request.await.unwrap();
+                let location = resp
+                    .headers()
+                    .get("location")
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .unwrap_or_default();
+                (path, resp.status().as_u16(), location, set_cookies(&resp))
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    answers
+}
+
+/// A browser signs in through the backend (`/signin` answers
+/// `X-Session-Login`) while other requests of it still carry the pre-login
+/// cookie. None of those may get a `Set-Cookie`: whichever answer arrived
+/// last would set the browser's cookie, and a new anonymous session there
+/// would sign the user out. None gets a session, none changes one, and a
+/// `login` route sends them to sign in without `expired=1`. Against one
+/// store (`store` is a `[store]` section, empty for memory), for a
+/// pre-login session that held data and for one that never did, with the
+/// requests sent right after the login's answer, then with a login in flight.
+pub async fn requests_racing_a_login(store: &str) {
+    let backend = app().await;
+    let proxy = Proxy::start(&site(&backend, &[KEY], store)).await;
+    let base = proxy.url("");
+    for (first, data) in [("/remember", "n=1&cart=3"), ("/page", "cart=3")] {
+        let resp = client().get(format!("{base}{first}")).send().await.unwrap();
+        let before = session_cookie(&resp).expect("a first visit sets a cookie");
+        let resp = client()
+            .get(format!("{base}/signin"))
+            .header("cookie", &before)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let after = session_cookie(&resp).expect("a login sets a new cookie");
+        assert_ne!(after, before);
+
+        let seen = backend.seen().len();
+        for (path, status, location, cookies) in race(&base, &before).await {
+            assert!(
+                cookies.is_empty(),
+                "after {first}: {path} with the pre-login cookie set {cookies:?}"
+            );
+            if path.starts_with("/members/") {
+                assert_eq!(
+                    (status, location.as_str()),
+                    (302, "/.sessiongate/login?next=%2Fmembers%2Fx"),
+                    "after {first}: signed in just now, not expired"
+                );
+            } else {
+                assert_eq!(status, 200, "after {first}: {path}");
+            }
+        }
+        for request in &backend.seen()[seen..] {
+            assert_eq!(
+                request.header("x-session-created"),
+                None,
+                "after {first}: {} was forwarded with a session",
+                request.uri
+            );
+        }
+        assert_eq!(
+            visit(&base, &backend, "/members/x", &after).await,
+            (200, Some("alice".into()), data.into()),
+            "after {first}: the login stands, and no racing update landed in it"
+        );
+        // A second login with the pre-login cookie (a form sent twice) is a
+        // login of its own: a new id, and the backend's data in it.
+        let resp = client()
+            .get(format!("{base}/signin"))
+            .header("cookie", &before)
+            .send()
+            .await
+            .unwrap();
+        let again = session_cookie(&resp).expect("a login sets a cookie");
+        assert!(again != before && again != after);
+        assert_eq!(
+            visit(&base, &backend, "/members/x", &again).await,
+            (200, Some("alice".into()), "cart=3".into())
+        );
+    }
+
+    // The requests leave while the login is in flight: those the proxy
+    // handles first still meet the old session, the others its mark.
+    let resp = client()
+        .get(format!("{base}/remember"))
+        .send()
+        .await
+        .unwrap();
+    let before = session_cookie(&resp).unwrap();
+    let login = tokio::spawn(
+        client()
+            .get(format!("{base}/signin"))
+            .header("cookie", &before)
+            .send(),
+    );
+    for (path, _, _, cookies) in race(&base, &before).await {
+        assert!(
+            cookies.is_empty(),
+            "{path} racing the login set {cookies:?}"
+        );
+    }
+    let after = session_cookie(&login.await.unwrap().unwrap()).unwrap();
+    let (status, user, data) = visit(&base, &backend, "/members/x", &after).await;
+    assert_eq!((status, user.as_deref()), (200, Some("alice")));
+    let data = sessiongate::session::data::decode(&data);
+    for kept in [("n", "1"), ("cart", "3")] {
+        assert!(
+            data.contains(&(kept.0.into(), kept.1.into())),
+            "{kept:?} not in {data:?}"
+        );
+    }
 }
