@@ -231,8 +231,8 @@ fn is_peer_error(e: &io::Error) -> bool {
 
 /// Lets a repeated message through at most once per [`LOG_EVERY`], and
 /// counts the ones held back.
-#[derive(Default)]
-struct LogLimiter {
+#[derive(Debug, Default)]
+pub(crate) struct LogLimiter {
     last: Option<Instant>,
     suppressed: u64,
 }
@@ -240,7 +240,7 @@ struct LogLimiter {
 impl LogLimiter {
     /// `Some(number held back since the last one)` when the message may be
     /// logged `now`.
-    fn allow(&mut self, now: Instant) -> Option<u64> {
+    pub(crate) fn allow(&mut self, now: Instant) -> Option<u64> {
         match self.last {
             Some(last) if now.duration_since(last) < LOG_EVERY => {
                 self.suppressed += 1;
