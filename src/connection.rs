@@ -38,6 +38,7 @@ use futures_util::task::AtomicWaker;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -239,15 +240,27 @@ where
     }
 }
 
-/// Serves HTTP on `io` with `builder`, answering each request with
+/// Which HTTP a connection speaks, with hyper's settings for it.
+#[derive(Clone, Copy)]
+pub enum Speak<'a> {
+    /// HTTP/1.1 or HTTP/2, told by the first bytes (plain listeners, and
+    /// TLS without ALPN).
+    Detect(&'a auto::Builder<TokioExecutor>),
+    /// HTTP/1.1 only, with upgrades (TLS ALPN `http/1.1`).
+    Http1(&'a http1::Builder),
+    /// HTTP/2 only (TLS ALPN `h2`): anything else is a connection error.
+    Http2(&'a http2::Builder<TokioExecutor>),
+}
+
+/// Serves HTTP on `io` as `speak` says, answering each request with
 /// `handle`, until the client goes away, a deadline passes, or `drain`
 /// asks the connection to finish.
 pub async fn serve<I, H, F, B>(
     io: I,
-    builder: &auto::Builder<TokioExecutor>,
+    speak: Speak<'_>,
     handle: H,
     deadlines: Deadlines,
-    mut drain: DrainToken,
+    drain: DrainToken,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
@@ -268,7 +281,38 @@ pub async fn serve<I, H, F, B>(
             }))
         }
     });
-    let mut conn = pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
+    let io = TokioIo::new(io);
+    // hyper-util's auto builder sniffs even when told one protocol, once
+    // upgrades are on; hyper's own builders do not.
+    match speak {
+        Speak::Detect(builder) => {
+            let conn = pin!(builder.serve_connection_with_upgrades(io, service));
+            keep_deadlines(conn, |c| c.graceful_shutdown(), &activity, deadlines, drain).await;
+        }
+        Speak::Http1(builder) => {
+            let conn = pin!(builder.serve_connection(io, service).with_upgrades());
+            keep_deadlines(conn, |c| c.graceful_shutdown(), &activity, deadlines, drain).await;
+        }
+        Speak::Http2(builder) => {
+            let conn = pin!(builder.serve_connection(io, service));
+            keep_deadlines(conn, |c| c.graceful_shutdown(), &activity, deadlines, drain).await;
+        }
+    }
+}
+
+/// Drives `conn` to its end, closing it when the first request head is
+/// late and shutting it down gracefully when it has been idle too long or
+/// the drain asks.
+async fn keep_deadlines<C, E>(
+    mut conn: Pin<&mut C>,
+    graceful_shutdown: impl Fn(Pin<&mut C>),
+    activity: &Activity,
+    deadlines: Deadlines,
+    mut drain: DrainToken,
+) where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     let mut timer = pin!(tokio::time::sleep_until(deadlines.first_head));
     let mut armed = true;
     let mut closing = false;
@@ -297,12 +341,12 @@ pub async fn serve<I, H, F, B>(
                 // Busy: the end of the last open request arms the timer again.
                 if activity.is_idle() && !closing {
                     tracing::debug!("idle for keepalive_timeout; closing");
-                    conn.as_mut().graceful_shutdown();
+                    graceful_shutdown(conn.as_mut());
                     closing = true;
                 }
             }
             () = drain.asked(), if !closing => {
-                conn.as_mut().graceful_shutdown();
+                graceful_shutdown(conn.as_mut());
                 closing = true;
             }
         }

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::accept::Acceptor;
 use crate::body::ResponseBody;
-use crate::connection::{self, Deadlines, Drain, Held};
+use crate::connection::{self, Deadlines, Drain, Held, Speak};
 use crate::respond::Reject;
 
 /// The times the redirect listener's connections are held to (those of
@@ -62,7 +62,7 @@ pub async fn serve(
             let handle = move |req: Request<hyper::body::Incoming>| async move {
                 to_https(&req, https_port)
             };
-            connection::serve(io, &builder, handle, deadlines, token).await;
+            connection::serve(io, Speak::Detect(&builder), handle, deadlines, token).await;
         });
     }
     drop(acceptor);

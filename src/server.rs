@@ -24,6 +24,7 @@ use std::time::Duration;
 use http::header::HeaderValue;
 use http::{Request, Response};
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
@@ -35,7 +36,7 @@ use crate::accept::{Acceptor, ConnectionSlots};
 use crate::body::ResponseBody;
 use crate::clock::Clock;
 use crate::config::{Config, ServerConfig, StoreKind};
-use crate::connection::{self, Deadlines, Drain, DrainToken, Held};
+use crate::connection::{self, Deadlines, Drain, DrainToken, Held, Speak};
 use crate::forwarded::ConnInfo;
 use crate::proxy::{Gate, Runtime};
 use crate::session::redis::RedisSetupError;
@@ -307,44 +308,62 @@ struct Listening {
 /// the first bytes, and one for each protocol TLS ALPN can settle on.
 struct Protocols {
     detect: auto::Builder<TokioExecutor>,
-    http1: auto::Builder<TokioExecutor>,
-    http2: auto::Builder<TokioExecutor>,
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
 }
 
-impl Protocols {
-    fn new(server: &ServerConfig) -> Self {
-        let mut b = auto::Builder::new(TokioExecutor::new());
-        b.http1()
+/// The HTTP/1.1 settings, for hyper's builder and the auto builder's alike.
+macro_rules! http1_settings {
+    ($builder:expr, $server:expr) => {
+        $builder
             .timer(TokioTimer::new())
             // Request heads and idle time are timed by crate::connection,
             // from accept on; hyper's timer would start later and, between
             // requests, cut keep-alive short at its own 30 s.
             .header_read_timeout(None)
-            .max_buf_size(server.max_header_bytes.max(MIN_BUF) + MIN_BUF);
-        b.http2()
+            .max_buf_size($server.max_header_bytes.max(MIN_BUF) + MIN_BUF)
+    };
+}
+
+/// The HTTP/2 settings, for hyper's builder and the auto builder's alike.
+macro_rules! http2_settings {
+    ($builder:expr, $server:expr) => {
+        $builder
             .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX))
+            .max_header_list_size(u32::try_from($server.max_header_bytes).unwrap_or(u32::MAX))
             // A peer that stops answering PINGs is gone, even in the middle
             // of a long response or a WebSocket tunnel.
-            .keep_alive_interval(server.keepalive_timeout)
-            .keep_alive_timeout(H2_PING_TIMEOUT.min(server.keepalive_timeout))
+            .keep_alive_interval($server.keepalive_timeout)
+            .keep_alive_timeout(H2_PING_TIMEOUT.min($server.keepalive_timeout))
             // RFC 8441: WebSockets over HTTP/2 (see crate::upgrade).
-            .enable_connect_protocol();
+            .enable_connect_protocol()
+    };
+}
+
+impl Protocols {
+    fn new(server: &ServerConfig) -> Self {
+        let mut detect = auto::Builder::new(TokioExecutor::new());
+        http1_settings!(detect.http1(), server);
+        http2_settings!(detect.http2(), server);
+        let mut http1 = http1::Builder::new();
+        http1_settings!(http1, server);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2_settings!(http2, server);
         Protocols {
-            http1: b.clone().http1_only(),
-            http2: b.clone().http2_only(),
-            detect: b,
+            detect,
+            http1,
+            http2,
         }
     }
 
-    /// The builder for what ALPN chose: after `h2`, only HTTP/2 is spoken
-    /// (an HTTP/1.1 request is a connection error, RFC 9113 section 3.4),
-    /// after `http/1.1` only HTTP/1.1; without ALPN, the first bytes decide.
-    fn for_alpn(&self, alpn: Option<&[u8]>) -> &auto::Builder<TokioExecutor> {
+    /// How to speak after what ALPN chose: after `h2`, only HTTP/2 (an
+    /// HTTP/1.1 request is a connection error, RFC 9113 section 3.4), after
+    /// `http/1.1` only HTTP/1.1; without ALPN, the first bytes decide.
+    fn for_alpn(&self, alpn: Option<&[u8]>) -> Speak<'_> {
         match alpn {
-            Some(b"h2") => &self.http2,
-            Some(b"http/1.1") => &self.http1,
-            _ => &self.detect,
+            Some(b"h2") => Speak::Http2(&self.http2),
+            Some(b"http/1.1") => Speak::Http1(&self.http1),
+            _ => Speak::Detect(&self.detect),
         }
     }
 }
@@ -391,14 +410,8 @@ async fn connection(
     };
     let Some(acceptor) = &listening.tls else {
         let handle = handler(listening.gate.clone(), conn_info, None);
-        connection::serve(
-            stream,
-            &listening.protocols.detect,
-            handle,
-            deadlines,
-            drain,
-        )
-        .await;
+        let speak = Speak::Detect(&listening.protocols.detect);
+        connection::serve(stream, speak, handle, deadlines, drain).await;
         return;
     };
     // The handshake counts against the first request head's deadline.
@@ -413,7 +426,7 @@ async fn connection(
             return;
         }
     };
-    let builder = listening
+    let speak = listening
         .protocols
         .for_alpn(stream.get_ref().1.alpn_protocol());
     // A copy of its own, so that requests on this connection share no
@@ -423,7 +436,7 @@ async fn connection(
         .as_ref()
         .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok());
     let handle = handler(listening.gate.clone(), conn_info, hsts);
-    connection::serve(stream, builder, handle, deadlines, drain).await;
+    connection::serve(stream, speak, handle, deadlines, drain).await;
 }
 
 /// What answers one connection's requests: the gate, then (over TLS, when
