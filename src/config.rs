@@ -37,6 +37,9 @@ const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
 const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+const DEFAULT_REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
+const DEFAULT_UPSTREAM_MAX_CONNECTIONS: usize = 256;
 const DEFAULT_COOKIE_NAME: &str = "sg_session";
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
@@ -111,6 +114,21 @@ pub struct ServerConfig {
     /// Threads serving requests; `None`: one per CPU core. `1` runs a
     /// single-threaded runtime, like one nginx worker.
     pub workers: Option<usize>,
+    /// Time from accept to a complete first request head, the TLS handshake
+    /// and protocol detection included.
+    pub request_header_timeout: Duration,
+    /// Time an idle connection stays open: HTTP/1.1 between requests,
+    /// HTTP/2 with no request in progress.
+    pub keepalive_timeout: Duration,
+    /// Client connections open at once, across every listener; `None`:
+    /// sized from the file descriptor limit at start
+    /// ([`crate::accept::default_max_connections`]).
+    pub max_connections: Option<usize>,
+    /// Connections open at once to one upstream origin.
+    pub upstream_max_connections: usize,
+    /// `Strict-Transport-Security` sent on every response over TLS; off
+    /// when `None`.
+    pub hsts: Option<http::HeaderValue>,
 }
 
 /// Certificate chain and private key files, PEM.
@@ -686,6 +704,11 @@ struct RawServer {
     shutdown_grace: Option<Dur>,
     cgi_max_concurrent: Option<Spanned<usize>>,
     workers: Option<Spanned<usize>>,
+    request_header_timeout: Option<Spanned<Dur>>,
+    keepalive_timeout: Option<Spanned<Dur>>,
+    max_connections: Option<Spanned<usize>>,
+    upstream_max_connections: Option<Spanned<usize>>,
+    hsts: Option<Spanned<String>>,
 }
 
 /// `listen` may be one string or a list of strings.
@@ -1056,8 +1079,67 @@ fn validate_server(raw: RawServer, r: &mut Reporter<'_>) -> Option<ServerConfig>
         }
         Some(v) => Some(v.into_inner()),
     };
+    let request_header_timeout = positive(
+        raw.request_header_timeout,
+        DEFAULT_REQUEST_HEADER_TIMEOUT,
+        "request_header_timeout",
+        r,
+        &mut ok,
+    );
+    let keepalive_timeout = positive(
+        raw.keepalive_timeout,
+        DEFAULT_KEEPALIVE_TIMEOUT,
+        "keepalive_timeout",
+        r,
+        &mut ok,
+    );
+    let max_connections = match raw.max_connections {
+        None => None,
+        Some(v) if *v.get_ref() == 0 => {
+            r.span(
+                &v,
+                "max_connections must be at least 1 (leave it out to size it from the file descriptor limit)",
+            );
+            ok = false;
+            None
+        }
+        Some(v) => Some(v.into_inner()),
+    };
+    let upstream_max_connections = match raw.upstream_max_connections {
+        None => DEFAULT_UPSTREAM_MAX_CONNECTIONS,
+        Some(v) if *v.get_ref() == 0 => {
+            r.span(&v, "upstream_max_connections must be at least 1");
+            ok = false;
+            0
+        }
+        Some(v) => v.into_inner(),
+    };
+    let hsts = match raw.hsts {
+        None => None,
+        Some(v) if tls.is_none() => {
+            r.span(
+                &v,
+                "server.hsts is only ever sent over TLS, so it needs server.tls = { cert = \"...\", key = \"...\" }",
+            );
+            ok = false;
+            None
+        }
+        Some(v) => match crate::hsts::parse(v.get_ref()) {
+            Ok(value) => Some(value),
+            Err(e) => {
+                r.span(&v, e);
+                ok = false;
+                None
+            }
+        },
+    };
     ok.then(|| ServerConfig {
         workers,
+        request_header_timeout,
+        keepalive_timeout,
+        max_connections,
+        upstream_max_connections,
+        hsts,
         listen,
         tls,
         redirect_http,
@@ -1681,6 +1763,24 @@ impl Config {
         if let Some(ca) = &self.server.upstream_ca {
             let _ = writeln!(out, "upstream ca: {}", ca.display());
         }
+        let server = &self.server;
+        let max_connections = match server.max_connections {
+            Some(n) => n.to_string(),
+            None => {
+                let (n, fds) = crate::accept::default_max_connections();
+                format!("{n} (from the open files limit, {fds})")
+            }
+        };
+        let _ = writeln!(
+            out,
+            "connections: at most {max_connections}, request head within {}, idle {}; at most {} per upstream",
+            humantime::format_duration(server.request_header_timeout),
+            humantime::format_duration(server.keepalive_timeout),
+            server.upstream_max_connections
+        );
+        if let Some(hsts) = &server.hsts {
+            let _ = writeln!(out, "hsts: {}", String::from_utf8_lossy(hsts.as_bytes()));
+        }
         let _ = writeln!(out, "routes:");
         for route in &self.routes {
             let host = route.host.as_deref().unwrap_or("*");
@@ -1912,6 +2012,103 @@ mod tests {
         );
         assert_eq!(c.server.upstream_ca, Some(PathBuf::from("ca.pem")));
         assert!(c.summary().contains("redirect: http://127.0.0.1:8081"));
+    }
+
+    #[test]
+    fn connection_keys_have_spec_defaults() {
+        let c: Config = minimal().parse().unwrap();
+        assert_eq!(c.server.request_header_timeout, Duration::from_secs(30));
+        assert_eq!(c.server.keepalive_timeout, Duration::from_secs(75));
+        assert_eq!(c.server.max_connections, None);
+        assert_eq!(c.server.upstream_max_connections, 256);
+        assert!(c.server.hsts.is_none());
+        let summary = c.summary();
+        assert!(summary.contains("from the open files limit"), "{summary}");
+        assert!(summary.contains("at most 256 per upstream"), "{summary}");
+        assert!(!summary.contains("hsts"), "{summary}");
+    }
+
+    #[test]
+    fn connection_keys_are_read() {
+        let text = format!(
+            "[server]\ntls = {{ cert = \"c.pem\", key = \"k.pem\" }}\nrequest_header_timeout = \"5s\"\nkeepalive_timeout = \"2m\"\nmax_connections = 500\nupstream_max_connections = 8\nhsts = \"max-age=31536000; includeSubDomains\"\n\n{}",
+            minimal()
+        );
+        let c: Config = text.parse().unwrap();
+        assert_eq!(c.server.request_header_timeout, Duration::from_secs(5));
+        assert_eq!(c.server.keepalive_timeout, Duration::from_secs(120));
+        assert_eq!(c.server.max_connections, Some(500));
+        assert_eq!(c.server.upstream_max_connections, 8);
+        assert_eq!(
+            c.server.hsts.as_ref().map(|v| v.as_bytes()),
+            Some(&b"max-age=31536000; includeSubDomains"[..])
+        );
+        let summary = c.summary();
+        assert!(summary.contains("connections: at most 500"), "{summary}");
+        assert!(
+            summary.contains("hsts: max-age=31536000; includeSubDomains"),
+            "{summary}"
+        );
+    }
+
+    #[test]
+    fn bad_connection_keys_name_their_position() {
+        let text = format!(
+            "[server]\ntls = {{ cert = \"c.pem\", key = \"k.pem\" }}\nrequest_header_timeout = \"0s\"\nkeepalive_timeout = \"500ms\"\nmax_connections = 0\nupstream_max_connections = 0\nhsts = \"max-age=1y\"\n\n{}",
+            minimal()
+        );
+        let errs = text.parse::<Config>().unwrap_err().0;
+        let found: Vec<(usize, usize)> = errs.iter().map(|e| (e.line, e.col)).collect();
+        assert_eq!(
+            found,
+            vec![(3, 26), (4, 21), (5, 19), (6, 28), (7, 8)],
+            "{errs:?}"
+        );
+        assert!(
+            errs[0]
+                .message
+                .contains("request_header_timeout must be at least one second")
+        );
+        assert!(
+            errs[1]
+                .message
+                .contains("keepalive_timeout must be at least one second")
+        );
+        assert!(
+            errs[2]
+                .message
+                .contains("max_connections must be at least 1")
+        );
+        assert!(
+            errs[3]
+                .message
+                .contains("upstream_max_connections must be at least 1")
+        );
+        assert!(errs[4].message.contains("max-age=SECONDS"), "{}", errs[4]);
+        assert_eq!(
+            errs[4].to_string().split(':').take(3).collect::<Vec<_>>(),
+            ["<config>", "7", "8"]
+        );
+    }
+
+    #[test]
+    fn a_duration_without_unit_or_a_wrong_type_is_reported_where_it_is() {
+        let text = format!(
+            "[server]\nkeepalive_timeout = \"75\"\nmax_connections = \"many\"\n\n{}",
+            minimal()
+        );
+        let errs = text.parse::<Config>().unwrap_err().0;
+        let lines: Vec<usize> = errs.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![2, 3], "{errs:?}");
+        assert!(errs[0].message.contains("needs a unit"), "{errs:?}");
+    }
+
+    #[test]
+    fn hsts_needs_tls() {
+        let text = format!("[server]\nhsts = \"max-age=600\"\n\n{}", minimal());
+        let errs = text.parse::<Config>().unwrap_err().0;
+        assert_eq!((errs[0].line, errs[0].col), (2, 8), "{errs:?}");
+        assert!(errs[0].message.contains("needs server.tls"), "{errs:?}");
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //! A request travels through these modules, in this order:
 //!
 //! ```text
-//! server      accept -> (TLS) -> hyper auto (HTTP/1.1, h2)
+//! server      accept -> (TLS) -> hyper (HTTP/1.1, h2; by ALPN or detected)
+//!   accept      a slot among max_connections before each accept
+//!   connection  deadlines: first request head, idle keep-alive; drain
 //!   tls         certificates (reloaded when they change), upstream trust
+//!   hsts        Strict-Transport-Security on every TLS response
 //!   redirect    optional plain-HTTP listener: 301 to https://
 //! proxy       resolve client -> normalise the path, one host -> route
 //!               -> cookie -> session -> access decision
@@ -21,6 +24,7 @@
 //!   logging     log lines buffered in memory, written out by one thread
 //! ```
 
+pub mod accept;
 pub mod access;
 pub mod access_log;
 pub mod body;
@@ -28,7 +32,9 @@ pub mod builtin;
 pub mod canonical;
 pub mod clock;
 pub mod config;
+pub mod connection;
 pub mod forwarded;
+pub mod hsts;
 pub mod logging;
 pub mod login;
 pub mod metrics;

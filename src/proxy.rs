@@ -132,12 +132,16 @@ impl Runtime {
                     let upstream = match origins.get(&(scheme, authority)) {
                         Some(shared) => shared.clone(),
                         None => {
-                            let new = HttpUpstream::new(scheme, authority, &upstream_tls).map_err(
-                                |e| RuntimeError::Route {
-                                    route: route.path.clone(),
-                                    message: e.to_string(),
-                                },
-                            )?;
+                            let new = HttpUpstream::new(
+                                scheme,
+                                authority,
+                                &upstream_tls,
+                                config.server.upstream_max_connections,
+                            )
+                            .map_err(|e| RuntimeError::Route {
+                                route: route.path.clone(),
+                                message: e.to_string(),
+                            })?;
                             origins.insert((scheme, authority), new.clone());
                             new
                         }

@@ -2,66 +2,71 @@
 //! to the same host and path over HTTPS, and nothing else happens there (no
 //! session, no upstream), so no cookie is ever issued over plain HTTP.
 
-use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::uri::Authority;
 use http::{Method, Request, Response, StatusCode};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
+use crate::accept::Acceptor;
 use crate::body::ResponseBody;
+use crate::connection::{self, Deadlines, Drain, Held, Speak};
 use crate::respond::Reject;
 
-/// How long a client may take to send its request head.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The times the redirect listener's connections are held to (those of
+/// the main listeners).
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// From accept to a complete first request head.
+    pub request_header_timeout: Duration,
+    /// Idle time allowed between requests.
+    pub keepalive_timeout: Duration,
+    /// Time open connections get to finish at shutdown.
+    pub grace: Duration,
+}
 
 /// Accepts connections until shutdown and answers each request with a
-/// redirect to `https://<host>[:https_port]<path and query>`.
+/// redirect to `https://<host>[:https_port]<path and query>`. Connections
+/// count against `max_connections` like any other, and keep the same
+/// deadlines ([`crate::connection`]).
 pub async fn serve(
-    listener: TcpListener,
+    mut acceptor: Acceptor,
     https_port: u16,
-    grace: Duration,
+    timing: Timing,
     mut stop: watch::Receiver<bool>,
 ) {
-    let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let drain = Drain::default();
+    let builder = Arc::new({
+        let mut b = auto::Builder::new(TokioExecutor::new());
+        b.http1().timer(TokioTimer::new()).header_read_timeout(None);
+        b
+    });
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed on the redirect listener");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let service = service_fn(move |req: Request<hyper::body::Incoming>| async move {
-                    Ok::<_, Infallible>(to_https(&req, https_port))
-                });
-                let conn = builder.serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "redirect connection ended with an error");
-                    }
-                });
-            }
+        let accepted = tokio::select! {
+            accepted = acceptor.accept() => accepted,
             _ = stop.changed() => break,
-        }
+        };
+        let deadlines = Deadlines {
+            first_head: Instant::now() + timing.request_header_timeout,
+            keepalive: timing.keepalive_timeout,
+        };
+        let io = Held::new(accepted.stream, accepted.slot);
+        let builder = builder.clone();
+        let token = drain.token();
+        tokio::spawn(async move {
+            let handle = move |req: Request<hyper::body::Incoming>| async move {
+                to_https(&req, https_port)
+            };
+            connection::serve(io, Speak::Detect(&builder), handle, deadlines, token).await;
+        });
     }
-    drop(listener);
-    let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
+    drop(acceptor);
+    let _ = drain.finish(timing.grace).await;
 }
 
 /// The redirect for one request: `301` for GET and HEAD, `308` for other

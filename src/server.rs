@@ -1,11 +1,13 @@
 //! Listeners, connections, background tasks and graceful shutdown.
 //!
-//! Each accepted connection goes through the TLS handshake when
-//! `server.tls` is set (ALPN `h2` / `http/1.1`, bounded by
-//! [`crate::tls::HANDSHAKE_TIMEOUT`]), then is served by hyper-util's auto
-//! builder (HTTP/1.1 and HTTP/2, including h2c prior knowledge on plain
-//! listeners, and RFC 8441 WebSockets over HTTP/2) and watched by a
-//! `GracefulShutdown`, so that on SIGTERM the proxy stops accepting, lets
+//! Each connection is accepted once one of `max_connections` slots is free
+//! ([`crate::accept`]), goes through the TLS handshake when `server.tls` is
+//! set (ALPN `h2` / `http/1.1`), then is served by hyper-util's builder:
+//! HTTP/2 only after ALPN `h2`, HTTP/1.1 only after ALPN `http/1.1`, and
+//! otherwise either, detected from the first bytes (h2c prior knowledge on
+//! plain listeners), with RFC 8441 WebSockets over HTTP/2. Its deadlines
+//! (first request head, idle) and its part in a graceful shutdown live in
+//! [`crate::connection`]: on SIGTERM the proxy stops accepting, lets
 //! in-flight requests finish within `shutdown_grace`, then returns.
 //!
 //! The memory store's snapshot is loaded by [`build_store`] before the
@@ -13,32 +15,37 @@
 //! and written once more by [`Running::shutdown`] after the last connection
 //! drained, so that it holds every update a client was answered for.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use http::header::HeaderValue;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+use crate::accept::{Acceptor, ConnectionSlots};
+use crate::body::ResponseBody;
 use crate::clock::Clock;
-use crate::config::{Config, StoreKind};
+use crate::config::{Config, ServerConfig, StoreKind};
+use crate::connection::{self, Deadlines, Drain, DrainToken, Held, Speak};
 use crate::forwarded::ConnInfo;
 use crate::proxy::{Gate, Runtime};
 use crate::session::redis::RedisSetupError;
 use crate::session::snapshot::{self, SnapshotError};
 use crate::session::{AnyStore, MemoryStore, Policy, RedisStore, SessionStore, StoreError};
-use crate::tls::{CERT_POLL_INTERVAL, HANDSHAKE_TIMEOUT, ServerCert};
+use crate::tls::{CERT_POLL_INTERVAL, ServerCert};
 
-/// How long a client may take to send its request head.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an HTTP/2 client has to answer a keep-alive PING.
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the start waits for a first answer from Redis before going on
 /// without it.
 const REDIS_START_PROBE: Duration = Duration::from_secs(3);
@@ -189,8 +196,18 @@ pub async fn start_with_clock(
         }),
         _ => None,
     };
+    let max_connections = match config.server.max_connections {
+        Some(n) => n,
+        None => {
+            let (n, limit) = crate::accept::default_max_connections();
+            tracing::info!(max_connections = n, open_files_limit = %limit, "max_connections sized from the open files limit");
+            n
+        }
+    };
+    let slots = ConnectionSlots::new(max_connections);
     let runtime = Runtime::build(config)?;
     let gate = Arc::new(Gate::new(runtime, store, clock));
+    let server = gate.runtime().config.server.clone();
     let (shutdown, _) = watch::channel(false);
     let mut addrs = Vec::new();
     let mut tasks = Vec::new();
@@ -200,11 +217,19 @@ pub async fn start_with_clock(
             source,
         })?;
         addrs.push(local);
-        tasks.push(tokio::spawn(serve(
-            listener,
+        let listening = Listening {
+            gate: gate.clone(),
             local,
-            gate.clone(),
-            tls.as_ref().map(|t| t.acceptor()),
+            tls: tls.as_ref().map(|t| t.acceptor()),
+            protocols: Protocols::new(&server),
+            // Never over plain HTTP (the config refuses hsts without tls).
+            hsts: server.hsts.clone().filter(|_| tls.is_some()),
+            request_header_timeout: server.request_header_timeout,
+            keepalive_timeout: server.keepalive_timeout,
+        };
+        tasks.push(tokio::spawn(serve(
+            Acceptor::new(listener, slots.clone()),
+            Arc::new(listening),
             shutdown.subscribe(),
         )));
     }
@@ -216,9 +241,13 @@ pub async fn start_with_clock(
             redirect_addrs.push(local);
         }
         tasks.push(tokio::spawn(crate::redirect::serve(
-            listener,
+            Acceptor::new(listener, slots.clone()),
             https_port,
-            gate.runtime().config.server.shutdown_grace,
+            crate::redirect::Timing {
+                request_header_timeout: server.request_header_timeout,
+                keepalive_timeout: server.keepalive_timeout,
+                grace: server.shutdown_grace,
+            },
             shutdown.subscribe(),
         )));
     }
@@ -263,119 +292,179 @@ async fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, StartError> 
     Ok(listeners)
 }
 
-/// Accepts connections until shutdown, then drains them.
-async fn serve(
-    listener: TcpListener,
-    local: SocketAddr,
+/// How a listener's connections are served; fixed at start.
+struct Listening {
     gate: Arc<Gate>,
+    local: SocketAddr,
     tls: Option<TlsAcceptor>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let graceful = GracefulShutdown::new();
-    let builder = Arc::new({
-        let rt = gate.runtime();
-        let mut b = auto::Builder::new(TokioExecutor::new());
-        b.http1()
+    protocols: Protocols,
+    /// `Strict-Transport-Security`, on TLS listeners when configured.
+    hsts: Option<HeaderValue>,
+    request_header_timeout: Duration,
+    keepalive_timeout: Duration,
+}
+
+/// hyper's connection builders: one that detects HTTP/1.1 or HTTP/2 from
+/// the first bytes, and one for each protocol TLS ALPN can settle on.
+struct Protocols {
+    detect: auto::Builder<TokioExecutor>,
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+/// The HTTP/1.1 settings, for hyper's builder and the auto builder's alike.
+macro_rules! http1_settings {
+    ($builder:expr, $server:expr) => {
+        $builder
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .max_buf_size(rt.config.server.max_header_bytes.max(MIN_BUF) + MIN_BUF);
-        b.http2()
+            // Request heads and idle time are timed by crate::connection,
+            // from accept on; hyper's timer would start later and, between
+            // requests, cut keep-alive short at its own 30 s.
+            .header_read_timeout(None)
+            .max_buf_size($server.max_header_bytes.max(MIN_BUF) + MIN_BUF)
+    };
+}
+
+/// The HTTP/2 settings, for hyper's builder and the auto builder's alike.
+macro_rules! http2_settings {
+    ($builder:expr, $server:expr) => {
+        $builder
             .timer(TokioTimer::new())
-            .max_header_list_size(
-                u32::try_from(rt.config.server.max_header_bytes).unwrap_or(u32::MAX),
-            )
+            .max_header_list_size(u32::try_from($server.max_header_bytes).unwrap_or(u32::MAX))
+            // A peer that stops answering PINGs is gone, even in the middle
+            // of a long response or a WebSocket tunnel.
+            .keep_alive_interval($server.keepalive_timeout)
+            .keep_alive_timeout(H2_PING_TIMEOUT.min($server.keepalive_timeout))
             // RFC 8441: WebSockets over HTTP/2 (see crate::upgrade).
-            .enable_connect_protocol();
-        b
-    });
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off, do not exit.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let conn_info = ConnInfo::new(peer, local, tls.is_some());
-                tokio::spawn(connection(
-                    stream,
-                    conn_info,
-                    tls.clone(),
-                    builder.clone(),
-                    graceful.watcher(),
-                    gate.clone(),
-                ));
-            }
-            _ = stop.changed() => break,
+            .enable_connect_protocol()
+    };
+}
+
+impl Protocols {
+    fn new(server: &ServerConfig) -> Self {
+        let mut detect = auto::Builder::new(TokioExecutor::new());
+        http1_settings!(detect.http1(), server);
+        http2_settings!(detect.http2(), server);
+        let mut http1 = http1::Builder::new();
+        http1_settings!(http1, server);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2_settings!(http2, server);
+        Protocols {
+            detect,
+            http1,
+            http2,
         }
     }
-    drop(listener);
-    let grace = gate.runtime().config.server.shutdown_grace;
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+
+    /// How to speak after what ALPN chose: after `h2`, only HTTP/2 (an
+    /// HTTP/1.1 request is a connection error, RFC 9113 section 3.4), after
+    /// `http/1.1` only HTTP/1.1; without ALPN, the first bytes decide.
+    fn for_alpn(&self, alpn: Option<&[u8]>) -> Speak<'_> {
+        match alpn {
+            Some(b"h2") => Speak::Http2(&self.http2),
+            Some(b"http/1.1") => Speak::Http1(&self.http1),
+            _ => Speak::Detect(&self.detect),
+        }
+    }
+}
+
+/// Accepts connections until shutdown, then drains them.
+async fn serve(mut acceptor: Acceptor, listening: Arc<Listening>, mut stop: watch::Receiver<bool>) {
+    let drain = Drain::default();
+    loop {
+        let accepted = tokio::select! {
+            accepted = acceptor.accept() => accepted,
+            _ = stop.changed() => break,
+        };
+        // The clock for the first request head starts now.
+        let first_head = Instant::now() + listening.request_header_timeout;
+        let _ = accepted.stream.set_nodelay(true);
+        let conn_info = ConnInfo::new(accepted.peer, listening.local, listening.tls.is_some());
+        tokio::spawn(connection(
+            Held::new(accepted.stream, accepted.slot),
+            conn_info,
+            listening.clone(),
+            first_head,
+            drain.token(),
+        ));
+    }
+    drop(acceptor);
+    let grace = listening.gate.runtime().config.server.shutdown_grace;
+    if !drain.finish(grace).await {
         tracing::warn!(grace = ?grace, "connections still open after shutdown_grace; closing them");
     }
 }
 
 /// One connection: the TLS handshake (when the listener has TLS), then HTTP
-/// until the client goes away or shutdown drains it.
+/// until the client goes away, a deadline passes, or shutdown drains it.
 async fn connection(
-    stream: TcpStream,
+    stream: Held<TcpStream>,
     conn_info: ConnInfo,
-    tls: Option<TlsAcceptor>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    watcher: Watcher,
-    gate: Arc<Gate>,
+    listening: Arc<Listening>,
+    first_head: Instant,
+    drain: DrainToken,
 ) {
-    match tls {
-        None => serve_http(stream, conn_info, &builder, watcher, gate).await,
-        Some(acceptor) => {
-            // A client that stalls the handshake must not hold a task forever.
-            let stream =
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(e)) => {
-                        tracing::debug!(peer = %conn_info.peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(peer = %conn_info.peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
-            serve_http(stream, conn_info, &builder, watcher, gate).await;
+    let deadlines = Deadlines {
+        first_head,
+        keepalive: listening.keepalive_timeout,
+    };
+    let Some(acceptor) = &listening.tls else {
+        let handle = handler(listening.gate.clone(), conn_info, None);
+        let speak = Speak::Detect(&listening.protocols.detect);
+        connection::serve(stream, speak, handle, deadlines, drain).await;
+        return;
+    };
+    // The handshake counts against the first request head's deadline.
+    let stream = match tokio::time::timeout_at(first_head, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            tracing::debug!(peer = %conn_info.peer, error = %e, "TLS handshake failed");
+            return;
         }
-    }
+        Err(_) => {
+            tracing::debug!(peer = %conn_info.peer, "TLS handshake not done within request_header_timeout");
+            return;
+        }
+    };
+    let speak = listening
+        .protocols
+        .for_alpn(stream.get_ref().1.alpn_protocol());
+    // A copy of its own, so that requests on this connection share no
+    // reference count with every other connection.
+    let hsts = listening
+        .hsts
+        .as_ref()
+        .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok());
+    let handle = handler(listening.gate.clone(), conn_info, hsts);
+    connection::serve(stream, speak, handle, deadlines, drain).await;
 }
 
-/// Serves HTTP/1.1 or HTTP/2 on an accepted (and perhaps decrypted) stream.
-async fn serve_http<I>(
-    io: I,
-    conn_info: ConnInfo,
-    builder: &auto::Builder<TokioExecutor>,
-    watcher: Watcher,
+/// What answers one connection's requests: the gate, then (over TLS, when
+/// configured) `Strict-Transport-Security` on every response, the proxy's
+/// own error pages included.
+fn handler(
     gate: Arc<Gate>,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let conn_info = Arc::new(conn_info);
-    let service = service_fn(move |req| {
+    conn_info: ConnInfo,
+    hsts: Option<HeaderValue>,
+) -> impl Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<ResponseBody>> + Send>>
++ Clone
++ Send
++ Sync
++ 'static {
+    let conn = Arc::new((conn_info, hsts));
+    move |req| {
         let gate = gate.clone();
-        let conn_info = conn_info.clone();
+        let conn = conn.clone();
         // Boxed: the request's future is large, and hyper moves the
         // service's future around; a box moves as one pointer.
-        async move { Ok::<_, Infallible>(Box::pin(gate.handle(req, &conn_info)).await) }
-    });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    if let Err(e) = watcher.watch(conn.into_owned()).await {
-        tracing::debug!(error = %e, "connection ended with an error");
+        Box::pin(async move {
+            let (conn_info, hsts) = &*conn;
+            let mut resp = gate.handle(req, conn_info).await;
+            if let Some(value) = hsts {
+                crate::hsts::apply(&mut resp, value);
+            }
+            resp
+        })
     }
 }
 

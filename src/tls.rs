@@ -29,8 +29,6 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::TlsConfig;
 
-/// How long a client has to complete the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the certificate files are checked for changes.
 pub const CERT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 

@@ -15,11 +15,26 @@
 //! pool is next used; until then an upstream that closes idle connections
 //! itself (most do) frees them. A reload builds new pools, and the old
 //! ones close their connections as their last responses end.
+//!
+//! An origin has at most `server.upstream_max_connections` connections
+//! open, idle ones included: each holds a slot from when it is opened until
+//! its socket closes (a WebSocket tunnel gives its slot back when the
+//! upgrade completes, since its client connection already counts against
+//! `max_connections`). A request that finds every slot taken and no idle
+//! connection waits for one to come back or to close, at most
+//! [`QUEUE_WAIT`] (or `upstream_timeout`, when shorter), then gets `503`
+//! with `Retry-After`: slow clients reading slow responses can no longer
+//! open thousands of sockets to one backend. (The wait is not strictly
+//! first come, first served: a request arriving just as a connection is
+//! returned may take it.) `upstream_timeout` starts once
+//! the request has a connection, so time in the queue is not counted as
+//! the upstream's.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::pin::Pin;
+use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -33,9 +48,11 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsConnector;
 
 use super::request_body::{ClientBodyError, RequestBody};
+use crate::accept::LogLimiter;
 use crate::respond::Reject;
 
 /// How long an idle pooled upstream connection is kept.
@@ -46,6 +63,9 @@ const POOL_MAX_IDLE: usize = 256;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// TCP keepalive probes on upstream connections.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+/// The longest a request waits for a connection when every one of its
+/// origin's `upstream_max_connections` is busy.
+pub const QUEUE_WAIT: Duration = Duration::from_secs(5);
 
 /// Why an upstream origin cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +90,13 @@ struct Origin {
     /// Set for `https://` origins.
     tls: Option<(TlsConnector, ServerName<'static>)>,
     idle: Mutex<VecDeque<Idle>>,
+    /// One permit per open connection, held by its task.
+    slots: Arc<Semaphore>,
+    /// Told when a connection goes back to the idle list while requests
+    /// may be waiting for one.
+    returned: Notify,
+    /// Keeps "every connection busy" to one log line a second.
+    busy_log: Mutex<LogLimiter>,
 }
 
 struct Idle {
@@ -78,12 +105,14 @@ struct Idle {
 }
 
 impl HttpUpstream {
-    /// The pool for `scheme://authority`; `tls` says whom `https://`
-    /// upstreams are trusted by (see [`crate::tls::upstream_client_config`]).
+    /// The pool for `scheme://authority`, of at most `max_connections`
+    /// connections (at least one); `tls` says whom `https://` upstreams are
+    /// trusted by (see [`crate::tls::upstream_client_config`]).
     pub fn new(
         scheme: &Scheme,
         authority: &Authority,
         tls: &Arc<rustls::ClientConfig>,
+        max_connections: usize,
     ) -> Result<Self, OriginError> {
         let https = *scheme == Scheme::HTTPS;
         let host = authority.host();
@@ -105,12 +134,18 @@ impl HttpUpstream {
                 port: authority.port_u16().unwrap_or(if https { 443 } else { 80 }),
                 tls,
                 idle: Mutex::new(VecDeque::new()),
+                slots: Arc::new(Semaphore::new(
+                    max_connections.clamp(1, Semaphore::MAX_PERMITS),
+                )),
+                returned: Notify::new(),
+                busy_log: Mutex::new(LogLimiter::default()),
             }),
         })
     }
 
     /// Sends the request to this upstream with its own path and query, and
-    /// waits at most `timeout` for the response head.
+    /// waits at most `timeout` for the response head, once a connection is
+    /// there to carry it.
     pub async fn forward(
         &self,
         mut req: Request<RequestBody>,
@@ -119,16 +154,32 @@ impl HttpUpstream {
         origin_form(req.uri_mut());
         // Upstreams speak HTTP/1.1 whatever the client spoke.
         *req.version_mut() = Version::HTTP_11;
-        match tokio::time::timeout(timeout, self.send(req)).await {
-            Err(_) => Err(Reject::GatewayTimeout),
+        match self.send(req, timeout).await {
+            Err(Failure::TimedOut) => Err(Reject::GatewayTimeout),
             // The client's own body broke (see `request_body`): its error,
             // not the upstream's.
-            Ok(Err(e)) if e.client_body_failed() => Err(Reject::BadRequest(BAD_BODY)),
-            Ok(Err(e)) => {
+            Err(e) if e.client_body_failed() => Err(Reject::BadRequest(BAD_BODY)),
+            Err(Failure::Busy) => {
+                let logged = self
+                    .origin
+                    .busy_log
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .allow(tokio::time::Instant::now());
+                if let Some(suppressed) = logged {
+                    tracing::warn!(
+                        upstream = %self.origin.authority,
+                        suppressed,
+                        "every upstream connection stayed busy; answered 503 (see upstream_max_connections)"
+                    );
+                }
+                Err(Reject::Busy)
+            }
+            Err(e) => {
                 tracing::warn!(upstream = %self.origin.authority, error = %e, "upstream request failed");
                 Err(Reject::BadGateway)
             }
-            Ok(Ok((resp, sender))) => {
+            Ok((resp, sender)) => {
                 // A connection that switched protocols is the tunnel's now.
                 let lease = (resp.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Lease {
                     sender,
@@ -142,17 +193,32 @@ impl HttpUpstream {
     async fn send(
         &self,
         mut req: Request<RequestBody>,
+        timeout: Duration,
     ) -> Result<(Response<Incoming>, SendRequest<RequestBody>), Failure> {
+        // Set once the first connection is in hand.
+        let mut deadline = None;
         loop {
             let (mut sender, reused) = match self.origin.checkout() {
                 Some(sender) => (sender, true),
-                // Boxed: connecting is rare, and its future is large; the
-                // future of every request stays small and cheap to move.
-                None => (Box::pin(self.origin.connect()).await?, false),
+                None => match self.origin.slots.clone().try_acquire_owned() {
+                    Ok(slot) => (self.connect(slot, &mut deadline, timeout).await?, false),
+                    Err(_) => {
+                        let wait = QUEUE_WAIT.min(timeout);
+                        // Boxed like connecting: rare, and large.
+                        match Box::pin(self.origin.wait_for_connection(wait)).await? {
+                            Waited::Idle(sender) => (sender, true),
+                            Waited::Slot(slot) => {
+                                (self.connect(slot, &mut deadline, timeout).await?, false)
+                            }
+                        }
+                    }
+                },
             };
-            match sender.try_send_request(req).await {
-                Ok(resp) => return Ok((resp, sender)),
-                Err(mut e) => match e.take_message() {
+            let deadline = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + timeout);
+            match tokio::time::timeout_at(deadline, sender.try_send_request(req)).await {
+                Err(_) => return Err(Failure::TimedOut),
+                Ok(Ok(resp)) => return Ok((resp, sender)),
+                Ok(Err(mut e)) => match e.take_message() {
                     // The idle connection was closed under us before the
                     // request went out: it is safe to send it again. Each
                     // retry uses up an idle connection, so this ends.
@@ -162,6 +228,30 @@ impl HttpUpstream {
             }
         }
     }
+
+    /// Opens a connection under `slot`, within the request's deadline
+    /// (which starts now when it has not yet).
+    async fn connect(
+        &self,
+        slot: OwnedSemaphorePermit,
+        deadline: &mut Option<tokio::time::Instant>,
+        timeout: Duration,
+    ) -> Result<SendRequest<RequestBody>, Failure> {
+        let deadline = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + timeout);
+        // Boxed: connecting is rare, and its future is large; the future of
+        // every request stays small and cheap to move.
+        tokio::time::timeout_at(deadline, Box::pin(self.origin.connect(slot)))
+            .await
+            .map_err(|_| Failure::TimedOut)?
+    }
+}
+
+/// What a request waiting for a connection got.
+enum Waited {
+    /// A connection that another request has finished with.
+    Idle(SendRequest<RequestBody>),
+    /// A free slot to open a new connection under.
+    Slot(OwnedSemaphorePermit),
 }
 
 impl Origin {
@@ -183,6 +273,49 @@ impl Origin {
         None
     }
 
+    /// The most recently returned idle connection, ready or about to be:
+    /// for a request that waited, and would otherwise wait on.
+    fn take_idle(&self) -> Option<SendRequest<RequestBody>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(entry) = idle.pop_back() {
+            if !entry.sender.is_closed() && entry.since.elapsed() <= POOL_IDLE_TIMEOUT {
+                return Some(entry.sender);
+            }
+        }
+        None
+    }
+
+    /// Waits, at most `wait`, for an idle connection or a free slot.
+    async fn wait_for_connection(&self, wait: Duration) -> Result<Waited, Failure> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Registered before looking, so that a connection returned
+            // between the look and the wait is not missed.
+            let mut returned = pin!(self.returned.notified());
+            returned.as_mut().enable();
+            if let Some(mut sender) = self.take_idle() {
+                // Its last response has just ended: it is ready as soon as
+                // its task has run.
+                match tokio::time::timeout_at(deadline, sender.ready()).await {
+                    Ok(Ok(())) => return Ok(Waited::Idle(sender)),
+                    // Closed meanwhile; its slot comes free with it.
+                    Ok(Err(_)) => continue,
+                    Err(_) => {
+                        self.put_back(sender);
+                        return Err(Failure::Busy);
+                    }
+                }
+            }
+            tokio::select! {
+                slot = self.slots.clone().acquire_owned() => {
+                    return slot.map(Waited::Slot).map_err(|_| Failure::Busy);
+                }
+                () = returned => {}
+                () = tokio::time::sleep_until(deadline) => return Err(Failure::Busy),
+            }
+        }
+    }
+
     /// Returns a connection whose response has been read to its end.
     fn put_back(&self, sender: SendRequest<RequestBody>) {
         if sender.is_closed() {
@@ -200,11 +333,16 @@ impl Origin {
                 sender,
                 since: Instant::now(),
             });
+            drop(idle);
+            // Only when every slot is taken can a request be waiting.
+            if self.slots.available_permits() == 0 {
+                self.returned.notify_one();
+            }
         }
     }
 
-    /// Opens a new connection and starts its task.
-    async fn connect(&self) -> Result<SendRequest<RequestBody>, Failure> {
+    /// Opens a new connection under `slot` and starts its task.
+    async fn connect(&self, slot: OwnedSemaphorePermit) -> Result<SendRequest<RequestBody>, Failure> {
         let tcp = tokio::time::timeout(
             CONNECT_TIMEOUT,
             TcpStream::connect((&*self.host, self.port)),
@@ -218,22 +356,26 @@ impl Origin {
             tracing::debug!(error = %e, "cannot set TCP keepalive on an upstream connection");
         }
         match &self.tls {
-            None => handshake(tcp).await,
+            None => handshake(tcp, slot).await,
             Some((connector, name)) => {
                 let tls =
                     tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name.clone(), tcp))
                         .await
                         .map_err(|_| Failure::Tls(io::ErrorKind::TimedOut.into()))?
                         .map_err(Failure::Tls)?;
-                handshake(tls).await
+                handshake(tls, slot).await
             }
         }
     }
 }
 
 /// Starts HTTP/1.1 on a connected stream; the connection runs on its own task
-/// (with upgrades, for WebSocket tunnels) until the pool lets go of it.
-async fn handshake<S>(stream: S) -> Result<SendRequest<RequestBody>, Failure>
+/// (with upgrades, for WebSocket tunnels) until the pool lets go of it, and
+/// holds its origin's `slot` until then.
+async fn handshake<S>(
+    stream: S,
+    slot: OwnedSemaphorePermit,
+) -> Result<SendRequest<RequestBody>, Failure>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
@@ -241,6 +383,7 @@ where
         .await
         .map_err(Failure::Request)?;
     tokio::spawn(async move {
+        let _slot = slot;
         if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(error = %e, "upstream connection ended with an error");
         }
@@ -267,6 +410,10 @@ enum Failure {
     Connect(io::Error),
     Tls(io::Error),
     Request(hyper::Error),
+    /// No response head within `upstream_timeout`.
+    TimedOut,
+    /// Every connection stayed busy for as long as a request may wait.
+    Busy,
 }
 
 impl Failure {
@@ -294,6 +441,8 @@ impl fmt::Display for Failure {
         match self {
             Failure::Connect(e) => write!(f, "connect: {e}"),
             Failure::Tls(e) => write!(f, "TLS handshake: {e}"),
+            Failure::TimedOut => f.write_str("no response within upstream_timeout"),
+            Failure::Busy => f.write_str("every connection busy"),
             Failure::Request(e) => {
                 write!(f, "{e}")?;
                 let mut cause = std::error::Error::source(e);

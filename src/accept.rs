@@ -1,0 +1,315 @@
+//! Taking connections off a listener without running out of file
+//! descriptors.
+//!
+//! Every client connection holds a [`Slot`], one of `server.max_connections`
+//! shared by all listeners, from accept until its socket is closed (a
+//! WebSocket tunnel keeps its connection's slot). A slot is taken *before*
+//! `accept` is called: when every slot is in use the proxy stops accepting,
+//! and new connections wait in the kernel's listen queue until one frees,
+//! rather than being accepted into a process that has no descriptor left
+//! for them, or making `accept` fail in a loop.
+//!
+//! `accept` can still fail (the descriptors may have gone elsewhere): the
+//! failure is logged at most once a second, with the number of failures
+//! not logged since, and the listener backs off, from 10 ms doubling to a
+//! second, so that a failing `accept` does not spin.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::time::Instant;
+
+/// Descriptors kept aside from the default `max_connections` for the
+/// listeners, log and snapshot files, the users file, Redis and CGI pipes.
+const RESERVED_FDS: u64 = 64;
+/// The least `max_connections` the default formula gives.
+const MIN_DEFAULT_CONNECTIONS: u64 = 16;
+/// The open files limit assumed when it cannot be read (the usual soft
+/// limit of a login shell).
+const ASSUMED_FD_LIMIT: u64 = 1024;
+/// The most descriptors the default formula counts on, whatever the limit
+/// says (Linux's own default ceiling, `fs.nr_open`).
+const MAX_COUNTED_FDS: u64 = 1 << 20;
+/// How often a repeated accept problem is logged.
+const LOG_EVERY: Duration = Duration::from_secs(1);
+/// First and longest pause after a failed `accept`.
+const MIN_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The open files limit of this process: its soft `RLIMIT_NOFILE`.
+pub fn open_files_limit() -> FdLimit {
+    use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, _hard)) if soft == RLIM_INFINITY => FdLimit::Unlimited,
+        Ok((soft, _hard)) => FdLimit::Files(soft),
+        Err(_) => FdLimit::Unknown,
+    }
+}
+
+/// An open files limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FdLimit {
+    /// At most this many descriptors.
+    Files(u64),
+    /// No limit set.
+    Unlimited,
+    /// The limit could not be read.
+    Unknown,
+}
+
+impl fmt::Display for FdLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FdLimit::Files(n) => write!(f, "{n}"),
+            FdLimit::Unlimited => f.write_str("unlimited"),
+            FdLimit::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+
+/// The default `max_connections` for an open files limit:
+/// `(limit - 64) / 2`, at least 16.
+///
+/// Each client connection costs a descriptor and may hold an upstream
+/// connection beside it, hence the half; 64 descriptors stay aside for
+/// everything else. An unreadable limit counts as 1024, and no limit at all
+/// (or one above it) as 2^20.
+pub fn max_connections_for(limit: FdLimit) -> usize {
+    let fds = match limit {
+        FdLimit::Files(n) => n.min(MAX_COUNTED_FDS),
+        FdLimit::Unlimited => MAX_COUNTED_FDS,
+        FdLimit::Unknown => ASSUMED_FD_LIMIT,
+    };
+    let connections = (fds.saturating_sub(RESERVED_FDS) / 2).max(MIN_DEFAULT_CONNECTIONS);
+    usize::try_from(connections).unwrap_or(usize::MAX)
+}
+
+/// The default `max_connections` of this process, and the limit it was
+/// worked out from.
+pub fn default_max_connections() -> (usize, FdLimit) {
+    let limit = open_files_limit();
+    (max_connections_for(limit), limit)
+}
+
+/// The connections the proxy may have open at once, shared by every
+/// listener; cheap to clone.
+#[derive(Clone)]
+pub struct ConnectionSlots {
+    semaphore: Arc<Semaphore>,
+    limit: usize,
+}
+
+impl ConnectionSlots {
+    /// `limit` slots (at least one).
+    pub fn new(limit: usize) -> Self {
+        let limit = limit.clamp(1, Semaphore::MAX_PERMITS);
+        ConnectionSlots {
+            semaphore: Arc::new(Semaphore::new(limit)),
+            limit,
+        }
+    }
+
+    /// How many slots there are.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// How many slots are held by open connections.
+    pub fn in_use(&self) -> usize {
+        self.limit - self.semaphore.available_permits()
+    }
+}
+
+/// One connection's place among `max_connections`; freed when dropped.
+#[derive(Debug)]
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+}
+
+/// A connection taken off the listener, with its slot.
+pub struct Accepted {
+    /// The client's socket.
+    pub stream: TcpStream,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Its place among `max_connections`.
+    pub slot: Slot,
+}
+
+/// One listener's side of accepting: the slot first, then the socket.
+pub struct Acceptor {
+    listener: TcpListener,
+    slots: ConnectionSlots,
+    full: LogLimiter,
+    failed: LogLimiter,
+    backoff: Duration,
+}
+
+impl Acceptor {
+    /// Accepts from `listener`, within `slots`.
+    pub fn new(listener: TcpListener, slots: ConnectionSlots) -> Self {
+        Acceptor {
+            listener,
+            slots,
+            full: LogLimiter::default(),
+            failed: LogLimiter::default(),
+            backoff: Duration::ZERO,
+        }
+    }
+
+    /// The next connection, once a slot is free for it. Cancel-safe: a
+    /// slot taken for a connection not yet accepted is simply given back.
+    pub async fn accept(&mut self) -> Accepted {
+        let permit = match self.slots.semaphore.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => {
+                if let Some(suppressed) = self.full.allow(Instant::now()) {
+                    tracing::warn!(
+                        max_connections = self.slots.limit,
+                        suppressed,
+                        "every connection slot is in use; new connections wait in the listen queue"
+                    );
+                }
+                self.wait_for_slot().await
+            }
+        };
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, peer)) => {
+                    self.backoff = Duration::ZERO;
+                    return Accepted {
+                        stream,
+                        peer,
+                        slot: Slot { _permit: permit },
+                    };
+                }
+                // The client gave up before we took its connection: nothing
+                // is wrong on our side.
+                Err(e) if is_peer_error(&e) => continue,
+                Err(e) => {
+                    self.backoff = (self.backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);
+                    if let Some(suppressed) = self.failed.allow(Instant::now()) {
+                        tracing::warn!(
+                            error = %e,
+                            suppressed,
+                            backoff = ?self.backoff,
+                            open_connections = self.slots.in_use(),
+                            "accept failed; retrying"
+                        );
+                    }
+                    tokio::time::sleep(self.backoff).await;
+                }
+            }
+        }
+    }
+
+    async fn wait_for_slot(&self) -> OwnedSemaphorePermit {
+        match self.slots.semaphore.clone().acquire_owned().await {
+            Ok(permit) => permit,
+            // The semaphore is never closed; should it ever be, this
+            // listener stops accepting rather than exceeding the limit.
+            Err(_) => std::future::pending().await,
+        }
+    }
+}
+
+/// Errors of one incoming connection rather than of the listener.
+fn is_peer_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::Interrupted
+    )
+}
+
+/// Lets a repeated message through at most once per [`LOG_EVERY`], and
+/// counts the ones held back.
+#[derive(Debug, Default)]
+pub(crate) struct LogLimiter {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl LogLimiter {
+    /// `Some(number held back since the last one)` when the message may be
+    /// logged `now`.
+    pub(crate) fn allow(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now.duration_since(last) < LOG_EVERY => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_half_the_limit_less_what_is_kept_aside() {
+        assert_eq!(max_connections_for(FdLimit::Files(1024)), 480);
+        assert_eq!(max_connections_for(FdLimit::Files(65536)), 32736);
+        assert_eq!(max_connections_for(FdLimit::Unknown), 480);
+        assert_eq!(max_connections_for(FdLimit::Files(50)), 16);
+        assert_eq!(
+            max_connections_for(FdLimit::Unlimited),
+            max_connections_for(FdLimit::Files(u64::MAX))
+        );
+        assert_eq!(max_connections_for(FdLimit::Unlimited), 524_256);
+    }
+
+    #[test]
+    fn this_process_has_a_readable_limit() {
+        let (n, limit) = default_max_connections();
+        assert_ne!(limit, FdLimit::Unknown);
+        assert!(n >= 16);
+    }
+
+    #[test]
+    fn a_repeated_message_is_logged_once_a_second_with_a_count() {
+        let start = Instant::now();
+        let mut limiter = LogLimiter::default();
+        assert_eq!(limiter.allow(start), Some(0));
+        for ms in 1..20 {
+            assert_eq!(limiter.allow(start + Duration::from_millis(ms * 50)), None);
+        }
+        assert_eq!(limiter.allow(start + LOG_EVERY), Some(19));
+        assert_eq!(limiter.allow(start + LOG_EVERY), None);
+    }
+
+    #[tokio::test]
+    async fn no_accept_without_a_slot() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let slots = ConnectionSlots::new(1);
+        let mut acceptor = Acceptor::new(listener, slots.clone());
+        let _a = TcpStream::connect(addr).await.unwrap();
+        let first = acceptor.accept().await;
+        assert_eq!(slots.in_use(), 1);
+        let _b = TcpStream::connect(addr).await.unwrap();
+        // The second connection is complete in the kernel, but is not taken
+        // while the first holds the only slot.
+        let waiting = tokio::time::timeout(Duration::from_millis(200), acceptor.accept()).await;
+        assert!(waiting.is_err(), "accepted beyond max_connections");
+        drop(first);
+        let second = tokio::time::timeout(Duration::from_secs(5), acceptor.accept())
+            .await
+            .expect("the freed slot was not used");
+        assert_eq!(slots.in_use(), 1);
+        drop(second);
+        assert_eq!(slots.in_use(), 0);
+    }
+}
