@@ -93,7 +93,7 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
     // The users file, login template and CGI directories are part of what
     // makes a config usable: check them the way a start would.
-    if let Err(e) = sessiongate::proxy::Runtime::build(config) {
+    if let Err(e) = sessiongate::setup::Setup::build(config) {
         eprintln!("{e}");
         return ExitCode::from(EXIT_INVALID);
     }
@@ -292,9 +292,9 @@ fn reload(path: &std::path::Path, gate: &sessiongate::proxy::Gate) {
             return;
         }
     };
-    match sessiongate::proxy::Runtime::build(config) {
+    match sessiongate::setup::Setup::build(config) {
         Ok(rt) => {
-            gate.swap_runtime(rt);
+            gate.swap_setup(rt);
             tracing::info!(config = %path.display(), "config reloaded");
         }
         Err(e) => tracing::error!(error = %e, "reload refused, keeping the running config"),

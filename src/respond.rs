@@ -7,6 +7,7 @@ use http::{Response, StatusCode};
 use crate::body::ResponseBody;
 use crate::login::escape_html;
 use crate::upstream::cgi::CgiError;
+use crate::upstream::http::UpstreamError;
 
 /// Why a request is answered by the proxy instead of the backend.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -120,6 +121,20 @@ impl Reject {
     }
 }
 
+impl From<UpstreamError> for Reject {
+    fn from(e: UpstreamError) -> Self {
+        match e {
+            UpstreamError::TimedOut => Reject::GatewayTimeout,
+            UpstreamError::Busy => Reject::Busy,
+            UpstreamError::ClientBody => Reject::BadRequest(BAD_BODY),
+            UpstreamError::Failed => Reject::BadGateway,
+        }
+    }
+}
+
+/// What a client whose body could not be read is told.
+pub const BAD_BODY: &str = "The request body is malformed.";
+
 impl From<CgiError> for Reject {
     /// The status for a CGI failure; details go to the log only.
     fn from(e: CgiError) -> Self {
@@ -151,6 +166,26 @@ impl From<crate::canonical::TargetError> for Reject {
             E::Unrepresentable => "The address cannot be used.",
         })
     }
+}
+
+impl From<crate::session::commit::CommitError> for Reject {
+    /// A login or logout the store could not keep: the user may retry.
+    fn from(_: crate::session::commit::CommitError) -> Self {
+        Reject::StoreUnavailable
+    }
+}
+
+/// `{login_page}?next=<path and query>[&expired=1]`: where a browser that
+/// must sign in is sent.
+pub fn login_redirect<B>(login_page: &str, req: &http::Request<B>, expired: bool) -> String {
+    let next = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair("next", next);
+    if expired {
+        q.append_pair("expired", "1");
+    }
+    let sep = if login_page.contains('?') { '&' } else { '?' };
+    format!("{login_page}{sep}{}", q.finish())
 }
 
 /// A small self-contained HTML page for a status.
@@ -243,6 +278,15 @@ mod tests {
             assert_eq!(resp.status().as_u16(), status, "{reject:?}");
             assert_eq!(reject.status().as_u16(), status);
         }
+    }
+
+    #[test]
+    fn every_upstream_error_has_its_status() {
+        let status = |e: UpstreamError| Reject::from(e).status().as_u16();
+        assert_eq!(status(UpstreamError::TimedOut), 504);
+        assert_eq!(status(UpstreamError::Busy), 503);
+        assert_eq!(status(UpstreamError::ClientBody), 400);
+        assert_eq!(status(UpstreamError::Failed), 502);
     }
 
     #[test]

@@ -38,11 +38,13 @@ use crate::clock::Clock;
 use crate::config::{Config, ServerConfig, StoreKind};
 use crate::connection::{self, Deadlines, Drain, DrainToken, Held, Speak};
 use crate::forwarded::ConnInfo;
-use crate::proxy::{Gate, Runtime};
+use crate::proxy::Gate;
 use crate::session::redis::RedisSetupError;
 use crate::session::snapshot::{self, SnapshotError};
 use crate::session::{AnyStore, MemoryStore, Policy, RedisStore, SessionStore, StoreError};
+use crate::setup::Setup;
 use crate::tls::{CERT_POLL_INTERVAL, ServerCert};
+use crate::upstream::request_body::RequestBody;
 
 /// How long an HTTP/2 client has to answer a keep-alive PING.
 const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
@@ -65,7 +67,7 @@ pub enum StartError {
     },
     /// The runtime could not be prepared.
     #[error(transparent)]
-    Runtime(#[from] crate::proxy::RuntimeError),
+    Setup(#[from] crate::setup::SetupError),
     /// The certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
@@ -205,9 +207,9 @@ pub async fn start_with_clock(
         }
     };
     let slots = ConnectionSlots::new(max_connections);
-    let runtime = Runtime::build(config)?;
+    let runtime = Setup::build(config)?;
     let gate = Arc::new(Gate::new(runtime, store, clock));
-    let server = gate.runtime().config.server.clone();
+    let server = gate.setup().config.server.clone();
     let (shutdown, _) = watch::channel(false);
     let mut addrs = Vec::new();
     let mut tasks = Vec::new();
@@ -389,7 +391,7 @@ async fn serve(mut acceptor: Acceptor, listening: Arc<Listening>, mut stop: watc
         ));
     }
     drop(acceptor);
-    let grace = listening.gate.runtime().config.server.shutdown_grace;
+    let grace = listening.gate.setup().config.server.shutdown_grace;
     if !drain.finish(grace).await {
         tracing::warn!(grace = ?grace, "connections still open after shutdown_grace; closing them");
     }
@@ -459,7 +461,7 @@ fn handler(
         // service's future around; a box moves as one pointer.
         Box::pin(async move {
             let (conn_info, hsts) = &*conn;
-            let mut resp = gate.handle(req, conn_info).await;
+            let mut resp = gate.handle(req.map(RequestBody::from), conn_info).await;
             if let Some(value) = hsts {
                 crate::hsts::apply(&mut resp, value);
             }
@@ -474,7 +476,7 @@ fn handler(
 async fn cert_watch_loop(gate: Arc<Gate>, cert: Arc<ServerCert>, mut stop: watch::Receiver<bool>) {
     /// How often the runtime is checked for a reload.
     const TICK: Duration = Duration::from_millis(250);
-    let mut seen = gate.runtime();
+    let mut seen = gate.setup();
     let mut since_poll = Duration::ZERO;
     loop {
         tokio::select! {
@@ -482,7 +484,7 @@ async fn cert_watch_loop(gate: Arc<Gate>, cert: Arc<ServerCert>, mut stop: watch
             _ = stop.changed() => return,
         }
         since_poll += TICK;
-        let rt = gate.runtime();
+        let rt = gate.setup();
         let reloaded = !Arc::ptr_eq(&rt, &seen);
         if !reloaded && since_poll < CERT_POLL_INTERVAL {
             continue;
@@ -524,14 +526,14 @@ async fn sweep_loop(gate: Arc<Gate>, mut stop: watch::Receiver<bool>) {
         return;
     };
     loop {
-        let rt = gate.runtime();
-        let every = Duration::from_secs((rt.policy.idle_timeout / 4).clamp(1, 60));
+        let rt = gate.setup();
+        let every = Duration::from_secs((rt.sessions.policy.idle_timeout / 4).clamp(1, 60));
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
         }
         let now = gate.clock.now();
-        let policy = rt.policy;
+        let policy = rt.sessions.policy;
         let store = store.clone();
         // The sweep walks the whole map: keep it off the request threads' queues.
         let removed = tokio::task::spawn_blocking(move || store.sweep(now, &policy))
@@ -553,8 +555,8 @@ async fn users_refresh_loop(gate: Arc<Gate>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = stop.changed() => return,
         }
-        let rt = gate.runtime();
-        let Some(users) = rt.users.clone() else {
+        let rt = gate.setup();
+        let Some(users) = rt.login.users.clone() else {
             continue;
         };
         let refreshed = tokio::task::spawn_blocking(move || users.refresh_if_changed()).await;

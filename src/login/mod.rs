@@ -1,5 +1,6 @@
-//! The building blocks of the built-in login (`login.source = "users_file"`),
-//! each free of HTTP so that it can be tested on its own:
+//! The built-in login (`login.source = "users_file"`): its endpoints
+//! ([`endpoints`]), and their building blocks, each free of HTTP so that it
+//! can be tested on its own:
 //!
 //! - [`password`]: argon2id hashes for `sessiongate hash-password`; argon2
 //!   and bcrypt (`htpasswd -B`) verification.
@@ -18,6 +19,7 @@
 //! [`Throttle::record_success`] and a `303` to `next`, counting each outcome
 //! in [`LoginCounters`].
 
+pub mod endpoints;
 pub mod metrics;
 pub mod next;
 pub mod page;

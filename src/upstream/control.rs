@@ -8,29 +8,11 @@ use http::header::{self, HeaderMap, HeaderValue};
 use super::hop_by_hop::remove_hop_by_hop;
 use super::request_headers::{has_prefix, strip_prefixed};
 use crate::config::HeadersConfig;
+use crate::session::SessionChange;
 use crate::session::user::valid_user;
 
-/// What the backend asked of the session.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ControlHeaders {
-    /// Keys to set (`Set: k=v&k2=v2`, may repeat).
-    pub set: Vec<(String, String)>,
-    /// Keys to delete (`Delete: k1, k2`).
-    pub delete: Vec<String>,
-    /// Log in as this user, with a new session id.
-    pub login: Option<String>,
-    /// Destroy the session.
-    pub logout: bool,
-    /// Problems found, for the log (a bad user name, say).
-    pub rejected: Vec<String>,
-}
-
-impl ControlHeaders {
-    /// Whether the backend asked for nothing.
-    pub fn is_empty(&self) -> bool {
-        self.set.is_empty() && self.delete.is_empty() && self.login.is_none() && !self.logout
-    }
-}
+/// What the backend asked of the session, as read from its control headers.
+pub type ControlHeaders = SessionChange;
 
 /// Reads the control headers from a backend response, then removes every
 /// prefixed header, hop-by-hop headers, and any `Set-Cookie` of our cookie,

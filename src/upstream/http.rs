@@ -53,7 +53,6 @@ use tokio_rustls::TlsConnector;
 
 use super::request_body::{ClientBodyError, RequestBody};
 use crate::accept::LogLimiter;
-use crate::respond::Reject;
 
 /// How long an idle pooled upstream connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -66,6 +65,24 @@ const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 /// The longest a request waits for a connection when every one of its
 /// origin's `upstream_max_connections` is busy.
 pub const QUEUE_WAIT: Duration = Duration::from_secs(5);
+
+/// Why a request to an upstream got no response (details are logged here;
+/// [`crate::respond::Reject`] turns each into a status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    /// No response head within `upstream_timeout`.
+    #[error("upstream timed out")]
+    TimedOut,
+    /// Every connection the origin may have stayed busy past the queue wait.
+    #[error("every upstream connection busy")]
+    Busy,
+    /// The client's own request body broke while it was being sent.
+    #[error("client request body broken")]
+    ClientBody,
+    /// The upstream could not be reached, or broke the exchange.
+    #[error("upstream unreachable")]
+    Failed,
+}
 
 /// Why an upstream origin cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -150,15 +167,15 @@ impl HttpUpstream {
         &self,
         mut req: Request<RequestBody>,
         timeout: Duration,
-    ) -> Result<Response<UpstreamBody>, Reject> {
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
         origin_form(req.uri_mut());
         // Upstreams speak HTTP/1.1 whatever the client spoke.
         *req.version_mut() = Version::HTTP_11;
         match self.send(req, timeout).await {
-            Err(Failure::TimedOut) => Err(Reject::GatewayTimeout),
+            Err(Failure::TimedOut) => Err(UpstreamError::TimedOut),
             // The client's own body broke (see `request_body`): its error,
             // not the upstream's.
-            Err(e) if e.client_body_failed() => Err(Reject::BadRequest(BAD_BODY)),
+            Err(e) if e.client_body_failed() => Err(UpstreamError::ClientBody),
             Err(Failure::Busy) => {
                 let logged = self
                     .origin
@@ -173,11 +190,11 @@ impl HttpUpstream {
                         "every upstream connection stayed busy; answered 503 (see upstream_max_connections)"
                     );
                 }
-                Err(Reject::Busy)
+                Err(UpstreamError::Busy)
             }
             Err(e) => {
                 tracing::warn!(upstream = %self.origin.authority, error = %e, "upstream request failed");
-                Err(Reject::BadGateway)
+                Err(UpstreamError::Failed)
             }
             Ok((resp, sender)) => {
                 // A connection that switched protocols is the tunnel's now.
@@ -342,7 +359,10 @@ impl Origin {
     }
 
     /// Opens a new connection under `slot` and starts its task.
-    async fn connect(&self, slot: OwnedSemaphorePermit) -> Result<SendRequest<RequestBody>, Failure> {
+    async fn connect(
+        &self,
+        slot: OwnedSemaphorePermit,
+    ) -> Result<SendRequest<RequestBody>, Failure> {
         let tcp = tokio::time::timeout(
             CONNECT_TIMEOUT,
             TcpStream::connect((&*self.host, self.port)),
@@ -432,9 +452,6 @@ impl Failure {
         false
     }
 }
-
-/// What a client whose body could not be read is told.
-pub const BAD_BODY: &str = "The request body is malformed.";
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -13,8 +13,10 @@
 //!   that the failure was the client's, so the answer is a `400` counted as a
 //!   client error, never a `502` counted against the backend.
 //!
-//! A request with no body at all (most GETs) is passed through unwrapped in
-//! all but type: no allocation, no per-frame work.
+//! A request with no body at all (most GETs) is passed through unwatched:
+//! no allocation, no per-frame work. A body from elsewhere than hyper (a
+//! test's) is boxed, so that the whole request path can be driven without a
+//! socket.
 
 use std::fmt;
 use std::pin::Pin;
@@ -24,21 +26,32 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
 
 use super::request_headers::strip_trailers;
 
-/// A request body as forwarded: trailers cleaned, client failures recorded.
+/// A client's request body: hyper's, or any other (a test's, say), and,
+/// once [`RequestBody::watch`]ed, with trailers cleaned and failures
+/// recorded on the way to the backend.
 pub struct RequestBody {
-    inner: Incoming,
-    /// `None` for a body that had ended before it was wrapped.
+    inner: Inner,
+    /// `None` until watched, and for a body that had ended by then.
     watch: Option<Watch>,
 }
+
+enum Inner {
+    Incoming(Incoming),
+    Other(BoxBody<Bytes, BoxError>),
+}
+
+/// Errors a non-hyper body may end with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 struct Watch {
     /// The session header prefix, normalised (see `HeadersConfig::match_prefix`).
     prefix: Arc<str>,
-    failed: ClientBodyFailure,
+    failed: Arc<AtomicBool>,
 }
 
 /// Says, after the fact, whether the client's body broke while being read.
@@ -54,32 +67,55 @@ impl ClientBodyFailure {
     }
 }
 
-impl RequestBody {
-    /// Wraps a client's body; `prefix` is the normalised session header prefix.
-    /// Returns the body and the handle that later says whether it failed.
-    pub fn new(inner: Incoming, prefix: &Arc<str>) -> (Self, ClientBodyFailure) {
-        if inner.is_end_stream() {
-            return (RequestBody { inner, watch: None }, ClientBodyFailure(None));
+impl From<Incoming> for RequestBody {
+    fn from(body: Incoming) -> Self {
+        RequestBody {
+            inner: Inner::Incoming(body),
+            watch: None,
         }
-        let failed = ClientBodyFailure(Some(Arc::new(AtomicBool::new(false))));
-        let watch = Watch {
+    }
+}
+
+impl RequestBody {
+    /// Any other body (for handling requests that did not come from a
+    /// socket, as tests do).
+    pub fn other<B>(body: B) -> Self
+    where
+        B: Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        use http_body_util::BodyExt as _;
+        RequestBody {
+            inner: Inner::Other(body.map_err(Into::into).boxed()),
+            watch: None,
+        }
+    }
+
+    /// An empty body.
+    pub fn empty() -> Self {
+        Self::other(http_body_util::Empty::<Bytes>::new())
+    }
+
+    /// Makes the body clean its trailers (`prefix` is the normalised session
+    /// header prefix) and record a failure of the client's. Returns it and
+    /// the handle that later says whether it failed.
+    pub fn watch(mut self, prefix: &Arc<str>) -> (Self, ClientBodyFailure) {
+        if self.is_end_stream() {
+            return (self, ClientBodyFailure(None));
+        }
+        let failed = Arc::new(AtomicBool::new(false));
+        self.watch = Some(Watch {
             prefix: prefix.clone(),
             failed: failed.clone(),
-        };
-        (
-            RequestBody {
-                inner,
-                watch: Some(watch),
-            },
-            failed,
-        )
+        });
+        (self, ClientBodyFailure(Some(failed)))
     }
 }
 
 /// The client's body could not be read: its framing was broken, or the
 /// client went away halfway.
 #[derive(Debug)]
-pub struct ClientBodyError(hyper::Error);
+pub struct ClientBodyError(BoxError);
 
 impl fmt::Display for ClientBodyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -89,7 +125,7 @@ impl fmt::Display for ClientBodyError {
 
 impl std::error::Error for ClientBodyError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
+        Some(&*self.0)
     }
 }
 
@@ -101,9 +137,14 @@ impl Body for RequestBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let polled = match &mut self.inner {
+            Inner::Incoming(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map_err(|e| ClientBodyError(e.into())),
+            Inner::Other(body) => Pin::new(body).poll_frame(cx).map_err(ClientBodyError),
+        };
         let Some(watch) = &self.watch else {
-            return polled.map_err(ClientBodyError);
+            return polled;
         };
         match polled {
             Poll::Ready(Some(Ok(frame))) => match frame.into_trailers() {
@@ -114,21 +155,25 @@ impl Body for RequestBody {
                 Err(frame) => Poll::Ready(Some(Ok(frame))),
             },
             Poll::Ready(Some(Err(e))) => {
-                if let Some(flag) = &watch.failed.0 {
-                    flag.store(true, Ordering::Relaxed);
-                }
+                watch.failed.store(true, Ordering::Relaxed);
                 tracing::info!(error = %e, "client request body broken; answering 400");
-                Poll::Ready(Some(Err(ClientBodyError(e))))
+                Poll::Ready(Some(Err(e)))
             }
-            other => other.map_err(ClientBodyError),
+            other => other,
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            Inner::Incoming(body) => body.is_end_stream(),
+            Inner::Other(body) => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Inner::Incoming(body) => body.size_hint(),
+            Inner::Other(body) => body.size_hint(),
+        }
     }
 }

@@ -10,7 +10,7 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use super::hop_by_hop::hop_by_hop_index;
+use super::hop_by_hop::{hop_by_hop_index, remove_hop_by_hop};
 use crate::config::HeadersConfig;
 use crate::forwarded::{ClientInfo, ConnInfo, ip_header};
 use crate::session::SessionId;
@@ -194,6 +194,38 @@ pub fn set_forwarded(
                 headers.remove(XFH);
             }
         }
+    }
+}
+
+/// Everything the request headers are rewritten with.
+pub struct Rewrite<'a> {
+    /// The `[headers]` settings (prefix and names).
+    pub config: &'a HeadersConfig,
+    /// Our cookie's name, taken out of `Cookie`.
+    pub cookie_name: &'a str,
+    /// Who the client is.
+    pub client: &'a ClientInfo,
+    /// The connection it came on.
+    pub conn: &'a ConnInfo,
+    /// The host the request is for.
+    pub host: Option<&'a HeaderValue>,
+    /// The session's facts, when the request has a session.
+    pub session: Option<Injection<'a>>,
+}
+
+/// Rewrites the headers of a request for the backend: strip, then set.
+pub fn rewrite(headers: &mut HeaderMap, r: &Rewrite<'_>) {
+    remove_hop_by_hop(headers);
+    strip_prefixed(headers, &r.config.match_prefix);
+    strip_cookie(headers, r.cookie_name);
+    set_forwarded(headers, r.client, r.conn, r.host);
+    if !headers.contains_key(header::HOST) {
+        if let Some(h) = r.host {
+            headers.insert(header::HOST, h.clone());
+        }
+    }
+    if let Some(session) = &r.session {
+        inject(headers, r.config, session);
     }
 }
 

@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use sessiongate::config::Config;
-use sessiongate::proxy::Runtime;
 use sessiongate::session::Signer;
+use sessiongate::setup::Setup;
 
 use super::{Backend, KEY, Proxy, Reply, client, session_cookie, set_cookies};
 
@@ -116,7 +116,7 @@ fn signed_by(proxy: &Proxy, cookie: &str, key: &str) -> bool {
 /// Puts a new config in force in a running proxy, as SIGHUP does.
 fn reload(proxy: &Proxy, toml: &str) {
     let config: Config = toml.parse().unwrap();
-    proxy.gate().swap_runtime(Runtime::build(config).unwrap());
+    proxy.gate().swap_setup(Setup::build(config).unwrap());
 }
 
 /// The rotation procedure an operator follows, against one store:

@@ -25,15 +25,20 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Limited};
-use hyper::body::Incoming;
+use std::sync::Arc;
 
+use super::{LoginPage, PageContext, PageError, Throttle, UsersError, UsersSource, safe_next};
 use crate::body::ResponseBody;
-use crate::config::LoginSource;
+use crate::clock::Clock;
+use crate::config::{Access, Config, LoginSource};
 use crate::forwarded::ClientInfo;
-use crate::login::{PageContext, safe_next};
-use crate::proxy::{CookieOut, Current, Found, Gate, Runtime};
+use crate::metrics::Metrics;
 use crate::respond::{Reject, redirect};
-use crate::session::{CookieClaims, DataChange, NewSession, SessionStore};
+use crate::session::{
+    AnyStore, CookieClaims, CookieOut, Current, DataChange, Found, NewSession, SessionRules,
+    SessionStore, StoreError,
+};
+use crate::upstream::request_body::RequestBody;
 
 /// The most a login form body may hold.
 const MAX_FORM_BYTES: usize = 16 * 1024;
@@ -42,6 +47,82 @@ const MSG_INVALID: &str = "The user name or password is not right.";
 const MSG_CSRF: &str = "This sign-in form has expired. Please try again.";
 const MSG_THROTTLED: &str =
     "Too many failed sign-in attempts. Please wait a few minutes and try again.";
+
+/// Most (user, IP) keys the login throttle tracks.
+const THROTTLE_CAPACITY: usize = 100_000;
+
+/// The built-in login of one config: its users, page and throttle.
+pub struct LoginDesk {
+    /// Users of the built-in login (`None` when no users file is in use).
+    pub users: Option<Arc<UsersSource>>,
+    page: LoginPage,
+    throttle: Throttle,
+    source: LoginSource,
+    prefix: String,
+    expired_message: String,
+}
+
+/// Why the built-in login cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum DeskError {
+    /// The users file cannot be used.
+    #[error(transparent)]
+    Users(#[from] UsersError),
+    /// The login page template cannot be used.
+    #[error(transparent)]
+    Page(#[from] PageError),
+}
+
+/// What an endpoint needs of the gate and of the request.
+pub struct Visit<'a> {
+    /// Cookies and lifetimes.
+    pub sessions: &'a SessionRules,
+    /// The session store.
+    pub store: &'a AnyStore,
+    /// Counters.
+    pub metrics: &'a Metrics,
+    /// Time, for session lifetimes.
+    pub clock: &'a Clock,
+    /// Who is asking.
+    pub client: &'a ClientInfo,
+    /// Where visitors sign in (named in 401 answers).
+    pub login_page: &'a str,
+}
+
+impl Visit<'_> {
+    /// Counts and logs a store operation that failed.
+    fn store_failed(&self, what: &str, e: &StoreError) {
+        Metrics::inc(&self.metrics.store_errors);
+        tracing::error!(operation = what, error = %e, "session store failed");
+    }
+}
+
+impl LoginDesk {
+    /// The users file (loaded now, when the built-in login serves a route
+    /// or the file exists), the page, and an empty throttle.
+    pub fn new(config: &Config) -> Result<Self, DeskError> {
+        let login = &config.login;
+        let builtin = login.source == LoginSource::UsersFile;
+        let needed = config.routes.iter().any(|r| r.access == Access::Login);
+        let users = if builtin && (needed || login.users_file.exists()) {
+            Some(Arc::new(UsersSource::load(&login.users_file)?))
+        } else {
+            None
+        };
+        let page = match &login.template {
+            Some(path) => LoginPage::from_template_file(path)?,
+            None => LoginPage::builtin(),
+        };
+        Ok(LoginDesk {
+            users,
+            page,
+            throttle: Throttle::new(login.max_attempts, login.attempt_window, THROTTLE_CAPACITY),
+            source: login.source,
+            prefix: login.prefix.clone(),
+            expired_message: login.expired_message.clone(),
+        })
+    }
+}
 
 /// The fields of the login form.
 #[derive(Debug, Default)]
@@ -77,49 +158,43 @@ struct PageAnswer<'a> {
     error: Option<&'a str>,
 }
 
-impl Gate {
-    /// Serves `path` (already known to be under the prefix).
-    pub(crate) async fn builtin(
+impl LoginDesk {
+    /// Serves `req`, whose path is known to be under the prefix.
+    pub async fn serve(
         &self,
-        rt: &Runtime,
-        req: Request<Incoming>,
-        client: &ClientInfo,
+        v: &Visit<'_>,
+        req: Request<RequestBody>,
     ) -> Result<Response<ResponseBody>, Reject> {
-        let prefix = &rt.config.login.prefix;
+        let prefix = &self.prefix;
         let rest = &req.uri().path()[prefix.len()..];
         let answer = match (rest, req.method()) {
-            ("/login", &Method::GET | &Method::HEAD) if self.builtin_login(rt) => {
-                self.login_page(rt, req, client).await
+            ("/login", &Method::GET | &Method::HEAD) if self.builtin_login() => {
+                self.login_page(v, req).await
             }
-            ("/login", &Method::POST) if self.builtin_login(rt) => {
-                self.login_post(rt, req, client).await
-            }
-            ("/login", _) if self.builtin_login(rt) => Err(Reject::MethodNotAllowed),
-            ("/logout", &Method::GET | &Method::HEAD | &Method::POST) => {
-                self.logout(rt, req, client).await
-            }
+            ("/login", &Method::POST) if self.builtin_login() => self.login_post(v, req).await,
+            ("/login", _) if self.builtin_login() => Err(Reject::MethodNotAllowed),
+            ("/logout", &Method::GET | &Method::HEAD | &Method::POST) => self.logout(v, req).await,
             ("/logout", _) => Err(Reject::MethodNotAllowed),
             _ => Err(Reject::NotFound),
         };
         // Every built-in answer is no-store, refusals included.
         Ok(no_store(answer.unwrap_or_else(|reject| {
-            reject.into_response(&rt.login_page)
+            reject.into_response(v.login_page)
         })))
     }
 
-    fn builtin_login(&self, rt: &Runtime) -> bool {
-        rt.config.login.source == LoginSource::UsersFile
+    fn builtin_login(&self) -> bool {
+        self.source == LoginSource::UsersFile
     }
 
     /// `GET {prefix}/login`: the page, with a CSRF token bound to a
     /// pre-login session (created now if the browser has none).
     async fn login_page(
         &self,
-        rt: &Runtime,
-        req: Request<Incoming>,
-        client: &ClientInfo,
+        v: &Visit<'_>,
+        req: Request<RequestBody>,
     ) -> Result<Response<ResponseBody>, Reject> {
-        let now = self.clock.now();
+        let now = v.clock.now();
         let mut next = String::from("/");
         let mut expired = false;
         for (k, v) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
@@ -129,8 +204,8 @@ impl Gate {
                 _ => {}
             }
         }
-        let current = self.session_or_new(rt, &req, client, now).await?;
-        let message = expired.then_some(rt.config.login.expired_message.as_str());
+        let current = self.session_or_new(v, &req, now).await?;
+        let message = expired.then_some(self.expired_message.as_str());
         let answer = PageAnswer {
             status: StatusCode::OK,
             next: &next,
@@ -138,25 +213,28 @@ impl Gate {
             message,
             error: None,
         };
-        Ok(self.render(rt, &current, &answer, client, now))
+        Ok(self.render(v, &current, &answer, now))
     }
 
     /// `POST {prefix}/login`: CSRF, throttle, password, then a new session id.
     async fn login_post(
         &self,
-        rt: &Runtime,
-        req: Request<Incoming>,
-        client: &ClientInfo,
+        v: &Visit<'_>,
+        req: Request<RequestBody>,
     ) -> Result<Response<ResponseBody>, Reject> {
-        let now = self.clock.now();
-        let found = self.find_session(rt, req.headers(), client, now).await;
+        let client = v.client;
+        let now = v.clock.now();
+        let found = v
+            .sessions
+            .find(v.store, req.headers(), client.ip, now)
+            .await;
         let body = read_form(req.into_body()).await?;
         let form = LoginForm::parse(&body);
         let next = safe_next(&form.next);
         let username = form.username.trim();
 
         let current = match found {
-            Ok(Found::Session(c)) if rt.signer.verify_csrf(&c.id, &form.csrf) => c,
+            Ok(Found::Session(c)) if v.sessions.signer.verify_csrf(&c.id, &form.csrf) => c,
             Ok(found) => {
                 tracing::warn!(client = %client.ip, "login refused: missing or wrong CSRF token");
                 // The page comes back with a token for the visitor's own
@@ -169,16 +247,16 @@ impl Gate {
                     message: None,
                     error: Some(MSG_CSRF),
                 };
-                return Ok(self.render(rt, &fresh, &answer, client, now));
+                return Ok(self.render(v, &fresh, &answer, now));
             }
             Err(e) => {
-                self.store_failed("login", &e);
+                v.store_failed("login", &e);
                 return Err(Reject::StoreUnavailable);
             }
         };
 
-        if let Err(wait) = rt.throttle.check(username, client.ip, Instant::now()) {
-            self.metrics.logins.inc_throttled();
+        if let Err(wait) = self.throttle.check(username, client.ip, Instant::now()) {
+            v.metrics.logins.inc_throttled();
             tracing::warn!(client = %client.ip, user = %username, "login throttled");
             let answer = PageAnswer {
                 status: StatusCode::TOO_MANY_REQUESTS,
@@ -187,7 +265,7 @@ impl Gate {
                 message: None,
                 error: Some(MSG_THROTTLED),
             };
-            let mut resp = self.render(rt, &current, &answer, client, now);
+            let mut resp = self.render(v, &current, &answer, now);
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(wait.seconds()));
             return Ok(resp);
@@ -196,7 +274,7 @@ impl Gate {
         let verified = !username.is_empty()
             && !form.password.is_empty()
             && crate::session::user::valid_user(username)
-            && match &rt.users {
+            && match &self.users {
                 Some(users) => {
                     users
                         .verify_blocking(username.to_string(), form.password)
@@ -205,9 +283,9 @@ impl Gate {
                 None => false,
             };
         if !verified {
-            rt.throttle
+            self.throttle
                 .record_failure(username, client.ip, Instant::now());
-            self.metrics.logins.inc_failed();
+            v.metrics.logins.inc_failed();
             tracing::info!(client = %client.ip, user = %username, "login failed");
             let answer = PageAnswer {
                 status: StatusCode::UNAUTHORIZED,
@@ -216,21 +294,21 @@ impl Gate {
                 message: None,
                 error: Some(MSG_INVALID),
             };
-            return Ok(self.render(rt, &current, &answer, client, now));
+            return Ok(self.render(v, &current, &answer, now));
         }
 
-        rt.throttle.record_success(username, client.ip);
+        self.throttle.record_success(username, client.ip);
         let new_id = crate::session::SessionId::generate();
         let seed = NewSession {
             created: now,
-            initial: &rt.initial,
+            initial: &v.sessions.initial,
             ip: Some(client.ip),
         };
         // The pre-login id is handed over even when it was never stored, so
         // that the store marks it as moved (requests still carrying it get
         // no new session that would replace the cookie set below).
         let old = Some(current.id);
-        match self
+        match v
             .store
             .login(
                 old.as_ref(),
@@ -239,12 +317,12 @@ impl Gate {
                 &DataChange::default(),
                 seed,
                 now,
-                &rt.policy,
+                &v.sessions.policy,
             )
             .await
         {
             Ok(record) => {
-                self.metrics.logins.inc_ok();
+                v.metrics.logins.inc_ok();
                 tracing::info!(client = %client.ip, user = %username, session = %new_id.log_hash(), "login");
                 let mut resp = redirect(StatusCode::SEE_OTHER, &next);
                 let claims = CookieClaims {
@@ -252,7 +330,7 @@ impl Gate {
                     created: record.created,
                     stored: true,
                 };
-                rt.apply_cookie(
+                v.sessions.apply_cookie(
                     resp.headers_mut(),
                     CookieOut::Set(claims),
                     client.https,
@@ -261,7 +339,7 @@ impl Gate {
                 Ok(resp)
             }
             Err(e) => {
-                self.store_failed("login", &e);
+                v.store_failed("login", &e);
                 Err(Reject::StoreUnavailable)
             }
         }
@@ -271,12 +349,15 @@ impl Gate {
     /// nothing of either when the store cannot be reached.
     async fn logout(
         &self,
-        rt: &Runtime,
-        req: Request<Incoming>,
-        client: &ClientInfo,
+        v: &Visit<'_>,
+        req: Request<RequestBody>,
     ) -> Result<Response<ResponseBody>, Reject> {
-        let now = self.clock.now();
-        let found = self.find_session(rt, req.headers(), client, now).await;
+        let client = v.client;
+        let now = v.clock.now();
+        let found = v
+            .sessions
+            .find(v.store, req.headers(), client.ip, now)
+            .await;
         let mut next = req
             .uri()
             .query()
@@ -290,8 +371,8 @@ impl Gate {
         }
         let clear = match found {
             Ok(Found::Session(c)) => {
-                if let Err(e) = self.store.remove(&c.id).await {
-                    self.store_failed("logout", &e);
+                if let Err(e) = v.store.remove(&c.id).await {
+                    v.store_failed("logout", &e);
                     return Err(Reject::StoreUnavailable);
                 }
                 tracing::info!(client = %client.ip, session = %c.id.log_hash(), "logout");
@@ -303,7 +384,7 @@ impl Gate {
                 false
             }
             Err(e) => {
-                self.store_failed("logout", &e);
+                v.store_failed("logout", &e);
                 return Err(Reject::StoreUnavailable);
             }
         };
@@ -312,7 +393,8 @@ impl Gate {
             &safe_next(next.as_deref().unwrap_or("/")),
         );
         if clear {
-            rt.apply_cookie(resp.headers_mut(), CookieOut::Clear, client.https, now);
+            v.sessions
+                .apply_cookie(resp.headers_mut(), CookieOut::Clear, client.https, now);
         }
         Ok(resp)
     }
@@ -320,15 +402,18 @@ impl Gate {
     /// The request's session, or a new anonymous one (not stored).
     async fn session_or_new<B>(
         &self,
-        rt: &Runtime,
+        v: &Visit<'_>,
         req: &Request<B>,
-        client: &ClientInfo,
         now: u64,
     ) -> Result<Current, Reject> {
-        match self.find_session(rt, req.headers(), client, now).await {
+        match v
+            .sessions
+            .find(v.store, req.headers(), v.client.ip, now)
+            .await
+        {
             Ok(found) => Ok(page_session(found, now)),
             Err(e) => {
-                self.store_failed("login page", &e);
+                v.store_failed("login page", &e);
                 Err(Reject::StoreUnavailable)
             }
         }
@@ -337,15 +422,14 @@ impl Gate {
     /// Renders the login page for `current`, setting its cookie when it is new.
     fn render(
         &self,
-        rt: &Runtime,
+        v: &Visit<'_>,
         current: &Current,
         answer: &PageAnswer<'_>,
-        client: &ClientInfo,
         now: u64,
     ) -> Response<ResponseBody> {
-        let action = format!("{}/login", rt.config.login.prefix);
-        let csrf = rt.signer.csrf_token(&current.id);
-        let html = rt.page.render(&PageContext {
+        let action = format!("{}/login", self.prefix);
+        let csrf = v.sessions.signer.csrf_token(&current.id);
+        let html = self.page.render(&PageContext {
             action: &action,
             next: answer.next,
             csrf: &csrf,
@@ -362,7 +446,7 @@ impl Gate {
         );
         h.insert("x-frame-options", HeaderValue::from_static("DENY"));
         h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
-        if let Some(csp) = rt.page.content_security_policy() {
+        if let Some(csp) = self.page.content_security_policy() {
             h.insert(
                 header::CONTENT_SECURITY_POLICY,
                 HeaderValue::from_static(csp),
@@ -374,7 +458,8 @@ impl Gate {
                 created: current.created,
                 stored: false,
             };
-            rt.apply_cookie(h, CookieOut::Set(claims), client.https, now);
+            v.sessions
+                .apply_cookie(h, CookieOut::Set(claims), v.client.https, now);
         }
         resp
     }
@@ -394,7 +479,7 @@ fn page_session(found: Found, now: u64) -> Current {
     }
 }
 
-async fn read_form(body: Incoming) -> Result<Bytes, Reject> {
+async fn read_form(body: RequestBody) -> Result<Bytes, Reject> {
     match Limited::new(body, MAX_FORM_BYTES).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(_) => Err(Reject::BadRequest("The form is too large or was cut off.")),

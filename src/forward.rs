@@ -1,0 +1,75 @@
+//! The forward stage: a route's target (an HTTP upstream or the CGI
+//! gateway) answers the prepared request.
+//!
+//! Failures come back as the targets' own error types and become statuses
+//! in [`crate::respond`]; a failure caused by the client's own body (broken
+//! chunked framing) is the client's `400`, never the backend's `502`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{Request, Response};
+
+use crate::body::ResponseBody;
+use crate::forwarded::{ClientInfo, ConnInfo};
+use crate::respond::{BAD_BODY, Reject};
+use crate::upstream::cgi::{CgiContext, CgiGateway};
+use crate::upstream::http::HttpUpstream;
+use crate::upstream::request_body::{ClientBodyFailure, RequestBody};
+
+/// Where a route sends its requests, prepared once per config.
+pub enum Target {
+    /// An `http://` or `https://` upstream (its connection pool).
+    Http(HttpUpstream),
+    /// A `cgi:DIR` directory.
+    Cgi(CgiGateway),
+}
+
+/// What a target needs to know of the exchange besides the request.
+pub struct Hop<'a> {
+    /// Who the client is.
+    pub client: &'a ClientInfo,
+    /// The connection it came on.
+    pub conn: &'a ConnInfo,
+    /// The matched route's path (the CGI gateway mounts DIR there).
+    pub route_path: &'a str,
+    /// How long an upstream may take to answer.
+    pub timeout: Duration,
+    /// Says whether the client's body broke while it was read.
+    pub body_failure: &'a ClientBodyFailure,
+}
+
+impl Target {
+    /// Whether a WebSocket handshake can go to this target.
+    pub fn takes_upgrades(&self) -> bool {
+        matches!(self, Target::Http(_))
+    }
+
+    /// Sends `req` and returns the response head with its streaming body.
+    pub async fn forward(
+        &self,
+        req: Request<RequestBody>,
+        hop: &Hop<'_>,
+    ) -> Result<Response<ResponseBody>, Reject> {
+        match self {
+            Target::Http(upstream) => Ok(upstream
+                .forward(req, hop.timeout)
+                .await?
+                .map(ResponseBody::upstream)),
+            Target::Cgi(gateway) => {
+                let ctx = CgiContext {
+                    remote_addr: SocketAddr::new(hop.client.ip, hop.conn.peer.port()),
+                    local_addr: hop.conn.local,
+                    https: hop.client.https,
+                    route_prefix: hop.route_path.to_owned(),
+                };
+                match Box::pin(gateway.serve(req, &ctx)).await {
+                    Ok(resp) => Ok(resp.map(ResponseBody::stream)),
+                    // The script failed because the client's body broke.
+                    Err(_) if hop.body_failure.happened() => Err(Reject::BadRequest(BAD_BODY)),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        }
+    }
+}

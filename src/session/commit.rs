@@ -1,0 +1,345 @@
+//! Committing what the backend asked of the session, atomically in the
+//! store, and deciding what the cookie becomes.
+//!
+//! A login or logout the store could not keep is an error: the backend's
+//! answer says it happened, so that answer must not reach the user, and the
+//! cookie stays as it was so that the user can try again. A data change the
+//! store could not keep is logged; the response still goes out.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::found::Current;
+use super::rules::SessionRules;
+use super::{AnyStore, CookieClaims, DataChange, NewSession, SessionId, SessionStore, StoreError};
+use crate::metrics::Metrics;
+
+/// What a backend asked of the session (its control headers).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionChange {
+    /// Keys to set (`Set: k=v&k2=v2`, may repeat).
+    pub set: Vec<(String, String)>,
+    /// Keys to delete (`Delete: k1, k2`).
+    pub delete: Vec<String>,
+    /// Log in as this user, with a new session id.
+    pub login: Option<String>,
+    /// Destroy the session.
+    pub logout: bool,
+    /// Problems found, for the log (a bad user name, say).
+    pub rejected: Vec<String>,
+}
+
+impl SessionChange {
+    /// Whether the backend asked for nothing.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.delete.is_empty() && self.login.is_none() && !self.logout
+    }
+}
+
+/// What goes into `Set-Cookie` after the backend answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookieOut {
+    /// No `Set-Cookie`.
+    Keep,
+    /// Set the cookie for these claims.
+    Set(CookieClaims),
+    /// Clear the cookie.
+    Clear,
+}
+
+impl CookieOut {
+    /// The cookie of a session created by this request (not yet stored).
+    pub fn for_new(current: Option<&Current>) -> CookieOut {
+        match current {
+            Some(c) if c.new => CookieOut::Set(CookieClaims {
+                id: c.id,
+                created: c.created,
+                stored: false,
+            }),
+            _ => CookieOut::Keep,
+        }
+    }
+}
+
+/// Why a request goes on without a session and must leave the browser's
+/// cookie as it is: no new session, no `Set-Cookie` of any kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// The cookie names an id a login just moved ([`super::Found::Rotated`]).
+    Rotated,
+    /// The store could not say what the cookie names (a `public` route goes
+    /// on without it).
+    StoreUnreachable,
+}
+
+/// The store could not keep a login or logout the backend announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the session store could not keep the {0}")]
+pub struct CommitError(pub &'static str);
+
+/// Who the session is after the commit, for the access log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// As before.
+    Same,
+    /// Logged out.
+    SignedOut,
+    /// A new or newly logged-in session.
+    Became {
+        /// Its id.
+        id: SessionId,
+        /// Its user.
+        user: Option<Arc<str>>,
+    },
+}
+
+/// The result of a commit.
+#[derive(Debug)]
+pub struct Committed {
+    /// What `Set-Cookie` must say.
+    pub cookie: CookieOut,
+    /// Who the session now is.
+    pub identity: Identity,
+}
+
+impl Committed {
+    fn cookie(cookie: CookieOut) -> Self {
+        Committed {
+            cookie,
+            identity: Identity::Same,
+        }
+    }
+}
+
+/// What is left of the backend's change for a request on [`Hold`]: no
+/// session was found for it, and none may be started for it. A login still
+/// happens, with its data changes (it makes a new id of its own, so it
+/// replaces nothing the user holds: a login form sent twice logs in twice).
+/// Without a login, data changes go nowhere (logged). A logout has nothing
+/// to end when a login moved the id; when the store could not be asked, the
+/// session may be alive, and clearing the cookie would leave it so: that is
+/// refused.
+pub fn held_back(hold: Hold, mut change: SessionChange) -> Result<SessionChange, CommitError> {
+    if change.logout {
+        match hold {
+            Hold::Rotated => {
+                tracing::info!("a logout with a cookie a login has just replaced: nothing to end")
+            }
+            Hold::StoreUnreachable => {
+                tracing::error!(
+                    operation = "logout",
+                    "session store unreachable: the session cannot be ended"
+                );
+                return Err(CommitError("logout"));
+            }
+        }
+        change.logout = false;
+    }
+    if change.login.is_none() && !(change.set.is_empty() && change.delete.is_empty()) {
+        match hold {
+            Hold::Rotated => tracing::info!(
+                "the backend changed a session whose id a login has just replaced: not applied"
+            ),
+            Hold::StoreUnreachable => tracing::warn!(
+                "session store unreachable: the backend's session changes are not applied"
+            ),
+        }
+        change.set.clear();
+        change.delete.clear();
+    }
+    Ok(change)
+}
+
+/// Where a commit writes, and what it counts.
+pub struct Committer<'a> {
+    /// The rules of the session.
+    pub rules: &'a SessionRules,
+    /// The store.
+    pub store: &'a AnyStore,
+    /// Counters.
+    pub metrics: &'a Metrics,
+    /// The client's address (kept with a new session).
+    pub client: IpAddr,
+    /// Unix seconds.
+    pub now: u64,
+}
+
+impl Committer<'_> {
+    /// Applies `change` to `current` (or to a session it starts), atomically
+    /// in the store, and says what the cookie must become.
+    pub async fn commit(
+        &self,
+        mut current: Option<Current>,
+        change: SessionChange,
+    ) -> Result<Committed, CommitError> {
+        for problem in &change.rejected {
+            tracing::warn!(problem = %problem, "ignoring a control header from the backend");
+        }
+        let data = DataChange {
+            delete: change.delete,
+            set: change.set,
+        };
+        let mut identity = Identity::Same;
+        if change.logout {
+            if let Some(c) = current.take() {
+                if let Err(e) = self.store.remove(&c.id).await {
+                    self.store_failed("logout", &e);
+                    return Err(CommitError("logout"));
+                }
+            }
+            identity = Identity::SignedOut;
+            if change.login.is_none() {
+                return Ok(Committed {
+                    cookie: CookieOut::Clear,
+                    identity,
+                });
+            }
+        }
+        if let Some(user) = change.login {
+            return self.login(current.as_ref(), &user, &data).await;
+        }
+        if data.is_empty() {
+            return Ok(Committed {
+                cookie: CookieOut::for_new(current.as_ref()),
+                identity,
+            });
+        }
+        let cur = match current {
+            Some(c) => c,
+            None => {
+                // A public route without a session, and the backend wants to
+                // remember something: the session starts now.
+                Metrics::inc(&self.metrics.sessions_created);
+                let c = Current::fresh(self.now);
+                identity = Identity::Became {
+                    id: c.id,
+                    user: None,
+                };
+                c
+            }
+        };
+        Ok(Committed {
+            cookie: self.update(&cur, &data).await,
+            identity,
+        })
+    }
+
+    /// Logs the session in under a new id (the fixation defence). A data
+    /// change too large is refused on its own; the login still happens.
+    async fn login(
+        &self,
+        current: Option<&Current>,
+        user: &str,
+        data: &DataChange,
+    ) -> Result<Committed, CommitError> {
+        let new_id = SessionId::generate();
+        let old = current.map(|c| c.id);
+        let policy = &self.rules.policy;
+        let mut result = self
+            .store
+            .login(
+                old.as_ref(),
+                &new_id,
+                user,
+                data,
+                self.seed(),
+                self.now,
+                policy,
+            )
+            .await;
+        if let Err(e @ StoreError::TooLarge { .. }) = &result {
+            self.too_large(e);
+            let nothing = DataChange::default();
+            result = self
+                .store
+                .login(
+                    old.as_ref(),
+                    &new_id,
+                    user,
+                    &nothing,
+                    self.seed(),
+                    self.now,
+                    policy,
+                )
+                .await;
+        }
+        match result {
+            Ok(record) => {
+                Metrics::inc(&self.metrics.sessions_created);
+                Ok(Committed {
+                    cookie: CookieOut::Set(CookieClaims {
+                        id: new_id,
+                        created: record.created,
+                        stored: true,
+                    }),
+                    identity: Identity::Became {
+                        id: new_id,
+                        user: record.user,
+                    },
+                })
+            }
+            Err(e) => {
+                self.store_failed("login", &e);
+                Err(CommitError("login"))
+            }
+        }
+    }
+
+    /// Stores a data change, creating the record when the cookie says it
+    /// was never stored.
+    async fn update(&self, cur: &Current, data: &DataChange) -> CookieOut {
+        let create = (!cur.stored_cookie).then_some(NewSession {
+            created: cur.created,
+            ..self.seed()
+        });
+        let policy = &self.rules.policy;
+        match self
+            .store
+            .update(&cur.id, data, create, self.now, policy)
+            .await
+        {
+            Ok(_) if !cur.stored_cookie => CookieOut::Set(CookieClaims {
+                id: cur.id,
+                created: cur.created,
+                stored: true,
+            }),
+            Ok(_) => CookieOut::Keep,
+            Err(e) => {
+                match e {
+                    StoreError::TooLarge { .. } => self.too_large(&e),
+                    StoreError::Gone => {
+                        tracing::info!(session = %cur.id.log_hash(), "session ended before the backend's update");
+                    }
+                    e => self.store_failed("update", &e),
+                }
+                CookieOut::for_new(Some(cur))
+            }
+        }
+    }
+
+    fn seed(&self) -> NewSession<'_> {
+        NewSession {
+            created: self.now,
+            initial: &self.rules.initial,
+            ip: Some(self.client),
+        }
+    }
+
+    fn too_large(&self, e: &StoreError) {
+        Metrics::inc(&self.metrics.updates_too_large);
+        tracing::warn!(error = %e, "refused a session update from the backend");
+    }
+
+    /// Counts and logs a store operation that failed.
+    pub fn store_failed(&self, what: &str, e: &StoreError) {
+        Metrics::inc(&self.metrics.store_errors);
+        tracing::error!(operation = what, error = %e, "session store failed");
+    }
+}
+
+impl Committed {
+    /// Only a cookie decision, nobody new (used when nothing was asked).
+    pub fn nothing_asked(current: Option<&Current>) -> Self {
+        Committed::cookie(CookieOut::for_new(current))
+    }
+}

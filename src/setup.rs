@@ -1,0 +1,175 @@
+//! Everything derived from one config file before a request can be served:
+//! the route table and each route's target, the session rules, the built-in
+//! login. Built at start and again at every reload (SIGHUP), then swapped
+//! in whole; requests in flight finish on the setup they started with.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::access::{RouteId, RouteTable};
+use crate::canonical;
+use crate::config::{Config, RouteConfig, Upstream};
+use crate::forward::Target;
+use crate::login::endpoints::LoginDesk;
+use crate::session::SessionRules;
+use crate::upstream::cgi::{CgiGateway, CgiOptions};
+use crate::upstream::http::HttpUpstream;
+
+/// How many requests may wait for a CGI slot, per slot.
+const CGI_QUEUE_PER_SLOT: usize = 4;
+
+/// Everything derived from one config file; swapped whole on reload.
+pub struct Setup {
+    /// The validated config.
+    pub config: Config,
+    /// Longest-prefix route lookup.
+    pub routes: Arc<RouteTable>,
+    /// Each route's target, by route id.
+    targets: Vec<Target>,
+    /// Each route's label in the access log (its path), by route id.
+    route_labels: Vec<Arc<str>>,
+    /// The label of requests that match no route.
+    pub no_route_label: Arc<str>,
+    /// The label of the built-in endpoints.
+    pub builtin_label: Arc<str>,
+    /// The session header prefix, normalised, for stripping request trailers.
+    pub header_prefix: Arc<str>,
+    /// Cookies, lifetimes, initial data.
+    pub sessions: SessionRules,
+    /// The built-in login endpoints.
+    pub login: LoginDesk,
+    /// Where visitors are sent to sign in.
+    pub login_page: String,
+}
+
+/// Why a setup could not be built from a valid config.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The users file or the login page template cannot be used.
+    #[error(transparent)]
+    Login(#[from] crate::login::endpoints::DeskError),
+    /// The upstream CA file cannot be used.
+    #[error(transparent)]
+    UpstreamTls(#[from] crate::tls::TlsError),
+    /// A route's target cannot be used (a missing CGI directory, say).
+    #[error("route {route}: {message}")]
+    Route {
+        /// The route's path.
+        route: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// One matched route: its config, target and log label.
+pub struct Route<'a> {
+    /// The route's id in the config's list.
+    pub id: RouteId,
+    /// Its config.
+    pub config: &'a RouteConfig,
+    /// Where its requests go.
+    pub target: &'a Target,
+    /// Its access-log label.
+    pub label: &'a Arc<str>,
+}
+
+impl Setup {
+    /// Prepares routes, targets, keys and cookie attributes from a config.
+    pub fn build(config: Config) -> Result<Setup, SetupError> {
+        let routes = Arc::new(RouteTable::new(&config.routes));
+        let targets = build_targets(&config, &routes)?;
+        let login_page = config.login.login_page();
+        Ok(Setup {
+            sessions: SessionRules::new(&config.session, &config.store),
+            login: LoginDesk::new(&config)?,
+            routes,
+            targets,
+            route_labels: config
+                .routes
+                .iter()
+                .map(|r| Arc::from(r.path.as_str()))
+                .collect(),
+            no_route_label: Arc::from("-"),
+            builtin_label: Arc::from(config.login.prefix.as_str()),
+            header_prefix: Arc::from(config.headers.match_prefix.as_str()),
+            login_page,
+            config,
+        })
+    }
+
+    /// The route for a request to `host` and (normalised) `path`.
+    pub fn route(&self, host: Option<&str>, path: &str) -> Option<Route<'_>> {
+        let id = self.routes.find(host, path)?;
+        Some(Route {
+            id,
+            config: &self.config.routes[id],
+            target: &self.targets[id],
+            label: &self.route_labels[id],
+        })
+    }
+
+    /// Whether `path` is one of the built-in endpoints' paths.
+    pub fn is_builtin(&self, path: &str) -> bool {
+        path.strip_prefix(self.config.login.prefix.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+}
+
+/// Every route's target. Routes to the same origin share its connections.
+fn build_targets(config: &Config, routes: &Arc<RouteTable>) -> Result<Vec<Target>, SetupError> {
+    let https_upstreams = config.routes.iter().any(|r| {
+        matches!(&r.upstream, Upstream::Http { scheme, .. } if *scheme == http::uri::Scheme::HTTPS)
+    });
+    let mut upstream_tls = if https_upstreams || config.server.upstream_ca.is_some() {
+        crate::tls::upstream_client_config(config.server.upstream_ca.as_deref())?
+    } else {
+        crate::tls::no_upstream_tls()?
+    };
+    upstream_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let upstream_tls = Arc::new(upstream_tls);
+    let mut origins: HashMap<(&http::uri::Scheme, &http::uri::Authority), HttpUpstream> =
+        HashMap::new();
+    let mut targets = Vec::with_capacity(config.routes.len());
+    for route in &config.routes {
+        let failed = |message: String| SetupError::Route {
+            route: route.path.clone(),
+            message,
+        };
+        targets.push(match &route.upstream {
+            Upstream::Http { scheme, authority } => match origins.get(&(scheme, authority)) {
+                Some(shared) => Target::Http(shared.clone()),
+                None => {
+                    let max = config.server.upstream_max_connections;
+                    let new = HttpUpstream::new(scheme, authority, &upstream_tls, max)
+                        .map_err(|e| failed(e.to_string()))?;
+                    origins.insert((scheme, authority), new.clone());
+                    Target::Http(new)
+                }
+            },
+            Upstream::Cgi(dir) => {
+                let options = CgiOptions {
+                    timeout: config.server.upstream_timeout,
+                    max_concurrent: config.server.cgi_max_concurrent,
+                    max_queue: config.server.cgi_max_concurrent * CGI_QUEUE_PER_SLOT,
+                };
+                let gateway = CgiGateway::new(dir, options)
+                    .map_err(|e| failed(format!("CGI directory {}: {e}", dir.display())))?;
+                // A script's local redirect is followed inside the gateway
+                // only when the new path stays on this same route; any other
+                // path goes back to the browser, so that it passes through
+                // routing and the access check again. The path must already
+                // be normal: the route table only ever sees normalised paths,
+                // and the gateway must not run a script on a path it did not
+                // see.
+                let table = routes.clone();
+                let id = targets.len();
+                Target::Cgi(gateway.with_local_redirect_check(move |path, _| {
+                    !table.has_host_routes()
+                        && canonical::normalize_path(path).is_ok_and(|p| p == path)
+                        && table.find(None, path) == Some(id)
+                }))
+            }
+        });
+    }
+    Ok(targets)
+}
