@@ -1178,11 +1178,54 @@ pub fn resolve_secret(spec: &str) -> Result<String, String> {
         return std::env::var(name).map_err(|_| format!("environment variable {name} is not set"));
     }
     if let Some(path) = spec.strip_prefix("file:") {
-        return std::fs::read_to_string(path)
-            .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-            .map_err(|e| format!("cannot read secret file {path}: {e}"));
+        return read_secret_file(Path::new(path))
+            .map(|s| s.trim_end_matches(['\n', '\r']).to_string());
     }
     Ok(spec.to_string())
+}
+
+/// The most a `file:` secret may hold. A key is 43 characters and a token a
+/// few dozen; a larger file is a wrong path, and `/dev/zero` never ends.
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// Reads a `file:` secret: a regular file of at most [`MAX_SECRET_FILE_BYTES`].
+///
+/// Anything else is refused before it is read, and most of it before it is
+/// opened: reading a FIFO waits for a writer, and reading `/dev/zero` or
+/// `/dev/urandom` never ends, so a mistyped path would hang the start (or a
+/// reload) or use up the memory; opening some devices is not harmless either.
+fn read_secret_file(path: &Path) -> Result<String, String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    let shown = path.display();
+    let cannot = |e: std::io::Error| format!("cannot read secret file {shown}: {e}");
+    let not_regular = || format!("secret file {shown} is not a regular file");
+    if !std::fs::metadata(path).map_err(cannot)?.is_file() {
+        return Err(not_regular());
+    }
+    // Non-blocking, in case the path became a FIFO since it was looked at
+    // (opening one for reading waits for a writer); on a regular file it
+    // changes nothing.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(cannot)?;
+    if !file.metadata().map_err(cannot)?.is_file() {
+        return Err(not_regular());
+    }
+    let mut text = String::new();
+    file.take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(cannot)?;
+    if text.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(format!(
+            "secret file {shown} is larger than {} KiB",
+            MAX_SECRET_FILE_BYTES / 1024
+        ));
+    }
+    Ok(text)
 }
 
 /// The secret form that falls back to a key generated at start: meant for
@@ -1951,6 +1994,47 @@ mod tests {
         );
         let c: Config = text.parse().unwrap();
         assert_eq!(c.session.secret_keys, vec![KEY.as_bytes().to_vec()]);
+    }
+
+    #[test]
+    fn secret_files_that_never_end_or_block_are_refused() {
+        // Each check runs on its own thread so that a regression fails the
+        // test instead of hanging it.
+        fn resolved_within_a_few_seconds(spec: String) -> Result<String, String> {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || tx.send(resolve_secret(&spec)));
+            rx.recv_timeout(Duration::from_secs(5))
+                .expect("resolve_secret returned within five seconds")
+        }
+        let dir = tempfile::tempdir().unwrap();
+
+        let err = resolved_within_a_few_seconds("file:/dev/zero".into()).unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
+
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let err = resolved_within_a_few_seconds(format!("file:{}", fifo.display())).unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
+
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'k'; MAX_SECRET_FILE_BYTES as usize + 1]).unwrap();
+        let err = resolved_within_a_few_seconds(format!("file:{}", big.display())).unwrap_err();
+        assert!(err.contains("larger than 64 KiB"), "{err}");
+
+        let largest = dir.path().join("largest");
+        std::fs::write(&largest, vec![b'k'; MAX_SECRET_FILE_BYTES as usize]).unwrap();
+        let key = resolved_within_a_few_seconds(format!("file:{}", largest.display())).unwrap();
+        assert_eq!(key.len(), MAX_SECRET_FILE_BYTES as usize);
+
+        let err =
+            resolved_within_a_few_seconds(format!("file:{}", dir.path().display())).unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
+        let err = resolved_within_a_few_seconds("file:/nonexistent/key".into()).unwrap_err();
+        assert!(err.contains("cannot read secret file"), "{err}");
     }
 
     #[test]

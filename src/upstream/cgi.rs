@@ -19,7 +19,10 @@
 
 mod environment;
 mod locate;
-mod output;
+// Public for the fuzz targets in fuzz/ (a separate crate): the header-block
+// parser reads what a script prints, and it is the only part of the gateway
+// that needs no process to exercise.
+pub mod output;
 mod process;
 
 use std::net::SocketAddr;

@@ -5,6 +5,9 @@
 //! field is passed on as a response header, except the hop-by-hop ones and
 //! `Content-Length` (the body is streamed, and a script that miscounts must
 //! not break the connection).
+//!
+//! Public only so that the fuzz targets (`fuzz/`) can reach it; the gateway
+//! is its one user.
 
 use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -27,7 +30,7 @@ const DROPPED: [HeaderName; 9] = [
 
 /// The parsed header block.
 #[derive(Debug, Default)]
-pub(super) struct ScriptHead {
+pub struct ScriptHead {
     /// From a `Status:` field.
     pub status: Option<StatusCode>,
     /// From a `Location:` field.
@@ -64,7 +67,7 @@ impl ScriptHead {
 ///
 /// `seen` is how much of `buf` an earlier call already searched in vain, so
 /// that a block arriving in many small reads is not searched over and over.
-pub(super) fn header_block_end(buf: &[u8], seen: usize) -> Option<usize> {
+pub fn header_block_end(buf: &[u8], seen: usize) -> Option<usize> {
     // A blank first line is an empty block; parse() then refuses it.
     if buf.starts_with(b"\n") {
         return Some(1);
@@ -91,7 +94,7 @@ pub(super) fn header_block_end(buf: &[u8], seen: usize) -> Option<usize> {
 
 /// Parses a complete header block, blank line included. The error says what
 /// was wrong, for the log.
-pub(super) fn parse(block: &[u8]) -> Result<ScriptHead, String> {
+pub fn parse(block: &[u8]) -> Result<ScriptHead, String> {
     let mut head = ScriptHead::default();
     let mut connection_tokens = Vec::new();
     let mut fields = 0;
