@@ -1,4 +1,4 @@
-//! The backend's control headers: `upstream::headers::take_control` on any
+//! The backend's control headers: `upstream::control::take_control` on any
 //! response header map.
 //!
 //! Afterwards no header carrying the prefix in any spelling (case, `_`, `.`
@@ -15,7 +15,8 @@ use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue, SET_COOKIE, TE};
 use libfuzzer_sys::fuzz_target;
 use sessiongate::config::{Config, HeadersConfig};
-use sessiongate::upstream::headers::{take_control, valid_user};
+use sessiongate::session::user::valid_user;
+use sessiongate::upstream::control::take_control;
 
 const COOKIE_NAME: &str = "sg_session";
 

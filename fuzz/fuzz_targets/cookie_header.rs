@@ -1,5 +1,5 @@
 //! The `Cookie` request header: `cookie_values`, which finds our cookie, and
-//! `upstream::headers::strip_cookie`, which takes it out before the request
+//! `upstream::request_headers::strip_cookie`, which takes it out before the request
 //! goes upstream.
 //!
 //! After stripping, our cookie name never appears as a cookie name, and
@@ -12,7 +12,7 @@ use http::HeaderMap;
 use http::header::{COOKIE, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 use sessiongate::session::cookie::cookie_values;
-use sessiongate::upstream::headers::strip_cookie;
+use sessiongate::upstream::request_headers::strip_cookie;
 
 #[derive(Debug, Arbitrary)]
 struct Input {
