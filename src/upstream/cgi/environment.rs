@@ -12,6 +12,7 @@ use http::{Method, Version};
 
 use super::CgiContext;
 use super::locate::Script;
+use crate::upstream::hop_by_hop::is_hop_by_hop;
 
 /// `PATH` for scripts: the system directories, never the proxy's own `PATH`.
 const SCRIPT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -20,22 +21,18 @@ const SCRIPT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 ///
 /// Content-Length and Content-Type have variables of their own. `Proxy` is
 /// the httpoxy hole (`HTTP_PROXY` is read by many HTTP clients as their proxy
-/// setting). Credentials are withheld, as RFC 3875 section 4.1.18 allows. The
-/// hop-by-hop headers describe the client connection, not the request the
-/// script sees: its stdin is the decoded body, never chunked.
-const WITHHELD: [HeaderName; 12] = [
+/// setting). Credentials are withheld, as RFC 3875 section 4.1.18 allows.
+/// Hop-by-hop headers ([`crate::upstream::hop_by_hop`]) are withheld too,
+/// and so is `Trailer`: they describe the client connection and its framing,
+/// not the request the script sees (its stdin is the decoded body, never
+/// chunked, and never followed by trailers).
+const WITHHELD: [HeaderName; 6] = [
     header::CONTENT_LENGTH,
     header::CONTENT_TYPE,
     header::AUTHORIZATION,
     header::PROXY_AUTHORIZATION,
     HeaderName::from_static("proxy"),
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
     header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
 ];
 
 /// The request as the script is to see it.
@@ -158,7 +155,7 @@ pub(super) fn build(
 /// Apache httpd does: `X_Session_User` or `X.Session.User` would otherwise
 /// arrive as `HTTP_X_SESSION_USER`, the variable sessiongate sets itself.
 fn variable_name(name: &HeaderName) -> Option<String> {
-    if WITHHELD.contains(name) {
+    if WITHHELD.contains(name) || is_hop_by_hop(name.as_str()) {
         return None;
     }
     let name = name.as_str();

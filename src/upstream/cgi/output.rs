@@ -12,21 +12,15 @@
 use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::upstream::hop_by_hop::is_hop_by_hop;
+
 /// The most a header block may hold, blank line included.
 pub(super) const MAX_HEADER_BLOCK: usize = 64 * 1024;
 
-/// Response headers a script may not set.
-const DROPPED: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::PROXY_AUTHENTICATE,
-    header::CONTENT_LENGTH,
-];
+/// Response headers a script may not set, besides the hop-by-hop ones
+/// ([`crate::upstream::hop_by_hop`]): the body is streamed (a miscounted
+/// length must not break the connection) and never has trailers.
+const DROPPED: [HeaderName; 2] = [header::TRAILER, header::CONTENT_LENGTH];
 
 /// The parsed header block.
 #[derive(Debug, Default)]
@@ -135,7 +129,7 @@ pub fn parse(block: &[u8]) -> Result<ScriptHead, String> {
                     return Err("more than one Location field".to_owned());
                 }
             }
-            _ if DROPPED.contains(&name) => {
+            _ if DROPPED.contains(&name) || is_hop_by_hop(name.as_str()) => {
                 if name == header::CONNECTION {
                     connection_tokens.push(value);
                 }
