@@ -88,6 +88,7 @@ use super::store::{
     Lookup, NewSession, Policy, ROTATED_FOR, SessionRecord, SessionStore, SessionSummary,
     StoreError,
 };
+use crate::redact::redact_url;
 
 /// Longest wait for a TCP connection to a Redis node.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -167,13 +168,13 @@ impl RedisStore {
     /// connection is made on first use. Must be called within a Tokio runtime.
     pub fn open(url: &str, key_prefix: &str) -> Result<RedisStore, RedisSetupError> {
         let bad = |e: RedisError| RedisSetupError::Url {
-            url: hide_password(url),
+            url: redact_url(url),
             reason: e.to_string(),
         };
         let link = match cluster_nodes(url) {
             Some(nodes) => {
                 let nodes = nodes.map_err(|reason| RedisSetupError::Url {
-                    url: hide_password(url),
+                    url: redact_url(url),
                     reason,
                 })?;
                 let client = ClusterClient::builder(nodes)
@@ -859,14 +860,6 @@ fn glob_escape(s: &str) -> String {
     out
 }
 
-/// A URL for messages: the password replaced.
-fn hide_password(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_string(),
-    }
-}
-
 /// The Lua scripts, hashed once.
 struct Scripts {
     load: Script,
@@ -1180,13 +1173,8 @@ mod tests {
     }
 
     #[test]
-    fn globs_and_passwords() {
+    fn globs_are_escaped() {
         assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
-        assert_eq!(
-            hide_password("redis://:secret@host:6379/0"),
-            "redis://***@host:6379/0"
-        );
-        assert_eq!(hide_password("redis://host"), "redis://host");
     }
 
     #[test]
