@@ -69,6 +69,8 @@
 //! cluster, the connections and slot map) is remade on the next operation
 //! after a failure, so the proxy recovers by itself when Redis is back.
 
+mod scripts;
+
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -80,8 +82,9 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script, ServerErrorKind, Value};
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
 
+use self::scripts::Scripts;
 use super::data::DataChange;
 use super::id::SessionId;
 use super::store::{
@@ -264,7 +267,7 @@ impl RedisStore {
         let index = self.user_key(user);
         let member = new.to_base64();
         self.run(|mut c| async move {
-            let mut inv = self.scripts.index.prepare_invoke();
+            let mut inv = self.scripts.login_index.prepare_invoke();
             inv.key(&index)
                 .arg(&member)
                 .arg(now)
@@ -279,7 +282,7 @@ impl RedisStore {
                 let key = self.session_key(old);
                 let taken = self
                     .run(|mut c| async move {
-                        let mut inv = self.scripts.take.prepare_invoke();
+                        let mut inv = self.scripts.login_take.prepare_invoke();
                         inv.key(&key)
                             .arg(now)
                             .arg(policy.idle_timeout)
@@ -303,7 +306,7 @@ impl RedisStore {
         let key = self.session_key(new);
         let reply = self
             .run(|mut c| async move {
-                let mut inv = self.scripts.put.prepare_invoke();
+                let mut inv = self.scripts.login_put.prepare_invoke();
                 inv.key(&key)
                     .arg(now)
                     .arg(policy.idle_timeout)
@@ -859,281 +862,6 @@ fn glob_escape(s: &str) -> String {
     }
     out
 }
-
-/// The Lua scripts, hashed once.
-struct Scripts {
-    load: Script,
-    update: Script,
-    login: Script,
-    take: Script,
-    put: Script,
-    index: Script,
-    drop_if_user: Script,
-}
-
-impl Scripts {
-    fn new() -> Self {
-        // The one constant the scripts share with Rust, written in front.
-        let common = format!("local ROTATED_FOR = {ROTATED_FOR}\n{LUA_COMMON}");
-        let with_common = |body: &str| Script::new(&[&common, body].concat());
-        Scripts {
-            load: with_common(LUA_LOAD),
-            update: with_common(LUA_UPDATE),
-            login: with_common(LUA_LOGIN),
-            take: with_common(LUA_TAKE),
-            put: with_common(LUA_PUT),
-            index: with_common(LUA_INDEX),
-            drop_if_user: Script::new(LUA_DROP_IF_USER),
-        }
-    }
-}
-
-/// Functions every script shares. Times are whole seconds from the proxy's
-/// clock; TTLs are relative, so Redis's own clock never decides expiry.
-const LUA_COMMON: &str = r#"
-local function expires_at(created, last_seen, idle, life)
-  return math.min(last_seen + idle, created + life)
-end
-
-local function ttl(created, last_seen, idle, life, now)
-  return math.max(expires_at(created, last_seen, idle, life) - now, 1)
-end
-
--- Applies the change found in ARGV from position i on to urlencoded data:
--- ndel, keys..., nset, key, value, ... (all urlencoded like the data).
--- Mirrors DataChange::apply: deletes first, then sets in order, a key set
--- twice keeps its first position, empty keys are dropped when read back.
-local function apply_change(data, i)
-  local keys, vals, at = {}, {}, {}
-  for piece in string.gmatch(data, '[^&]+') do
-    local eq = string.find(piece, '=', 1, true)
-    local k, v = piece, ''
-    if eq then
-      k = string.sub(piece, 1, eq - 1)
-      v = string.sub(piece, eq + 1)
-    end
-    if k ~= '' then
-      if at[k] then
-        vals[at[k]] = v
-      else
-        keys[#keys + 1] = k
-        vals[#keys] = v
-        at[k] = #keys
-      end
-    end
-  end
-  local deleted = {}
-  local ndel = tonumber(ARGV[i])
-  i = i + 1
-  for _ = 1, ndel do
-    deleted[ARGV[i]] = true
-    i = i + 1
-  end
-  local out_k, out_v, pos = {}, {}, {}
-  for j = 1, #keys do
-    if not deleted[keys[j]] then
-      out_k[#out_k + 1] = keys[j]
-      out_v[#out_k] = vals[j]
-      pos[keys[j]] = #out_k
-    end
-  end
-  local nset = tonumber(ARGV[i])
-  i = i + 1
-  for _ = 1, nset do
-    local k, v = ARGV[i], ARGV[i + 1]
-    i = i + 2
-    if pos[k] then
-      out_v[pos[k]] = v
-    else
-      out_k[#out_k + 1] = k
-      out_v[#out_k] = v
-      pos[k] = #out_k
-    end
-  end
-  local parts = {}
-  for j = 1, #out_k do
-    parts[j] = out_k[j] .. '=' .. out_v[j]
-  end
-  return table.concat(parts, '&')
-end
-
--- A live session's fields; or nil, and true when it existed but had
--- expired (it is deleted on the way).
-local function live(key, now, idle, life)
-  local r = redis.call('HMGET', key, 'c', 's', 'd', 'u', 'i')
-  local c, s = tonumber(r[1]), tonumber(r[2])
-  if not c or not s then
-    return nil, false
-  end
-  if now >= expires_at(c, s, idle, life) then
-    redis.call('DEL', key)
-    return nil, true
-  end
-  return {c = c, s = s, d = r[3] or '', u = r[4], i = r[5]}
-end
-
--- Whether key holds the mark a login leaves on the id it moved a session
--- away from, still in force at now (the proxy's clock, as for sessions;
--- the key's TTL only does the cleaning).
-local function rotated(key, now)
-  local at = tonumber(redis.call('HGET', key, 'r'))
-  return at ~= nil and now < at + ROTATED_FOR
-end
-
--- Puts that mark in place of whatever key held: a session, or nothing (an
--- anonymous session that never held anything is moved by a login too).
-local function mark_rotated(key, now)
-  redis.call('DEL', key)
-  redis.call('HSET', key, 'r', now)
-  redis.call('EXPIRE', key, ROTATED_FOR)
-end
-
--- Creates a logged-in session under a new id.
-local function put(key, now, idle, life, user, data, ip)
-  redis.call('DEL', key)
-  redis.call('HSET', key, 'c', now, 's', now, 'u', user, 'd', data)
-  if ip ~= '' then
-    redis.call('HSET', key, 'i', ip)
-  end
-  redis.call('EXPIRE', key, ttl(now, now, idle, life, now))
-  return {'ok', now, now, data, user, ip ~= '' and ip or false}
-end
-
--- Adds an id to a user's set, drops the ids whose absolute lifetime is
--- over, and keeps the set until every session in it has ended.
-local function index(key, id, now, life)
-  redis.call('ZADD', key, now + life, id)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-  if redis.call('TTL', key) < life then
-    redis.call('EXPIRE', key, life)
-  end
-end
-"#;
-
-/// KEYS: session. ARGV: now, idle, life, touch_interval.
-/// Refreshes last_seen and the TTL at most every touch_interval.
-const LUA_LOAD: &str = r#"
-local now, idle, life, touch = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local r = live(KEYS[1], now, idle, life)
-if not r then
-  if rotated(KEYS[1], now) then
-    return {'rotated'}
-  end
-  return false
-end
-if now - r.s >= touch and now > r.s then
-  r.s = now
-  redis.call('HSET', KEYS[1], 's', now)
-  redis.call('EXPIRE', KEYS[1], ttl(r.c, now, idle, life, now))
-end
-return {'ok', r.c, r.s, r.d, r.u, r.i}
-"#;
-
-/// KEYS: session. ARGV: now, idle, life, max_bytes, create (0|1), created,
-/// initial, ip, change...
-const LUA_UPDATE: &str = r#"
-local now, idle, life, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local r, expired = live(KEYS[1], now, idle, life)
-local fresh = false
-if not r then
-  -- An expired session stays ended, even for an update allowed to create,
-  -- and an id a login just moved away is not made a session again.
-  if expired or ARGV[5] ~= '1' or rotated(KEYS[1], now) then
-    return {'gone'}
-  end
-  fresh = true
-  r = {c = tonumber(ARGV[6]), d = ARGV[7], u = false, i = ARGV[8] ~= '' and ARGV[8] or false}
-end
-local data = apply_change(r.d, 9)
-if #data > max then
-  return {'too_large', #data, max}
-end
-if fresh then
-  -- Drops a mark that is over but not yet cleaned by its TTL.
-  redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[1], 'c', r.c)
-  if r.i then
-    redis.call('HSET', KEYS[1], 'i', r.i)
-  end
-end
-redis.call('HSET', KEYS[1], 's', now, 'd', data)
-redis.call('EXPIRE', KEYS[1], ttl(r.c, now, idle, life, now))
-return {'ok', r.c, now, data, r.u, r.i}
-"#;
-
-/// KEYS: new session, user set, [old session]. ARGV: now, idle, life,
-/// max_bytes, user, new id, initial, ip, change... The old session (stored
-/// or not) gives way to the mark of a moved id.
-const LUA_LOGIN: &str = r#"
-local now, idle, life, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local base, ip = ARGV[7], ARGV[8]
-if KEYS[3] then
-  local old = live(KEYS[3], now, idle, life)
-  if old then
-    base = old.d
-    if ip == '' and old.i then
-      ip = old.i
-    end
-  end
-end
-local data = apply_change(base, 9)
-if #data > max then
-  return {'too_large', #data, max}
-end
-if KEYS[3] then
-  mark_rotated(KEYS[3], now)
-end
-index(KEYS[2], ARGV[6], now, life)
-return put(KEYS[1], now, idle, life, ARGV[5], data, ip)
-"#;
-
-/// Cluster login, step 2. KEYS: old session. ARGV: now, idle, life,
-/// max_bytes, initial, change... Returns the data the new session gets,
-/// and leaves the mark of a moved id in place of the old session.
-const LUA_TAKE: &str = r#"
-local now, idle, life, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local base, ip = ARGV[5], false
-local old = live(KEYS[1], now, idle, life)
-if old then
-  base = old.d
-  ip = old.i
-end
-local data = apply_change(base, 6)
-if #data > max then
-  return {'too_large', #data, max}
-end
-mark_rotated(KEYS[1], now)
-return {'ok', data, ip}
-"#;
-
-/// Cluster login, step 3. KEYS: new session. ARGV: now, idle, life,
-/// max_bytes, user, base data, ip, apply (0: the data is final, step 2
-/// applied the change), change...
-const LUA_PUT: &str = r#"
-local now, idle, life, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local data = ARGV[6]
-if ARGV[8] == '1' then
-  data = apply_change(data, 9)
-  if #data > max then
-    return {'too_large', #data, max}
-  end
-end
-return put(KEYS[1], now, idle, life, ARGV[5], data, ARGV[7])
-"#;
-
-/// Cluster login, step 1. KEYS: user set. ARGV: new id, now, life.
-const LUA_INDEX: &str = r#"
-index(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
-return {'ok'}
-"#;
-
-/// KEYS: session. ARGV: user. Deletes the session if it belongs to user.
-const LUA_DROP_IF_USER: &str = r#"
-if redis.call('HGET', KEYS[1], 'u') == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"#;
 
 #[cfg(test)]
 mod tests {
