@@ -18,28 +18,43 @@
 use redis::Value;
 
 use super::RedisStore;
-use super::record::{parse_record, parse_taken, push_change};
+use super::record::{ip_arg, parse_record, parse_taken, push_change, push_limits};
 use crate::session::data::DataChange;
 use crate::session::id::SessionId;
 use crate::session::store::{NewSession, Policy, SessionRecord, StoreError};
 
+/// One login's inputs, as [`SessionStore::login`] takes them.
+///
+/// [`SessionStore::login`]: crate::session::SessionStore::login
+#[derive(Clone, Copy)]
+pub(super) struct Login<'a> {
+    /// The session moved away, if the visitor had an id.
+    pub(super) old: Option<&'a SessionId>,
+    /// The id the logged-in session gets.
+    pub(super) new: &'a SessionId,
+    /// Who logged in.
+    pub(super) user: &'a str,
+    /// The data change that comes with the login.
+    pub(super) change: &'a DataChange,
+    /// The client's IP, and the data to start from when `old` holds no
+    /// live session.
+    pub(super) seed: NewSession<'a>,
+    /// The proxy's clock, unix seconds.
+    pub(super) now: u64,
+    /// Lifetime and size rules.
+    pub(super) policy: &'a Policy,
+}
+
 impl RedisStore {
     /// The login in one script, `lua/login.lua`, for keys in one slot.
-    #[allow(clippy::too_many_arguments)] // one atomic step needs every input
     pub(super) async fn login_at_once(
         &self,
-        old: Option<&SessionId>,
-        new: &SessionId,
-        user: &str,
-        change: &DataChange,
-        seed: NewSession<'_>,
-        now: u64,
-        policy: &Policy,
+        login: Login<'_>,
     ) -> Result<SessionRecord, StoreError> {
-        let new_key = self.session_key(new);
-        let index = self.user_key(user);
-        let old_key = old.map(|o| self.session_key(o));
-        let member = new.to_base64();
+        let new_key = self.session_key(login.new);
+        let index = self.user_key(login.user);
+        let old_key = login.old.map(|o| self.session_key(o));
+        let member = login.new.to_base64();
         let reply = self
             .conn
             .run(|mut c| async move {
@@ -48,15 +63,12 @@ impl RedisStore {
                 if let Some(old_key) = &old_key {
                     inv.key(old_key);
                 }
-                inv.arg(now)
-                    .arg(policy.idle_timeout)
-                    .arg(policy.max_lifetime)
-                    .arg(policy.max_data_bytes)
-                    .arg(user)
+                push_limits(&mut inv, login.now, login.policy);
+                inv.arg(login.user)
                     .arg(&member)
-                    .arg(seed.initial)
-                    .arg(seed.ip.map(|ip| ip.to_string()).unwrap_or_default());
-                push_change(&mut inv, change);
+                    .arg(login.seed.initial)
+                    .arg(ip_arg(login.seed.ip));
+                push_change(&mut inv, login.change);
                 inv.invoke_async::<Value>(&mut c).await
             })
             .await?;
@@ -65,45 +77,35 @@ impl RedisStore {
 
     /// The three-step login for keys in different cluster slots (see the
     /// module documentation for the order and why).
-    #[allow(clippy::too_many_arguments)] // one login needs every input
     pub(super) async fn login_in_steps(
         &self,
-        old: Option<&SessionId>,
-        new: &SessionId,
-        user: &str,
-        change: &DataChange,
-        seed: NewSession<'_>,
-        now: u64,
-        policy: &Policy,
+        login: Login<'_>,
     ) -> Result<SessionRecord, StoreError> {
-        let index = self.user_key(user);
-        let member = new.to_base64();
+        let index = self.user_key(login.user);
+        let member = login.new.to_base64();
         self.conn
             .run(|mut c| async move {
                 let mut inv = self.scripts.login_index.prepare_invoke();
                 inv.key(&index)
                     .arg(&member)
-                    .arg(now)
-                    .arg(policy.max_lifetime);
+                    .arg(login.now)
+                    .arg(login.policy.max_lifetime);
                 inv.invoke_async::<Value>(&mut c).await
             })
             .await?;
-        let seed_ip = seed.ip.map(|ip| ip.to_string()).unwrap_or_default();
+        let seed_ip = ip_arg(login.seed.ip);
         // `None`: step 2 already applied the change.
-        let (base, ip, put_change) = match old {
+        let (base, ip, put_change) = match login.old {
             Some(old) => {
                 let key = self.session_key(old);
                 let taken = self
                     .conn
                     .run(|mut c| async move {
                         let mut inv = self.scripts.login_take.prepare_invoke();
-                        inv.key(&key)
-                            .arg(now)
-                            .arg(policy.idle_timeout)
-                            .arg(policy.max_lifetime)
-                            .arg(policy.max_data_bytes)
-                            .arg(seed.initial);
-                        push_change(&mut inv, change);
+                        inv.key(&key);
+                        push_limits(&mut inv, login.now, login.policy);
+                        inv.arg(login.seed.initial);
+                        push_change(&mut inv, login.change);
                         inv.invoke_async::<Value>(&mut c).await
                     })
                     .await?;
@@ -115,21 +117,16 @@ impl RedisStore {
                 };
                 (data, ip, None)
             }
-            None => (seed.initial.to_string(), seed_ip, Some(change)),
+            None => (login.seed.initial.to_string(), seed_ip, Some(login.change)),
         };
-        let key = self.session_key(new);
+        let key = self.session_key(login.new);
         let reply = self
             .conn
             .run(|mut c| async move {
                 let mut inv = self.scripts.login_put.prepare_invoke();
-                inv.key(&key)
-                    .arg(now)
-                    .arg(policy.idle_timeout)
-                    .arg(policy.max_lifetime)
-                    .arg(policy.max_data_bytes)
-                    .arg(user)
-                    .arg(&base)
-                    .arg(&ip);
+                inv.key(&key);
+                push_limits(&mut inv, login.now, login.policy);
+                inv.arg(login.user).arg(&base).arg(&ip);
                 match put_change {
                     Some(change) => {
                         inv.arg(1);

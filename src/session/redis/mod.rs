@@ -60,8 +60,10 @@ pub use self::connection::RedisSetupError;
 use redis::Value;
 
 use self::connection::Connection;
+use self::login::Login;
 use self::record::{
-    LOOKUP_FIELDS, number, parse_lookup, parse_record, push_change, record_from_fields,
+    MARK_FIELD, RECORD_FIELDS, ip_arg, number, parse_lookup, parse_record, push_change,
+    push_limits, record_from_fields,
 };
 use self::scripts::Scripts;
 use super::data::DataChange;
@@ -107,7 +109,12 @@ impl RedisStore {
 
     /// The key of a session, or of the mark a login left on its id.
     fn session_key(&self, id: &SessionId) -> String {
-        format!("{}{}", self.prefix, id.to_base64())
+        self.member_key(&id.to_base64())
+    }
+
+    /// The session key of an id as a user's set holds it, in base64url.
+    fn member_key(&self, member: &str) -> String {
+        format!("{}{member}", self.prefix)
     }
 
     /// The key of a user's set of session ids.
@@ -135,13 +142,14 @@ impl SessionStore for RedisStore {
                 async move {
                     redis::cmd("HMGET")
                         .arg(key)
-                        .arg(&LOOKUP_FIELDS)
+                        .arg(&RECORD_FIELDS)
+                        .arg(MARK_FIELD)
                         .query_async(&mut c)
                         .await
                 }
             })
             .await?;
-        let mark = (fields.len() == LOOKUP_FIELDS.len())
+        let mark = (fields.len() == RECORD_FIELDS.len() + 1)
             .then(|| fields.pop())
             .flatten()
             .and_then(number);
@@ -187,17 +195,14 @@ impl SessionStore for RedisStore {
             .conn
             .run(|mut c| async move {
                 let mut inv = self.scripts.update.prepare_invoke();
-                inv.key(&key)
-                    .arg(now)
-                    .arg(policy.idle_timeout)
-                    .arg(policy.max_lifetime)
-                    .arg(policy.max_data_bytes);
+                inv.key(&key);
+                push_limits(&mut inv, now, policy);
                 match &create {
                     Some(seed) => inv
                         .arg(1)
                         .arg(seed.created)
                         .arg(seed.initial)
-                        .arg(seed.ip.map(|ip| ip.to_string()).unwrap_or_default()),
+                        .arg(ip_arg(seed.ip)),
                     None => inv.arg(0).arg(0).arg("").arg(""),
                 };
                 push_change(&mut inv, change);
@@ -218,12 +223,19 @@ impl SessionStore for RedisStore {
         now: u64,
         policy: &Policy,
     ) -> Result<SessionRecord, StoreError> {
+        let login = Login {
+            old,
+            new,
+            user,
+            change,
+            seed,
+            now,
+            policy,
+        };
         if self.colocated {
-            self.login_at_once(old, new, user, change, seed, now, policy)
-                .await
+            self.login_at_once(login).await
         } else {
-            self.login_in_steps(old, new, user, change, seed, now, policy)
-                .await
+            self.login_in_steps(login).await
         }
     }
 

@@ -12,12 +12,23 @@ use std::sync::Arc;
 use redis::{ScriptInvocation, Value};
 
 use crate::session::data::DataChange;
-use crate::session::store::{Lookup, SessionRecord, StoreError};
+use crate::session::store::{Lookup, Policy, SessionRecord, StoreError};
 
-/// The fields of a session key a lookup reads: a session's (created,
-/// last_seen, data, user, ip), then a mark's (the time of the login that
-/// moved the id).
-pub(super) const LOOKUP_FIELDS: [&str; 6] = ["c", "s", "d", "u", "i", "r"];
+/// The fields of a session key that hold a session, in the order
+/// [`record_from_fields`] reads them: created, last_seen, data, user, ip.
+pub(super) const RECORD_FIELDS: [&str; 5] = ["c", "s", "d", "u", "i"];
+/// The field of a session key that holds the mark of a moved id: the time
+/// of the login that moved it.
+pub(super) const MARK_FIELD: &str = "r";
+
+/// Appends the arguments most scripts open with: now, idle_timeout,
+/// max_lifetime, max_data_bytes.
+pub(super) fn push_limits(inv: &mut ScriptInvocation<'_>, now: u64, policy: &Policy) {
+    inv.arg(now)
+        .arg(policy.idle_timeout)
+        .arg(policy.max_lifetime)
+        .arg(policy.max_data_bytes);
+}
 
 /// Appends a data change to a script's arguments: the number of keys to
 /// delete, those keys, the number of keys to set, then key, value pairs;
@@ -32,6 +43,11 @@ pub(super) fn push_change(inv: &mut ScriptInvocation<'_>, change: &DataChange) {
     for (k, v) in &change.set {
         inv.arg(enc(k)).arg(enc(v));
     }
+}
+
+/// A client IP as a script argument: empty for none.
+pub(super) fn ip_arg(ip: Option<IpAddr>) -> String {
+    ip.map(|ip| ip.to_string()).unwrap_or_default()
 }
 
 /// Reads the load script's reply: nothing, `{"rotated"}`, or a record.
@@ -50,7 +66,7 @@ pub(super) fn parse_lookup(reply: Value) -> Result<Lookup, StoreError> {
 /// Reads `{status, ...}` replies: `{"ok", created, last_seen, data, user|nil,
 /// ip|nil}`, `{"gone"}` or `{"too_large", size}`.
 pub(super) fn parse_record(reply: Value) -> Result<SessionRecord, StoreError> {
-    record_from_fields(status_fields(reply)?)?.ok_or_else(|| malformed("created"))
+    complete_record(status_fields(reply)?)
 }
 
 /// Reads the reply of step 2 of a cluster login: `{"ok", data, ip|nil}`.
@@ -60,7 +76,14 @@ pub(super) fn parse_taken(reply: Value) -> Result<(String, Option<String>), Stor
     Ok((data, it.next().and_then(text)))
 }
 
-/// A record from `HMGET c s d u i`; `None` when the session does not exist.
+/// A record from fields that must hold one, read as [`record_from_fields`]
+/// reads them.
+pub(super) fn complete_record(fields: Vec<Value>) -> Result<SessionRecord, StoreError> {
+    record_from_fields(fields)?.ok_or_else(|| malformed("created"))
+}
+
+/// A record from the values of [`RECORD_FIELDS`], in that order; `None`
+/// when the session does not exist.
 pub(super) fn record_from_fields(fields: Vec<Value>) -> Result<Option<SessionRecord>, StoreError> {
     let mut it = fields.into_iter();
     let (Some(created), Some(last_seen)) = (it.next().and_then(number), it.next().and_then(number))

@@ -11,7 +11,7 @@ use futures_util::future::join_all;
 use redis::Value;
 
 use super::RedisStore;
-use super::record::parse_record;
+use super::record::{RECORD_FIELDS, complete_record};
 use crate::session::id::SessionId;
 use crate::session::store::{Policy, SessionSummary, StoreError};
 
@@ -26,7 +26,7 @@ impl RedisStore {
         let mut removed = 0;
         for batch in members.chunks(BATCH) {
             let results = join_all(batch.iter().map(|member| {
-                let key = format!("{}{member}", self.prefix);
+                let key = self.member_key(member);
                 self.conn.run(move |mut c| async move {
                     let mut inv = self.scripts.drop_if_user.prepare_invoke();
                     inv.key(&key).arg(user);
@@ -56,11 +56,11 @@ impl RedisStore {
         let mut dead = Vec::new();
         for batch in members.chunks(BATCH) {
             let replies = join_all(batch.iter().map(|member| {
-                let key = format!("{}{member}", self.prefix);
+                let key = self.member_key(member);
                 self.conn.run(move |mut c| async move {
                     redis::cmd("HMGET")
                         .arg(&key)
-                        .arg(&["c", "s", "d", "u", "i"][..])
+                        .arg(&RECORD_FIELDS)
                         .query_async::<Value>(&mut c)
                         .await
                 })
@@ -68,9 +68,8 @@ impl RedisStore {
             .await;
             for (member, reply) in batch.iter().zip(replies) {
                 let record = match reply? {
-                    Value::Array(mut fields) if fields.first() != Some(&Value::Nil) => {
-                        fields.insert(0, Value::SimpleString("ok".into()));
-                        Some(parse_record(Value::Array(fields))?)
+                    Value::Array(fields) if fields.first() != Some(&Value::Nil) => {
+                        Some(complete_record(fields)?)
                     }
                     _ => None,
                 };
