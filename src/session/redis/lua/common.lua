@@ -19,12 +19,25 @@ local function ttl(created, last_seen, idle, life, now)
   return math.max(expires_at(created, last_seen, idle, life) - now, 1)
 end
 
+-- Sets key k to v in an ordered map {keys, vals, at}: a new key goes last,
+-- a key already there keeps its place.
+local function ordered_set(map, k, v)
+  local at = map.at[k]
+  if at then
+    map.vals[at] = v
+  else
+    map.keys[#map.keys + 1] = k
+    map.vals[#map.keys] = v
+    map.at[k] = #map.keys
+  end
+end
+
 -- Applies the change found in ARGV from position i on to urlencoded data:
 -- ndel, keys..., nset, key, value, ... (all urlencoded like the data).
 -- Mirrors DataChange::apply: deletes first, then sets in order, a key set
 -- twice keeps its first position, empty keys are dropped when read back.
 local function apply_change(data, i)
-  local keys, vals, at = {}, {}, {}
+  local old = {keys = {}, vals = {}, at = {}}
   for piece in string.gmatch(data, '[^&]+') do
     local eq = string.find(piece, '=', 1, true)
     local k, v = piece, ''
@@ -33,13 +46,7 @@ local function apply_change(data, i)
       v = string.sub(piece, eq + 1)
     end
     if k ~= '' then
-      if at[k] then
-        vals[at[k]] = v
-      else
-        keys[#keys + 1] = k
-        vals[#keys] = v
-        at[k] = #keys
-      end
+      ordered_set(old, k, v)
     end
   end
   local deleted = {}
@@ -49,30 +56,21 @@ local function apply_change(data, i)
     deleted[ARGV[i]] = true
     i = i + 1
   end
-  local out_k, out_v, pos = {}, {}, {}
-  for j = 1, #keys do
-    if not deleted[keys[j]] then
-      out_k[#out_k + 1] = keys[j]
-      out_v[#out_k] = vals[j]
-      pos[keys[j]] = #out_k
+  local new = {keys = {}, vals = {}, at = {}}
+  for j = 1, #old.keys do
+    if not deleted[old.keys[j]] then
+      ordered_set(new, old.keys[j], old.vals[j])
     end
   end
   local nset = tonumber(ARGV[i])
   i = i + 1
   for _ = 1, nset do
-    local k, v = ARGV[i], ARGV[i + 1]
+    ordered_set(new, ARGV[i], ARGV[i + 1])
     i = i + 2
-    if pos[k] then
-      out_v[pos[k]] = v
-    else
-      out_k[#out_k + 1] = k
-      out_v[#out_k] = v
-      pos[k] = #out_k
-    end
   end
   local parts = {}
-  for j = 1, #out_k do
-    parts[j] = out_k[j] .. '=' .. out_v[j]
+  for j = 1, #new.keys do
+    parts[j] = new.keys[j] .. '=' .. new.vals[j]
   end
   return table.concat(parts, '&')
 end
