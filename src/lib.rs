@@ -39,6 +39,7 @@ pub mod logging;
 pub mod login;
 pub mod metrics;
 pub mod proxy;
+pub mod redact;
 pub mod redirect;
 pub mod respond;
 pub mod server;

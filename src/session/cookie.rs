@@ -238,14 +238,19 @@ impl CookieJar {
         &self.name
     }
 
-    /// `Set-Cookie` for a session; `remaining` is the time left until
-    /// `max_lifetime`, used as Max-Age for persistent cookies.
-    pub fn set(&self, value: &str, secure: bool, remaining: u64) -> String {
-        let tail = if secure {
+    /// The attributes after the value, with or without Secure.
+    fn tail(&self, secure: bool) -> &str {
+        if secure {
             &self.tail_secure
         } else {
             &self.tail_plain
-        };
+        }
+    }
+
+    /// `Set-Cookie` for a session; `remaining` is the time left until
+    /// `max_lifetime`, used as Max-Age for persistent cookies.
+    pub fn set(&self, value: &str, secure: bool, remaining: u64) -> String {
+        let tail = self.tail(secure);
         if self.persistent {
             format!("{}={value}{tail}; Max-Age={remaining}", self.name)
         } else {
@@ -255,11 +260,7 @@ impl CookieJar {
 
     /// `Set-Cookie` that removes the cookie, repeating Path, Domain and SameSite.
     pub fn clear(&self, secure: bool) -> String {
-        let tail = if secure {
-            &self.tail_secure
-        } else {
-            &self.tail_plain
-        };
+        let tail = self.tail(secure);
         format!(
             "{}={tail}; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
             self.name

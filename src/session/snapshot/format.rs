@@ -1,7 +1,5 @@
-//! The memory store's snapshot file: what lets sessions survive a restart.
-//!
-//! The file is binary, little endian, and checked as a whole before a single
-//! session is taken from it:
+//! The snapshot's bytes: what [`encode`] writes and [`decode`] checks as a
+//! whole before a single session is taken from it. Binary, little endian:
 //!
 //! ```text
 //! header   magic "SGSNAP\r\n" (8) | version u32 (4) | record count u64 (8)
@@ -15,29 +13,15 @@
 //! The `\r\n` in the magic catches a file mangled by a text-mode copy. The
 //! version comes before the checksum so that a file from a newer release is
 //! refused for what it is, not reported as damaged.
-//!
-//! Writing never holds the store: [`MemoryStore::entries`] copies one shard
-//! at a time, and serializing and writing happen on a blocking thread, into a
-//! temporary file in the same directory that is fsynced, renamed over the
-//! old snapshot, and followed by an fsync of the directory. A crash at any
-//! point leaves either the old snapshot or the new one, never half of one.
-//!
-//! The file holds session ids (which, with the signing key, make valid
-//! cookies) and session data (which may be private): it is created
-//! readable by its owner only, in a directory created likewise.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::id::{ID_LEN, SessionId};
-use super::memory::MemoryStore;
-use super::store::{Policy, SessionRecord};
+use crate::session::id::{ID_LEN, SessionId};
+use crate::session::store::SessionRecord;
 
 /// First bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"SGSNAP\r\n";
@@ -55,38 +39,6 @@ const FLAG_IPV6: u8 = 0b0100;
 
 /// One session as the snapshot holds it.
 pub type Entry = (SessionId, SessionRecord);
-
-/// Why a snapshot could not be read or written. Every message names the file.
-#[derive(Debug, thiserror::Error)]
-pub enum SnapshotError {
-    /// The file exists but could not be read.
-    #[error("cannot read snapshot {}: {source}", path.display())]
-    Read {
-        /// The snapshot file.
-        path: PathBuf,
-        /// Why.
-        source: io::Error,
-    },
-    /// The file was read but is not a usable snapshot; it is left in place.
-    #[error(
-        "snapshot {} is unusable: {reason}; it was left in place (move it away to start without the saved sessions)",
-        path.display()
-    )]
-    Invalid {
-        /// The snapshot file.
-        path: PathBuf,
-        /// What is wrong with it.
-        reason: FormatError,
-    },
-    /// The snapshot could not be written; the previous one, if any, is intact.
-    #[error("cannot write snapshot {}: {source}", path.display())]
-    Write {
-        /// The snapshot file.
-        path: PathBuf,
-        /// Why.
-        source: io::Error,
-    },
-}
 
 /// What is wrong with the bytes of a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,17 +67,6 @@ pub enum FormatError {
     /// Bytes left over after the records the header announced.
     #[error("{0} unexpected bytes after the last record")]
     TrailingBytes(usize),
-}
-
-/// How a snapshot load went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Restored {
-    /// Sessions put back in the store.
-    pub loaded: usize,
-    /// Sessions that had expired while the proxy was down.
-    pub expired: usize,
-    /// Sessions left out because the file held more than `max_sessions`.
-    pub over_limit: usize,
 }
 
 /// Writes `entries` in the snapshot format, checksum included.
@@ -299,131 +240,18 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Reads a snapshot file. A missing file is `Ok(None)`: the first start.
-pub fn read_file(path: &Path) -> Result<Option<Vec<Entry>>, SnapshotError> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(SnapshotError::Read {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
-    };
-    decode(&bytes)
-        .map(Some)
-        .map_err(|reason| SnapshotError::Invalid {
-            path: path.to_path_buf(),
-            reason,
-        })
-}
-
-/// Writes a snapshot file atomically: temporary file, fsync, rename, fsync
-/// of the directory. Creates the directory when it is missing.
-pub fn write_file(path: &Path, entries: &[Entry]) -> Result<(), SnapshotError> {
-    let fail = |source| SnapshotError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path.file_name().ok_or_else(|| {
-        fail(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a file name",
-        ))
-    })?;
-    if !dir.is_dir() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(fail)?;
-    }
-    let mut tmp_name = name.to_os_string();
-    tmp_name.push(".tmp");
-    let tmp = dir.join(tmp_name);
-    let written = write_synced(&tmp, entries).and_then(|()| fs::rename(&tmp, path));
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(fail(e));
-    }
-    // The rename is durable only once the directory entry is.
-    File::open(dir).and_then(|d| d.sync_all()).map_err(fail)
-}
-
-fn write_synced(tmp: &Path, entries: &[Entry]) -> io::Result<()> {
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(tmp)?;
-    let mut out = BufWriter::with_capacity(1 << 16, file);
-    encode(entries, &mut out)?;
-    let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-    file.sync_all()
-}
-
-/// Saves the store to `path` without holding it: shards are copied one at
-/// a time and the file is written on a blocking thread. Returns how many
-/// sessions were written.
-pub async fn save(store: Arc<MemoryStore>, path: PathBuf) -> Result<usize, SnapshotError> {
-    let target = path.clone();
-    tokio::task::spawn_blocking(move || {
-        let entries = store.entries();
-        write_file(&target, &entries).map(|()| entries.len())
-    })
-    .await
-    .unwrap_or_else(|e| {
-        Err(SnapshotError::Write {
-            path,
-            source: io::Error::other(format!("the snapshot task failed: {e}")),
-        })
-    })
-}
-
-/// Loads a snapshot into `store`, leaving out sessions that expired while
-/// the proxy was down. When the file holds more than `max_sessions`, the
-/// most valuable are kept (logged-in first, latest expiry first), the same
-/// order the store evicts in.
-pub fn restore(
-    store: &MemoryStore,
-    path: &Path,
-    now: u64,
-    policy: &Policy,
-) -> Result<Restored, SnapshotError> {
-    let Some(mut entries) = read_file(path)? else {
-        return Ok(Restored::default());
-    };
-    let total = entries.len();
-    entries.retain(|(_, r)| !r.is_expired(now, policy));
-    let mut restored = Restored {
-        expired: total - entries.len(),
-        ..Restored::default()
-    };
-    if entries.len() > policy.max_sessions {
-        entries.sort_unstable_by_key(|(_, r)| {
-            std::cmp::Reverse((r.user.is_some(), r.expires_at(policy)))
-        });
-        restored.over_limit = entries.len() - policy.max_sessions;
-        entries.truncate(policy.max_sessions);
-    }
-    restored.loaded = entries.len();
-    for (id, record) in entries {
-        store.insert(id, record);
-    }
-    Ok(restored)
-}
-
+// The samples are shared with the file tests in mod.rs.
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn record(created: u64, user: Option<&str>, data: &str, ip: Option<&str>) -> SessionRecord {
+    /// A record created at `created` and seen five seconds later.
+    pub(crate) fn record(
+        created: u64,
+        user: Option<&str>,
+        data: &str,
+        ip: Option<&str>,
+    ) -> SessionRecord {
         SessionRecord {
             created,
             last_seen: created + 5,
@@ -433,7 +261,8 @@ mod tests {
         }
     }
 
-    fn sample() -> Vec<Entry> {
+    /// Sessions with and without a user, IPv4, IPv6 and no IP.
+    pub(crate) fn sample() -> Vec<Entry> {
         vec![
             (
                 SessionId::generate(),
@@ -447,20 +276,11 @@ mod tests {
         ]
     }
 
-    fn bytes_of(entries: &[Entry]) -> Vec<u8> {
+    /// `entries` encoded.
+    pub(crate) fn bytes_of(entries: &[Entry]) -> Vec<u8> {
         let mut out = Vec::new();
         encode(entries, &mut out).unwrap();
         out
-    }
-
-    fn policy() -> Policy {
-        Policy {
-            idle_timeout: 100,
-            max_lifetime: 1000,
-            touch_interval: 10,
-            max_data_bytes: 4096,
-            max_sessions: 1000,
-        }
     }
 
     #[test]
@@ -547,85 +367,5 @@ mod tests {
         extra.truncate(extra.len() - CHECKSUM_LEN);
         extra.push(0);
         assert_eq!(decode(&seal(extra)), Err(FormatError::TrailingBytes(1)));
-    }
-
-    #[test]
-    fn file_round_trip_creates_the_directory_privately() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state/sessions.snapshot");
-        assert!(read_file(&path).unwrap().is_none(), "missing is fine");
-        let entries = sample();
-        write_file(&path, &entries).unwrap();
-        assert_eq!(read_file(&path).unwrap().unwrap(), entries);
-        let mode = fs::metadata(&path).unwrap().permissions();
-        assert_eq!(
-            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o077,
-            0,
-            "only the owner may read it"
-        );
-        write_file(&path, &entries[..1]).unwrap();
-        assert_eq!(read_file(&path).unwrap().unwrap(), entries[..1]);
-        let names: Vec<_> = fs::read_dir(path.parent().unwrap())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, ["sessions.snapshot"], "no temporary file left");
-    }
-
-    #[test]
-    fn an_unusable_file_names_itself_and_stays() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sessions.snapshot");
-        let mut bytes = bytes_of(&sample());
-        bytes.truncate(bytes.len() - 3);
-        fs::write(&path, &bytes).unwrap();
-        let err = read_file(&path).unwrap_err();
-        let message = err.to_string();
-        assert!(message.contains(&path.display().to_string()), "{message}");
-        assert!(!message.contains('\n'), "one line: {message}");
-        assert_eq!(fs::read(&path).unwrap(), bytes);
-    }
-
-    #[test]
-    fn restore_drops_expired_and_keeps_the_best_over_the_limit() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s");
-        let p = Policy {
-            max_sessions: 2,
-            ..policy()
-        };
-        let live_user = (SessionId::generate(), record(1000, Some("u"), "", None));
-        let live_anon_late = (SessionId::generate(), record(1050, None, "a=1", None));
-        let live_anon_early = (SessionId::generate(), record(1000, None, "a=2", None));
-        let expired = (SessionId::generate(), record(0, Some("old"), "", None));
-        let entries = vec![
-            live_anon_early.clone(),
-            expired,
-            live_user.clone(),
-            live_anon_late.clone(),
-        ];
-        write_file(&path, &entries).unwrap();
-        let store = MemoryStore::new();
-        let restored = restore(&store, &path, 1010, &p).unwrap();
-        assert_eq!(
-            restored,
-            Restored {
-                loaded: 2,
-                expired: 1,
-                over_limit: 1
-            }
-        );
-        let mut kept = store.entries();
-        kept.sort_by_key(|(_, r)| r.created);
-        assert_eq!(kept, vec![live_user, live_anon_late]);
-    }
-
-    #[test]
-    fn restore_without_a_file_is_a_first_start() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = MemoryStore::new();
-        let restored = restore(&store, &dir.path().join("none"), 0, &policy()).unwrap();
-        assert_eq!(restored, Restored::default());
-        assert!(store.is_empty());
     }
 }
