@@ -19,7 +19,7 @@
 //!
 //! The timer lives in the connection's own task beside hyper's connection;
 //! requests tell it when they start and end through per-connection atomics
-//! ([`Activity`]), so no lock is shared between connections.
+//! (`Activity`), so no lock is shared between connections.
 //!
 //! [`Held`] keeps the connection's [`Slot`] with its socket, so that the
 //! slot is freed when the socket is, even when the socket outlives the

@@ -1,28 +1,57 @@
 //! sessiongate: a reverse proxy that gives sessions to web sites that have none.
 //!
-//! A request travels through these modules, in this order:
+//! # Architecture
+//!
+//! A request travels through these modules, in this order. `proxy::Gate::
+//! process` is this diagram in code, one line per stage; each stage is a
+//! function of the module named, returning a value (an early answer is a
+//! `respond::Reject`, made into a status in one table).
 //!
 //! ```text
-//! server      accept -> (TLS) -> hyper (HTTP/1.1, h2; by ALPN or detected)
-//!   accept      a slot among max_connections before each accept
-//!   connection  deadlines: first request head, idle keep-alive; drain
-//!   tls         certificates (reloaded when they change), upstream trust
-//!   hsts        Strict-Transport-Security on every TLS response
-//!   redirect    optional plain-HTTP listener: 301 to https://
-//! proxy       resolve client -> normalise the path, one host -> route
-//!               -> cookie -> session -> access decision
-//!   canonical   the one path and host that are checked and forwarded
-//!   forwarded   who the client is (X-Forwarded-* only from trusted proxies)
-//!   access      route table, public / session / login
-//!   session     cookie signature, id, store lookup
-//!   upstream    strip client session headers, inject ours, forward (HTTP or CGI)
-//!               take the backend's control headers
-//!   session     commit the change atomically, set / clear the cookie
-//!   upgrade     WebSocket handshakes: open the tunnel, copy both ways
-//! body        stream the response; when it ends:
-//!   access_log  the access log line
-//!   logging     log lines buffered in memory, written out by one thread
+//! server          accept -> (TLS) -> hyper (HTTP/1.1, h2; by ALPN or detected)
+//!   accept          a slot among max_connections before each accept
+//!   connection      deadlines: first request head, idle keep-alive; drain
+//!   tls, hsts       certificates (reloaded when they change); HSTS on TLS
+//!   https_redirect  optional plain-HTTP listener: 301 to https://
+//! proxy           the stages, on the setup in force (setup: built per config)
+//!   canonical       normalise the path; one host per request
+//!   forwarded       who the client is (X-Forwarded-* only from trusted proxies)
+//!   login::endpoints  built-in login page, login POST, logout
+//!   access          route table (longest prefix), public / session / login
+//!   session::found  cookie -> signature -> one store lookup
+//!   upstream::request_headers  strip client session headers, inject ours
+//!   forward         to the route's target: upstream::http or upstream::cgi
+//!   upstream::control  take the backend's control headers
+//!   upgrade         WebSocket handshakes: open the tunnel, copy both ways
+//!   session::commit  apply the change atomically in the store
+//!   session::set_cookie  set / clear the cookie
+//! body            stream the response; when it ends:
+//!   access_log      the access log line
+//!   logging         log lines buffered in memory, written out by one thread
 //! ```
+//!
+//! Below them: `config` (TOML to a validated `Config`; imports nothing of
+//! the request path), `session` (ids, cookie codec, stores: memory with its
+//! snapshot, Redis), `login` (users file, throttle, page), `metrics`,
+//! `clock`, `redact`.
+//!
+//! # Where new things go
+//!
+//! - **A new upstream kind** (static files, FastCGI): a module under
+//!   `upstream/`, a variant of `config::Upstream`, a variant of
+//!   `forward::Target` built in `setup::build_targets`, and a `From` impl of
+//!   its error type in `respond`.
+//! - **A new store**: a module under `session/` implementing
+//!   `session::SessionStore`, a variant of `session::AnyStore`, and one more
+//!   run of the store contract suite in the tests.
+//! - **A new built-in page**: a route in `login::endpoints::LoginDesk::serve`
+//!   (or its own module beside it, given the same `Visit`).
+//! - **A new config key**: its raw field and its validation in `config`, a
+//!   `DEFAULT_*` const, a line in `check`'s summary when an operator should
+//!   see it, and its use in `setup` (per config, swapped on reload) rather
+//!   than read on every request.
+//! - **A new stage**: one line in `proxy::Gate::process`, its work in the
+//!   module that holds its kind.
 
 pub mod accept;
 pub mod access;
@@ -35,12 +64,12 @@ pub mod connection;
 pub mod forward;
 pub mod forwarded;
 pub mod hsts;
+pub mod https_redirect;
 pub mod logging;
 pub mod login;
 pub mod metrics;
 pub mod proxy;
 pub mod redact;
-pub mod redirect;
 pub mod respond;
 pub mod server;
 pub mod session;

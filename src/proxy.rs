@@ -462,3 +462,105 @@ fn check_head_size<B>(req: &Request<B>, max: usize) -> Result<(), Reject> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! The pipeline driven without a socket: requests built in memory, the
+    //! gate's answer inspected as it leaves `handle`.
+
+    use std::sync::Arc;
+
+    use http_body_util::{BodyExt as _, Full};
+
+    use super::*;
+    use crate::session::MemoryStore;
+
+    const CONFIG: &str = r#"
+[session]
+secret_keys = ["pipeline-key-0123456789-abcdefghijklmnop"]
+
+[login]
+source = "backend"
+page = "/login.cgi"
+
+[[route]]
+path = "/"
+upstream = "http://127.0.0.1:9"
+access = "public"
+
+[[route]]
+path = "/members/"
+upstream = "http://127.0.0.1:9"
+access = "login"
+"#;
+
+    fn gate() -> Gate {
+        let config: crate::config::Config = CONFIG.parse().expect("config");
+        let setup = Setup::build(config).expect("setup");
+        let store = AnyStore::Memory(Arc::new(MemoryStore::new()));
+        Gate::new(setup, store, Clock::Manual(Arc::default()))
+    }
+
+    fn conn() -> ConnInfo {
+        ConnInfo::new(
+            "192.0.2.1:5000".parse().expect("peer"),
+            "127.0.0.1:8080".parse().expect("local"),
+            false,
+        )
+    }
+
+    async fn get(gate: &Gate, target: &str, accept: &str) -> Response<ResponseBody> {
+        let req = Request::get(target)
+            .header(header::HOST, "site.example")
+            .header(header::ACCEPT, accept)
+            .body(RequestBody::other(Full::new(bytes::Bytes::new())))
+            .expect("request");
+        gate.handle(req, &conn()).await
+    }
+
+    #[tokio::test]
+    async fn protected_paths_meet_the_gate_in_every_spelling() {
+        let gate = gate();
+        for target in [
+            "/members/x",
+            "/%6dembers/x",
+            "//members/x",
+            "/a/../members/x",
+        ] {
+            let resp = get(&gate, target, "text/html").await;
+            assert_eq!(resp.status(), StatusCode::FOUND, "{target}");
+            assert_eq!(
+                resp.headers()[header::LOCATION],
+                "/login.cgi?next=%2Fmembers%2Fx",
+                "{target}"
+            );
+        }
+        let resp = get(&gate, "/members/x", "application/json").await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        assert!(
+            body.starts_with(b"{\"error\":\"login required\""),
+            "{body:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bad_target_is_refused_before_any_stage() {
+        let gate = gate();
+        assert_eq!(get(&gate, "/../etc/passwd", "*/*").await.status(), 400);
+        assert_eq!(get(&gate, "/a%zz", "*/*").await.status(), 400);
+        assert_eq!(
+            get(&gate, "/.sessiongate/nothing", "*/*").await.status(),
+            404
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_upstream_is_a_502_counted_as_such() {
+        let gate = gate();
+        let resp = get(&gate, "/public", "*/*").await;
+        assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(Metrics::get(&gate.metrics.upstream_errors), 1);
+        assert_eq!(Metrics::get(&gate.metrics.requests), 1);
+    }
+}

@@ -242,10 +242,10 @@ pub async fn start_with_clock(
         if let Ok(local) = listener.local_addr() {
             redirect_addrs.push(local);
         }
-        tasks.push(tokio::spawn(crate::redirect::serve(
+        tasks.push(tokio::spawn(crate::https_redirect::serve(
             Acceptor::new(listener, slots.clone()),
             https_port,
-            crate::redirect::Timing {
+            crate::https_redirect::Timing {
                 request_header_timeout: server.request_header_timeout,
                 keepalive_timeout: server.keepalive_timeout,
                 grace: server.shutdown_grace,

@@ -204,7 +204,7 @@ impl CgiGateway {
     ///
     /// The request body streams to the script's stdin; the response body
     /// streams from its stdout. Errors carry the status to answer with
-    /// ([`CgiError::status`]); their details are for the log.
+    /// (see `crate::respond::Reject`); their details are for the log.
     pub async fn serve<B>(
         &self,
         req: Request<B>,

@@ -11,7 +11,7 @@
 //! is closed. A request that meets an idle connection the upstream has just
 //! closed, before any byte of it was written, is sent again on another
 //! connection; nothing that may have reached the upstream is ever resent.
-//! Idle connections older than [`POOL_IDLE_TIMEOUT`] are dropped when the
+//! Idle connections older than `POOL_IDLE_TIMEOUT` are dropped when the
 //! pool is next used; until then an upstream that closes idle connections
 //! itself (most do) frees them. A reload builds new pools, and the old
 //! ones close their connections as their last responses end.
