@@ -90,6 +90,13 @@ pub struct Visit<'a> {
 }
 
 impl Visit<'_> {
+    /// The visitor's session, as the request's cookie names it.
+    async fn find(&self, headers: &http::HeaderMap, now: u64) -> Result<Found, StoreError> {
+        self.sessions
+            .find(self.store, headers, self.client.ip, now)
+            .await
+    }
+
     /// Counts and logs a store operation that failed.
     fn store_failed(&self, what: &str, e: &StoreError) {
         Metrics::inc(&self.metrics.store_errors);
@@ -224,10 +231,7 @@ impl LoginDesk {
     ) -> Result<Response<ResponseBody>, Reject> {
         let client = v.client;
         let now = v.clock.now();
-        let found = v
-            .sessions
-            .find(v.store, req.headers(), client.ip, now)
-            .await;
+        let found = v.find(req.headers(), now).await;
         let body = read_form(req.into_body()).await?;
         let form = LoginForm::parse(&body);
         let next = safe_next(&form.next);
@@ -354,10 +358,7 @@ impl LoginDesk {
     ) -> Result<Response<ResponseBody>, Reject> {
         let client = v.client;
         let now = v.clock.now();
-        let found = v
-            .sessions
-            .find(v.store, req.headers(), client.ip, now)
-            .await;
+        let found = v.find(req.headers(), now).await;
         let mut next = req
             .uri()
             .query()
