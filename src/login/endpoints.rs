@@ -229,124 +229,118 @@ impl LoginDesk {
         v: &Visit<'_>,
         req: Request<RequestBody>,
     ) -> Result<Response<ResponseBody>, Reject> {
-        let client = v.client;
         let now = v.clock.now();
         let found = v.find(req.headers(), now).await;
-        let body = read_form(req.into_body()).await?;
-        let form = LoginForm::parse(&body);
+        let form = LoginForm::parse(&read_form(req.into_body()).await?);
         let next = safe_next(&form.next);
         let username = form.username.trim();
-
+        let again = |status, error| PageAnswer {
+            status,
+            next: &next,
+            username,
+            message: None,
+            error: Some(error),
+        };
+        // The form's token is bound to the pre-login session.
         let current = match found {
             Ok(Found::Session(c)) if v.sessions.signer.verify_csrf(&c.id, &form.csrf) => c,
             Ok(found) => {
-                tracing::warn!(client = %client.ip, "login refused: missing or wrong CSRF token");
+                tracing::warn!(client = %v.client.ip, "login refused: missing or wrong CSRF token");
                 // The page comes back with a token for the visitor's own
                 // session (a new one if there is none), so a retry works.
                 let fresh = page_session(found, now);
-                let answer = PageAnswer {
-                    status: StatusCode::FORBIDDEN,
-                    next: &next,
-                    username,
-                    message: None,
-                    error: Some(MSG_CSRF),
-                };
-                return Ok(self.render(v, &fresh, &answer, now));
+                return Ok(self.render(v, &fresh, &again(StatusCode::FORBIDDEN, MSG_CSRF), now));
             }
             Err(e) => {
                 v.store_failed("login", &e);
                 return Err(Reject::StoreUnavailable);
             }
         };
-
-        if let Err(wait) = self.throttle.check(username, client.ip, Instant::now()) {
+        if let Err(wait) = self.throttle.check(username, v.client.ip, Instant::now()) {
             v.metrics.logins.inc_throttled();
-            tracing::warn!(client = %client.ip, user = %username, "login throttled");
-            let answer = PageAnswer {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                next: &next,
-                username,
-                message: None,
-                error: Some(MSG_THROTTLED),
-            };
+            tracing::warn!(client = %v.client.ip, user = %username, "login throttled");
+            let answer = again(StatusCode::TOO_MANY_REQUESTS, MSG_THROTTLED);
             let mut resp = self.render(v, &current, &answer, now);
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(wait.seconds()));
             return Ok(resp);
         }
-
-        let verified = !username.is_empty()
-            && !form.password.is_empty()
-            && crate::session::user::valid_user(username)
-            && match &self.users {
-                Some(users) => {
-                    users
-                        .verify_blocking(username.to_string(), form.password)
-                        .await
-                }
-                None => false,
-            };
-        if !verified {
+        if !self.verify(username, form.password).await {
             self.throttle
-                .record_failure(username, client.ip, Instant::now());
+                .record_failure(username, v.client.ip, Instant::now());
             v.metrics.logins.inc_failed();
-            tracing::info!(client = %client.ip, user = %username, "login failed");
-            let answer = PageAnswer {
-                status: StatusCode::UNAUTHORIZED,
-                next: &next,
-                username,
-                message: None,
-                error: Some(MSG_INVALID),
-            };
+            tracing::info!(client = %v.client.ip, user = %username, "login failed");
+            let answer = again(StatusCode::UNAUTHORIZED, MSG_INVALID);
             return Ok(self.render(v, &current, &answer, now));
         }
+        self.throttle.record_success(username, v.client.ip);
+        self.sign_in(v, &current, username, &next, now).await
+    }
 
-        self.throttle.record_success(username, client.ip);
+    /// Whether `password` is `username`'s, by the users file (off the
+    /// request threads: hashing is slow on purpose).
+    async fn verify(&self, username: &str, password: String) -> bool {
+        let plausible = !username.is_empty()
+            && !password.is_empty()
+            && crate::session::user::valid_user(username);
+        match &self.users {
+            Some(users) if plausible => users.verify_blocking(username.to_string(), password).await,
+            _ => false,
+        }
+    }
+
+    /// Logs `current` in as `username` under a new id (anonymous data kept),
+    /// and sends the browser on to `next` with the new cookie.
+    async fn sign_in(
+        &self,
+        v: &Visit<'_>,
+        current: &Current,
+        username: &str,
+        next: &str,
+        now: u64,
+    ) -> Result<Response<ResponseBody>, Reject> {
         let new_id = crate::session::SessionId::generate();
         let seed = NewSession {
             created: now,
             initial: &v.sessions.initial,
-            ip: Some(client.ip),
+            ip: Some(v.client.ip),
         };
         // The pre-login id is handed over even when it was never stored, so
         // that the store marks it as moved (requests still carrying it get
         // no new session that would replace the cookie set below).
-        let old = Some(current.id);
-        match v
+        let nothing = DataChange::default();
+        let policy = &v.sessions.policy;
+        let stored = v
             .store
             .login(
-                old.as_ref(),
+                Some(&current.id),
                 &new_id,
                 username,
-                &DataChange::default(),
+                &nothing,
                 seed,
                 now,
-                &v.sessions.policy,
+                policy,
             )
-            .await
-        {
-            Ok(record) => {
-                v.metrics.logins.inc_ok();
-                tracing::info!(client = %client.ip, user = %username, session = %new_id.log_hash(), "login");
-                let mut resp = redirect(StatusCode::SEE_OTHER, &next);
-                let claims = CookieClaims {
-                    id: new_id,
-                    created: record.created,
-                    stored: true,
-                };
-                v.sessions.apply_cookie(
-                    resp.headers_mut(),
-                    CookieOut::Set(claims),
-                    client.https,
-                    now,
-                );
-                Ok(resp)
-            }
+            .await;
+        let record = match stored {
+            Ok(record) => record,
             Err(e) => {
                 v.store_failed("login", &e);
-                Err(Reject::StoreUnavailable)
+                return Err(Reject::StoreUnavailable);
             }
-        }
+        };
+        v.metrics.logins.inc_ok();
+        tracing::info!(client = %v.client.ip, user = %username, session = %new_id.log_hash(), "login");
+        let mut resp = redirect(StatusCode::SEE_OTHER, next);
+        let claims = CookieClaims {
+            id: new_id,
+            created: record.created,
+            stored: true,
+        };
+        let cookie = CookieOut::Set(claims);
+        v.sessions
+            .apply_cookie(resp.headers_mut(), cookie, v.client.https, now);
+        Ok(resp)
     }
 
     /// `GET|POST {prefix}/logout`: destroy the session, clear the cookie;
