@@ -29,7 +29,7 @@ use std::convert::Infallible;
 use std::io;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -152,33 +152,53 @@ pub struct Deadlines {
 }
 
 /// What a connection's requests tell its timer.
-#[derive(Default)]
+///
+/// The timer is lazy, as nginx's are: a request that ends only notes the
+/// time, and the timer, when it fires, works out whether the connection has
+/// really been idle that long, or re-arms for when it will have been. So
+/// the connection's task is woken once per deadline, not once per request;
+/// only the very first request head wakes it, to move from the first-head
+/// deadline to the keep-alive one.
 struct Activity {
+    /// When the connection was accepted; `idle_since` counts from it.
+    base: Instant,
     /// Requests whose response has not ended yet.
     open: AtomicUsize,
     /// Whether a complete request head has arrived.
     started: AtomicBool,
-    /// Set when the last open request ends.
-    went_idle: AtomicBool,
-    /// The connection's task, to wake when `went_idle` is set.
+    /// When the last open request ended, in milliseconds since `base`.
+    idle_since: AtomicU64,
+    /// The connection's task, woken when the first request head arrives.
     waker: AtomicWaker,
 }
 
 impl Activity {
+    fn new() -> Self {
+        Activity {
+            base: Instant::now(),
+            open: AtomicUsize::new(0),
+            started: AtomicBool::new(false),
+            idle_since: AtomicU64::new(0),
+            waker: AtomicWaker::new(),
+        }
+    }
+
     /// A request's head has arrived.
     fn begin(self: &Arc<Self>) -> RequestGuard {
-        self.started.store(true, Ordering::Relaxed);
         self.open.fetch_add(1, Ordering::AcqRel);
+        if !self.started.swap(true, Ordering::AcqRel) {
+            self.waker.wake();
+        }
         RequestGuard {
             activity: self.clone(),
         }
     }
 
-    /// Resolves when the connection has gone idle since it last resolved.
-    fn idle(&self) -> impl Future<Output = ()> + '_ {
+    /// Resolves once the first request head has arrived.
+    fn first_request(&self) -> impl Future<Output = ()> + '_ {
         std::future::poll_fn(|cx| {
             self.waker.register(cx.waker());
-            if self.went_idle.swap(false, Ordering::AcqRel) {
+            if self.started.load(Ordering::Acquire) {
                 Poll::Ready(())
             } else {
                 Poll::Pending
@@ -186,8 +206,17 @@ impl Activity {
         })
     }
 
-    fn is_idle(&self) -> bool {
-        self.open.load(Ordering::Acquire) == 0
+    /// When the connection will have been idle for `keepalive`, or `None`
+    /// when that time has come (with nothing open).
+    fn idle_deadline(&self, keepalive: Duration) -> Option<Instant> {
+        let now = Instant::now();
+        if self.open.load(Ordering::Acquire) > 0 {
+            // Busy: look again a keep-alive from now.
+            return Some(now + keepalive);
+        }
+        let since = self.base + Duration::from_millis(self.idle_since.load(Ordering::Acquire));
+        let until = since + keepalive;
+        (until > now).then_some(until)
     }
 }
 
@@ -199,10 +228,10 @@ struct RequestGuard {
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        if self.activity.open.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.activity.went_idle.store(true, Ordering::Release);
-            self.activity.waker.wake();
-        }
+        let activity = &self.activity;
+        let since = u64::try_from(activity.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        activity.idle_since.store(since, Ordering::Release);
+        activity.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -268,7 +297,7 @@ pub async fn serve<I, H, F, B>(
     B: Body<Data = Bytes> + Unpin + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let activity = Arc::new(Activity::default());
+    let activity = Arc::new(Activity::new());
     let requests = activity.clone();
     let service = service_fn(move |req| {
         let guard = requests.begin();
@@ -314,7 +343,9 @@ async fn keep_deadlines<C, E>(
     E: std::fmt::Display,
 {
     let mut timer = pin!(tokio::time::sleep_until(deadlines.first_head));
-    let mut armed = true;
+    let mut first_request = pin!(activity.first_request());
+    let mut asked = pin!(drain.asked());
+    let mut waiting_first = true;
     let mut closing = false;
     loop {
         tokio::select! {
@@ -324,28 +355,28 @@ async fn keep_deadlines<C, E>(
                 }
                 return;
             }
-            () = activity.idle() => {
-                if activity.is_idle() {
-                    timer.as_mut().reset(Instant::now() + deadlines.keepalive);
-                    armed = true;
-                }
+            () = first_request.as_mut(), if waiting_first => {
+                // From now on the connection keeps the keep-alive deadline.
+                waiting_first = false;
+                timer.as_mut().reset(Instant::now() + deadlines.keepalive);
             }
-            () = timer.as_mut(), if armed => {
-                armed = false;
-                if !activity.started.load(Ordering::Relaxed) {
+            () = timer.as_mut(), if !closing => {
+                if !activity.started.load(Ordering::Acquire) {
                     // Nothing to finish: close at once, whatever state the
                     // handshake, the detection or the head was in.
                     tracing::debug!("no complete request head within request_header_timeout; closing");
                     return;
                 }
-                // Busy: the end of the last open request arms the timer again.
-                if activity.is_idle() && !closing {
-                    tracing::debug!("idle for keepalive_timeout; closing");
-                    graceful_shutdown(conn.as_mut());
-                    closing = true;
+                match activity.idle_deadline(deadlines.keepalive) {
+                    Some(later) => timer.as_mut().reset(later),
+                    None => {
+                        tracing::debug!("idle for keepalive_timeout; closing");
+                        graceful_shutdown(conn.as_mut());
+                        closing = true;
+                    }
                 }
             }
-            () = drain.asked(), if !closing => {
+            () = asked.as_mut(), if !closing => {
                 graceful_shutdown(conn.as_mut());
                 closing = true;
             }
