@@ -33,7 +33,10 @@ use deserialize::deserialize_collecting;
 pub use raw::parse_duration;
 use report::Reporter;
 pub use report::{ConfigError, ConfigErrors};
-pub use secrets::{ENV_OR_GENERATE, MAX_SECRET_FILE_BYTES, resolve_secret};
+pub use secrets::{
+    ENV_OR_GENERATE, MAX_SECRET_FILE_BYTES, SecretError, SecretSource, SystemSecrets,
+    resolve_secret,
+};
 pub use summary::redact_url;
 use validate::validate;
 pub use validate::{normalize_header_name, parse_socket_addr, parse_upstream};
@@ -465,10 +468,22 @@ impl Config {
     }
 
     /// Validates config text; `file` is used in messages and as `source`.
+    /// `env:` and `file:` secrets are read from the process environment and
+    /// the disk.
     pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
+        Config::parse_with_secrets(file, text, &SystemSecrets)
+    }
+
+    /// Like [`Config::parse`], with `env:` and `file:` secrets read from
+    /// `secrets` alone.
+    pub fn parse_with_secrets(
+        file: &Path,
+        text: &str,
+        secrets: &dyn SecretSource,
+    ) -> Result<Config, ConfigErrors> {
         let mut reporter = Reporter::new(file, text);
         let raw = deserialize_collecting(text, &mut reporter);
-        let config = raw.and_then(|raw| validate(file, raw, &mut reporter));
+        let config = raw.and_then(|raw| validate(file, raw, &mut reporter, secrets));
         match config {
             Some(config) if reporter.errors.is_empty() => Ok(config),
             _ => {

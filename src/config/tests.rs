@@ -105,7 +105,9 @@ fn secret_files_that_never_end_or_block_are_refused() {
     // test instead of hanging it.
     fn resolved_within_a_few_seconds(spec: String) -> Result<String, String> {
         let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || tx.send(resolve_secret(&spec)));
+        std::thread::spawn(move || {
+            tx.send(resolve_secret(&spec, &SystemSecrets).map_err(|e| e.to_string()))
+        });
         rx.recv_timeout(Duration::from_secs(5))
             .expect("resolve_secret returned within five seconds")
     }

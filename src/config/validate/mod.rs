@@ -17,6 +17,7 @@ use toml::Spanned;
 use super::Config;
 use super::raw::{Dur, RawConfig};
 use super::report::Reporter;
+use super::secrets::SecretSource;
 use admin::validate_admin;
 pub use headers::normalize_header_name;
 use headers::validate_headers;
@@ -29,14 +30,19 @@ use server::validate_server;
 use session::validate_session;
 use store::validate_store;
 
-pub(super) fn validate(file: &Path, raw: RawConfig, r: &mut Reporter<'_>) -> Option<Config> {
+pub(super) fn validate(
+    file: &Path,
+    raw: RawConfig,
+    r: &mut Reporter<'_>,
+    secrets: &dyn SecretSource,
+) -> Option<Config> {
     let server = validate_server(raw.server, r);
-    let session = validate_session(raw.session, r);
+    let session = validate_session(raw.session, r, secrets);
     let store = validate_store(raw.store, r);
     let login = validate_login(raw.login, r);
     let headers = validate_headers(raw.headers, r);
     let routes = validate_routes(raw.route, r);
-    let admin = validate_admin(raw.admin, r);
+    let admin = validate_admin(raw.admin, r, secrets);
     let log = validate_log(raw.log, r);
 
     if let (Some(session), Some(login)) = (&session, &login) {

@@ -3,13 +3,17 @@
 use super::positive;
 use crate::config::raw::RawSession;
 use crate::config::report::Reporter;
-use crate::config::secrets::{ENV_OR_GENERATE, resolve_secret};
+use crate::config::secrets::{SecretSource, resolve_key};
 use crate::config::{
     CookieSecure, DEFAULT_COOKIE_NAME, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_DATA_BYTES,
     DEFAULT_MAX_LIFETIME, DEFAULT_TOUCH_INTERVAL, MIN_SECRET_KEY_LEN, SameSite, SessionConfig,
 };
 
-pub(super) fn validate_session(raw: RawSession, r: &mut Reporter<'_>) -> Option<SessionConfig> {
+pub(super) fn validate_session(
+    raw: RawSession,
+    r: &mut Reporter<'_>,
+    secrets: &dyn SecretSource,
+) -> Option<SessionConfig> {
     let mut ok = true;
     let cookie_name = match raw.cookie_name {
         None => DEFAULT_COOKIE_NAME.to_string(),
@@ -44,20 +48,12 @@ pub(super) fn validate_session(raw: RawSession, r: &mut Reporter<'_>) -> Option<
         }
         Some(keys) => {
             for (i, key) in keys.get_ref().iter().enumerate() {
-                let spec = key.get_ref();
-                let resolved = if let Some(name) = spec.strip_prefix(ENV_OR_GENERATE) {
-                    match std::env::var(name) {
-                        Ok(v) => Ok(v),
-                        Err(_) if i == 0 => {
-                            let k = crate::session::id::generate_key();
-                            generated_key = Some(name.to_string());
-                            Ok(k)
-                        }
-                        Err(_) => Err(format!("environment variable {name} is not set")),
+                let resolved = resolve_key(key.get_ref(), i == 0, secrets).map(|resolved| {
+                    if resolved.generated_for.is_some() {
+                        generated_key = resolved.generated_for;
                     }
-                } else {
-                    resolve_secret(spec)
-                };
+                    resolved.key
+                });
                 match resolved {
                     Ok(k) if k.len() < MIN_SECRET_KEY_LEN => {
                         r.span(
@@ -72,7 +68,7 @@ pub(super) fn validate_session(raw: RawSession, r: &mut Reporter<'_>) -> Option<
                     }
                     Ok(k) => secret_keys.push(k.into_bytes()),
                     Err(e) => {
-                        r.span(key, e);
+                        r.span(key, e.to_string());
                         ok = false;
                     }
                 }
