@@ -34,7 +34,7 @@ pub use raw::parse_duration;
 use report::Reporter;
 pub use report::{ConfigError, ConfigErrors};
 pub use secrets::{
-    ENV_OR_GENERATE, MAX_SECRET_FILE_BYTES, SecretError, SecretSource, SystemSecrets,
+    ENV_OR_GENERATE, MAX_SECRET_FILE_BYTES, SecretError, SecretSource, SystemSecrets, generate_key,
     resolve_secret,
 };
 pub use summary::redact_url;

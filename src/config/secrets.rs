@@ -9,6 +9,9 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
 /// The most a `file:` secret may hold. A key is 43 characters and a token a
 /// few dozen; a larger file is a wrong path, and `/dev/zero` never ends.
 pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
@@ -16,6 +19,17 @@ pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 /// The secret form that falls back to a key generated at start: meant for
 /// the demo config, so that it runs without setup.
 pub const ENV_OR_GENERATE: &str = "env-or-generate:";
+
+/// A new random secret key: 32 bytes from the OS CSPRNG, base64url (43 characters).
+///
+/// # Panics
+/// Only if the operating system cannot supply random bytes, which leaves
+/// no safe way to go on.
+pub fn generate_key() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
+    URL_SAFE_NO_PAD.encode(bytes)
+}
 
 /// Why a secret could not be resolved; shown as the config error's message.
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +123,7 @@ pub(super) fn resolve_key(
             generated_for: None,
         }),
         None if may_generate => Ok(ResolvedKey {
-            key: crate::session::id::generate_key(),
+            key: generate_key(),
             generated_for: Some(name.to_string()),
         }),
         None => Err(SecretError::EnvUnset(name.to_string())),
@@ -266,6 +280,11 @@ mod tests {
 
         let errs = parse(&format!("[\"{KEY}\", \"env-or-generate:SG_OLD\"]"), &unset).unwrap_err();
         assert_eq!(errs[0].message, "environment variable SG_OLD is not set");
+    }
+
+    #[test]
+    fn generated_keys_have_43_characters() {
+        assert_eq!(generate_key().len(), 43);
     }
 
     #[test]

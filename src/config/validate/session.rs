@@ -160,14 +160,12 @@ pub(super) fn validate_session(
             }
             initial.push((k.clone(), v.0.clone()));
         }
-        let encoded =
-            crate::session::data::encode(initial.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        if encoded.len() > max_data_bytes {
+        let encoded_len = encoded_len(&initial);
+        if encoded_len > max_data_bytes {
             r.span(
                 &init,
                 format!(
-                    "session.initial holds {} bytes, more than max_data_bytes ({max_data_bytes})",
-                    encoded.len()
+                    "session.initial holds {encoded_len} bytes, more than max_data_bytes ({max_data_bytes})"
                 ),
             );
             ok = false;
@@ -189,4 +187,34 @@ pub(super) fn validate_session(
         max_data_bytes,
         initial,
     })
+}
+
+/// The size of `pairs` as a session holds them: `k=v&k2=v2`,
+/// `application/x-www-form-urlencoded`, the form `max_data_bytes` limits.
+fn encoded_len(pairs: &[(String, String)]) -> usize {
+    let mut encoded = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        encoded.append_pair(k, v);
+    }
+    encoded.finish().len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_data_is_measured_urlencoded() {
+        let pairs = |p: &[(&str, &str)]| -> Vec<(String, String)> {
+            p.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(encoded_len(&[]), 0);
+        // k=%C3%A9&z=1&a+b=%26
+        assert_eq!(
+            encoded_len(&pairs(&[("k", "é"), ("z", "1"), ("a b", "&")])),
+            20
+        );
+    }
 }
