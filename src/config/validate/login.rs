@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use super::{is_plain_path, positive};
+use toml::Spanned;
+
+use super::{Section, is_plain_path};
 use crate::config::raw::RawLogin;
 use crate::config::report::Reporter;
 use crate::config::{
@@ -10,69 +12,35 @@ use crate::config::{
     DEFAULT_USERS_FILE, LoginConfig, LoginSource,
 };
 
+/// Checks `[login]`.
 pub(super) fn validate_login(raw: RawLogin, r: &mut Reporter<'_>) -> Option<LoginConfig> {
-    let mut ok = true;
+    let mut s = Section::new(r);
     let source = raw
         .source
         .as_ref()
         .map_or(LoginSource::UsersFile, |s| *s.get_ref());
-    let prefix = match raw.prefix {
-        None => DEFAULT_LOGIN_PREFIX.to_string(),
-        Some(p) => {
-            let trimmed = p.get_ref().trim_end_matches('/').to_string();
-            if !p.get_ref().starts_with('/') || trimmed.is_empty() || !is_plain_path(&trimmed) {
-                r.span(
-                    &p,
-                    "login.prefix must be a path like \"/.sessiongate\" (not \"/\")",
-                );
-                ok = false;
-            }
-            trimmed
-        }
-    };
-    let page = match raw.page {
-        None => None,
-        Some(p) => {
-            if !p.get_ref().starts_with('/')
-                || p.get_ref().starts_with("//")
-                || !is_plain_path(p.get_ref())
-            {
-                r.span(
-                    &p,
-                    "login.page must be a path on this site, like \"/login.cgi\"",
-                );
-                ok = false;
-            }
-            Some(p.into_inner())
-        }
-    };
-    if source == LoginSource::Backend && page.is_none() {
-        match &raw.source {
-            Some(s) => r.span(
-                s,
-                "login.source = \"backend\" needs login.page, the application's login route",
-            ),
-            None => r.at(0, "login.source = \"backend\" needs login.page"),
-        }
-        ok = false;
+    let prefix = prefix(raw.prefix, &mut s);
+    let page = raw.page.map(|page| {
+        s.checked(
+            page,
+            |page| page.starts_with('/') && !page.starts_with("//") && is_plain_path(page),
+            "login.page must be a path on this site, like \"/login.cgi\"",
+        )
+    });
+    if let Some(written) = &raw.source
+        && source == LoginSource::Backend
+        && page.is_none()
+    {
+        s.error(
+            written,
+            "login.source = \"backend\" needs login.page, the application's login route",
+        );
     }
-    let max_attempts = match raw.max_attempts {
-        None => DEFAULT_MAX_ATTEMPTS,
-        Some(v) if *v.get_ref() == 0 => {
-            r.span(&v, "max_attempts must be at least 1");
-            ok = false;
-            1
-        }
-        Some(v) => v.into_inner(),
-    };
-    let attempt_window = positive(
-        raw.attempt_window,
-        DEFAULT_ATTEMPT_WINDOW,
-        "attempt_window",
-        r,
-        &mut ok,
-    );
-    ok.then(|| LoginConfig {
+    let max_attempts = s
+        .at_least(raw.max_attempts, 1, "max_attempts")
+        .unwrap_or(DEFAULT_MAX_ATTEMPTS);
+    let attempt_window = s.seconds(raw.attempt_window, DEFAULT_ATTEMPT_WINDOW, "attempt_window");
+    s.finish(|| LoginConfig {
         source,
         users_file: PathBuf::from(
             raw.users_file
@@ -87,4 +55,19 @@ pub(super) fn validate_login(raw: RawLogin, r: &mut Reporter<'_>) -> Option<Logi
         attempt_window,
         template: raw.template.map(PathBuf::from),
     })
+}
+
+/// `prefix`: a path below `/`, kept without its trailing slashes.
+fn prefix(raw: Option<Spanned<String>>, s: &mut Section<'_, '_>) -> String {
+    let Some(prefix) = raw else {
+        return DEFAULT_LOGIN_PREFIX.to_string();
+    };
+    let valid = |prefix: &String| {
+        let trimmed = prefix.trim_end_matches('/');
+        prefix.starts_with('/') && !trimmed.is_empty() && is_plain_path(trimmed)
+    };
+    let message = "login.prefix must be a path like \"/.sessiongate\" (not \"/\")";
+    s.checked(prefix, valid, message)
+        .trim_end_matches('/')
+        .to_string()
 }

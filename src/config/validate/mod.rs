@@ -1,23 +1,24 @@
 //! Step two: the raw structs checked as a whole and turned into a [`Config`].
+//!
+//! Each section is checked by its own module, through a [`Section`] that
+//! reports each problem where it is; then the few rules that span sections.
 
 mod admin;
 mod headers;
 mod log;
 mod login;
 mod routes;
+mod section;
 mod server;
 mod session;
 mod store;
 
 use std::path::Path;
-use std::time::Duration;
 
-use toml::Spanned;
-
-use super::Config;
-use super::raw::{Dur, RawConfig};
+use super::raw::RawConfig;
 use super::report::Reporter;
 use super::secrets::SecretSource;
+use super::{Config, LoginConfig, RouteConfig, SessionConfig};
 use admin::validate_admin;
 pub use headers::normalize_header_name;
 use headers::validate_headers;
@@ -25,11 +26,14 @@ use log::validate_log;
 use login::validate_login;
 pub use routes::parse_upstream;
 use routes::validate_routes;
+use section::Section;
 pub use server::parse_socket_addr;
 use server::validate_server;
 use session::validate_session;
 use store::validate_store;
 
+/// Checks every section, then the rules that span sections; `None` when
+/// anything was reported.
 pub(super) fn validate(
     file: &Path,
     raw: RawConfig,
@@ -46,27 +50,10 @@ pub(super) fn validate(
     let log = validate_log(raw.log, r);
 
     if let (Some(session), Some(login)) = (&session, &login) {
-        if session.idle_timeout > session.max_lifetime {
-            // Not an error: the absolute lifetime simply wins.
-            tracing::debug!("idle_timeout exceeds max_lifetime; max_lifetime wins");
-        }
-        if login.prefix.starts_with(&session.cookie_path) || session.cookie_path == "/" {
-            // fine: the cookie reaches the built-in endpoints
-        } else {
-            r.at(
-                0,
-                format!(
-                    "session.cookie_path {:?} does not cover login.prefix {:?}; the login page could not see the session",
-                    session.cookie_path, login.prefix
-                ),
-            );
-        }
+        check_session_and_login(session, login, r);
     }
-    if routes.as_ref().is_some_and(|r| r.is_empty()) {
-        r.at(
-            0,
-            "no [[route]] is configured; add at least one, e.g. [[route]] path = \"/\" upstream = \"http://127.0.0.1:8000\"",
-        );
+    if let Some(routes) = &routes {
+        check_some_route(routes, r);
     }
     Some(Config {
         source: file.to_path_buf(),
@@ -81,24 +68,35 @@ pub(super) fn validate(
     })
 }
 
-fn positive(
-    v: Option<Spanned<Dur>>,
-    default: Duration,
-    name: &str,
-    r: &mut Reporter<'_>,
-    ok: &mut bool,
-) -> Duration {
-    match v {
-        None => default,
-        Some(d) if d.get_ref().0 < Duration::from_secs(1) => {
-            r.span(&d, format!("{name} must be at least one second"));
-            *ok = false;
-            default
-        }
-        Some(d) => d.into_inner().0,
+/// The session cookie must reach the built-in login endpoints.
+fn check_session_and_login(session: &SessionConfig, login: &LoginConfig, r: &mut Reporter<'_>) {
+    if session.idle_timeout > session.max_lifetime {
+        // Not an error: the absolute lifetime simply wins.
+        tracing::debug!("idle_timeout exceeds max_lifetime; max_lifetime wins");
+    }
+    if !login.prefix.starts_with(&session.cookie_path) && session.cookie_path != "/" {
+        r.at(
+            0,
+            format!(
+                "session.cookie_path {:?} does not cover login.prefix {:?}; the login page could not see the session",
+                session.cookie_path, login.prefix
+            ),
+        );
     }
 }
 
+/// At least one route: without one, no request could go anywhere.
+fn check_some_route(routes: &[RouteConfig], r: &mut Reporter<'_>) {
+    if routes.is_empty() {
+        r.at(
+            0,
+            "no [[route]] is configured; add at least one, e.g. [[route]] path = \"/\" upstream = \"http://127.0.0.1:8000\"",
+        );
+    }
+}
+
+/// Whether a configured path holds nothing a request path could not:
+/// no space, query, fragment, backslash or control character.
 fn is_plain_path(p: &str) -> bool {
     !p.bytes()
         .any(|b| b.is_ascii_control() || b == b' ' || b == b'?' || b == b'#' || b == b'\\')

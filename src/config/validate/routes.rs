@@ -1,69 +1,34 @@
 //! `[[route]]`: path prefixes, hosts, upstreams and access.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 
 use toml::Spanned;
 
-use super::is_plain_path;
+use super::{Section, is_plain_path};
 use crate::config::raw::RawRoute;
 use crate::config::report::Reporter;
 use crate::config::{RouteConfig, Upstream};
 
+/// Checks every `[[route]]`: no two for the same host and path.
 pub(super) fn validate_routes(
     raw: Vec<Spanned<RawRoute>>,
     r: &mut Reporter<'_>,
 ) -> Option<Vec<RouteConfig>> {
-    let mut ok = true;
+    let mut s = Section::new(r);
     let mut routes = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     for route in raw {
-        let span_start = route.span().start;
+        let start = route.span().start;
         let route = route.into_inner();
-        if !route.path.get_ref().starts_with('/') || !is_plain_path(route.path.get_ref()) {
-            r.span(
-                &route.path,
-                "route path must start with / and hold no spaces, '?', '#' or control characters",
-            );
-            ok = false;
-        }
-        // Requests are routed on their normalised path, so a route is too:
-        // `/%7Euser/` is the route of `/~user/`.
-        let path = match crate::canonical::normalize_path(route.path.get_ref()) {
-            Ok(p) => p.into_owned(),
-            Err(e) => {
-                r.span(&route.path, format!("route path cannot be normalised: {e}"));
-                ok = false;
-                route.path.get_ref().clone()
-            }
-        };
-        let host = route.host.map(|h| {
-            let lower = h.get_ref().to_ascii_lowercase();
-            if lower.is_empty()
-                || lower.contains('/')
-                || lower.contains(':') && !lower.starts_with('[')
-            {
-                r.span(
-                    &h,
-                    "route host must be a host name without scheme, port or path",
-                );
-                ok = false;
-            }
-            lower
-        });
-        let upstream = match parse_upstream(route.upstream.get_ref()) {
-            Ok(u) => Some(u),
-            Err(e) => {
-                r.span(&route.upstream, e);
-                ok = false;
-                None
-            }
-        };
+        let path = route_path(&route.path, &mut s);
+        let host = route.host.map(|host| route_host(host, &mut s));
+        let upstream = s.parsed(&route.upstream, parse_upstream(route.upstream.get_ref()));
         if !seen.insert((host.clone(), path.clone())) {
-            r.at(
-                span_start,
+            s.error_at(
+                start,
                 format!("route path {path:?} is configured twice for the same host"),
             );
-            ok = false;
         }
         if let Some(upstream) = upstream {
             routes.push(RouteConfig {
@@ -74,7 +39,38 @@ pub(super) fn validate_routes(
             });
         }
     }
-    ok.then_some(routes)
+    s.finish(|| routes)
+}
+
+/// A route's path, normalised the way request paths are.
+fn route_path(raw: &Spanned<String>, s: &mut Section<'_, '_>) -> String {
+    if !raw.get_ref().starts_with('/') || !is_plain_path(raw.get_ref()) {
+        s.error(
+            raw,
+            "route path must start with / and hold no spaces, '?', '#' or control characters",
+        );
+    }
+    // Requests are routed on their normalised path, so a route is too:
+    // `/%7Euser/` is the route of `/~user/`.
+    match crate::canonical::normalize_path(raw.get_ref()) {
+        Ok(p) => p.into_owned(),
+        Err(e) => {
+            s.error(raw, format!("route path cannot be normalised: {e}"));
+            raw.get_ref().clone()
+        }
+    }
+}
+
+/// A route's host, lowercased: a name or `[IPv6]`, no scheme, port or path.
+fn route_host(raw: Spanned<String>, s: &mut Section<'_, '_>) -> String {
+    let lower = raw.get_ref().to_ascii_lowercase();
+    if lower.is_empty() || lower.contains('/') || lower.contains(':') && !lower.starts_with('[') {
+        s.error(
+            &raw,
+            "route host must be a host name without scheme, port or path",
+        );
+    }
+    lower
 }
 
 /// Parses a route's `upstream`: `http://host:port`, `https://host:port`, or `cgi:DIR`.

@@ -4,10 +4,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use http::HeaderValue;
 use toml::Spanned;
 
-use super::positive;
-use crate::config::raw::{Listen, RawServer};
+use super::Section;
+use crate::config::raw::{Dur, Listen, RawServer, RawTls};
 use crate::config::report::Reporter;
 use crate::config::{
     DEFAULT_CGI_MAX_CONCURRENT, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_LISTEN,
@@ -16,170 +17,44 @@ use crate::config::{
     TlsConfig,
 };
 
+/// The most `workers` a config may ask for.
+const MAX_WORKERS: usize = 1024;
+
+/// Checks `[server]`.
 pub(super) fn validate_server(raw: RawServer, r: &mut Reporter<'_>) -> Option<ServerConfig> {
-    let mut ok = true;
-    let listen_strings: Spanned<Listen> = raw
-        .listen
-        .unwrap_or_else(|| Spanned::new(0..0, Listen(vec![DEFAULT_LISTEN.to_string()])));
-    let mut listen = Vec::new();
-    for s in &listen_strings.get_ref().0 {
-        match parse_socket_addr(s) {
-            Ok(a) => listen.push(a),
-            Err(e) => {
-                r.span(&listen_strings, e);
-                ok = false;
-            }
-        }
-    }
-    if listen.is_empty() && ok {
-        r.at(0, "server.listen must name at least one address");
-        ok = false;
-    }
-    let tls = raw.tls.map(|t| {
-        let t = t.into_inner();
-        TlsConfig {
-            cert: PathBuf::from(t.cert.into_inner()),
-            key: PathBuf::from(t.key.into_inner()),
-        }
-    });
-    let mut redirect_http = Vec::new();
-    if let Some(addrs) = &raw.redirect_http {
-        if tls.is_none() {
-            r.span(
-                addrs,
-                "server.redirect_http redirects to HTTPS, so it needs server.tls = { cert = \"...\", key = \"...\" }",
-            );
-            ok = false;
-        }
-        for s in &addrs.get_ref().0 {
-            match parse_socket_addr(s) {
-                Ok(a) if listen.contains(&a) => {
-                    r.span(
-                        addrs,
-                        format!("server.redirect_http {s:?} is also in server.listen"),
-                    );
-                    ok = false;
-                }
-                Ok(a) => redirect_http.push(a),
-                Err(e) => {
-                    r.span(addrs, e);
-                    ok = false;
-                }
-            }
-        }
-    }
-    let upstream_ca = match raw.upstream_ca {
-        Some(v) if v.get_ref().trim().is_empty() => {
-            r.span(&v, "server.upstream_ca must name a PEM file");
-            ok = false;
-            None
-        }
-        Some(v) => Some(PathBuf::from(v.into_inner())),
-        None => None,
-    };
-    let max_header_bytes = match raw.max_header_bytes {
-        None => DEFAULT_MAX_HEADER_BYTES,
-        Some(v) if *v.get_ref() < MIN_MAX_HEADER_BYTES => {
-            r.span(
-                &v,
-                format!("max_header_bytes must be at least {MIN_MAX_HEADER_BYTES}"),
-            );
-            ok = false;
-            0
-        }
-        Some(v) => v.into_inner(),
-    };
-    let upstream_timeout = match raw.upstream_timeout {
-        None => DEFAULT_UPSTREAM_TIMEOUT,
-        Some(v) if v.get_ref().0.is_zero() => {
-            r.span(&v, "upstream_timeout must be greater than zero");
-            ok = false;
-            Duration::ZERO
-        }
-        Some(v) => v.into_inner().0,
-    };
-    let cgi_max_concurrent = match raw.cgi_max_concurrent {
-        None => DEFAULT_CGI_MAX_CONCURRENT,
-        Some(v) if *v.get_ref() == 0 => {
-            r.span(&v, "cgi_max_concurrent must be at least 1");
-            ok = false;
-            0
-        }
-        Some(v) => v.into_inner(),
-    };
-    let workers = match raw.workers {
-        None => None,
-        Some(v) if *v.get_ref() == 0 || *v.get_ref() > 1024 => {
-            r.span(
-                &v,
-                "workers must be between 1 and 1024 (leave it out for one per CPU core)",
-            );
-            ok = false;
-            None
-        }
-        Some(v) => Some(v.into_inner()),
-    };
-    let request_header_timeout = positive(
+    let mut s = Section::new(r);
+    let listen = listen(raw.listen, &mut s);
+    let tls = raw.tls.map(|t| tls_files(t.into_inner()));
+    let redirect_http = redirect_http(raw.redirect_http.as_ref(), tls.is_some(), &listen, &mut s);
+    let upstream_ca = raw.upstream_ca.and_then(|v| upstream_ca(v, &mut s));
+    let max_header_bytes = s
+        .at_least(
+            raw.max_header_bytes,
+            MIN_MAX_HEADER_BYTES,
+            "max_header_bytes",
+        )
+        .unwrap_or(DEFAULT_MAX_HEADER_BYTES);
+    let upstream_timeout = upstream_timeout(raw.upstream_timeout, &mut s);
+    let cgi_max_concurrent = s
+        .at_least(raw.cgi_max_concurrent, 1, "cgi_max_concurrent")
+        .unwrap_or(DEFAULT_CGI_MAX_CONCURRENT);
+    let workers = raw.workers.and_then(|v| workers(v, &mut s));
+    let request_header_timeout = s.seconds(
         raw.request_header_timeout,
         DEFAULT_REQUEST_HEADER_TIMEOUT,
         "request_header_timeout",
-        r,
-        &mut ok,
     );
-    let keepalive_timeout = positive(
+    let keepalive_timeout = s.seconds(
         raw.keepalive_timeout,
         DEFAULT_KEEPALIVE_TIMEOUT,
         "keepalive_timeout",
-        r,
-        &mut ok,
     );
-    let max_connections = match raw.max_connections {
-        None => None,
-        Some(v) if *v.get_ref() == 0 => {
-            r.span(
-                &v,
-                "max_connections must be at least 1 (leave it out to size it from the file descriptor limit)",
-            );
-            ok = false;
-            None
-        }
-        Some(v) => Some(v.into_inner()),
-    };
-    let upstream_max_connections = match raw.upstream_max_connections {
-        None => DEFAULT_UPSTREAM_MAX_CONNECTIONS,
-        Some(v) if *v.get_ref() == 0 => {
-            r.span(&v, "upstream_max_connections must be at least 1");
-            ok = false;
-            0
-        }
-        Some(v) => v.into_inner(),
-    };
-    let hsts = match raw.hsts {
-        None => None,
-        Some(v) if tls.is_none() => {
-            r.span(
-                &v,
-                "server.hsts is only ever sent over TLS, so it needs server.tls = { cert = \"...\", key = \"...\" }",
-            );
-            ok = false;
-            None
-        }
-        Some(v) => match crate::hsts::parse(v.get_ref()) {
-            Ok(value) => Some(value),
-            Err(e) => {
-                r.span(&v, e);
-                ok = false;
-                None
-            }
-        },
-    };
-    ok.then(|| ServerConfig {
-        workers,
-        request_header_timeout,
-        keepalive_timeout,
-        max_connections,
-        upstream_max_connections,
-        hsts,
+    let max_connections = raw.max_connections.and_then(|v| max_connections(v, &mut s));
+    let upstream_max_connections = s
+        .at_least(raw.upstream_max_connections, 1, "upstream_max_connections")
+        .unwrap_or(DEFAULT_UPSTREAM_MAX_CONNECTIONS);
+    let hsts = raw.hsts.and_then(|v| hsts(v, tls.is_some(), &mut s));
+    s.finish(|| ServerConfig {
         listen,
         tls,
         redirect_http,
@@ -189,7 +64,128 @@ pub(super) fn validate_server(raw: RawServer, r: &mut Reporter<'_>) -> Option<Se
         upstream_timeout,
         shutdown_grace: raw.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0),
         cgi_max_concurrent,
+        workers,
+        request_header_timeout,
+        keepalive_timeout,
+        max_connections,
+        upstream_max_connections,
+        hsts,
     })
+}
+
+/// `listen`: at least one address; [`DEFAULT_LISTEN`] when absent.
+fn listen(raw: Option<Spanned<Listen>>, s: &mut Section<'_, '_>) -> Vec<SocketAddr> {
+    let strings =
+        raw.unwrap_or_else(|| Spanned::new(0..0, Listen(vec![DEFAULT_LISTEN.to_string()])));
+    let mut listen = Vec::new();
+    let mut all_parsed = true;
+    for text in &strings.get_ref().0 {
+        match parse_socket_addr(text) {
+            Ok(addr) => listen.push(addr),
+            Err(e) => {
+                s.error(&strings, e);
+                all_parsed = false;
+            }
+        }
+    }
+    if listen.is_empty() && all_parsed {
+        s.error_at(0, "server.listen must name at least one address");
+    }
+    listen
+}
+
+fn tls_files(raw: RawTls) -> TlsConfig {
+    TlsConfig {
+        cert: PathBuf::from(raw.cert.into_inner()),
+        key: PathBuf::from(raw.key.into_inner()),
+    }
+}
+
+/// `redirect_http`: plain-HTTP addresses that redirect to HTTPS, so only
+/// with TLS, and none of them a `listen` address.
+fn redirect_http(
+    raw: Option<&Spanned<Listen>>,
+    has_tls: bool,
+    listen: &[SocketAddr],
+    s: &mut Section<'_, '_>,
+) -> Vec<SocketAddr> {
+    let Some(addrs) = raw else {
+        return Vec::new();
+    };
+    if !has_tls {
+        s.error(
+            addrs,
+            "server.redirect_http redirects to HTTPS, so it needs server.tls = { cert = \"...\", key = \"...\" }",
+        );
+    }
+    let mut redirect_http = Vec::new();
+    for text in &addrs.get_ref().0 {
+        match parse_socket_addr(text) {
+            Ok(addr) if listen.contains(&addr) => s.error(
+                addrs,
+                format!("server.redirect_http {text:?} is also in server.listen"),
+            ),
+            Ok(addr) => redirect_http.push(addr),
+            Err(e) => s.error(addrs, e),
+        }
+    }
+    redirect_http
+}
+
+fn upstream_ca(raw: Spanned<String>, s: &mut Section<'_, '_>) -> Option<PathBuf> {
+    if raw.get_ref().trim().is_empty() {
+        s.error(&raw, "server.upstream_ca must name a PEM file");
+        return None;
+    }
+    Some(PathBuf::from(raw.into_inner()))
+}
+
+fn upstream_timeout(raw: Option<Spanned<Dur>>, s: &mut Section<'_, '_>) -> Duration {
+    match raw {
+        None => DEFAULT_UPSTREAM_TIMEOUT,
+        Some(v) if v.get_ref().0.is_zero() => {
+            s.error(&v, "upstream_timeout must be greater than zero");
+            Duration::ZERO
+        }
+        Some(v) => v.into_inner().0,
+    }
+}
+
+fn workers(raw: Spanned<usize>, s: &mut Section<'_, '_>) -> Option<usize> {
+    if !(1..=MAX_WORKERS).contains(raw.get_ref()) {
+        s.error(
+            &raw,
+            format!(
+                "workers must be between 1 and {MAX_WORKERS} (leave it out for one per CPU core)"
+            ),
+        );
+        return None;
+    }
+    Some(raw.into_inner())
+}
+
+/// `max_connections`: when absent, the proxy sizes it at start.
+fn max_connections(raw: Spanned<usize>, s: &mut Section<'_, '_>) -> Option<usize> {
+    if *raw.get_ref() == 0 {
+        s.error(
+            &raw,
+            "max_connections must be at least 1 (leave it out to size it from the file descriptor limit)",
+        );
+        return None;
+    }
+    Some(raw.into_inner())
+}
+
+/// `hsts`: a valid `Strict-Transport-Security` value, only ever sent over TLS.
+fn hsts(raw: Spanned<String>, has_tls: bool, s: &mut Section<'_, '_>) -> Option<HeaderValue> {
+    if !has_tls {
+        s.error(
+            &raw,
+            "server.hsts is only ever sent over TLS, so it needs server.tls = { cert = \"...\", key = \"...\" }",
+        );
+        return None;
+    }
+    s.parsed(&raw, crate::hsts::parse(raw.get_ref()))
 }
 
 /// Parses `host:port`, accepting `localhost` and `[::1]:port`.

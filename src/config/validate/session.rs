@@ -1,7 +1,11 @@
 //! `[session]`: the cookie, the secret keys, lifetimes and initial data.
 
-use super::positive;
-use crate::config::raw::RawSession;
+use std::collections::BTreeMap;
+
+use toml::Spanned;
+
+use super::Section;
+use crate::config::raw::{InitialValue, RawSession};
 use crate::config::report::Reporter;
 use crate::config::secrets::{SecretSource, resolve_key};
 use crate::config::{
@@ -9,169 +13,39 @@ use crate::config::{
     DEFAULT_MAX_LIFETIME, DEFAULT_TOUCH_INTERVAL, MIN_SECRET_KEY_LEN, SameSite, SessionConfig,
 };
 
+/// Checks `[session]`, resolving its secret keys from `secrets`.
 pub(super) fn validate_session(
     raw: RawSession,
     r: &mut Reporter<'_>,
     secrets: &dyn SecretSource,
 ) -> Option<SessionConfig> {
-    let mut ok = true;
-    let cookie_name = match raw.cookie_name {
-        None => DEFAULT_COOKIE_NAME.to_string(),
-        Some(n) => {
-            let valid = !n.get_ref().is_empty()
-                && n.get_ref()
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-            if !valid {
-                r.span(
-                    &n,
-                    "cookie_name must be a non-empty token (letters, digits, and !#$%&'*+-.^_`|~)",
-                );
-                ok = false;
-            }
-            n.into_inner()
-        }
-    };
-    let mut secret_keys = Vec::new();
-    let mut generated_key = None;
-    match raw.secret_keys {
-        None => {
-            r.at(
-                0,
-                "session.secret_keys is required: add secret_keys = [\"env:SESSIONGATE_KEY\"] and set the variable (sessiongate gen-key prints a key)",
-            );
-            ok = false;
-        }
-        Some(keys) if keys.get_ref().is_empty() => {
-            r.span(&keys, "session.secret_keys must hold at least one key");
-            ok = false;
-        }
-        Some(keys) => {
-            for (i, key) in keys.get_ref().iter().enumerate() {
-                let resolved = resolve_key(key.get_ref(), i == 0, secrets).map(|resolved| {
-                    if resolved.generated_for.is_some() {
-                        generated_key = resolved.generated_for;
-                    }
-                    resolved.key
-                });
-                match resolved {
-                    Ok(k) if k.len() < MIN_SECRET_KEY_LEN => {
-                        r.span(
-                            key,
-                            format!(
-                                "secret key {} is {} characters; at least {MIN_SECRET_KEY_LEN} are required (sessiongate gen-key prints one)",
-                                i + 1,
-                                k.len()
-                            ),
-                        );
-                        ok = false;
-                    }
-                    Ok(k) => secret_keys.push(k.into_bytes()),
-                    Err(e) => {
-                        r.span(key, e.to_string());
-                        ok = false;
-                    }
-                }
-            }
-        }
-    }
-    let idle_timeout = positive(
-        raw.idle_timeout,
-        DEFAULT_IDLE_TIMEOUT,
-        "idle_timeout",
-        r,
-        &mut ok,
+    let mut s = Section::new(r);
+    let cookie_name = cookie_name(raw.cookie_name, &mut s);
+    let (secret_keys, generated_key) = secret_keys(raw.secret_keys, secrets, &mut s);
+    let idle_timeout = s.seconds(raw.idle_timeout, DEFAULT_IDLE_TIMEOUT, "idle_timeout");
+    let max_lifetime = s.seconds(raw.max_lifetime, DEFAULT_MAX_LIFETIME, "max_lifetime");
+    let cookie_path = cookie_path(raw.cookie_path, &mut s);
+    let cookie_domain = raw
+        .cookie_domain
+        .map(|domain| cookie_domain(domain, &mut s));
+    let cookie_secure = raw.cookie_secure.map_or(CookieSecure::Auto, |v| v.0);
+    let cookie_same_site = same_site(raw.cookie_same_site, cookie_secure, &mut s);
+    let has_domain = cookie_domain.is_some();
+    check_name_prefix(
+        &cookie_name,
+        cookie_secure,
+        &cookie_path,
+        has_domain,
+        &mut s,
     );
-    let max_lifetime = positive(
-        raw.max_lifetime,
-        DEFAULT_MAX_LIFETIME,
-        "max_lifetime",
-        r,
-        &mut ok,
-    );
-    let cookie_path = match raw.cookie_path {
-        None => "/".to_string(),
-        Some(p) => {
-            if !p.get_ref().starts_with('/')
-                || p.get_ref()
-                    .bytes()
-                    .any(|b| b.is_ascii_control() || b == b';')
-            {
-                r.span(
-                    &p,
-                    "cookie_path must start with / and hold no ';' or control characters",
-                );
-                ok = false;
-            }
-            p.into_inner()
-        }
-    };
-    let cookie_domain = match raw.cookie_domain {
-        None => None,
-        Some(d) => {
-            let valid = !d.get_ref().is_empty()
-                && d.get_ref()
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
-            if !valid {
-                r.span(&d, "cookie_domain must be a host name like \"example.org\"");
-                ok = false;
-            }
-            Some(d.into_inner())
-        }
-    };
-    let cookie_secure = raw.cookie_secure.map_or(CookieSecure::Auto, |s| s.0);
-    let cookie_same_site = match raw.cookie_same_site {
-        None => SameSite::Lax,
-        Some(s) => {
-            if *s.get_ref() == SameSite::None && cookie_secure == CookieSecure::Never {
-                r.span(&s, "cookie_same_site = \"none\" requires a Secure cookie; browsers drop it otherwise");
-                ok = false;
-            }
-            s.into_inner()
-        }
-    };
-    if let Some(prefixed) = cookie_name.strip_prefix("__Host-") {
-        let _ = prefixed;
-        if cookie_secure == CookieSecure::Never || cookie_path != "/" || cookie_domain.is_some() {
-            r.at(
-                0,
-                "a __Host- cookie_name needs cookie_secure other than false, cookie_path = \"/\" and no cookie_domain",
-            );
-            ok = false;
-        }
-    }
-    if cookie_name.starts_with("__Secure-") && cookie_secure == CookieSecure::Never {
-        r.at(
-            0,
-            "a __Secure- cookie_name needs cookie_secure other than false",
-        );
-        ok = false;
-    }
     let max_data_bytes = raw
         .max_data_bytes
         .map_or(DEFAULT_MAX_DATA_BYTES, |v| v.into_inner());
-    let mut initial = Vec::new();
-    if let Some(init) = raw.initial {
-        for (k, v) in init.get_ref() {
-            if k.is_empty() {
-                r.span(&init, "session.initial keys must not be empty");
-                ok = false;
-            }
-            initial.push((k.clone(), v.0.clone()));
-        }
-        let encoded_len = encoded_len(&initial);
-        if encoded_len > max_data_bytes {
-            r.span(
-                &init,
-                format!(
-                    "session.initial holds {encoded_len} bytes, more than max_data_bytes ({max_data_bytes})"
-                ),
-            );
-            ok = false;
-        }
-    }
-    ok.then(|| SessionConfig {
+    let initial = raw
+        .initial
+        .map(|init| initial(init, max_data_bytes, &mut s))
+        .unwrap_or_default();
+    s.finish(|| SessionConfig {
         cookie_name,
         secret_keys,
         generated_key,
@@ -187,6 +61,160 @@ pub(super) fn validate_session(
         max_data_bytes,
         initial,
     })
+}
+
+/// `cookie_name`: an HTTP token.
+fn cookie_name(raw: Option<Spanned<String>>, s: &mut Section<'_, '_>) -> String {
+    let Some(name) = raw else {
+        return DEFAULT_COOKIE_NAME.to_string();
+    };
+    s.checked(
+        name,
+        |name| {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        },
+        "cookie_name must be a non-empty token (letters, digits, and !#$%&'*+-.^_`|~)",
+    )
+}
+
+/// `cookie_path`: absolute, and nothing that would end the attribute.
+fn cookie_path(raw: Option<Spanned<String>>, s: &mut Section<'_, '_>) -> String {
+    let Some(path) = raw else {
+        return "/".to_string();
+    };
+    s.checked(
+        path,
+        |path| path.starts_with('/') && !path.bytes().any(|b| b.is_ascii_control() || b == b';'),
+        "cookie_path must start with / and hold no ';' or control characters",
+    )
+}
+
+/// `cookie_domain`: a host name.
+fn cookie_domain(raw: Spanned<String>, s: &mut Section<'_, '_>) -> String {
+    s.checked(
+        raw,
+        |domain| {
+            !domain.is_empty()
+                && domain
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        },
+        "cookie_domain must be a host name like \"example.org\"",
+    )
+}
+
+/// `cookie_same_site`: `none` only on a cookie that may be Secure.
+fn same_site(
+    raw: Option<Spanned<SameSite>>,
+    secure: CookieSecure,
+    s: &mut Section<'_, '_>,
+) -> SameSite {
+    let Some(same_site) = raw else {
+        return SameSite::Lax;
+    };
+    s.checked(
+        same_site,
+        |same_site| *same_site != SameSite::None || secure != CookieSecure::Never,
+        "cookie_same_site = \"none\" requires a Secure cookie; browsers drop it otherwise",
+    )
+}
+
+/// `secret_keys`, resolved, and the variable of a key generated at start
+/// (see [`resolve_key`]). Every key must be at least [`MIN_SECRET_KEY_LEN`] long.
+fn secret_keys(
+    raw: Option<Spanned<Vec<Spanned<String>>>>,
+    secrets: &dyn SecretSource,
+    s: &mut Section<'_, '_>,
+) -> (Vec<Vec<u8>>, Option<String>) {
+    let mut keys = Vec::new();
+    let mut generated_key = None;
+    let specs = match raw {
+        None => {
+            s.error_at(
+                0,
+                "session.secret_keys is required: add secret_keys = [\"env:SESSIONGATE_KEY\"] and set the variable (sessiongate gen-key prints a key)",
+            );
+            return (keys, generated_key);
+        }
+        Some(specs) if specs.get_ref().is_empty() => {
+            s.error(&specs, "session.secret_keys must hold at least one key");
+            return (keys, generated_key);
+        }
+        Some(specs) => specs.into_inner(),
+    };
+    for (i, spec) in specs.iter().enumerate() {
+        let Some(resolved) = s.parsed(spec, resolve_key(spec.get_ref(), i == 0, secrets)) else {
+            continue;
+        };
+        if resolved.generated_for.is_some() {
+            generated_key = resolved.generated_for;
+        }
+        if resolved.key.len() < MIN_SECRET_KEY_LEN {
+            s.error(
+                spec,
+                format!(
+                    "secret key {} is {} characters; at least {MIN_SECRET_KEY_LEN} are required (sessiongate gen-key prints one)",
+                    i + 1,
+                    resolved.key.len()
+                ),
+            );
+        } else {
+            keys.push(resolved.key.into_bytes());
+        }
+    }
+    (keys, generated_key)
+}
+
+/// Browsers drop a `__Host-` or `__Secure-` cookie that lacks what its
+/// name promises.
+fn check_name_prefix(
+    name: &str,
+    secure: CookieSecure,
+    path: &str,
+    has_domain: bool,
+    s: &mut Section<'_, '_>,
+) {
+    if name.starts_with("__Host-") && (secure == CookieSecure::Never || path != "/" || has_domain) {
+        s.error_at(
+            0,
+            "a __Host- cookie_name needs cookie_secure other than false, cookie_path = \"/\" and no cookie_domain",
+        );
+    }
+    if name.starts_with("__Secure-") && secure == CookieSecure::Never {
+        s.error_at(
+            0,
+            "a __Secure- cookie_name needs cookie_secure other than false",
+        );
+    }
+}
+
+/// `initial`, in key order: no empty key, and no more than `max_data_bytes`
+/// once encoded.
+fn initial(
+    raw: Spanned<BTreeMap<String, InitialValue>>,
+    max_data_bytes: usize,
+    s: &mut Section<'_, '_>,
+) -> Vec<(String, String)> {
+    let mut initial = Vec::new();
+    for (k, v) in raw.get_ref() {
+        if k.is_empty() {
+            s.error(&raw, "session.initial keys must not be empty");
+        }
+        initial.push((k.clone(), v.0.clone()));
+    }
+    let encoded_len = encoded_len(&initial);
+    if encoded_len > max_data_bytes {
+        s.error(
+            &raw,
+            format!(
+                "session.initial holds {encoded_len} bytes, more than max_data_bytes ({max_data_bytes})"
+            ),
+        );
+    }
+    initial
 }
 
 /// The size of `pairs` as a session holds them: `k=v&k2=v2`,

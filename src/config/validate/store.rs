@@ -1,72 +1,61 @@
 //! `[store]`: memory or Redis.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
+use super::Section;
 use crate::config::raw::RawStore;
 use crate::config::report::Reporter;
 use crate::config::{
     DEFAULT_KEY_PREFIX, DEFAULT_MAX_SESSIONS, DEFAULT_SNAPSHOT_INTERVAL, StoreConfig, StoreKind,
 };
 
+/// The URL schemes the Redis client connects with.
+const REDIS_SCHEMES: [&str; 6] = [
+    "redis://",
+    "rediss://",
+    "redis+cluster://",
+    "rediss+cluster://",
+    "redis+unix://",
+    "unix://",
+];
+
+/// Checks `[store]`.
 pub(super) fn validate_store(raw: RawStore, r: &mut Reporter<'_>) -> Option<StoreConfig> {
-    let mut ok = true;
+    let mut s = Section::new(r);
     let kind = raw
         .kind
         .as_ref()
         .map_or(StoreKind::Memory, |k| *k.get_ref());
-    if kind == StoreKind::Redis && raw.url.is_none() {
-        match &raw.kind {
-            Some(k) => r.span(
-                k,
-                "store.kind = \"redis\" needs store.url, e.g. url = \"redis://127.0.0.1:6379/0\"",
-            ),
-            None => r.at(0, "store.kind = \"redis\" needs store.url"),
-        }
-        ok = false;
+    if let Some(written) = &raw.kind
+        && kind == StoreKind::Redis
+        && raw.url.is_none()
+    {
+        s.error(
+            written,
+            "store.kind = \"redis\" needs store.url, e.g. url = \"redis://127.0.0.1:6379/0\"",
+        );
     }
-    if let Some(url) = &raw.url {
-        let u = url.get_ref();
-        let schemes = [
-            "redis://",
-            "rediss://",
-            "redis+cluster://",
-            "rediss+cluster://",
-            "redis+unix://",
-            "unix://",
-        ];
-        if !schemes.iter().any(|s| u.starts_with(s)) {
-            r.span(
-                url,
-                "store.url must start with redis://, rediss:// or redis+cluster://",
-            );
-            ok = false;
-        }
-    }
-    let snapshot_interval = match raw.snapshot_interval {
-        None => DEFAULT_SNAPSHOT_INTERVAL,
-        Some(d) if d.get_ref().0 < Duration::from_secs(1) => {
-            r.span(&d, "snapshot_interval must be at least one second");
-            ok = false;
-            DEFAULT_SNAPSHOT_INTERVAL
-        }
-        Some(d) => d.into_inner().0,
-    };
-    let max_sessions = match raw.max_sessions {
-        None => DEFAULT_MAX_SESSIONS,
-        Some(v) if *v.get_ref() == 0 => {
-            r.span(&v, "max_sessions must be at least 1");
-            ok = false;
-            0
-        }
-        Some(v) => v.into_inner(),
-    };
-    ok.then(|| StoreConfig {
+    let url = raw.url.map(|url| {
+        s.checked(
+            url,
+            |url| REDIS_SCHEMES.iter().any(|scheme| url.starts_with(scheme)),
+            "store.url must start with redis://, rediss:// or redis+cluster://",
+        )
+    });
+    let snapshot_interval = s.seconds(
+        raw.snapshot_interval,
+        DEFAULT_SNAPSHOT_INTERVAL,
+        "snapshot_interval",
+    );
+    let max_sessions = s
+        .at_least(raw.max_sessions, 1, "max_sessions")
+        .unwrap_or(DEFAULT_MAX_SESSIONS);
+    s.finish(|| StoreConfig {
         kind,
         snapshot: raw.snapshot.filter(|s| !s.is_empty()).map(PathBuf::from),
         snapshot_interval,
         max_sessions,
-        url: raw.url.map(|u| u.into_inner()),
+        url,
         key_prefix: raw
             .key_prefix
             .unwrap_or_else(|| DEFAULT_KEY_PREFIX.to_string()),
