@@ -87,3 +87,43 @@ fn remove_in_value(value: &mut DeValue<'_>, span: &Range<usize>) -> Option<Strin
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::config::testing::minimal;
+
+    #[test]
+    fn unknown_key_is_an_error_with_position() {
+        let text = minimal().replace(
+            "[session]\nsecret_keys",
+            "[session]\nidle_timout = \"5m\"\nsecret_keys",
+        );
+        let errs = text.parse::<Config>().unwrap_err().0;
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!((errs[0].line, errs[0].col), (2, 1));
+        assert!(
+            errs[0].message.contains("idle_timout"),
+            "{}",
+            errs[0].message
+        );
+    }
+
+    #[test]
+    fn every_error_is_reported() {
+        let text = "[server]\nlisten = [\"nope\"]\nbogus = 1\n\n[session]\nsecret_keys = [\"short\"]\nidle_timeout = \"5\"\n\n[[route]]\npath = \"/\"\nupstream = \"ftp://x\"\naccess = \"maybe\"\n";
+        let errs = text.parse::<Config>().unwrap_err().0;
+        let lines: Vec<usize> = errs.iter().map(|e| e.line).collect();
+        // bogus key (3), bad duration (7), bad access (12) are found in the
+        // first pass; once they are gone the remaining values are checked.
+        assert!(lines.contains(&3), "{errs:?}");
+        assert!(lines.contains(&7), "{errs:?}");
+        assert!(lines.contains(&12), "{errs:?}");
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let errs = "[server\nlisten = 1".parse::<Config>().unwrap_err().0;
+        assert_eq!(errs[0].line, 1);
+    }
+}

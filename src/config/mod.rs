@@ -7,11 +7,26 @@
 //!    `Raw*` structs (`deny_unknown_fields`: a typo must never silently turn a
 //!    security setting off). When a key fails, it is reported and taken out,
 //!    and the section is tried again, so one pass finds every bad key;
-//! 2. the raw structs are checked as a whole (`TryFrom`-like [`validate`]) and
-//!    turned into the types the proxy runs on: parsed addresses, resolved
-//!    secrets, prebuilt header names.
+//! 2. the raw structs are checked as a whole (`TryFrom`-like) and turned into
+//!    the types the proxy runs on: parsed addresses, resolved secrets,
+//!    prebuilt header names.
 //!
 //! Errors are [`ConfigError`]s, each printed as `file:line:col: message`.
+//!
+//! Where things are:
+//!
+//! ```text
+//! mod.rs          the validated types, the defaults, Config::load / parse
+//! raw.rs          the file's shape: Raw* structs, durations, addresses
+//! deserialize.rs  step 1: deserialize, report each bad key, retry without it
+//! validate/       step 2: one module per section, and the cross-section rules
+//! secrets.rs      env: / file: / env-or-generate: secrets, read through a SecretSource
+//! report.rs       byte offsets -> file:line:col errors
+//! summary.rs      the summary `sessiongate check` prints
+//! ```
+//!
+//! Nothing here imports from the modules that run the proxy: only from
+//! leaves (`canonical`, `hsts`, `accept`).
 
 mod deserialize;
 mod raw;
@@ -520,4 +535,27 @@ impl std::str::FromStr for Config {
 }
 
 #[cfg(test)]
-mod tests;
+mod testing;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::testing::minimal;
+
+    #[test]
+    fn minimal_config_gets_spec_defaults() {
+        let c: Config = minimal().parse().unwrap();
+        assert_eq!(c.server.listen, vec!["0.0.0.0:8080".parse().unwrap()]);
+        assert_eq!(c.session.cookie_name, "sg_session");
+        assert_eq!(c.session.idle_timeout, Duration::from_secs(1800));
+        assert_eq!(c.session.max_lifetime, Duration::from_secs(86400));
+        assert_eq!(c.session.cookie_same_site, SameSite::Lax);
+        assert_eq!(c.session.cookie_secure, CookieSecure::Auto);
+        assert_eq!(c.store.kind, StoreKind::Memory);
+        assert_eq!(c.store.max_sessions, 1_000_000);
+        assert_eq!(c.login.prefix, "/.sessiongate");
+        assert_eq!(c.headers.prefix, "X-Session-");
+        assert_eq!(c.headers.names.user.as_str(), "x-session-user");
+        assert_eq!(c.routes[0].access, Access::Public);
+    }
+}

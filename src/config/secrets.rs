@@ -169,55 +169,14 @@ fn read_secret_file(path: &Path) -> Result<String, SecretError> {
     Ok(text)
 }
 
-/// Secrets held in memory, for tests: no process environment, no disk.
-#[cfg(test)]
-#[derive(Debug, Default)]
-pub(crate) struct FixedSecrets {
-    env: std::collections::HashMap<String, String>,
-    files: std::collections::HashMap<PathBuf, String>,
-}
-
-#[cfg(test)]
-impl FixedSecrets {
-    /// Adds the environment variable `name`.
-    pub(crate) fn with_env(mut self, name: &str, value: &str) -> Self {
-        self.env.insert(name.to_string(), value.to_string());
-        self
-    }
-
-    /// Adds a secret file at `path`.
-    pub(crate) fn with_file(mut self, path: &str, text: &str) -> Self {
-        self.files.insert(PathBuf::from(path), text.to_string());
-        self
-    }
-}
-
-#[cfg(test)]
-impl SecretSource for FixedSecrets {
-    fn env(&self, name: &str) -> Option<String> {
-        self.env.get(name).cloned()
-    }
-
-    fn file(&self, path: &Path) -> Result<String, SecretError> {
-        self.files
-            .get(path)
-            .cloned()
-            .ok_or_else(|| SecretError::Unreadable {
-                path: path.to_path_buf(),
-                source: io::ErrorKind::NotFound.into(),
-            })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
+    use std::time::Duration;
 
     use super::*;
+    use crate::config::testing::{FixedSecrets, KEY, ROUTE, minimal};
     use crate::config::{Config, ConfigError};
-
-    const KEY: &str = "0123456789abcdef0123456789abcdef";
-    const ROUTE: &str = "[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:9000\"\n";
 
     fn parse(keys: &str, secrets: &FixedSecrets) -> Result<Config, Vec<ConfigError>> {
         let text = format!("[session]\nsecret_keys = {keys}\n\n{ROUTE}");
@@ -291,5 +250,75 @@ mod tests {
     fn inline_secrets_are_taken_as_written() {
         let secret = resolve_secret("inline", &FixedSecrets::default()).unwrap();
         assert_eq!(secret, "inline");
+    }
+
+    #[test]
+    fn secrets_resolve_from_env_and_file() {
+        let dir = std::env::temp_dir().join(format!("sg-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("key");
+        std::fs::write(&file, format!("{KEY}\n")).unwrap();
+        let text = minimal().replace(
+            &format!("[\"{KEY}\"]"),
+            &format!(
+                "[\"file:{}\", \"env:SG_TEST_UNSET_VARIABLE\"]",
+                file.display()
+            ),
+        );
+        let errs = text.parse::<Config>().unwrap_err().0;
+        assert!(
+            errs[0]
+                .message
+                .contains("SG_TEST_UNSET_VARIABLE is not set")
+        );
+        let text = minimal().replace(
+            &format!("[\"{KEY}\"]"),
+            &format!("[\"file:{}\"]", file.display()),
+        );
+        let c: Config = text.parse().unwrap();
+        assert_eq!(c.session.secret_keys, vec![KEY.as_bytes().to_vec()]);
+    }
+
+    #[test]
+    fn secret_files_that_never_end_or_block_are_refused() {
+        // Each check runs on its own thread so that a regression fails the
+        // test instead of hanging it.
+        fn resolved_within_a_few_seconds(spec: String) -> Result<String, String> {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                tx.send(resolve_secret(&spec, &SystemSecrets).map_err(|e| e.to_string()))
+            });
+            rx.recv_timeout(Duration::from_secs(5))
+                .expect("resolve_secret returned within five seconds")
+        }
+        let dir = tempfile::tempdir().unwrap();
+
+        let err = resolved_within_a_few_seconds("file:/dev/zero".into()).unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
+
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let err = resolved_within_a_few_seconds(format!("file:{}", fifo.display())).unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
+
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'k'; MAX_SECRET_FILE_BYTES as usize + 1]).unwrap();
+        let err = resolved_within_a_few_seconds(format!("file:{}", big.display())).unwrap_err();
+        assert!(err.contains("larger than 64 KiB"), "{err}");
+
+        let largest = dir.path().join("largest");
+        std::fs::write(&largest, vec![b'k'; MAX_SECRET_FILE_BYTES as usize]).unwrap();
+        let key = resolved_within_a_few_seconds(format!("file:{}", largest.display())).unwrap();
+        assert_eq!(key.len(), MAX_SECRET_FILE_BYTES as usize);
+
+        let err =
+            resolved_within_a_few_seconds(format!("file:{}", dir.path().display())).unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
+        let err = resolved_within_a_few_seconds("file:/nonexistent/key".into()).unwrap_err();
+        assert!(err.contains("cannot read secret file"), "{err}");
     }
 }

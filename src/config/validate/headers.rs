@@ -61,3 +61,13 @@ pub fn normalize_header_name(name: &str) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_names_fold_underscores_and_dots() {
+        assert_eq!(normalize_header_name("X_Session.User"), "x-session-user");
+    }
+}

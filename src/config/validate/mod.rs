@@ -101,3 +101,17 @@ fn is_plain_path(p: &str) -> bool {
     !p.bytes()
         .any(|b| b.is_ascii_control() || b == b' ' || b == b'?' || b == b'#' || b == b'\\')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn semantic_errors_name_their_line() {
+        let text = "[server]\nlisten = [\"nope\"]\n\n[session]\nsecret_keys = [\"short\"]\n\n[[route]]\npath = \"/\"\nupstream = \"ftp://x\"\n";
+        let errs = text.parse::<Config>().unwrap_err().0;
+        let lines: Vec<usize> = errs.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![2, 5, 9], "{errs:?}");
+        assert!(errs[1].message.contains("at least 32"));
+    }
+}

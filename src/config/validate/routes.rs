@@ -108,3 +108,27 @@ pub fn parse_upstream(s: &str) -> Result<Upstream, String> {
     }
     Ok(Upstream::Http { scheme, authority })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstreams_parse() {
+        assert!(matches!(
+            parse_upstream("cgi:site/cgi-bin"),
+            Ok(Upstream::Cgi(_))
+        ));
+        assert!(matches!(
+            parse_upstream("http://127.0.0.1:8000"),
+            Ok(Upstream::Http { .. })
+        ));
+        assert!(matches!(
+            parse_upstream("https://example.org/"),
+            Ok(Upstream::Http { .. })
+        ));
+        assert!(parse_upstream("http://127.0.0.1:8000/app").is_err());
+        assert!(parse_upstream("ftp://x").is_err());
+        assert!(parse_upstream("cgi:").is_err());
+    }
+}

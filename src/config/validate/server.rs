@@ -207,3 +207,145 @@ pub fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
         "{s:?} is not a listen address; write it as \"IP:PORT\", e.g. \"0.0.0.0:8080\" or \"[::]:8080\""
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::config::testing::minimal;
+
+    #[test]
+    fn redirect_http_needs_tls() {
+        let text = minimal().replace(
+            "[session]",
+            "[server]\nredirect_http = \"127.0.0.1:8081\"\n\n[session]",
+        );
+        let errs = text.parse::<Config>().unwrap_err().0;
+        assert!(
+            errs.iter().any(|e| e.message.contains("needs server.tls")),
+            "{errs:?}"
+        );
+        let text = minimal().replace(
+            "[session]",
+            "[server]\ntls = { cert = \"c.pem\", key = \"k.pem\" }\nredirect_http = [\"127.0.0.1:8081\"]\nupstream_ca = \"ca.pem\"\n\n[session]",
+        );
+        let c: Config = text.parse().unwrap();
+        assert_eq!(
+            c.server.redirect_http,
+            vec!["127.0.0.1:8081".parse().unwrap()]
+        );
+        assert_eq!(c.server.upstream_ca, Some(PathBuf::from("ca.pem")));
+        assert!(c.summary().contains("redirect: http://127.0.0.1:8081"));
+    }
+
+    #[test]
+    fn connection_keys_have_spec_defaults() {
+        let c: Config = minimal().parse().unwrap();
+        assert_eq!(c.server.request_header_timeout, Duration::from_secs(30));
+        assert_eq!(c.server.keepalive_timeout, Duration::from_secs(75));
+        assert_eq!(c.server.max_connections, None);
+        assert_eq!(c.server.upstream_max_connections, 256);
+        assert!(c.server.hsts.is_none());
+        let summary = c.summary();
+        assert!(summary.contains("from the open files limit"), "{summary}");
+        assert!(summary.contains("at most 256 per upstream"), "{summary}");
+        assert!(!summary.contains("hsts"), "{summary}");
+    }
+
+    #[test]
+    fn connection_keys_are_read() {
+        let text = format!(
+            "[server]\ntls = {{ cert = \"c.pem\", key = \"k.pem\" }}\nrequest_header_timeout = \"5s\"\nkeepalive_timeout = \"2m\"\nmax_connections = 500\nupstream_max_connections = 8\nhsts = \"max-age=31536000; includeSubDomains\"\n\n{}",
+            minimal()
+        );
+        let c: Config = text.parse().unwrap();
+        assert_eq!(c.server.request_header_timeout, Duration::from_secs(5));
+        assert_eq!(c.server.keepalive_timeout, Duration::from_secs(120));
+        assert_eq!(c.server.max_connections, Some(500));
+        assert_eq!(c.server.upstream_max_connections, 8);
+        assert_eq!(
+            c.server.hsts.as_ref().map(|v| v.as_bytes()),
+            Some(&b"max-age=31536000; includeSubDomains"[..])
+        );
+        let summary = c.summary();
+        assert!(summary.contains("connections: at most 500"), "{summary}");
+        assert!(
+            summary.contains("hsts: max-age=31536000; includeSubDomains"),
+            "{summary}"
+        );
+    }
+
+    #[test]
+    fn bad_connection_keys_name_their_position() {
+        let text = format!(
+            "[server]\ntls = {{ cert = \"c.pem\", key = \"k.pem\" }}\nrequest_header_timeout = \"0s\"\nkeepalive_timeout = \"500ms\"\nmax_connections = 0\nupstream_max_connections = 0\nhsts = \"max-age=1y\"\n\n{}",
+            minimal()
+        );
+        let errs = text.parse::<Config>().unwrap_err().0;
+        let found: Vec<(usize, usize)> = errs.iter().map(|e| (e.line, e.col)).collect();
+        assert_eq!(
+            found,
+            vec![(3, 26), (4, 21), (5, 19), (6, 28), (7, 8)],
+            "{errs:?}"
+        );
+        assert!(
+            errs[0]
+                .message
+                .contains("request_header_timeout must be at least one second")
+        );
+        assert!(
+            errs[1]
+                .message
+                .contains("keepalive_timeout must be at least one second")
+        );
+        assert!(
+            errs[2]
+                .message
+                .contains("max_connections must be at least 1")
+        );
+        assert!(
+            errs[3]
+                .message
+                .contains("upstream_max_connections must be at least 1")
+        );
+        assert!(errs[4].message.contains("max-age=SECONDS"), "{}", errs[4]);
+        assert_eq!(
+            errs[4].to_string().split(':').take(3).collect::<Vec<_>>(),
+            ["<config>", "7", "8"]
+        );
+    }
+
+    #[test]
+    fn a_duration_without_unit_or_a_wrong_type_is_reported_where_it_is() {
+        let text = format!(
+            "[server]\nkeepalive_timeout = \"75\"\nmax_connections = \"many\"\n\n{}",
+            minimal()
+        );
+        let errs = text.parse::<Config>().unwrap_err().0;
+        let lines: Vec<usize> = errs.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![2, 3], "{errs:?}");
+        assert!(errs[0].message.contains("needs a unit"), "{errs:?}");
+    }
+
+    #[test]
+    fn hsts_needs_tls() {
+        let text = format!("[server]\nhsts = \"max-age=600\"\n\n{}", minimal());
+        let errs = text.parse::<Config>().unwrap_err().0;
+        assert_eq!((errs[0].line, errs[0].col), (2, 8), "{errs:?}");
+        assert!(errs[0].message.contains("needs server.tls"), "{errs:?}");
+    }
+
+    #[test]
+    fn redirect_http_must_not_reuse_a_listen_address() {
+        let text = minimal().replace(
+            "[session]",
+            "[server]\nlisten = \"127.0.0.1:8443\"\ntls = { cert = \"c.pem\", key = \"k.pem\" }\nredirect_http = \"127.0.0.1:8443\"\n\n[session]",
+        );
+        let errs = text.parse::<Config>().unwrap_err().0;
+        assert!(
+            errs.iter()
+                .any(|e| e.message.contains("also in server.listen")),
+            "{errs:?}"
+        );
+    }
+}

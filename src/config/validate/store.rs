@@ -61,3 +61,16 @@ pub(super) fn validate_store(raw: RawStore, r: &mut Reporter<'_>) -> Option<Stor
             .unwrap_or_else(|| DEFAULT_KEY_PREFIX.to_string()),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::config::testing::minimal;
+
+    #[test]
+    fn redis_needs_url() {
+        let text = format!("{}\n[store]\nkind = \"redis\"\n", minimal());
+        let errs = text.parse::<Config>().unwrap_err().0;
+        assert!(errs[0].message.contains("store.url"), "{errs:?}");
+    }
+}
