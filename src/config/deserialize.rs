@@ -24,7 +24,7 @@ pub(super) fn deserialize_collecting(text: &str, reporter: &mut Reporter<'_>) ->
     for _ in 0..256 {
         let attempt = doc.clone();
         match RawConfig::deserialize(toml::de::Deserializer::from(attempt)) {
-            Ok(raw) => return (reporter.errors.is_empty()).then_some(raw),
+            Ok(raw) => return reporter.is_clean().then_some(raw),
             Err(e) => {
                 let span = e.span().unwrap_or(0..0);
                 let missing_after_removal = e.message().starts_with("missing field")
@@ -78,6 +78,7 @@ fn remove_key_at(table: &mut DeTable<'_>, span: &Range<usize>) -> Option<String>
     Some(key)
 }
 
+/// [`remove_key_at`] inside a value: in a table, or in each table of an array.
 fn remove_in_value(value: &mut DeValue<'_>, span: &Range<usize>) -> Option<String> {
     match value {
         DeValue::Table(t) => remove_key_at(t, span),

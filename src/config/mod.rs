@@ -472,12 +472,10 @@ impl Config {
     /// Reads and validates the config file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: path.to_path_buf(),
-                line: 1,
-                col: 1,
-                message: format!("cannot read config file: {e}"),
-            }])
+            ConfigErrors(vec![ConfigError::whole_file(
+                path,
+                format!("cannot read config file: {e}"),
+            )])
         })?;
         Config::parse(path, &text)
     }
@@ -500,21 +498,8 @@ impl Config {
         let raw = deserialize_collecting(text, &mut reporter);
         let config = raw.and_then(|raw| validate(file, raw, &mut reporter, secrets));
         match config {
-            Some(config) if reporter.errors.is_empty() => Ok(config),
-            _ => {
-                let mut errors = reporter.errors;
-                if errors.is_empty() {
-                    errors.push(ConfigError {
-                        file: file.to_path_buf(),
-                        line: 1,
-                        col: 1,
-                        message: "invalid configuration".into(),
-                    });
-                }
-                errors.sort_by_key(|e| (e.line, e.col));
-                errors.dedup();
-                Err(ConfigErrors(errors))
-            }
+            Some(config) if reporter.is_clean() => Ok(config),
+            _ => Err(reporter.into_errors()),
         }
     }
 

@@ -13,6 +13,7 @@ use toml::Spanned;
 
 use super::{Access, CookieSecure, LogFormat, LoginSource, SameSite, StoreKind};
 
+/// The whole file, as written; a missing section is its defaults.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
@@ -34,6 +35,7 @@ pub(super) struct RawConfig {
     pub(super) log: RawLog,
 }
 
+/// `[server]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawServer {
@@ -82,6 +84,7 @@ impl<'de> Deserialize<'de> for Listen {
     }
 }
 
+/// `server.tls`: both files are required.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTls {
@@ -89,6 +92,7 @@ pub(super) struct RawTls {
     pub(super) key: Spanned<String>,
 }
 
+/// `[session]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSession {
@@ -157,6 +161,7 @@ impl<'de> Deserialize<'de> for InitialValue {
     }
 }
 
+/// `[store]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStore {
@@ -168,6 +173,7 @@ pub(super) struct RawStore {
     pub(super) key_prefix: Option<String>,
 }
 
+/// `[login]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLogin {
@@ -181,6 +187,7 @@ pub(super) struct RawLogin {
     pub(super) template: Option<String>,
 }
 
+/// `[headers]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHeaders {
@@ -188,6 +195,7 @@ pub(super) struct RawHeaders {
     pub(super) send_id: Option<bool>,
 }
 
+/// One `[[route]]` as written; `access` is `public` unless given.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRoute {
@@ -198,10 +206,12 @@ pub(super) struct RawRoute {
     pub(super) access: Access,
 }
 
+/// Routes are public unless they say otherwise.
 fn default_access() -> Access {
     Access::Public
 }
 
+/// `[admin]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAdmin {
@@ -209,6 +219,7 @@ pub(super) struct RawAdmin {
     pub(super) token: Option<Spanned<String>>,
 }
 
+/// `[log]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLog {
@@ -227,6 +238,8 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+/// Takes a string only, so that a bare number is reported with the form
+/// a duration needs.
 struct DurVisitor;
 
 impl de::Visitor<'_> for DurVisitor {

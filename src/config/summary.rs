@@ -13,6 +13,7 @@ impl Config {
         out
     }
 
+    /// Every line of [`Config::summary`], in order.
     fn write_summary(&self, out: &mut String) -> fmt::Result {
         writeln!(out, "config: {} (valid)", self.source.display())?;
         self.write_listeners(out)?;
@@ -73,6 +74,7 @@ impl Config {
         Ok(())
     }
 
+    /// The route table: host, path, upstream and access.
     fn write_routes(&self, out: &mut String) -> fmt::Result {
         writeln!(out, "routes:")?;
         for route in &self.routes {
@@ -88,6 +90,7 @@ impl Config {
         Ok(())
     }
 
+    /// The cookie, its keys and lifetimes; where sessions are kept.
     fn write_session_and_store(&self, out: &mut String) -> fmt::Result {
         let s = &self.session;
         writeln!(
@@ -117,6 +120,7 @@ impl Config {
         }
     }
 
+    /// Where visitors sign in; the admin listener.
     fn write_login_and_admin(&self, out: &mut String) -> fmt::Result {
         match self.login.source {
             LoginSource::UsersFile => writeln!(

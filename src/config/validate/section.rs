@@ -12,7 +12,9 @@ use crate::config::report::Reporter;
 /// any one of them means the section yields no config; the other sections
 /// are still checked, so that one run reports every problem.
 pub(super) struct Section<'r, 'a> {
+    /// Where problems go.
     reporter: &'r mut Reporter<'a>,
+    /// Whether any check of this section failed.
     failed: bool,
 }
 

@@ -94,6 +94,7 @@ fn listen(raw: Option<Spanned<Listen>>, s: &mut Section<'_, '_>) -> Vec<SocketAd
     listen
 }
 
+/// `tls`: the certificate and key files, checked when they are loaded.
 fn tls_files(raw: RawTls) -> TlsConfig {
     TlsConfig {
         cert: PathBuf::from(raw.cert.into_inner()),
@@ -132,6 +133,7 @@ fn redirect_http(
     redirect_http
 }
 
+/// `upstream_ca`: a PEM file, when given.
 fn upstream_ca(raw: Spanned<String>, s: &mut Section<'_, '_>) -> Option<PathBuf> {
     if raw.get_ref().trim().is_empty() {
         s.error(&raw, "server.upstream_ca must name a PEM file");
@@ -140,6 +142,7 @@ fn upstream_ca(raw: Spanned<String>, s: &mut Section<'_, '_>) -> Option<PathBuf>
     Some(PathBuf::from(raw.into_inner()))
 }
 
+/// `upstream_timeout`: any duration above zero.
 fn upstream_timeout(raw: Option<Spanned<Dur>>, s: &mut Section<'_, '_>) -> Duration {
     match raw {
         None => DEFAULT_UPSTREAM_TIMEOUT,
@@ -151,6 +154,7 @@ fn upstream_timeout(raw: Option<Spanned<Dur>>, s: &mut Section<'_, '_>) -> Durat
     }
 }
 
+/// `workers`: 1 to [`MAX_WORKERS`] runtime threads.
 fn workers(raw: Spanned<usize>, s: &mut Section<'_, '_>) -> Option<usize> {
     if !(1..=MAX_WORKERS).contains(raw.get_ref()) {
         s.error(
