@@ -63,7 +63,7 @@ fn main() -> ExitCode {
         None => run(&path),
         Some(Command::Check) => check(&path),
         Some(Command::GenKey) => {
-            println!("{}", sessiongate::session::id::generate_key());
+            println!("{}", sessiongate::config::generate_key());
             ExitCode::SUCCESS
         }
         Some(Command::HashPassword) => hash_password(),

@@ -121,13 +121,6 @@ impl fmt::Debug for SessionId {
     }
 }
 
-/// A new random secret key: 32 bytes from the OS CSPRNG, base64url (43 characters).
-pub fn generate_key() -> String {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,10 +148,5 @@ mod tests {
     fn the_log_tag_is_the_start_of_the_sha256_in_hex() {
         // SHA-256 of 32 zero bytes: 66687aadf862bd77...
         assert_eq!(SessionId([0; 32]).log_hash(), "66687aadf862");
-    }
-
-    #[test]
-    fn generated_keys_have_43_characters() {
-        assert_eq!(generate_key().len(), 43);
     }
 }

@@ -1,0 +1,546 @@
+//! The configuration file: raw TOML structs, then a validated [`Config`].
+//!
+//! Loading happens in two steps, so that every mistake in a file is reported
+//! at once and with its position:
+//!
+//! 1. the document is parsed with spans and each section is deserialized into
+//!    `Raw*` structs (`deny_unknown_fields`: a typo must never silently turn a
+//!    security setting off). When a key fails, it is reported and taken out,
+//!    and the section is tried again, so one pass finds every bad key;
+//! 2. the raw structs are checked as a whole (`TryFrom`-like) and turned into
+//!    the types the proxy runs on: parsed addresses, resolved secrets,
+//!    prebuilt header names.
+//!
+//! Errors are [`ConfigError`]s, each printed as `file:line:col: message`.
+//!
+//! Where things are:
+//!
+//! ```text
+//! mod.rs          the validated types, the defaults, Config::load / parse
+//! raw.rs          the file's shape: Raw* structs, durations, addresses
+//! deserialize.rs  step 1: deserialize, report each bad key, retry without it
+//! validate/       step 2: one module per section, and the cross-section rules
+//! secrets.rs      env: / file: / env-or-generate: secrets, read through a SecretSource
+//! report.rs       byte offsets -> file:line:col errors
+//! summary.rs      the summary `sessiongate check` prints
+//! ```
+//!
+//! Nothing here imports from the modules that run the proxy: only from
+//! leaves (`canonical`, `hsts`, `accept`).
+
+mod deserialize;
+mod raw;
+mod report;
+mod secrets;
+mod summary;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::HeaderName;
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use deserialize::deserialize_collecting;
+pub use raw::parse_duration;
+use report::Reporter;
+pub use report::{ConfigError, ConfigErrors};
+pub use secrets::{
+    ENV_OR_GENERATE, MAX_SECRET_FILE_BYTES, SecretError, SecretSource, SystemSecrets, generate_key,
+    resolve_secret,
+};
+pub use summary::redact_url;
+use validate::validate;
+pub use validate::{normalize_header_name, parse_socket_addr, parse_upstream};
+
+/// Where the proxy looks for its config when neither `--config` nor
+/// `$SESSIONGATE_CONFIG` names one.
+pub const DEFAULT_CONFIG_PATH: &str = "config/sessiongate.toml";
+/// Environment variable that names the config file.
+pub const CONFIG_ENV: &str = "SESSIONGATE_CONFIG";
+
+const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
+const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+const DEFAULT_REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
+const DEFAULT_UPSTREAM_MAX_CONNECTIONS: usize = 256;
+const DEFAULT_COOKIE_NAME: &str = "sg_session";
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+const DEFAULT_TOUCH_INTERVAL: Duration = Duration::from_secs(60);
+const DEFAULT_MAX_DATA_BYTES: usize = 4096;
+const DEFAULT_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(60);
+const DEFAULT_MAX_SESSIONS: usize = 1_000_000;
+const DEFAULT_KEY_PREFIX: &str = "sg:";
+const DEFAULT_USERS_FILE: &str = "config/users";
+const DEFAULT_LOGIN_PREFIX: &str = "/.sessiongate";
+const DEFAULT_EXPIRED_MESSAGE: &str = "Your session has expired. Please sign in again.";
+const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+const DEFAULT_ATTEMPT_WINDOW: Duration = Duration::from_secs(5 * 60);
+const DEFAULT_HEADER_PREFIX: &str = "X-Session-";
+const DEFAULT_CGI_MAX_CONCURRENT: usize = 32;
+/// The shortest secret key accepted, in bytes of its string.
+pub const MIN_SECRET_KEY_LEN: usize = 32;
+/// Smallest header buffer hyper accepts; `max_header_bytes` below it still
+/// applies, checked by the proxy itself.
+const MIN_MAX_HEADER_BYTES: usize = 1024;
+
+// ---------------------------------------------------------------------------
+// Validated configuration: what the proxy runs on.
+// ---------------------------------------------------------------------------
+
+/// A complete, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this configuration was read from (for messages and reloads).
+    pub source: PathBuf,
+    /// `[server]`
+    pub server: ServerConfig,
+    /// `[session]`
+    pub session: SessionConfig,
+    /// `[store]`
+    pub store: StoreConfig,
+    /// `[login]`
+    pub login: LoginConfig,
+    /// `[headers]`
+    pub headers: HeadersConfig,
+    /// `[[route]]`, in file order.
+    pub routes: Vec<RouteConfig>,
+    /// `[admin]`
+    pub admin: AdminConfig,
+    /// `[log]`
+    pub log: LogConfig,
+}
+
+/// `[server]`: listeners and connection limits.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Addresses to listen on.
+    pub listen: Vec<SocketAddr>,
+    /// TLS certificate and key; plain HTTP when absent.
+    pub tls: Option<TlsConfig>,
+    /// Plain-HTTP addresses that answer every request with a redirect to
+    /// HTTPS (only with `tls`).
+    pub redirect_http: Vec<SocketAddr>,
+    /// PEM file of the certificate authorities trusted for `https://`
+    /// upstreams, in place of the system's roots.
+    pub upstream_ca: Option<PathBuf>,
+    /// Peers whose `X-Forwarded-For` / `-Proto` / `-Host` are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// The most a request's header block may hold.
+    pub max_header_bytes: usize,
+    /// Time an upstream (or CGI script) has to start its response.
+    pub upstream_timeout: Duration,
+    /// Time in-flight requests get to finish on shutdown.
+    pub shutdown_grace: Duration,
+    /// The most CGI scripts that run at once (further requests queue briefly).
+    pub cgi_max_concurrent: usize,
+    /// Threads serving requests; `None`: one per CPU core. `1` runs a
+    /// single-threaded runtime, like one nginx worker.
+    pub workers: Option<usize>,
+    /// Time from accept to a complete first request head, the TLS handshake
+    /// and protocol detection included.
+    pub request_header_timeout: Duration,
+    /// Time an idle connection stays open: HTTP/1.1 between requests,
+    /// HTTP/2 with no request in progress.
+    pub keepalive_timeout: Duration,
+    /// Client connections open at once, across every listener; `None`:
+    /// sized from the file descriptor limit at start
+    /// ([`crate::accept::default_max_connections`]).
+    pub max_connections: Option<usize>,
+    /// Connections open at once to one upstream origin.
+    pub upstream_max_connections: usize,
+    /// `Strict-Transport-Security` sent on every response over TLS; off
+    /// when `None`.
+    pub hsts: Option<http::HeaderValue>,
+}
+
+/// Certificate chain and private key files, PEM.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// When the cookie carries the `Secure` attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CookieSecure {
+    /// Secure when the client connection is TLS, or a trusted proxy says https.
+    Auto,
+    /// Always Secure.
+    #[serde(alias = "true")]
+    Always,
+    /// Never Secure.
+    #[serde(alias = "false")]
+    Never,
+}
+
+/// The cookie's `SameSite` attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SameSite {
+    /// `SameSite=Lax`
+    Lax,
+    /// `SameSite=Strict`
+    Strict,
+    /// `SameSite=None` (requires Secure in browsers)
+    None,
+}
+
+impl SameSite {
+    /// The attribute value as written in `Set-Cookie`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SameSite::Lax => "Lax",
+            SameSite::Strict => "Strict",
+            SameSite::None => "None",
+        }
+    }
+}
+
+/// `[session]`: cookie and lifetime settings.
+#[derive(Clone)]
+pub struct SessionConfig {
+    /// Name of the session cookie.
+    pub cookie_name: String,
+    /// Secret keys, resolved; the first signs, all verify.
+    pub secret_keys: Vec<Vec<u8>>,
+    /// Whether a key was generated at start because its variable was unset.
+    pub generated_key: Option<String>,
+    /// Inactivity before a session ends.
+    pub idle_timeout: Duration,
+    /// Absolute end of a session.
+    pub max_lifetime: Duration,
+    /// Least time between two refreshes of the idle deadline.
+    pub touch_interval: Duration,
+    /// When the cookie is Secure.
+    pub cookie_secure: CookieSecure,
+    /// SameSite attribute.
+    pub cookie_same_site: SameSite,
+    /// Path attribute.
+    pub cookie_path: String,
+    /// Domain attribute, if any.
+    pub cookie_domain: Option<String>,
+    /// Whether the cookie outlives the browser (Max-Age).
+    pub persistent_cookie: bool,
+    /// Whether a session is valid only from the IP that created it.
+    pub bind_ip: bool,
+    /// The most a session's data may hold (its urlencoded form, in bytes).
+    pub max_data_bytes: usize,
+    /// Data each new session starts with, in key order.
+    pub initial: Vec<(String, String)>,
+}
+
+impl fmt::Debug for SessionConfig {
+    // Secret keys never reach a log, not even through Debug.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionConfig")
+            .field("cookie_name", &self.cookie_name)
+            .field(
+                "secret_keys",
+                &format_args!("[{} redacted]", self.secret_keys.len()),
+            )
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_lifetime", &self.max_lifetime)
+            .field("touch_interval", &self.touch_interval)
+            .field("cookie_secure", &self.cookie_secure)
+            .field("cookie_same_site", &self.cookie_same_site)
+            .field("cookie_path", &self.cookie_path)
+            .field("cookie_domain", &self.cookie_domain)
+            .field("persistent_cookie", &self.persistent_cookie)
+            .field("bind_ip", &self.bind_ip)
+            .field("max_data_bytes", &self.max_data_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which session store backs the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// In-process memory (dashmap), with an optional snapshot file.
+    Memory,
+    /// Redis or Redis Cluster.
+    Redis,
+}
+
+/// `[store]`
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// memory | redis
+    pub kind: StoreKind,
+    /// Memory store: file the sessions are saved to and loaded from.
+    pub snapshot: Option<PathBuf>,
+    /// Memory store: how often the snapshot is written.
+    pub snapshot_interval: Duration,
+    /// Memory store: the most sessions kept.
+    pub max_sessions: usize,
+    /// Redis URL (`redis://`, `rediss://`, `redis+cluster://`).
+    pub url: Option<String>,
+    /// Prefix of every Redis key.
+    pub key_prefix: String,
+}
+
+/// Where logins come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginSource {
+    /// The built-in login page checks a users file.
+    UsersFile,
+    /// The application logs users in with the `Login` control header.
+    Backend,
+}
+
+/// `[login]`
+#[derive(Debug, Clone)]
+pub struct LoginConfig {
+    /// users_file | backend
+    pub source: LoginSource,
+    /// Users file (`user:hash` lines).
+    pub users_file: PathBuf,
+    /// With `source = "backend"`: the application's login page.
+    pub page: Option<String>,
+    /// Path under which the built-in endpoints live, without trailing slash.
+    pub prefix: String,
+    /// Shown on the login page after a session expired.
+    pub expired_message: String,
+    /// Failed logins allowed per user and per client IP within the window.
+    pub max_attempts: u32,
+    /// Window for `max_attempts`.
+    pub attempt_window: Duration,
+    /// Optional HTML template replacing the built-in login page.
+    pub template: Option<PathBuf>,
+}
+
+impl LoginConfig {
+    /// Where visitors are sent to sign in.
+    pub fn login_page(&self) -> String {
+        match (&self.source, &self.page) {
+            (LoginSource::Backend, Some(page)) => page.clone(),
+            _ => format!("{}/login", self.prefix),
+        }
+    }
+}
+
+/// `[headers]`: the names of injected and control headers.
+#[derive(Debug, Clone)]
+pub struct HeadersConfig {
+    /// The prefix as written (e.g. `X-Session-`).
+    pub prefix: String,
+    /// The prefix normalized for matching: lowercase, `_` and `.` as `-`.
+    pub match_prefix: String,
+    /// Whether `{prefix}Id` is sent upstream.
+    pub send_id: bool,
+    /// Prebuilt header names.
+    pub names: HeaderNames,
+}
+
+/// Every header name derived from `[headers] prefix`, built once at load.
+#[derive(Debug, Clone)]
+pub struct HeaderNames {
+    /// `{prefix}User`
+    pub user: HeaderName,
+    /// `{prefix}Data`
+    pub data: HeaderName,
+    /// `{prefix}Created`
+    pub created: HeaderName,
+    /// `{prefix}Expires`
+    pub expires: HeaderName,
+    /// `{prefix}New`
+    pub new: HeaderName,
+    /// `{prefix}Id`
+    pub id: HeaderName,
+    /// `{prefix}Set` (control)
+    pub set: HeaderName,
+    /// `{prefix}Delete` (control)
+    pub delete: HeaderName,
+    /// `{prefix}Login` (control)
+    pub login: HeaderName,
+    /// `{prefix}Logout` (control)
+    pub logout: HeaderName,
+}
+
+/// Who may reach a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    /// Anyone; session headers when a session exists.
+    Public,
+    /// Anyone; a session is created when missing.
+    Session,
+    /// Logged-in sessions only.
+    Login,
+}
+
+impl Access {
+    /// Name as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Public => "public",
+            Access::Session => "session",
+            Access::Login => "login",
+        }
+    }
+}
+
+/// Where a route's requests go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    /// An HTTP or HTTPS server: scheme and authority only.
+    Http {
+        /// `http` or `https`
+        scheme: http::uri::Scheme,
+        /// host:port
+        authority: http::uri::Authority,
+    },
+    /// A directory of CGI scripts run by the built-in gateway.
+    Cgi(PathBuf),
+}
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Upstream::Http { scheme, authority } => write!(f, "{scheme}://{authority}"),
+            Upstream::Cgi(dir) => write!(f, "cgi:{}", dir.display()),
+        }
+    }
+}
+
+/// One `[[route]]`.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Path prefix.
+    pub path: String,
+    /// Host this route is limited to (lowercase, no port), if any.
+    pub host: Option<String>,
+    /// Where requests go.
+    pub upstream: Upstream,
+    /// Who may pass.
+    pub access: Access,
+}
+
+/// `[admin]`
+#[derive(Clone, Default)]
+pub struct AdminConfig {
+    /// Admin listener; off when absent.
+    pub listen: Option<SocketAddr>,
+    /// Bearer token required by every admin request, if set.
+    pub token: Option<String>,
+}
+
+impl fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// text | json
+    pub format: LogFormat,
+    /// A tracing filter: `info`, `debug`, `sessiongate=debug,info`, ...
+    pub level: String,
+}
+
+// ---------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------
+
+impl Config {
+    /// Reads and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError::whole_file(
+                path,
+                format!("cannot read config file: {e}"),
+            )])
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Validates config text; `file` is used in messages and as `source`.
+    /// `env:` and `file:` secrets are read from the process environment and
+    /// the disk.
+    pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
+        Config::parse_with_secrets(file, text, &SystemSecrets)
+    }
+
+    /// Like [`Config::parse`], with `env:` and `file:` secrets read from
+    /// `secrets` alone.
+    pub fn parse_with_secrets(
+        file: &Path,
+        text: &str,
+        secrets: &dyn SecretSource,
+    ) -> Result<Config, ConfigErrors> {
+        let mut reporter = Reporter::new(file, text);
+        let raw = deserialize_collecting(text, &mut reporter);
+        let config = raw.and_then(|raw| validate(file, raw, &mut reporter, secrets));
+        match config {
+            Some(config) if reporter.is_clean() => Ok(config),
+            _ => Err(reporter.into_errors()),
+        }
+    }
+
+    /// The config path chosen by the command line, the environment, or the default.
+    pub fn resolve_path(cli: Option<PathBuf>) -> PathBuf {
+        cli.or_else(|| std::env::var_os(CONFIG_ENV).map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+    }
+}
+
+impl std::str::FromStr for Config {
+    type Err = ConfigErrors;
+
+    /// Parses config text that has no file behind it (tests, embedded configs).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Config::parse(Path::new("<config>"), text)
+    }
+}
+
+#[cfg(test)]
+mod testing;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::testing::minimal;
+
+    #[test]
+    fn minimal_config_gets_spec_defaults() {
+        let c: Config = minimal().parse().unwrap();
+        assert_eq!(c.server.listen, vec!["0.0.0.0:8080".parse().unwrap()]);
+        assert_eq!(c.session.cookie_name, "sg_session");
+        assert_eq!(c.session.idle_timeout, Duration::from_secs(1800));
+        assert_eq!(c.session.max_lifetime, Duration::from_secs(86400));
+        assert_eq!(c.session.cookie_same_site, SameSite::Lax);
+        assert_eq!(c.session.cookie_secure, CookieSecure::Auto);
+        assert_eq!(c.store.kind, StoreKind::Memory);
+        assert_eq!(c.store.max_sessions, 1_000_000);
+        assert_eq!(c.login.prefix, "/.sessiongate");
+        assert_eq!(c.headers.prefix, "X-Session-");
+        assert_eq!(c.headers.names.user.as_str(), "x-session-user");
+        assert_eq!(c.routes[0].access, Access::Public);
+    }
+}

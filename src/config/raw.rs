@@ -1,0 +1,299 @@
+//! The file's shape: one struct per section, exactly as written, with
+//! `deny_unknown_fields`, and the value types that parse while deserializing
+//! (durations, addresses, CIDRs).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::de;
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+use super::{Access, CookieSecure, LogFormat, LoginSource, SameSite, StoreKind};
+
+/// The whole file, as written; a missing section is its defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub(super) server: RawServer,
+    #[serde(default)]
+    pub(super) session: RawSession,
+    #[serde(default)]
+    pub(super) store: RawStore,
+    #[serde(default)]
+    pub(super) login: RawLogin,
+    #[serde(default)]
+    pub(super) headers: RawHeaders,
+    #[serde(default)]
+    pub(super) route: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    pub(super) admin: RawAdmin,
+    #[serde(default)]
+    pub(super) log: RawLog,
+}
+
+/// `[server]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub(super) listen: Option<Spanned<Listen>>,
+    pub(super) tls: Option<Spanned<RawTls>>,
+    pub(super) redirect_http: Option<Spanned<Listen>>,
+    pub(super) upstream_ca: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) trusted_proxies: Vec<Spanned<CidrOrIp>>,
+    pub(super) max_header_bytes: Option<Spanned<usize>>,
+    pub(super) upstream_timeout: Option<Spanned<Dur>>,
+    pub(super) shutdown_grace: Option<Dur>,
+    pub(super) cgi_max_concurrent: Option<Spanned<usize>>,
+    pub(super) workers: Option<Spanned<usize>>,
+    pub(super) request_header_timeout: Option<Spanned<Dur>>,
+    pub(super) keepalive_timeout: Option<Spanned<Dur>>,
+    pub(super) max_connections: Option<Spanned<usize>>,
+    pub(super) upstream_max_connections: Option<Spanned<usize>>,
+    pub(super) hsts: Option<Spanned<String>>,
+}
+
+/// `listen` may be one string or a list of strings.
+#[derive(Debug)]
+pub(super) struct Listen(pub(super) Vec<String>);
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = Listen;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an address like \"0.0.0.0:8080\", or a list of them")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Listen, E> {
+                Ok(Listen(vec![v.to_string()]))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Listen, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    out.push(s);
+                }
+                Ok(Listen(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `server.tls`: both files are required.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub(super) cert: Spanned<String>,
+    pub(super) key: Spanned<String>,
+}
+
+/// `[session]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSession {
+    pub(super) cookie_name: Option<Spanned<String>>,
+    pub(super) secret_keys: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) idle_timeout: Option<Spanned<Dur>>,
+    pub(super) max_lifetime: Option<Spanned<Dur>>,
+    pub(super) touch_interval: Option<Dur>,
+    pub(super) cookie_secure: Option<SecureSetting>,
+    pub(super) cookie_same_site: Option<Spanned<SameSite>>,
+    pub(super) cookie_path: Option<Spanned<String>>,
+    pub(super) cookie_domain: Option<Spanned<String>>,
+    pub(super) persistent_cookie: Option<bool>,
+    pub(super) bind_ip: Option<bool>,
+    pub(super) max_data_bytes: Option<Spanned<usize>>,
+    pub(super) initial: Option<Spanned<BTreeMap<String, InitialValue>>>,
+}
+
+/// `cookie_secure` is "auto", or a boolean.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SecureSetting(pub(super) CookieSecure);
+
+impl<'de> Deserialize<'de> for SecureSetting {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Bool(bool),
+            Name(String),
+        }
+        match Either::deserialize(d)? {
+            Either::Bool(true) => Ok(Self(CookieSecure::Always)),
+            Either::Bool(false) => Ok(Self(CookieSecure::Never)),
+            Either::Name(name) => match name.as_str() {
+                "auto" => Ok(Self(CookieSecure::Auto)),
+                "true" | "always" => Ok(Self(CookieSecure::Always)),
+                "false" | "never" => Ok(Self(CookieSecure::Never)),
+                other => Err(de::Error::custom(format!(
+                    "cookie_secure must be \"auto\", true or false, not {other:?}"
+                ))),
+            },
+        }
+    }
+}
+
+/// Initial data values may be strings, numbers or booleans; all become strings.
+#[derive(Debug)]
+pub(super) struct InitialValue(pub(super) String);
+
+impl<'de> Deserialize<'de> for InitialValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Scalar {
+            S(String),
+            I(i64),
+            F(f64),
+            B(bool),
+        }
+        Ok(Self(match Scalar::deserialize(d)? {
+            Scalar::S(s) => s,
+            Scalar::I(i) => i.to_string(),
+            Scalar::F(f) => f.to_string(),
+            Scalar::B(b) => b.to_string(),
+        }))
+    }
+}
+
+/// `[store]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStore {
+    pub(super) kind: Option<Spanned<StoreKind>>,
+    pub(super) snapshot: Option<String>,
+    pub(super) snapshot_interval: Option<Spanned<Dur>>,
+    pub(super) max_sessions: Option<Spanned<usize>>,
+    pub(super) url: Option<Spanned<String>>,
+    pub(super) key_prefix: Option<String>,
+}
+
+/// `[login]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLogin {
+    pub(super) source: Option<Spanned<LoginSource>>,
+    pub(super) users_file: Option<String>,
+    pub(super) page: Option<Spanned<String>>,
+    pub(super) prefix: Option<Spanned<String>>,
+    pub(super) expired_message: Option<String>,
+    pub(super) max_attempts: Option<Spanned<u32>>,
+    pub(super) attempt_window: Option<Spanned<Dur>>,
+    pub(super) template: Option<String>,
+}
+
+/// `[headers]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHeaders {
+    pub(super) prefix: Option<Spanned<String>>,
+    pub(super) send_id: Option<bool>,
+}
+
+/// One `[[route]]` as written; `access` is `public` unless given.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub(super) path: Spanned<String>,
+    pub(super) host: Option<Spanned<String>>,
+    pub(super) upstream: Spanned<String>,
+    #[serde(default = "default_access")]
+    pub(super) access: Access,
+}
+
+/// Routes are public unless they say otherwise.
+fn default_access() -> Access {
+    Access::Public
+}
+
+/// `[admin]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub(super) listen: Option<Spanned<String>>,
+    pub(super) token: Option<Spanned<String>>,
+}
+
+/// `[log]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    pub(super) format: Option<LogFormat>,
+    pub(super) level: Option<Spanned<String>>,
+}
+
+/// A duration written as a string with a unit: `"90s"`, `"30m"`, `"12h"`, `"7d"`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Dur(pub(super) Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = d.deserialize_any(DurVisitor)?;
+        parse_duration(&s).map(Dur).map_err(de::Error::custom)
+    }
+}
+
+/// Takes a string only, so that a bare number is reported with the form
+/// a duration needs.
+struct DurVisitor;
+
+impl de::Visitor<'_> for DurVisitor {
+    type Value = String;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a duration string with a unit, like \"90s\", \"30m\", \"12h\" or \"7d\"")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+}
+
+/// Parses `"90s"`, `"30m"`, `"12h"`, `"7d"`, `"1h30m"`, `"250ms"`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let trimmed = s.trim();
+    if trimmed.is_empty() || trimmed.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!(
+            "duration {s:?} needs a unit, like \"90s\", \"30m\", \"12h\" or \"7d\""
+        ));
+    }
+    humantime::parse_duration(trimmed).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
+/// An entry of `trusted_proxies`: a CIDR, or a single address.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CidrOrIp(pub(super) IpNet);
+
+impl<'de> Deserialize<'de> for CidrOrIp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if let Ok(net) = s.parse::<IpNet>() {
+            return Ok(Self(net.trunc()));
+        }
+        s.parse::<std::net::IpAddr>()
+            .map(|ip| Self(IpNet::from(ip)))
+            .map_err(|_| {
+                de::Error::custom(format!(
+                    "{s:?} is not a CIDR (like \"10.0.0.0/8\") or an IP address"
+                ))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_need_units() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
+        assert_eq!(parse_duration("12h").unwrap(), Duration::from_secs(43200));
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(604800));
+        assert!(parse_duration("30").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+}

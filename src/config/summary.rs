@@ -1,0 +1,149 @@
+//! The one-screen summary `sessiongate check` prints.
+
+use std::fmt::{self, Write as _};
+
+use super::{Config, LoginSource, StoreKind};
+
+impl Config {
+    /// A one-screen summary for `sessiongate check`.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = self.write_summary(&mut out);
+        out
+    }
+
+    /// Every line of [`Config::summary`], in order.
+    fn write_summary(&self, out: &mut String) -> fmt::Result {
+        writeln!(out, "config: {} (valid)", self.source.display())?;
+        self.write_listeners(out)?;
+        self.write_connections(out)?;
+        self.write_routes(out)?;
+        self.write_session_and_store(out)?;
+        self.write_login_and_admin(out)
+    }
+
+    /// Listen addresses, TLS files, redirects, upstream trust.
+    fn write_listeners(&self, out: &mut String) -> fmt::Result {
+        let server = &self.server;
+        let scheme = if server.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        for addr in &server.listen {
+            writeln!(out, "listen: {scheme}://{addr}")?;
+        }
+        if let Some(tls) = &server.tls {
+            writeln!(
+                out,
+                "tls: cert {} key {}",
+                tls.cert.display(),
+                tls.key.display()
+            )?;
+        }
+        for addr in &server.redirect_http {
+            writeln!(out, "redirect: http://{addr} -> https")?;
+        }
+        if let Some(ca) = &server.upstream_ca {
+            writeln!(out, "upstream ca: {}", ca.display())?;
+        }
+        Ok(())
+    }
+
+    /// Connection limits and deadlines, and HSTS.
+    fn write_connections(&self, out: &mut String) -> fmt::Result {
+        let server = &self.server;
+        let max_connections = match server.max_connections {
+            Some(n) => n.to_string(),
+            None => {
+                let (n, fds) = crate::accept::default_max_connections();
+                format!("{n} (from the open files limit, {fds})")
+            }
+        };
+        writeln!(
+            out,
+            "connections: at most {max_connections}, request head within {}, idle {}; at most {} per upstream",
+            humantime::format_duration(server.request_header_timeout),
+            humantime::format_duration(server.keepalive_timeout),
+            server.upstream_max_connections
+        )?;
+        if let Some(hsts) = &server.hsts {
+            writeln!(out, "hsts: {}", String::from_utf8_lossy(hsts.as_bytes()))?;
+        }
+        Ok(())
+    }
+
+    /// The route table: host, path, upstream and access.
+    fn write_routes(&self, out: &mut String) -> fmt::Result {
+        writeln!(out, "routes:")?;
+        for route in &self.routes {
+            let host = route.host.as_deref().unwrap_or("*");
+            writeln!(
+                out,
+                "  {host} {:<24} -> {:<40} access={}",
+                route.path,
+                route.upstream.to_string(),
+                route.access.as_str()
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The cookie, its keys and lifetimes; where sessions are kept.
+    fn write_session_and_store(&self, out: &mut String) -> fmt::Result {
+        let s = &self.session;
+        writeln!(
+            out,
+            "session: cookie {} ({} key{}), idle {}, lifetime {}",
+            s.cookie_name,
+            s.secret_keys.len(),
+            if s.secret_keys.len() == 1 { "" } else { "s" },
+            humantime::format_duration(s.idle_timeout),
+            humantime::format_duration(s.max_lifetime)
+        )?;
+        match self.store.kind {
+            StoreKind::Memory => writeln!(
+                out,
+                "store: memory, max {} sessions, snapshot {}",
+                self.store.max_sessions,
+                self.store
+                    .snapshot
+                    .as_ref()
+                    .map_or("off".to_string(), |p| p.display().to_string())
+            ),
+            StoreKind::Redis => writeln!(
+                out,
+                "store: redis {}",
+                redact_url(self.store.url.as_deref().unwrap_or(""))
+            ),
+        }
+    }
+
+    /// Where visitors sign in; the admin listener.
+    fn write_login_and_admin(&self, out: &mut String) -> fmt::Result {
+        match self.login.source {
+            LoginSource::UsersFile => writeln!(
+                out,
+                "login: users file {}, pages under {}",
+                self.login.users_file.display(),
+                self.login.prefix
+            )?,
+            LoginSource::Backend => {
+                writeln!(out, "login: by the backend at {}", self.login.login_page())?;
+            }
+        }
+        if let Some(admin) = self.admin.listen {
+            writeln!(out, "admin: http://{admin}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Hides a password in a URL like `redis://:secret@host`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,73 @@
+//! `[login]`: where logins come from, the built-in endpoints, throttling.
+
+use std::path::PathBuf;
+
+use toml::Spanned;
+
+use super::{Section, is_plain_path};
+use crate::config::raw::RawLogin;
+use crate::config::report::Reporter;
+use crate::config::{
+    DEFAULT_ATTEMPT_WINDOW, DEFAULT_EXPIRED_MESSAGE, DEFAULT_LOGIN_PREFIX, DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_USERS_FILE, LoginConfig, LoginSource,
+};
+
+/// Checks `[login]`.
+pub(super) fn validate_login(raw: RawLogin, r: &mut Reporter<'_>) -> Option<LoginConfig> {
+    let mut s = Section::new(r);
+    let source = raw
+        .source
+        .as_ref()
+        .map_or(LoginSource::UsersFile, |s| *s.get_ref());
+    let prefix = prefix(raw.prefix, &mut s);
+    let page = raw.page.map(|page| {
+        s.checked(
+            page,
+            |page| page.starts_with('/') && !page.starts_with("//") && is_plain_path(page),
+            "login.page must be a path on this site, like \"/login.cgi\"",
+        )
+    });
+    if let Some(written) = &raw.source
+        && source == LoginSource::Backend
+        && page.is_none()
+    {
+        s.error(
+            written,
+            "login.source = \"backend\" needs login.page, the application's login route",
+        );
+    }
+    let max_attempts = s
+        .at_least(raw.max_attempts, 1, "max_attempts")
+        .unwrap_or(DEFAULT_MAX_ATTEMPTS);
+    let attempt_window = s.seconds(raw.attempt_window, DEFAULT_ATTEMPT_WINDOW, "attempt_window");
+    s.finish(|| LoginConfig {
+        source,
+        users_file: PathBuf::from(
+            raw.users_file
+                .unwrap_or_else(|| DEFAULT_USERS_FILE.to_string()),
+        ),
+        page,
+        prefix,
+        expired_message: raw
+            .expired_message
+            .unwrap_or_else(|| DEFAULT_EXPIRED_MESSAGE.to_string()),
+        max_attempts,
+        attempt_window,
+        template: raw.template.map(PathBuf::from),
+    })
+}
+
+/// `prefix`: a path below `/`, kept without its trailing slashes.
+fn prefix(raw: Option<Spanned<String>>, s: &mut Section<'_, '_>) -> String {
+    let Some(prefix) = raw else {
+        return DEFAULT_LOGIN_PREFIX.to_string();
+    };
+    let valid = |prefix: &String| {
+        let trimmed = prefix.trim_end_matches('/');
+        prefix.starts_with('/') && !trimmed.is_empty() && is_plain_path(trimmed)
+    };
+    let message = "login.prefix must be a path like \"/.sessiongate\" (not \"/\")";
+    s.checked(prefix, valid, message)
+        .trim_end_matches('/')
+        .to_string()
+}
