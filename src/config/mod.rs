@@ -52,7 +52,6 @@ pub use secrets::{
     ENV_OR_GENERATE, MAX_SECRET_FILE_BYTES, SecretError, SecretSource, SystemSecrets, generate_key,
     resolve_secret,
 };
-pub use summary::redact_url;
 use validate::validate;
 pub use validate::{normalize_header_name, parse_socket_addr, parse_upstream};
 

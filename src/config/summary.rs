@@ -115,7 +115,7 @@ impl Config {
             StoreKind::Redis => writeln!(
                 out,
                 "store: redis {}",
-                redact_url(self.store.url.as_deref().unwrap_or(""))
+                crate::redact::redact_url(self.store.url.as_deref().unwrap_or(""))
             ),
         }
     }
@@ -137,13 +137,5 @@ impl Config {
             writeln!(out, "admin: http://{admin}")?;
         }
         Ok(())
-    }
-}
-
-/// Hides a password in a URL like `redis://:secret@host`.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_string(),
     }
 }
