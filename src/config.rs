@@ -433,6 +433,17 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// A tracing filter: `info`, `debug`, `sessiongate=debug,info`, ...
     pub level: String,
+    /// Where the audit log goes (`audit`); off when `None`.
+    pub audit: Option<AuditTarget>,
+}
+
+/// Where `log.audit` sends its lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditTarget {
+    /// `"stdout"`: standard output, between the other log lines.
+    Stdout,
+    /// A file, appended to (created if missing).
+    File(PathBuf),
 }
 
 // ---------------------------------------------------------------------------
@@ -870,6 +881,7 @@ struct RawAdmin {
 struct RawLog {
     format: Option<LogFormat>,
     level: Option<Spanned<String>>,
+    audit: Option<Spanned<String>>,
 }
 
 /// A duration written as a string with a unit: `"90s"`, `"30m"`, `"12h"`, `"7d"`.
@@ -1772,9 +1784,19 @@ fn validate_log(raw: RawLog, r: &mut Reporter<'_>) -> Option<LogConfig> {
             l.into_inner()
         }
     };
+    let audit = match raw.audit {
+        None => None,
+        Some(a) if a.get_ref() == "stdout" => Some(AuditTarget::Stdout),
+        Some(a) if a.get_ref().trim().is_empty() || a.get_ref().ends_with('/') => {
+            r.span(&a, "log.audit must be a file path or \"stdout\"");
+            return None;
+        }
+        Some(a) => Some(AuditTarget::File(PathBuf::from(a.into_inner()))),
+    };
     Some(LogConfig {
         format: raw.format.unwrap_or(LogFormat::Text),
         level,
+        audit,
     })
 }
 
@@ -1880,6 +1902,11 @@ impl Config {
         }
         if let Some(admin) = self.admin.listen {
             let _ = writeln!(out, "admin: http://{admin}");
+        }
+        match &self.log.audit {
+            Some(AuditTarget::Stdout) => _ = writeln!(out, "audit log: stdout"),
+            Some(AuditTarget::File(path)) => _ = writeln!(out, "audit log: {}", path.display()),
+            None => {}
         }
         out
     }

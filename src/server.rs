@@ -33,6 +33,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::accept::{Acceptor, ConnectionSlots};
+use crate::audit::{Audit, AuditError};
 use crate::body::ResponseBody;
 use crate::clock::Clock;
 use crate::config::{Config, ServerConfig, StoreKind};
@@ -77,6 +78,9 @@ pub enum StartError {
     /// The Redis store cannot be set up from its URL.
     #[error(transparent)]
     Redis(#[from] RedisSetupError),
+    /// The audit log cannot be written.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
 }
 
 /// A started proxy: its bound addresses and a handle to stop it.
@@ -96,13 +100,15 @@ pub struct Running {
 
 impl Running {
     /// Stops accepting, drains connections within `shutdown_grace`, waits
-    /// for every listener to finish, then writes the memory store's
-    /// snapshot (when one is configured).
+    /// for every listener to finish, writes out the audit log (flushed and
+    /// fsynced), then writes the memory store's snapshot (when one is
+    /// configured).
     pub async fn shutdown(self) -> Result<(), SnapshotError> {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
         }
+        self.gate.audit.close().await;
         if let Some(s) = self.snapshot {
             let written = snapshot::save(s.store, s.path.clone()).await?;
             tracing::info!(sessions = written, path = %s.path.display(), "snapshot written");
@@ -207,8 +213,9 @@ pub async fn start_with_clock(
         }
     };
     let slots = ConnectionSlots::new(max_connections);
+    let audit = Audit::start(config.log.audit.as_ref())?;
     let runtime = Setup::build(config)?;
-    let gate = Arc::new(Gate::new(runtime, store, clock));
+    let gate = Arc::new(Gate::new(runtime, store, clock).with_audit(audit));
     let server = gate.setup().config.server.clone();
     let (shutdown, _) = watch::channel(false);
     let mut addrs = Vec::new();

@@ -28,6 +28,7 @@ use http_body_util::{BodyExt as _, Limited};
 use std::sync::Arc;
 
 use super::{LoginPage, PageContext, PageError, Throttle, UsersError, UsersSource, safe_next};
+use crate::audit::{Audit, Event, How};
 use crate::body::ResponseBody;
 use crate::clock::Clock;
 use crate::config::{Access, Config, LoginSource};
@@ -81,6 +82,8 @@ pub struct Visit<'a> {
     pub store: &'a AnyStore,
     /// Counters.
     pub metrics: &'a Metrics,
+    /// The audit log.
+    pub audit: &'a Audit,
     /// Time, for session lifetimes.
     pub clock: &'a Clock,
     /// Who is asking.
@@ -258,6 +261,8 @@ impl LoginDesk {
         if let Err(wait) = self.throttle.check(username, client.ip, Instant::now()) {
             v.metrics.logins.inc_throttled();
             tracing::warn!(client = %client.ip, user = %username, "login throttled");
+            v.audit
+                .refused(Event::LoginThrottled, How::Form, username, Some(client.ip));
             let answer = PageAnswer {
                 status: StatusCode::TOO_MANY_REQUESTS,
                 next: &next,
@@ -287,6 +292,8 @@ impl LoginDesk {
                 .record_failure(username, client.ip, Instant::now());
             v.metrics.logins.inc_failed();
             tracing::info!(client = %client.ip, user = %username, "login failed");
+            v.audit
+                .refused(Event::LoginFailed, How::Form, username, Some(client.ip));
             let answer = PageAnswer {
                 status: StatusCode::UNAUTHORIZED,
                 next: &next,
@@ -324,6 +331,8 @@ impl LoginDesk {
             Ok(record) => {
                 v.metrics.logins.inc_ok();
                 tracing::info!(client = %client.ip, user = %username, session = %new_id.log_hash(), "login");
+                v.audit
+                    .login(How::Form, username, Some(client.ip), new_id.log_tag());
                 let mut resp = redirect(StatusCode::SEE_OTHER, &next);
                 let claims = CookieClaims {
                     id: new_id,
@@ -376,6 +385,10 @@ impl LoginDesk {
                     return Err(Reject::StoreUnavailable);
                 }
                 tracing::info!(client = %client.ip, session = %c.id.log_hash(), "logout");
+                if let Some(user) = c.user() {
+                    v.audit
+                        .logout(How::Form, user, Some(client.ip), c.id.log_tag());
+                }
                 true
             }
             Ok(Found::Nothing { .. }) => true,
