@@ -39,6 +39,7 @@ use crate::clock::Clock;
 use crate::config::{Config, ServerConfig, StoreKind};
 use crate::connection::{self, Deadlines, Drain, DrainToken, Held, Speak};
 use crate::forwarded::ConnInfo;
+use crate::login::Departures;
 use crate::proxy::Gate;
 use crate::session::redis::RedisSetupError;
 use crate::session::snapshot::{self, SnapshotError};
@@ -555,8 +556,12 @@ async fn sweep_loop(gate: Arc<Gate>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Re-reads the users file when it changes (one `stat` a second).
+/// Re-reads the users file when it changes (one `stat` a second), and
+/// ends the sessions of the users who left it (after a change of the file
+/// or a reload), so that within a second of the file changing they are
+/// signed out everywhere.
 async fn users_refresh_loop(gate: Arc<Gate>, mut stop: watch::Receiver<bool>) {
+    let mut departures = Departures::new(gate.setup().login.users.as_ref().map(|u| u.current()));
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -564,9 +569,11 @@ async fn users_refresh_loop(gate: Arc<Gate>, mut stop: watch::Receiver<bool>) {
         }
         let rt = gate.setup();
         let Some(users) = rt.login.users.clone() else {
+            departures.settle(None, &gate.store, &gate.audit).await;
             continue;
         };
-        let refreshed = tokio::task::spawn_blocking(move || users.refresh_if_changed()).await;
+        let source = users.clone();
+        let refreshed = tokio::task::spawn_blocking(move || source.refresh_if_changed()).await;
         match refreshed {
             Ok(Ok(true)) => tracing::info!("users file reloaded"),
             Ok(Ok(false)) => {}
@@ -575,6 +582,9 @@ async fn users_refresh_loop(gate: Arc<Gate>, mut stop: watch::Receiver<bool>) {
             }
             Err(e) => tracing::error!(error = %e, "users file refresh task failed"),
         }
+        departures
+            .settle(Some(users.current()), &gate.store, &gate.audit)
+            .await;
     }
 }
 
