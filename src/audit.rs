@@ -565,6 +565,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn close_waits_for_every_line_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let audit = Audit::start(Some(&AuditTarget::File(path.clone()))).unwrap();
+        let n = QUEUE_LINES / 2;
+        for i in 0..n {
+            audit.user_removed(&format!("user{i}"), i);
+        }
+        audit.close().await;
+        let got = lines(&path);
+        assert_eq!(got.len(), n);
+        assert_eq!(got[n - 1]["ended"], n - 1);
+        assert_eq!(audit.dropped(), 0);
+    }
+
+    #[tokio::test]
     async fn a_reopen_after_a_rename_sends_new_lines_to_a_new_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
