@@ -32,8 +32,9 @@
 //!
 //! Below them: `config` (TOML to a validated `Config`; imports nothing of
 //! the request path), `session` (ids, cookie codec, stores: memory with its
-//! snapshot, Redis), `login` (users file, throttle, page), `metrics`,
-//! `clock`, `redact`.
+//! snapshot, Redis), `login` (users file, throttle, page), `audit` (the
+//! audit log: sign-ins, logouts, revocations, on a writer thread),
+//! `metrics`, `clock`, `redact`.
 //!
 //! # Where new things go
 //!
@@ -56,6 +57,7 @@
 pub mod accept;
 pub mod access;
 pub mod access_log;
+pub mod audit;
 pub mod body;
 pub mod canonical;
 pub mod clock;

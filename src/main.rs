@@ -284,7 +284,14 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
 }
 
 /// SIGHUP: a config that fails validation leaves the running one in place.
+/// The audit log is reopened either way (after logrotate moved it), where
+/// the config in force says.
 fn reload(path: &std::path::Path, gate: &sessiongate::proxy::Gate) {
+    reload_config(path, gate);
+    gate.audit.reopen(gate.setup().config.log.audit.as_ref());
+}
+
+fn reload_config(path: &std::path::Path, gate: &sessiongate::proxy::Gate) {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(errors) => {

@@ -29,6 +29,7 @@ use http::{Method, Request, Response, StatusCode};
 
 use crate::access::{self, AccessDecision, Visitor};
 use crate::access_log::AccessRecord;
+use crate::audit::Audit;
 use crate::body::ResponseBody;
 use crate::canonical;
 use crate::clock::Clock;
@@ -48,7 +49,8 @@ use crate::upstream::control::take_control;
 use crate::upstream::request_body::{ClientBodyFailure, RequestBody};
 use crate::upstream::request_headers::{self, Injection, Rewrite};
 
-/// The proxy: the setup in force, the store, the counters, the clock.
+/// The proxy: the setup in force, the store, the counters, the clock,
+/// the audit log.
 pub struct Gate {
     setup: ArcSwap<Setup>,
     /// The session store (kept across reloads).
@@ -57,6 +59,8 @@ pub struct Gate {
     pub metrics: Metrics,
     /// Time source for session lifetimes.
     pub clock: Clock,
+    /// The audit log (kept across reloads, which reopen it).
+    pub audit: Audit,
 }
 
 /// One request's facts, gathered stage by stage: what the later stages
@@ -82,14 +86,20 @@ enum Admitted {
 }
 
 impl Gate {
-    /// A gate over `setup` and `store`.
+    /// A gate over `setup` and `store`, with the audit log off.
     pub fn new(setup: Setup, store: AnyStore, clock: Clock) -> Self {
         Gate {
             setup: ArcSwap::from_pointee(setup),
             store,
             metrics: Metrics::default(),
             clock,
+            audit: Audit::off(),
         }
+    }
+
+    /// The gate, writing its audit lines to `audit`.
+    pub fn with_audit(self, audit: Audit) -> Self {
+        Gate { audit, ..self }
     }
 
     /// The setup in force.
@@ -188,6 +198,7 @@ impl Gate {
             sessions: &ex.setup.sessions,
             store: &self.store,
             metrics: &self.metrics,
+            audit: &self.audit,
             clock: &self.clock,
             client: &ex.client,
             login_page: &ex.setup.login_page,
@@ -315,6 +326,7 @@ impl Gate {
             rules: &ex.setup.sessions,
             store: &self.store,
             metrics: &self.metrics,
+            audit: &self.audit,
             client: ex.client.ip,
             now: ex.now,
         };

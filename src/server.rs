@@ -33,11 +33,13 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::accept::{Acceptor, ConnectionSlots};
+use crate::audit::{Audit, AuditError};
 use crate::body::ResponseBody;
 use crate::clock::Clock;
 use crate::config::{Config, ServerConfig, StoreKind};
 use crate::connection::{self, Deadlines, Drain, DrainToken, Held, Speak};
 use crate::forwarded::ConnInfo;
+use crate::login::Departures;
 use crate::proxy::Gate;
 use crate::session::redis::RedisSetupError;
 use crate::session::snapshot::{self, SnapshotError};
@@ -77,6 +79,9 @@ pub enum StartError {
     /// The Redis store cannot be set up from its URL.
     #[error(transparent)]
     Redis(#[from] RedisSetupError),
+    /// The audit log cannot be written.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
 }
 
 /// A started proxy: its bound addresses and a handle to stop it.
@@ -96,13 +101,15 @@ pub struct Running {
 
 impl Running {
     /// Stops accepting, drains connections within `shutdown_grace`, waits
-    /// for every listener to finish, then writes the memory store's
-    /// snapshot (when one is configured).
+    /// for every listener to finish, writes out the audit log (flushed and
+    /// fsynced), then writes the memory store's snapshot (when one is
+    /// configured).
     pub async fn shutdown(self) -> Result<(), SnapshotError> {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
         }
+        self.gate.audit.close().await;
         if let Some(s) = self.snapshot {
             let written = snapshot::save(s.store, s.path.clone()).await?;
             tracing::info!(sessions = written, path = %s.path.display(), "snapshot written");
@@ -207,8 +214,9 @@ pub async fn start_with_clock(
         }
     };
     let slots = ConnectionSlots::new(max_connections);
+    let audit = Audit::start(config.log.audit.as_ref())?;
     let runtime = Setup::build(config)?;
-    let gate = Arc::new(Gate::new(runtime, store, clock));
+    let gate = Arc::new(Gate::new(runtime, store, clock).with_audit(audit));
     let server = gate.setup().config.server.clone();
     let (shutdown, _) = watch::channel(false);
     let mut addrs = Vec::new();
@@ -548,8 +556,12 @@ async fn sweep_loop(gate: Arc<Gate>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Re-reads the users file when it changes (one `stat` a second).
+/// Re-reads the users file when it changes (one `stat` a second), and
+/// ends the sessions of the users who left it (after a change of the file
+/// or a reload), so that within a second of the file changing they are
+/// signed out everywhere.
 async fn users_refresh_loop(gate: Arc<Gate>, mut stop: watch::Receiver<bool>) {
+    let mut departures = Departures::new(gate.setup().login.users.as_ref().map(|u| u.current()));
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -557,9 +569,11 @@ async fn users_refresh_loop(gate: Arc<Gate>, mut stop: watch::Receiver<bool>) {
         }
         let rt = gate.setup();
         let Some(users) = rt.login.users.clone() else {
+            departures.settle(None, &gate.store, &gate.audit).await;
             continue;
         };
-        let refreshed = tokio::task::spawn_blocking(move || users.refresh_if_changed()).await;
+        let source = users.clone();
+        let refreshed = tokio::task::spawn_blocking(move || source.refresh_if_changed()).await;
         match refreshed {
             Ok(Ok(true)) => tracing::info!("users file reloaded"),
             Ok(Ok(false)) => {}
@@ -568,6 +582,9 @@ async fn users_refresh_loop(gate: Arc<Gate>, mut stop: watch::Receiver<bool>) {
             }
             Err(e) => tracing::error!(error = %e, "users file refresh task failed"),
         }
+        departures
+            .settle(Some(users.current()), &gate.store, &gate.audit)
+            .await;
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use sessiongate::session::data::decode;
 use sessiongate::session::{
     DataChange, Lookup, MemoryStore, NewSession, Policy, ROTATED_FOR, RedisStore, SessionId,
-    SessionStore, StoreError,
+    SessionStore, SessionSummary, StoreError,
 };
 use support::process::{Cluster, Redis, redis_available};
 
@@ -335,52 +335,208 @@ async fn a_login_marks_the_old_id_for_a_while<S: SessionStore>(s: Arc<S>) {
     assert!(s.load(&third, 20, &p).await.unwrap().is_some());
 }
 
-async fn users_are_listed_and_logged_out_everywhere<S: SessionStore>(s: Arc<S>) {
-    let p = policy();
-    let mut alice = Vec::new();
-    for t in 0..3 {
-        let id = SessionId::generate();
-        s.login(None, &id, "alice", &DataChange::default(), seed(t), t, &p)
-            .await
-            .unwrap();
-        alice.push(id);
-    }
-    let bob = SessionId::generate();
-    s.login(None, &bob, "bob", &DataChange::default(), seed(0), 0, &p)
+/// Logs `user` in under a new id at `at`, from `from`.
+async fn sign_in<S: SessionStore>(s: &S, user: &str, at: u64, from: &str) -> SessionId {
+    let id = SessionId::generate();
+    let seed = NewSession {
+        ip: ip(from),
+        ..seed(at)
+    };
+    s.login(None, &id, user, &DataChange::default(), seed, at, &policy())
         .await
         .unwrap();
+    id
+}
+
+async fn a_users_sessions_are_listed_by_tag<S: SessionStore>(s: Arc<S>) {
+    let p = policy();
+    let first = sign_in(&*s, "alice", 0, "192.0.2.1").await;
+    let second = sign_in(&*s, "alice", 5, "2001:db8::2").await;
+    let bob = sign_in(&*s, "bob", 1, "192.0.2.3").await;
+    let anon = SessionId::generate();
+    s.update(&anon, &set("a", "1"), Some(seed(0)), 0, &p)
+        .await
+        .unwrap();
+    // The store knows the last touch, not every request.
+    assert!(s.load(&first, 20, &p).await.unwrap().is_some());
+
+    let listed = s.sessions_of("alice", 25, &p).await.unwrap();
+    let expected = vec![
+        SessionSummary {
+            tag: first.log_hash(),
+            created: 0,
+            last_seen: 20,
+            expires: 120,
+            client: ip("192.0.2.1"),
+        },
+        SessionSummary {
+            tag: second.log_hash(),
+            created: 5,
+            last_seen: 5,
+            expires: 105,
+            client: ip("2001:db8::2"),
+        },
+    ];
+    assert_eq!(listed, expected, "oldest login first");
+    for summary in &listed {
+        assert_eq!(summary.tag.len(), 12);
+        assert!(summary.tag.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert!(!summary.tag.contains(&first.to_base64()));
+    }
+    let bobs = s.sessions_of("bob", 25, &p).await.unwrap();
+    assert_eq!(
+        bobs.iter().map(|x| &x.tag).collect::<Vec<_>>(),
+        [&bob.log_hash()]
+    );
+    assert!(s.sessions_of("nobody", 25, &p).await.unwrap().is_empty());
+
+    // A logout, and a login that moves a session to a new id, show.
+    s.remove(&second).await.unwrap();
+    s.remove(&second).await.unwrap();
+    let moved = SessionId::generate();
+    s.login(
+        Some(&first),
+        &moved,
+        "alice",
+        &DataChange::default(),
+        seed(30),
+        30,
+        &p,
+    )
+    .await
+    .unwrap();
+    let tags: Vec<String> = s
+        .sessions_of("alice", 30, &p)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| x.tag)
+        .collect();
+    assert_eq!(tags, [moved.log_hash()]);
+}
+
+async fn ending_a_users_sessions_ends_them_all<S: SessionStore>(s: Arc<S>) {
+    let p = policy();
+    let alice = [
+        sign_in(&*s, "alice", 0, "192.0.2.1").await,
+        sign_in(&*s, "alice", 1, "192.0.2.2").await,
+    ];
+    let bob = sign_in(&*s, "bob", 0, "192.0.2.3").await;
     let anon = SessionId::generate();
     s.update(&anon, &set("a", "1"), Some(seed(0)), 0, &p)
         .await
         .unwrap();
 
-    let mut listed: Vec<_> = s
-        .user_sessions("alice", 2, &p)
+    assert_eq!(s.end_sessions_of("alice").await.unwrap(), 2);
+    for id in &alice {
+        assert_eq!(
+            s.lookup(id, 3, &p).await,
+            Ok(Lookup::Absent),
+            "her cookie is dead"
+        );
+        assert_eq!(
+            s.update(id, &set("x", "1"), None, 3, &p).await,
+            Err(StoreError::Gone)
+        );
+    }
+    assert!(s.sessions_of("alice", 3, &p).await.unwrap().is_empty());
+    assert!(s.load(&bob, 3, &p).await.unwrap().is_some(), "bob stays");
+    assert!(s.load(&anon, 3, &p).await.unwrap().is_some());
+    assert_eq!(s.end_sessions_of("alice").await.unwrap(), 0);
+    assert_eq!(s.end_sessions_of("nobody").await.unwrap(), 0);
+    // Signing in again works as before.
+    let again = sign_in(&*s, "alice", 4, "192.0.2.1").await;
+    assert_eq!(s.sessions_of("alice", 4, &p).await.unwrap().len(), 1);
+    assert!(s.load(&again, 4, &p).await.unwrap().is_some());
+}
+
+async fn one_session_ends_by_its_tag<S: SessionStore>(s: Arc<S>) {
+    let p = policy();
+    let phone = sign_in(&*s, "alice", 0, "192.0.2.1").await;
+    let laptop = sign_in(&*s, "alice", 1, "192.0.2.2").await;
+    let anon = SessionId::generate();
+    s.update(&anon, &set("a", "1"), Some(seed(0)), 0, &p)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        s.end_session_tagged(&phone.log_hash(), 2, &p).await,
+        Ok(true)
+    );
+    assert_eq!(s.lookup(&phone, 2, &p).await, Ok(Lookup::Absent));
+    assert_eq!(
+        s.end_session_tagged(&phone.log_hash(), 2, &p).await,
+        Ok(false),
+        "already ended"
+    );
+    let tags: Vec<String> = s
+        .sessions_of("alice", 2, &p)
         .await
         .unwrap()
         .into_iter()
-        .map(|x| x.id.to_base64())
+        .map(|x| x.tag)
         .collect();
-    listed.sort();
-    let mut expected: Vec<_> = alice.iter().map(|id| id.to_base64()).collect();
-    expected.sort();
-    assert_eq!(listed, expected);
-    // One logs out by itself (twice is no error).
-    s.remove(&alice[0]).await.unwrap();
-    s.remove(&alice[0]).await.unwrap();
-    assert_eq!(s.user_sessions("alice", 2, &p).await.unwrap().len(), 2);
-    assert!(s.user_sessions("nobody", 2, &p).await.unwrap().is_empty());
-    // Expired sessions are not listed.
-    assert_eq!(s.user_sessions("bob", 99, &p).await.unwrap().len(), 1);
-    assert!(s.user_sessions("bob", 100, &p).await.unwrap().is_empty());
-
-    assert_eq!(s.remove_user("alice").await.unwrap(), 2);
-    for id in &alice {
-        assert!(s.load(id, 3, &p).await.unwrap().is_none());
+    assert_eq!(tags, [laptop.log_hash()], "the other one stays");
+    assert!(s.load(&laptop, 2, &p).await.unwrap().is_some());
+    // The tag an operator copied may be in capitals.
+    let upper = laptop.log_hash().to_uppercase();
+    assert_eq!(s.end_session_tagged(&upper, 2, &p).await, Ok(true));
+    for unknown in [
+        SessionId::generate().log_hash(),
+        anon.log_hash(),
+        "not-a-tag".to_string(),
+        String::new(),
+        anon.to_base64(),
+    ] {
+        assert_eq!(
+            s.end_session_tagged(&unknown, 2, &p).await,
+            Ok(false),
+            "{unknown:?}"
+        );
     }
-    assert!(s.load(&bob, 3, &p).await.unwrap().is_some());
-    assert!(s.load(&anon, 3, &p).await.unwrap().is_some());
-    assert_eq!(s.remove_user("alice").await.unwrap(), 0);
+    assert!(s.load(&anon, 2, &p).await.unwrap().is_some());
+    // An expired session is not ended by its tag: it had ended already.
+    let late = sign_in(&*s, "carol", 10, "192.0.2.4").await;
+    assert_eq!(
+        s.end_session_tagged(&late.log_hash(), 110, &p).await,
+        Ok(false)
+    );
+}
+
+async fn expiry_takes_sessions_out_of_the_listing<S: SessionStore>(s: Arc<S>) {
+    let p = policy();
+    let idle = sign_in(&*s, "alice", 0, "192.0.2.1").await;
+    let busy = sign_in(&*s, "alice", 0, "192.0.2.2").await;
+    let mut t = 0;
+    while t + 90 < 1000 {
+        t += 90;
+        assert!(s.load(&busy, t, &p).await.unwrap().is_some());
+        let tags: Vec<String> = s
+            .sessions_of("alice", t, &p)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|x| x.tag)
+            .collect();
+        let expected = if t < 100 {
+            vec![idle.log_hash(), busy.log_hash()]
+        } else {
+            vec![busy.log_hash()]
+        };
+        let mut tags = tags;
+        tags.sort();
+        let mut expected = expected;
+        expected.sort();
+        assert_eq!(tags, expected, "at {t}");
+    }
+    assert!(
+        s.sessions_of("alice", 1000, &p).await.unwrap().is_empty(),
+        "max_lifetime ends it in the listing too"
+    );
+    assert_eq!(
+        s.end_session_tagged(&busy.log_hash(), 1000, &p).await,
+        Ok(false)
+    );
 }
 
 async fn count_counts_sessions_only<S: SessionStore>(s: Arc<S>) {
@@ -566,7 +722,10 @@ contract!(
     login_moves_the_session_to_a_new_id,
     login_without_a_live_session_starts_from_initial,
     a_login_marks_the_old_id_for_a_while,
-    users_are_listed_and_logged_out_everywhere,
+    a_users_sessions_are_listed_by_tag,
+    ending_a_users_sessions_ends_them_all,
+    one_session_ends_by_its_tag,
+    expiry_takes_sessions_out_of_the_listing,
     count_counts_sessions_only,
     concurrent_updates_lose_nothing,
     changes_match_data_change_apply,
@@ -632,4 +791,50 @@ async fn redis_marks_a_moved_id_in_its_own_key_for_a_minute() {
     assert_eq!(server.cli(&["HGETALL", &key]).trim(), "r\n7");
     let ttl: u64 = server.cli(&["TTL", &key]).trim().parse().unwrap();
     assert!(ttl > 0 && ttl <= ROTATED_FOR, "{ttl}");
+}
+
+/// Redis only: a login writes the id in its user's set and in its tag's
+/// set, both expiring with the session's lifetime; a logout, a listing
+/// that finds it dead, and an ending take it out of both.
+#[tokio::test]
+async fn redis_indexes_follow_logins_logouts_and_endings() {
+    if !redis_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Redis::start(dir.path()).await;
+    let s = RedisStore::open(&server.url(), "sg:").unwrap();
+    let p = policy();
+    let tag_key = |id: &SessionId| format!("sg:tag:{}", id.log_hash());
+    let member = |key: &str, id: &SessionId| {
+        server
+            .cli(&["ZSCORE", key, &id.to_base64()])
+            .trim()
+            .to_string()
+    };
+
+    let out = sign_in(&s, "gus", 0, "192.0.2.1").await;
+    let kept = sign_in(&s, "gus", 0, "192.0.2.2").await;
+    let ended = sign_in(&s, "gus", 0, "192.0.2.3").await;
+    assert_eq!(member(&tag_key(&out), &out), "1000");
+    let ttl: u64 = server.cli(&["TTL", &tag_key(&out)]).trim().parse().unwrap();
+    assert!(ttl > 900 && ttl <= 1000, "{ttl}");
+
+    s.remove(&out).await.unwrap();
+    assert_eq!(member("sg:user:gus", &out), "");
+    assert_eq!(server.cli(&["EXISTS", &tag_key(&out)]).trim(), "0");
+
+    assert!(
+        s.end_session_tagged(&ended.log_hash(), 1, &p)
+            .await
+            .unwrap()
+    );
+    assert_eq!(member("sg:user:gus", &ended), "");
+    assert_eq!(server.cli(&["EXISTS", &tag_key(&ended)]).trim(), "0");
+
+    // A session Redis expired by itself leaves members that the listing drops.
+    server.cli(&["DEL", &format!("sg:{}", kept.to_base64())]);
+    assert!(s.sessions_of("gus", 1, &p).await.unwrap().is_empty());
+    assert_eq!(server.cli(&["EXISTS", "sg:user:gus"]).trim(), "0");
+    assert_eq!(server.cli(&["EXISTS", &tag_key(&kept)]).trim(), "0");
 }

@@ -461,6 +461,17 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// A tracing filter: `info`, `debug`, `sessiongate=debug,info`, ...
     pub level: String,
+    /// Where the audit log goes (`audit`); off when `None`.
+    pub audit: Option<AuditTarget>,
+}
+
+/// Where `log.audit` sends its lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditTarget {
+    /// `"stdout"`: standard output, between the other log lines.
+    Stdout,
+    /// A file, appended to (created if missing).
+    File(PathBuf),
 }
 
 // ---------------------------------------------------------------------------

@@ -225,6 +225,7 @@ pub(super) struct RawAdmin {
 pub(super) struct RawLog {
     pub(super) format: Option<LogFormat>,
     pub(super) level: Option<Spanned<String>>,
+    pub(super) audit: Option<Spanned<String>>,
 }
 
 /// A duration written as a string with a unit: `"90s"`, `"30m"`, `"12h"`, `"7d"`.

@@ -2,7 +2,7 @@
 
 use std::fmt::{self, Write as _};
 
-use super::{Config, LoginSource, StoreKind};
+use super::{AuditTarget, Config, LoginSource, StoreKind};
 
 impl Config {
     /// A one-screen summary for `sessiongate check`.
@@ -135,6 +135,11 @@ impl Config {
         }
         if let Some(admin) = self.admin.listen {
             writeln!(out, "admin: http://{admin}")?;
+        }
+        match &self.log.audit {
+            Some(AuditTarget::Stdout) => writeln!(out, "audit log: stdout")?,
+            Some(AuditTarget::File(path)) => writeln!(out, "audit log: {}", path.display())?,
+            None => {}
         }
         Ok(())
     }

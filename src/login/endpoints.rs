@@ -28,6 +28,7 @@ use http_body_util::{BodyExt as _, Limited};
 use std::sync::Arc;
 
 use super::{LoginPage, PageContext, PageError, Throttle, UsersError, UsersSource, safe_next};
+use crate::audit::{Audit, Event, How};
 use crate::body::ResponseBody;
 use crate::clock::Clock;
 use crate::config::{Access, Config, LoginSource};
@@ -81,6 +82,8 @@ pub struct Visit<'a> {
     pub store: &'a AnyStore,
     /// Counters.
     pub metrics: &'a Metrics,
+    /// The audit log.
+    pub audit: &'a Audit,
     /// Time, for session lifetimes.
     pub clock: &'a Clock,
     /// Who is asking.
@@ -259,6 +262,12 @@ impl LoginDesk {
         if let Err(wait) = self.throttle.check(username, v.client.ip, Instant::now()) {
             v.metrics.logins.inc_throttled();
             tracing::warn!(client = %v.client.ip, user = %username, "login throttled");
+            v.audit.refused(
+                Event::LoginThrottled,
+                How::Form,
+                username,
+                Some(v.client.ip),
+            );
             let answer = again(StatusCode::TOO_MANY_REQUESTS, MSG_THROTTLED);
             let mut resp = self.render(v, &current, &answer, now);
             resp.headers_mut()
@@ -270,6 +279,8 @@ impl LoginDesk {
                 .record_failure(username, v.client.ip, Instant::now());
             v.metrics.logins.inc_failed();
             tracing::info!(client = %v.client.ip, user = %username, "login failed");
+            v.audit
+                .refused(Event::LoginFailed, How::Form, username, Some(v.client.ip));
             let answer = again(StatusCode::UNAUTHORIZED, MSG_INVALID);
             return Ok(self.render(v, &current, &answer, now));
         }
@@ -331,6 +342,8 @@ impl LoginDesk {
         };
         v.metrics.logins.inc_ok();
         tracing::info!(client = %v.client.ip, user = %username, session = %new_id.log_hash(), "login");
+        v.audit
+            .login(How::Form, username, Some(v.client.ip), new_id.log_tag());
         let mut resp = redirect(StatusCode::SEE_OTHER, next);
         let claims = CookieClaims {
             id: new_id,
@@ -371,6 +384,10 @@ impl LoginDesk {
                     return Err(Reject::StoreUnavailable);
                 }
                 tracing::info!(client = %client.ip, session = %c.id.log_hash(), "logout");
+                if let Some(user) = c.user() {
+                    v.audit
+                        .logout(How::Form, user, Some(client.ip), c.id.log_tag());
+                }
                 true
             }
             Ok(Found::Nothing { .. }) => true,

@@ -11,6 +11,7 @@
 //! - [`next`]: the `next` parameter, honoured only for paths on this site.
 //! - [`page`]: the built-in login page, or an operator's template.
 //! - [`metrics`]: counters of successful, failed and throttled logins.
+//! - [`departures`]: users who left the users file lose their sessions.
 //!
 //! A `POST {prefix}/login` handler uses them in this order: [`safe_next`] on
 //! `next`, [`Throttle::check`] (429 when locked, even for the right
@@ -19,6 +20,7 @@
 //! [`Throttle::record_success`] and a `303` to `next`, counting each outcome
 //! in [`LoginCounters`].
 
+pub mod departures;
 pub mod endpoints;
 pub mod metrics;
 pub mod next;
@@ -27,6 +29,7 @@ pub mod password;
 pub mod throttle;
 pub mod users;
 
+pub use departures::Departures;
 pub use metrics::LoginCounters;
 pub use next::safe_next;
 pub use page::{LoginPage, PageContext, PageError, escape_html};

@@ -140,6 +140,18 @@ impl UsersFile {
     pub fn contains(&self, user: &str) -> bool {
         self.hashes.contains_key(user)
     }
+
+    /// The users of `before` that this file no longer lists, sorted.
+    pub fn removed_since(&self, before: &UsersFile) -> Vec<String> {
+        let mut gone: Vec<String> = before
+            .hashes
+            .keys()
+            .filter(|user| !self.hashes.contains_key(*user))
+            .cloned()
+            .collect();
+        gone.sort_unstable();
+        gone
+    }
 }
 
 /// Splits `user:hash` and vets both halves; the error is the message for

@@ -95,17 +95,26 @@ impl SessionStore for AnyStore {
         delegate!(self, s => s.remove(id))
     }
 
-    async fn remove_user(&self, user: &str) -> Result<usize, StoreError> {
-        delegate!(self, s => s.remove_user(user))
-    }
-
-    async fn user_sessions(
+    async fn sessions_of(
         &self,
         user: &str,
         now: u64,
         policy: &Policy,
     ) -> Result<Vec<SessionSummary>, StoreError> {
-        delegate!(self, s => s.user_sessions(user, now, policy))
+        delegate!(self, s => s.sessions_of(user, now, policy))
+    }
+
+    async fn end_sessions_of(&self, user: &str) -> Result<usize, StoreError> {
+        delegate!(self, s => s.end_sessions_of(user))
+    }
+
+    async fn end_session_tagged(
+        &self,
+        tag: &str,
+        now: u64,
+        policy: &Policy,
+    ) -> Result<bool, StoreError> {
+        delegate!(self, s => s.end_session_tagged(tag, now, policy))
     }
 
     async fn count(&self) -> Result<usize, StoreError> {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use super::found::Current;
 use super::rules::SessionRules;
 use super::{AnyStore, CookieClaims, DataChange, NewSession, SessionId, SessionStore, StoreError};
+use crate::audit::{Audit, How};
 use crate::metrics::Metrics;
 
 /// What a backend asked of the session (its control headers).
@@ -158,6 +159,8 @@ pub struct Committer<'a> {
     pub store: &'a AnyStore,
     /// Counters.
     pub metrics: &'a Metrics,
+    /// The audit log.
+    pub audit: &'a Audit,
     /// The client's address (kept with a new session).
     pub client: IpAddr,
     /// Unix seconds.
@@ -185,6 +188,10 @@ impl Committer<'_> {
                 if let Err(e) = self.store.remove(&c.id).await {
                     self.store_failed("logout", &e);
                     return Err(CommitError("logout"));
+                }
+                if let Some(user) = c.user() {
+                    self.audit
+                        .logout(How::Backend, user, Some(self.client), c.id.log_tag());
                 }
             }
             identity = Identity::SignedOut;
@@ -266,6 +273,8 @@ impl Committer<'_> {
         match result {
             Ok(record) => {
                 Metrics::inc(&self.metrics.sessions_created);
+                self.audit
+                    .login(How::Backend, user, Some(self.client), new_id.log_tag());
                 Ok(Committed {
                     cookie: CookieOut::Set(CookieClaims {
                         id: new_id,

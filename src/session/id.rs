@@ -69,16 +69,71 @@ impl SessionId {
     }
 
     /// A short, non-reversible tag of the id for logs and the admin API:
-    /// the first 6 bytes of its SHA-256, hex.
+    /// the first 6 bytes of its SHA-256, hex (12 digits).
     pub fn log_hash(&self) -> String {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
+        self.log_tag().to_string()
+    }
+
+    /// The tag [`SessionId::log_hash`] shows, as bytes.
+    pub fn log_tag(&self) -> LogTag {
         let digest = Sha256::digest(self.0);
-        let mut tag = String::with_capacity(12);
-        for b in &digest[..6] {
-            tag.push(char::from(HEX[usize::from(b >> 4)]));
-            tag.push(char::from(HEX[usize::from(b & 0xf)]));
+        let mut tag = [0u8; TAG_LEN];
+        tag.copy_from_slice(&digest[..TAG_LEN]);
+        LogTag(tag)
+    }
+}
+
+/// Bytes of a [`LogTag`].
+pub const TAG_LEN: usize = 6;
+
+/// The short tag of a session id that logs, the audit log and the admin
+/// API show in its place: the first 6 bytes of the id's SHA-256, written
+/// as 12 lowercase hex digits. It names a session without giving anything
+/// that could act as it. Two sessions may share a tag (48 bits), which
+/// every user of tags allows for.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LogTag([u8; TAG_LEN]);
+
+impl LogTag {
+    /// Reads a tag as [`SessionId::log_hash`] writes it: exactly 12 hex
+    /// digits (either case). Anything else is `None`.
+    pub fn parse(text: &str) -> Option<LogTag> {
+        let digits = text.as_bytes();
+        if digits.len() != 2 * TAG_LEN {
+            return None;
         }
-        tag
+        let nibble = |c: u8| {
+            char::from(c)
+                .to_digit(16)
+                .and_then(|d| u8::try_from(d).ok())
+        };
+        let mut tag = [0u8; TAG_LEN];
+        for (byte, pair) in tag.iter_mut().zip(digits.chunks_exact(2)) {
+            *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
+        }
+        Some(LogTag(tag))
+    }
+
+    /// The tag as a number, for maps keyed by it.
+    pub fn as_u64(&self) -> u64 {
+        let mut wide = [0u8; 8];
+        wide[..TAG_LEN].copy_from_slice(&self.0);
+        u64::from_le_bytes(wide)
+    }
+}
+
+impl fmt::Display for LogTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in &self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for LogTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LogTag({self})")
     }
 }
 
@@ -148,5 +203,30 @@ mod tests {
     fn the_log_tag_is_the_start_of_the_sha256_in_hex() {
         // SHA-256 of 32 zero bytes: 66687aadf862bd77...
         assert_eq!(SessionId([0; 32]).log_hash(), "66687aadf862");
+    }
+
+    #[test]
+    fn log_tags_are_12_hex_digits_and_parse_back() {
+        for _ in 0..50 {
+            let id = SessionId::generate();
+            let text = id.log_hash();
+            assert_eq!(text.len(), 12);
+            assert!(
+                text.bytes()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            );
+            assert_eq!(LogTag::parse(&text), Some(id.log_tag()));
+            assert_eq!(LogTag::parse(&text.to_uppercase()), Some(id.log_tag()));
+        }
+        for bad in [
+            "",
+            "66687aadf86",
+            "66687aadf8622",
+            "66687aadf86g",
+            "+6687aadf862",
+            "66687aadf8\u{e9}",
+        ] {
+            assert_eq!(LogTag::parse(bad), None, "{bad:?}");
+        }
     }
 }

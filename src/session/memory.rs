@@ -10,6 +10,14 @@
 //! a map of their own (id and time, no data), swept with the sessions and
 //! never written to the snapshot: a restart forgets them, which only costs
 //! the few requests racing a login at that very moment.
+//!
+//! Signed-in sessions are also indexed by user and by log tag (`index.rs`),
+//! by the steps that add or take them, never by a request that only reads
+//! or updates its session. The index is not in the snapshot either: a
+//! restore rebuilds it as it inserts the sessions, so a snapshot written
+//! before the index existed loads as any other.
+
+mod index;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -19,11 +27,12 @@ use std::sync::{Arc, Mutex};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
+use self::index::UserIndex;
 use super::data::DataChange;
-use super::id::{IdHashBuilder, SessionId};
+use super::id::{IdHashBuilder, LogTag, SessionId};
 use super::store::{
     Lookup, NewSession, Policy, ROTATED_FOR, SessionRecord, SessionStore, SessionSummary,
-    StoreError, check_size,
+    StoreError, check_size, oldest_first,
 };
 
 /// How many independently locked parts the map has. Many small parts keep
@@ -59,6 +68,8 @@ pub struct MemoryStore {
     /// the map, in which case the newest logins go unmarked (they then
     /// lose only the protection of their racing requests).
     rotated: DashMap<SessionId, u64, IdHashBuilder>,
+    /// Signed-in sessions by user and by log tag.
+    index: UserIndex,
 }
 
 impl Default for MemoryStore {
@@ -70,6 +81,7 @@ impl Default for MemoryStore {
             changes: AtomicU64::default(),
             size: AtomicUsize::default(),
             rotated: DashMap::default(),
+            index: UserIndex::default(),
         }
     }
 }
@@ -94,12 +106,32 @@ impl MemoryStore {
     pub fn sweep(&self, now: u64, policy: &Policy) -> usize {
         self.rotated.retain(|_, at| still_rotated(*at, now));
         let before = self.map.len();
-        self.map.retain(|_, r| !r.is_expired(now, policy));
+        let mut signed_in = Vec::new();
+        self.map.retain(|id, r| {
+            let expired = r.is_expired(now, policy);
+            if expired {
+                if let Some(user) = &r.user {
+                    signed_in.push((*id, user.clone()));
+                }
+            }
+            !expired
+        });
+        // After the pass: the index is never locked while the map is.
+        for (id, user) in &signed_in {
+            self.index.remove(user, id);
+        }
         let removed = before.saturating_sub(self.recount());
         if removed > 0 {
             self.changed();
         }
         removed
+    }
+
+    /// Keeps the index after `record` left the map under `id`.
+    fn unindex(&self, id: &SessionId, record: &SessionRecord) {
+        if let Some(user) = &record.user {
+            self.index.remove(user, id);
+        }
     }
 
     /// A number that changes whenever the store does (not a count).
@@ -144,8 +176,17 @@ impl MemoryStore {
     }
 
     /// Inserts a session as it was (snapshot loading).
+    /// Signed-in sessions are indexed as they go in: a restore rebuilds
+    /// the index from the sessions themselves.
     pub fn insert(&self, id: SessionId, record: SessionRecord) {
+        let user = record.user.clone();
         let previous = self.map.insert(id, Box::new(record));
+        if let Some(previous) = &previous {
+            self.unindex(&id, previous);
+        }
+        if let Some(user) = &user {
+            self.index.add(user, id);
+        }
         self.added(previous.is_none());
         self.changed();
     }
@@ -202,7 +243,10 @@ impl MemoryStore {
             }
         }
         for (_, _, Reverse(id)) in worst {
-            self.map.remove(&SessionId::from_bytes(id));
+            let id = SessionId::from_bytes(id);
+            if let Some((id, record)) = self.map.remove(&id) {
+                self.unindex(&id, &record);
+            }
         }
         self.recount();
         self.changed();
@@ -258,7 +302,8 @@ impl SessionStore for MemoryStore {
                     drop(r);
                     let removed = self.map.remove_if(id, |_, r| r.is_expired(now, policy));
                     self.removed(removed.is_some());
-                    if removed.is_some() {
+                    if let Some((id, record)) = &removed {
+                        self.unindex(id, record);
                         self.changed();
                     }
                     return Ok(Lookup::Absent);
@@ -298,8 +343,9 @@ impl SessionStore for MemoryStore {
         match self.map.entry(*id) {
             Entry::Occupied(mut e) => {
                 if e.get().is_expired(now, policy) {
-                    e.remove();
+                    let (id, record) = e.remove_entry();
                     self.removed(true);
+                    self.unindex(&id, &record);
                     return Err(StoreError::Gone);
                 }
                 let data = change.apply(&e.get().data);
@@ -341,7 +387,7 @@ impl SessionStore for MemoryStore {
         // lock, so that no update of it lands in between and none can
         // create it again afterwards; the result is checked before anything
         // changes, so a refused update leaves everything as it was.
-        let (data, old_ip) = match old {
+        let (data, old_ip, replaced) = match old {
             Some(o) => match self.map.entry(*o) {
                 Entry::Occupied(e) => {
                     let live = !e.get().is_expired(now, policy);
@@ -351,32 +397,43 @@ impl SessionStore for MemoryStore {
                     self.mark_rotated(o, now, policy);
                     let (_, previous) = e.remove_entry();
                     self.removed(true);
-                    (data, previous.ip.filter(|_| live))
+                    let ip = previous.ip.filter(|_| live);
+                    (data, ip, Some(previous))
                 }
                 Entry::Vacant(v) => {
                     let data = change.apply(seed.initial);
                     check_size(&data, policy)?;
                     self.mark_rotated(o, now, policy);
                     drop(v);
-                    (data, None)
+                    (data, None, None)
                 }
             },
             None => {
                 let data = change.apply(seed.initial);
                 check_size(&data, policy)?;
-                (data, None)
+                (data, None, None)
             }
         };
+        // A signed-in session that logs in again leaves its user's index.
+        if let (Some(o), Some(previous)) = (old, &replaced) {
+            self.unindex(o, previous);
+        }
         self.make_room(now, policy);
         self.changed();
+        let user: Arc<str> = Arc::from(user);
         let record = SessionRecord {
             created: now,
             last_seen: now,
-            user: Some(Arc::from(user)),
+            user: Some(user.clone()),
             data: self.data(data),
             ip: seed.ip.or(old_ip),
         };
         let previous = self.map.insert(*new, Box::new(record.clone()));
+        if let Some(previous) = &previous {
+            self.unindex(new, previous);
+        }
+        // Indexed once in the map (see index.rs for why in this order).
+        self.index.add(&user, *new);
         self.added(previous.is_none());
         Ok(record)
     }
@@ -385,36 +442,70 @@ impl SessionStore for MemoryStore {
         self.rotated.remove(id);
         let removed = self.map.remove(id);
         self.removed(removed.is_some());
-        if removed.is_some() {
+        if let Some((id, record)) = &removed {
+            self.unindex(id, record);
             self.changed();
         }
         Ok(())
     }
 
-    async fn remove_user(&self, user: &str) -> Result<usize, StoreError> {
-        let before = self.map.len();
-        self.map.retain(|_, r| r.user.as_deref() != Some(user));
-        self.changed();
-        Ok(before.saturating_sub(self.recount()))
-    }
-
-    async fn user_sessions(
+    async fn sessions_of(
         &self,
         user: &str,
         now: u64,
         policy: &Policy,
     ) -> Result<Vec<SessionSummary>, StoreError> {
-        Ok(self
-            .map
+        let mut listed: Vec<SessionSummary> = self
+            .index
+            .ids_of(user)
             .iter()
-            .filter(|e| {
-                e.value().user.as_deref() == Some(user) && !e.value().is_expired(now, policy)
+            .filter_map(|id| {
+                let r = self.map.get(id)?;
+                let live = r.user.as_deref() == Some(user) && !r.is_expired(now, policy);
+                live.then(|| SessionSummary::of(id, &r, policy))
             })
-            .map(|e| SessionSummary {
-                id: *e.key(),
-                record: SessionRecord::clone(e.value()),
-            })
-            .collect())
+            .collect();
+        oldest_first(&mut listed);
+        Ok(listed)
+    }
+
+    async fn end_sessions_of(&self, user: &str) -> Result<usize, StoreError> {
+        let mut ended = 0;
+        for id in self.index.take_user(user) {
+            let removed = self
+                .map
+                .remove_if(&id, |_, r| r.user.as_deref() == Some(user));
+            self.removed(removed.is_some());
+            ended += usize::from(removed.is_some());
+            self.index.forget_tag(&id);
+        }
+        if ended > 0 {
+            self.changed();
+        }
+        Ok(ended)
+    }
+
+    async fn end_session_tagged(
+        &self,
+        tag: &str,
+        now: u64,
+        policy: &Policy,
+    ) -> Result<bool, StoreError> {
+        let Some(tag) = LogTag::parse(tag) else {
+            return Ok(false);
+        };
+        let mut ended = false;
+        for id in self.index.ids_tagged(tag) {
+            // An expired session goes too, but was not ended by this call.
+            let Some((id, record)) = self.map.remove_if(&id, |_, r| r.user.is_some()) else {
+                continue;
+            };
+            self.removed(true);
+            self.changed();
+            self.unindex(&id, &record);
+            ended |= !record.is_expired(now, policy);
+        }
+        Ok(ended)
     }
 
     async fn count(&self) -> Result<usize, StoreError> {
@@ -538,7 +629,7 @@ mod tests {
         s.remove(&ids[1]).await.unwrap();
         s.remove(&ids[1]).await.unwrap();
         counted(&s);
-        assert_eq!(s.remove_user("ann").await.unwrap(), 2);
+        assert_eq!(s.end_sessions_of("ann").await.unwrap(), 2);
         counted(&s);
         // Expired sessions met by a load, an update, then the sweep.
         let late = 2 + 39 + p.idle_timeout;
@@ -563,6 +654,64 @@ mod tests {
         );
         counted(&s);
         assert_eq!(s.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_index_follows_every_way_a_signed_in_session_leaves() {
+        let s = MemoryStore::new();
+        let p = Policy {
+            max_sessions: 4,
+            ..policy()
+        };
+        let none = DataChange::default();
+        let sign_in = |user: &'static str, at: u64| {
+            let (s, none) = (&s, &none);
+            async move {
+                let id = SessionId::generate();
+                s.login(None, &id, user, none, seed(at), at, &p)
+                    .await
+                    .unwrap();
+                id
+            }
+        };
+        // Logout, and a login that replaces a signed-in session.
+        let a = sign_in("ann", 0).await;
+        s.remove(&a).await.unwrap();
+        let b = sign_in("ann", 0).await;
+        s.login(
+            Some(&b),
+            &SessionId::generate(),
+            "ann",
+            &none,
+            seed(1),
+            1,
+            &p,
+        )
+        .await
+        .unwrap();
+        assert_eq!((s.index.users(), s.index.tagged()), (1, 1));
+        // Expiry met by a lookup, by an update, and by the sweep.
+        let c = sign_in("cat", 0).await;
+        let d = sign_in("dan", 0).await;
+        assert!(s.load(&c, 100, &p).await.unwrap().is_none());
+        assert!(s.update(&d, &set("n", "1"), None, 100, &p).await.is_err());
+        assert_eq!(s.index.tagged(), 1);
+        s.sweep(101, &p);
+        assert_eq!((s.index.users(), s.index.tagged()), (0, 0));
+        // Eviction, once the store is full of signed-in sessions.
+        for at in 200..210 {
+            sign_in("eve", at).await;
+            assert!(s.len() <= 4);
+        }
+        assert_eq!(s.index.tagged(), s.len(), "only what the map holds");
+        // A restore indexes what it inserts.
+        let restored = MemoryStore::new();
+        for (id, record) in s.entries() {
+            restored.insert(id, record);
+        }
+        assert_eq!(restored.index.tagged(), s.len());
+        assert_eq!(restored.end_sessions_of("eve").await.unwrap(), s.len());
+        assert_eq!((restored.index.users(), restored.index.tagged()), (0, 0));
     }
 
     #[tokio::test]

@@ -20,8 +20,11 @@ pub use commit::{Committed, Committer, CookieOut, Hold, Identity, SessionChange}
 pub use cookie::{CookieClaims, CookieJar, Signer};
 pub use data::DataChange;
 pub use found::{Current, Found};
-pub use id::SessionId;
+pub use id::{LogTag, SessionId};
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 pub use rules::SessionRules;
-pub use store::{Lookup, NewSession, Policy, ROTATED_FOR, SessionRecord, SessionStore, StoreError};
+pub use store::{
+    Lookup, NewSession, Policy, ROTATED_FOR, SessionRecord, SessionStore, SessionSummary,
+    StoreError,
+};

@@ -143,13 +143,39 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// A summary of one session for the admin API.
-#[derive(Debug, Clone)]
+/// One signed-in session as the admin API lists it: what it is (its tag,
+/// never its id) and what the store knows of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionSummary {
-    /// The id (shown hashed).
-    pub id: SessionId,
-    /// The record.
-    pub record: SessionRecord,
+    /// The session's log tag ([`SessionId::log_hash`]): 12 hex digits.
+    pub tag: String,
+    /// When the session was created (the login), unix seconds.
+    pub created: u64,
+    /// When the store last saw it: the last refresh of its idle deadline,
+    /// so at most `touch_interval` behind the last request.
+    pub last_seen: u64,
+    /// When it ends if nothing touches it again, unix seconds.
+    pub expires: u64,
+    /// The client IP it was created from.
+    pub client: Option<IpAddr>,
+}
+
+impl SessionSummary {
+    /// The summary of the session `id` holding `record`.
+    pub fn of(id: &SessionId, record: &SessionRecord, policy: &Policy) -> Self {
+        SessionSummary {
+            tag: id.log_hash(),
+            created: record.created,
+            last_seen: record.last_seen,
+            expires: record.expires_at(policy),
+            client: record.ip,
+        }
+    }
+}
+
+/// Puts a listing in a stable order: oldest login first.
+pub fn oldest_first(sessions: &mut [SessionSummary]) {
+    sessions.sort_unstable_by(|a, b| (a.created, &a.tag).cmp(&(b.created, &b.tag)));
 }
 
 /// A place to keep sessions. Implemented by the memory store and Redis.
@@ -214,16 +240,34 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Ending one that does not exist is not an error.
     fn remove(&self, id: &SessionId) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Ends every session of `user`; returns how many ended.
-    fn remove_user(&self, user: &str) -> impl Future<Output = Result<usize, StoreError>> + Send;
-
-    /// Lists the live sessions of `user`.
-    fn user_sessions(
+    /// Lists the live sessions of `user`, oldest login first ("where am I
+    /// signed in"). Only signed-in sessions have a user; the listing
+    /// drops whatever the store's index still names but is gone.
+    fn sessions_of(
         &self,
         user: &str,
         now: u64,
         policy: &Policy,
     ) -> impl Future<Output = Result<Vec<SessionSummary>, StoreError>> + Send;
+
+    /// Ends every session of `user` ("log out everywhere"); returns how many
+    /// ended. Each one's next request, on any instance that shares the
+    /// store, finds no session.
+    fn end_sessions_of(&self, user: &str)
+    -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// Ends the signed-in session whose log tag is `tag` (as
+    /// [`SessionSummary::tag`] and the logs show it); `false` when no live
+    /// signed-in session has it (a tag that is not 12 hex digits included).
+    /// Anonymous sessions are not found by tag: they hold no sign-in to
+    /// take back, and no index names them. Should two sessions share a
+    /// tag, both end.
+    fn end_session_tagged(
+        &self,
+        tag: &str,
+        now: u64,
+        policy: &Policy,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Number of stored sessions (marks of moved ids are not sessions).
     fn count(&self) -> impl Future<Output = Result<usize, StoreError>> + Send;

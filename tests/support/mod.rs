@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod form;
 pub mod process;
 pub mod site;
 

@@ -3,13 +3,14 @@
 //!
 //! On one Redis server (or when `key_prefix` holds a hash tag such as
 //! `"{sg}:"`, which puts every key in one slot) a login is one script over
-//! the old key, the new key and the user's set. In a cluster the two ids
-//! hash to different slots, which no script may span, so the move takes
-//! three steps, ordered so that a failure between them can only log the
-//! visitor out, never leave two live sessions or a session the index does
-//! not know:
+//! the old key, the new key, the user's set and the set of the new id's
+//! tag. In a cluster the keys hash to different slots, which no script may
+//! span, so the move takes three steps, ordered so that a failure between
+//! them can only log the visitor out, never leave two live sessions or a
+//! session the indexes do not know:
 //!
-//! 1. add the new id to the user's set (a dangling member is harmless);
+//! 1. add the new id to the user's set, then to its tag's set (a dangling
+//!    member is harmless);
 //! 2. on the old key's node: apply the change, check its size, replace the
 //!    old session by the mark of a moved id and return its data (nothing
 //!    changes if it is too large);
@@ -53,13 +54,14 @@ impl RedisStore {
     ) -> Result<SessionRecord, StoreError> {
         let new_key = self.session_key(login.new);
         let index = self.user_key(login.user);
+        let tagged = self.tag_key(&login.new.log_tag());
         let old_key = login.old.map(|o| self.session_key(o));
         let member = login.new.to_base64();
         let reply = self
             .conn
             .run(|mut c| async move {
                 let mut inv = self.scripts.login.prepare_invoke();
-                inv.key(&new_key).key(&index);
+                inv.key(&new_key).key(&index).key(&tagged);
                 if let Some(old_key) = &old_key {
                     inv.key(old_key);
                 }
@@ -81,18 +83,25 @@ impl RedisStore {
         &self,
         login: Login<'_>,
     ) -> Result<SessionRecord, StoreError> {
-        let index = self.user_key(login.user);
         let member = login.new.to_base64();
-        self.conn
-            .run(|mut c| async move {
-                let mut inv = self.scripts.login_index.prepare_invoke();
-                inv.key(&index)
-                    .arg(&member)
-                    .arg(login.now)
-                    .arg(login.policy.max_lifetime);
-                inv.invoke_async::<Value>(&mut c).await
-            })
-            .await?;
+        for index in [
+            self.user_key(login.user),
+            self.tag_key(&login.new.log_tag()),
+        ] {
+            self.conn
+                .run(|mut c| {
+                    let (index, member) = (&index, &member);
+                    async move {
+                        let mut inv = self.scripts.login_index.prepare_invoke();
+                        inv.key(index)
+                            .arg(member)
+                            .arg(login.now)
+                            .arg(login.policy.max_lifetime);
+                        inv.invoke_async::<Value>(&mut c).await
+                    }
+                })
+                .await?;
+        }
         let seed_ip = ip_arg(login.seed.ip);
         // `None`: step 2 already applied the change.
         let (base, ip, put_change) = match login.old {

@@ -10,7 +10,15 @@
 //!                                       r the time of that login (TTL ROTATED_FOR)
 //! {key_prefix}user:{user}         sorted set: the base64url ids of the user's sessions,
 //!                                 scored by the end of their absolute lifetime
+//! {key_prefix}tag:{tag}           sorted set, the same for the ids whose log tag
+//!                                 (SessionId::log_hash) is {tag}: almost always one
 //! ```
+//!
+//! The tag's set lets an operator end one session by the tag the logs and
+//! the admin listing show, without the id: a direct lookup, where finding
+//! the tag otherwise would mean a SCAN of every key on every node and a
+//! hash of each id. It is written by the login, in the same script as the
+//! user's set (or the same first step in a cluster), and expires like it.
 //!
 //! The mark of a moved id lives in the old session's own key, so it is read
 //! by the same HMGET as the session (a plain request pays nothing for it),
@@ -44,7 +52,8 @@
 //! record.rs       script arguments out; hash fields and replies -> SessionRecord
 //! scripts.rs      the Lua scripts, from lua/*.lua
 //! login.rs        login in one script, or in three steps in a cluster
-//! user_index.rs   each user's set of ids: log out everywhere, list
+//! user_index.rs   each user's and each tag's set of ids: log out
+//!                 everywhere, list, end by tag, and logout's cleanup
 //! count.rs        counting sessions, node by node
 //! ```
 
@@ -67,7 +76,7 @@ use self::record::{
 };
 use self::scripts::Scripts;
 use super::data::DataChange;
-use super::id::SessionId;
+use super::id::{LogTag, SessionId};
 use super::store::{
     Lookup, NewSession, Policy, ROTATED_FOR, SessionRecord, SessionStore, SessionSummary,
     StoreError,
@@ -120,6 +129,11 @@ impl RedisStore {
     /// The key of a user's set of session ids.
     fn user_key(&self, user: &str) -> String {
         format!("{}user:{user}", self.prefix)
+    }
+
+    /// The key of the set of session ids whose log tag is `tag`.
+    fn tag_key(&self, tag: &LogTag) -> String {
+        format!("{}tag:{tag}", self.prefix)
     }
 }
 
@@ -240,23 +254,32 @@ impl SessionStore for RedisStore {
     }
 
     async fn remove(&self, id: &SessionId) -> Result<(), StoreError> {
-        let key = self.session_key(id);
-        self.conn
-            .run(|mut c| async move { redis::cmd("DEL").arg(&key).query_async::<()>(&mut c).await })
-            .await
+        self.end_one(id).await
     }
 
-    async fn remove_user(&self, user: &str) -> Result<usize, StoreError> {
-        self.end_sessions_of(user).await
-    }
-
-    async fn user_sessions(
+    async fn sessions_of(
         &self,
         user: &str,
         now: u64,
         policy: &Policy,
     ) -> Result<Vec<SessionSummary>, StoreError> {
         self.live_sessions_of(user, now, policy).await
+    }
+
+    async fn end_sessions_of(&self, user: &str) -> Result<usize, StoreError> {
+        self.end_all_of(user).await
+    }
+
+    async fn end_session_tagged(
+        &self,
+        tag: &str,
+        now: u64,
+        policy: &Policy,
+    ) -> Result<bool, StoreError> {
+        match LogTag::parse(tag) {
+            Some(tag) => self.end_tagged(&tag, now, policy).await,
+            None => Ok(false),
+        }
     }
 
     async fn count(&self) -> Result<usize, StoreError> {

@@ -2,8 +2,8 @@
 //! into the binary and hashed once.
 //!
 //! Each file opens with what it does, its KEYS and ARGV, and what it
-//! returns. All but `drop_if_user.lua` run behind `common.lua`, the
-//! functions they share, and behind the one constant they share with Rust,
+//! returns. All but `drop_if_user.lua` and `end.lua` run behind
+//! `common.lua`, the functions they share, and behind the one constant they share with Rust,
 //! [`ROTATED_FOR`].
 
 use redis::Script;
@@ -29,6 +29,10 @@ pub(super) struct Scripts {
     pub(super) login_put: Script,
     /// `lua/drop_if_user.lua`: ends a session if it belongs to a user.
     pub(super) drop_if_user: Script,
+    /// `lua/end.lua`: ends a session (a logout) and says whose it was.
+    pub(super) end: Script,
+    /// `lua/end_if_live.lua`: ends a live signed-in session, named by tag.
+    pub(super) end_if_live: Script,
 }
 
 impl Scripts {
@@ -44,6 +48,8 @@ impl Scripts {
             login_take: with_common(include_str!("lua/login_2_take.lua")),
             login_put: with_common(include_str!("lua/login_3_put.lua")),
             drop_if_user: Script::new(include_str!("lua/drop_if_user.lua")),
+            end: Script::new(include_str!("lua/end.lua")),
+            end_if_live: with_common(include_str!("lua/end_if_live.lua")),
         }
     }
 }

@@ -1,4 +1,5 @@
--- common.lua: the functions every script but drop_if_user.lua shares.
+-- common.lua: the functions every script but drop_if_user.lua and end.lua
+-- shares.
 --
 -- Not a script of its own: scripts.rs writes `local ROTATED_FOR = <seconds>`
 -- (the one constant shared with Rust) in front of it and a script's body
@@ -117,8 +118,9 @@ local function put(key, now, idle, life, user, data, ip)
   return {'ok', now, now, data, user, ip ~= '' and ip or false}
 end
 
--- Adds an id to a user's set, drops the ids whose absolute lifetime is
--- over, and keeps the set until every session in it has ended.
+-- Adds an id to a user's set (or a tag's set), drops the ids whose
+-- absolute lifetime is over, and keeps the set until every session in it
+-- has ended.
 local function index(key, id, now, life)
   redis.call('ZADD', key, now + life, id)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now)

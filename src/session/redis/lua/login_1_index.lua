@@ -1,8 +1,9 @@
--- login_1_index.lua: step 1 of a login in a Redis Cluster, on the node of
--- the user's set: adds the new id to it. Should a later step fail, the
--- member points at no session, which is harmless: listings drop it.
+-- login_1_index.lua: step 1 of a login in a Redis Cluster, run twice: on
+-- the node of the user's set, and on the node of the set of the new id's
+-- tag, adding the new id to each. Should a later step fail, the member
+-- points at no session, which is harmless: listings drop it.
 --
--- KEYS[1]  the user's set
+-- KEYS[1]  the user's set, or the tag's set
 -- ARGV     new id (base64url), now, max_lifetime
 --
 -- Returns  {'ok'}.
