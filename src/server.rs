@@ -539,10 +539,8 @@ async fn sweep_loop(gate: Arc<Gate>, mut stop: watch::Receiver<bool>) {
         let removed = tokio::task::spawn_blocking(move || store.sweep(now, &policy))
             .await
             .unwrap_or(0);
+        // The store counts them, for `sessions_ended_total{reason="expired"}`.
         if removed > 0 {
-            gate.metrics
-                .sessions_expired
-                .fetch_add(removed as u64, std::sync::atomic::Ordering::Relaxed);
             tracing::debug!(removed, "expired sessions swept");
         }
     }

@@ -375,6 +375,7 @@ impl LoginDesk {
                     v.store_failed("logout", &e);
                     return Err(Reject::StoreUnavailable);
                 }
+                Metrics::inc(&v.metrics.sessions_logged_out);
                 tracing::info!(client = %client.ip, session = %c.id.log_hash(), "logout");
                 true
             }

@@ -186,6 +186,7 @@ impl Committer<'_> {
                     self.store_failed("logout", &e);
                     return Err(CommitError("logout"));
                 }
+                Metrics::inc(&self.metrics.sessions_logged_out);
             }
             identity = Identity::SignedOut;
             if change.login.is_none() {
