@@ -1737,14 +1737,25 @@ fn validate_admin(raw: RawAdmin, r: &mut Reporter<'_>) -> Option<AdminConfig> {
     let mut ok = true;
     let listen = raw
         .listen
+        .as_ref()
         .and_then(|l| match parse_socket_addr(l.get_ref()) {
             Ok(a) => Some(a),
             Err(e) => {
-                r.span(&l, e);
+                r.span(l, e);
                 ok = false;
                 None
             }
         });
+    // Without a token, anyone who can reach the listener may end sessions.
+    if let (Some(addr), Some(l), None) = (listen, &raw.listen, &raw.token) {
+        if !addr.ip().is_loopback() {
+            r.span(
+                l,
+                "admin.listen is not a loopback address: set admin.token as well",
+            );
+            ok = false;
+        }
+    }
     let token = raw.token.and_then(|t| match resolve_secret(t.get_ref()) {
         Ok(v) if v.is_empty() => {
             r.span(&t, "admin.token must not be empty");

@@ -323,6 +323,8 @@ impl LoginDesk {
         {
             Ok(record) => {
                 v.metrics.logins.inc_ok();
+                // A new id, as a backend's login gets in `session::commit`.
+                Metrics::inc(&v.metrics.sessions_created);
                 tracing::info!(client = %client.ip, user = %username, session = %new_id.log_hash(), "login");
                 let mut resp = redirect(StatusCode::SEE_OTHER, &next);
                 let claims = CookieClaims {
