@@ -670,7 +670,7 @@ async fn a_real_prometheus_scrapes_the_admin_listener() {
     let mut prometheus = Proc::spawn(command, dir.path(), "prometheus");
     prometheus.wait_listening(web).await;
 
-    let query = |q: &'static str| {
+    let query = |q: String| {
         let url = format!("http://{web}/api/v1/query?query={q}");
         async move {
             let Ok(resp) = client().get(url).send().await else {
@@ -683,7 +683,7 @@ async fn a_real_prometheus_scrapes_the_admin_listener() {
     };
     let deadline = Instant::now() + SCRAPE_BUDGET;
     loop {
-        let up = query("up").await;
+        let up = query("up".into()).await;
         if up["data"]["result"][0]["value"][1] == "1" {
             break;
         }
@@ -703,11 +703,60 @@ async fn a_real_prometheus_scrapes_the_admin_listener() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let requests = query("sessiongate_requests_total").await;
+    let requests = query("sessiongate_requests_total".into()).await;
     let series = &requests["data"]["result"][0];
     assert_eq!(series["metric"]["route"], "/", "{requests}");
     assert_eq!(series["metric"]["status"], "502", "{requests}");
     assert_eq!(series["value"][1], "1", "{requests}");
+
+    // Every query of the example dashboard is one Prometheus takes, over
+    // metrics it has.
+    for expr in dashboard_queries() {
+        let q = expr
+            .replace("$__rate_interval", "1m")
+            .replace("$job", ".*")
+            .replace("$instance", ".*");
+        let encoded: String = form_urlencoded::byte_serialize(q.as_bytes()).collect();
+        let answer = query(encoded).await;
+        assert_eq!(answer["status"], "success", "{q}: {answer}");
+    }
+}
+
+/// The queries of `examples/grafana/sessiongate.json`.
+fn dashboard_queries() -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/grafana/sessiongate.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter())
+        .map(|t| t["expr"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_example_dashboard_names_only_metrics_that_exist() {
+    let proxy = Proxy::start(&config(
+        &[("/", "http://127.0.0.1:9", "public")],
+        &admin_section(None),
+    ))
+    .await;
+    client().get(proxy.url("/x")).send().await.unwrap();
+    let text = scrape(admin_addr(&proxy), None).await;
+    let queries = dashboard_queries();
+    assert!(queries.len() >= 5);
+    for expr in queries {
+        for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("sessiongate_") || word.starts_with("process_") {
+                assert!(
+                    text.lines().any(|l| l.starts_with(word)),
+                    "{word} (in {expr}) is not in /metrics"
+                );
+            }
+        }
+    }
 }
 
 // The sessions API needs the store's listing and revocation (issue 13,
