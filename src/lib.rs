@@ -28,6 +28,9 @@
 //! body            stream the response; when it ends:
 //!   access_log      the access log line
 //!   logging         log lines buffered in memory, written out by one thread
+//!
+//! admin           its own listener (admin.listen): /healthz /readyz
+//!                 /metrics (the counters of `metrics`) /sessions
 //! ```
 //!
 //! Below them: `config` (TOML to a validated `Config`; imports nothing of
@@ -57,6 +60,7 @@
 pub mod accept;
 pub mod access;
 pub mod access_log;
+pub mod admin;
 pub mod audit;
 pub mod body;
 pub mod canonical;

@@ -267,6 +267,9 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
     for addr in &running.addrs {
         tracing::info!(%addr, "listening");
     }
+    if let Some(addr) = running.admin_addr {
+        tracing::info!(%addr, "admin listener");
+    }
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -299,8 +302,16 @@ fn reload_config(path: &std::path::Path, gate: &sessiongate::proxy::Gate) {
             return;
         }
     };
+    let admin_before = gate.setup().config.admin.listen;
     match sessiongate::setup::Setup::build(config) {
         Ok(rt) => {
+            if rt.config.admin.listen != admin_before {
+                // Like server.tls: listeners are bound once, at start.
+                tracing::warn!(
+                    "admin.listen changed; the admin listener keeps its address until a restart \
+                     (its token, if changed, applies now)"
+                );
+            }
             gate.swap_setup(rt);
             tracing::info!(config = %path.display(), "config reloaded");
         }

@@ -37,7 +37,7 @@ use crate::config::Access;
 use crate::forward::Hop;
 use crate::forwarded::{self, ClientInfo, ConnInfo};
 use crate::login::endpoints::Visit;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RouteMeter};
 use crate::respond::{self, Reject};
 use crate::session::commit::held_back;
 use crate::session::{
@@ -73,6 +73,8 @@ struct Exchange<'a> {
     now: u64,
     /// The route's log label (`-` until a route matched).
     route: Arc<str>,
+    /// The route's request counters (those of "no route" until one matched).
+    meter: &'a RouteMeter,
     user: Option<Arc<str>>,
     session: Option<SessionId>,
 }
@@ -87,11 +89,13 @@ enum Admitted {
 
 impl Gate {
     /// A gate over `setup` and `store`, with the audit log off.
-    pub fn new(setup: Setup, store: AnyStore, clock: Clock) -> Self {
+    pub fn new(mut setup: Setup, store: AnyStore, clock: Clock) -> Self {
+        let metrics = Metrics::default();
+        setup.bind_meters(&metrics.routes);
         Gate {
             setup: ArcSwap::from_pointee(setup),
             store,
-            metrics: Metrics::default(),
+            metrics,
             clock,
             audit: Audit::off(),
         }
@@ -107,8 +111,10 @@ impl Gate {
         self.setup.load_full()
     }
 
-    /// Replaces the setup (SIGHUP); requests in flight finish on the old one.
-    pub fn swap_setup(&self, setup: Setup) {
+    /// Replaces the setup (SIGHUP); requests in flight finish on the old
+    /// one. Request totals run on, by route label.
+    pub fn swap_setup(&self, mut setup: Setup) {
+        setup.bind_meters(&self.metrics.routes);
         self.setup.store(Arc::new(setup));
     }
 
@@ -127,6 +133,7 @@ impl Gate {
             client,
             now: self.clock.now(),
             route: setup.no_route_label.clone(),
+            meter: setup.meters.no_route(),
             user: None,
             session: None,
         };
@@ -142,8 +149,9 @@ impl Gate {
                 Err(e.into())
             }
         };
-        let resp = result.unwrap_or_else(|reject| self.refuse(&setup, reject));
-        Metrics::inc(&self.metrics.requests);
+        let resp = result.unwrap_or_else(|reject| refuse(&setup, ex.meter, reject));
+        // Counted as the head leaves: the time to answer, not to stream the body.
+        ex.meter.observe(resp.status(), started.elapsed());
         ex.log(resp, started, method, path)
     }
 
@@ -194,6 +202,7 @@ impl Gate {
         req: Request<RequestBody>,
     ) -> Result<Response<ResponseBody>, Reject> {
         ex.route = ex.setup.builtin_label.clone();
+        ex.meter = ex.setup.meters.builtin();
         let visit = Visit {
             sessions: &ex.setup.sessions,
             store: &self.store,
@@ -341,14 +350,14 @@ impl Gate {
         }
         Ok(committed.cookie)
     }
+}
 
-    /// The response for a refusal, counting upstream failures.
-    fn refuse(&self, setup: &Setup, reject: Reject) -> Response<ResponseBody> {
-        if matches!(reject, Reject::BadGateway | Reject::GatewayTimeout) {
-            Metrics::inc(&self.metrics.upstream_errors);
-        }
-        reject.into_response(&setup.login_page)
+/// The response for a refusal, counting upstream failures on the route.
+fn refuse(setup: &Setup, meter: &RouteMeter, reject: Reject) -> Response<ResponseBody> {
+    if matches!(reject, Reject::BadGateway | Reject::GatewayTimeout) {
+        meter.upstream_error();
     }
+    reject.into_response(&setup.login_page)
 }
 
 impl<'a> Exchange<'a> {
@@ -357,6 +366,7 @@ impl<'a> Exchange<'a> {
         let host = host.and_then(|h| h.to_str().ok());
         let route = self.setup.route(host, path).ok_or(Reject::NoRoute)?;
         self.route = route.label.clone();
+        self.meter = route.meter;
         Ok(route)
     }
 
@@ -572,7 +582,14 @@ access = "login"
         let gate = gate();
         let resp = get(&gate, "/public", "*/*").await;
         assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
-        assert_eq!(Metrics::get(&gate.metrics.upstream_errors), 1);
-        assert_eq!(Metrics::get(&gate.metrics.requests), 1);
+        assert_eq!(gate.metrics.upstream_errors(), 1);
+        assert_eq!(gate.metrics.requests(), 1);
+        let setup = gate.setup();
+        let public = setup.route(None, "/public").expect("route").meter;
+        assert_eq!(public.upstream_errors(), 1);
+        assert_eq!(
+            public.statuses().collect::<Vec<_>>(),
+            [(StatusCode::BAD_GATEWAY, 1)]
+        );
     }
 }

@@ -90,6 +90,8 @@ pub struct Running {
     pub addrs: Vec<SocketAddr>,
     /// The plain-HTTP addresses that redirect to HTTPS, as bound.
     pub redirect_addrs: Vec<SocketAddr>,
+    /// The admin listener's address, as bound, when `admin.listen` is set.
+    pub admin_addr: Option<SocketAddr>,
     /// The listener's certificate, when `server.tls` is set.
     pub tls: Option<Arc<ServerCert>>,
     /// The gate, for reloads and inspection.
@@ -197,6 +199,7 @@ pub async fn start_with_clock(
     };
     let listeners = bind_all(&config.server.listen).await?;
     let redirect_listeners = bind_all(&config.server.redirect_http).await?;
+    let admin_listener = bind_all(config.admin.listen.as_slice()).await?.pop();
     let snapshotting = match (store.as_memory(), &config.store.snapshot) {
         (Some(memory), Some(path)) => Some(Snapshotting {
             store: memory.clone(),
@@ -261,6 +264,20 @@ pub async fn start_with_clock(
             shutdown.subscribe(),
         )));
     }
+    let mut admin_addr = None;
+    if let Some(listener) = admin_listener {
+        admin_addr = listener.local_addr().ok();
+        let timing = crate::admin::Timing {
+            request_header_timeout: server.request_header_timeout,
+            keepalive_timeout: server.keepalive_timeout,
+        };
+        tasks.push(tokio::spawn(crate::admin::serve(
+            listener,
+            gate.clone(),
+            timing,
+            shutdown.subscribe(),
+        )));
+    }
     if let Some(cert) = &tls {
         tasks.push(tokio::spawn(cert_watch_loop(
             gate.clone(),
@@ -279,6 +296,7 @@ pub async fn start_with_clock(
     Ok(Running {
         addrs,
         redirect_addrs,
+        admin_addr,
         tls,
         gate,
         shutdown,
@@ -547,10 +565,8 @@ async fn sweep_loop(gate: Arc<Gate>, mut stop: watch::Receiver<bool>) {
         let removed = tokio::task::spawn_blocking(move || store.sweep(now, &policy))
             .await
             .unwrap_or(0);
+        // The store counts them, for `sessions_ended_total{reason="expired"}`.
         if removed > 0 {
-            gate.metrics
-                .sessions_expired
-                .fetch_add(removed as u64, std::sync::atomic::Ordering::Relaxed);
             tracing::debug!(removed, "expired sessions swept");
         }
     }

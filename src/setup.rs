@@ -11,6 +11,7 @@ use crate::canonical;
 use crate::config::{Config, RouteConfig, Upstream};
 use crate::forward::Target;
 use crate::login::endpoints::LoginDesk;
+use crate::metrics::{RouteMeter, RouteMeters, RouteRegistry};
 use crate::session::SessionRules;
 use crate::upstream::cgi::{CgiGateway, CgiOptions};
 use crate::upstream::http::HttpUpstream;
@@ -32,6 +33,8 @@ pub struct Setup {
     pub no_route_label: Arc<str>,
     /// The label of the built-in endpoints.
     pub builtin_label: Arc<str>,
+    /// Request counters by route label (see [`Setup::bind_meters`]).
+    pub meters: RouteMeters,
     /// The session header prefix, normalised, for stripping request trailers.
     pub header_prefix: Arc<str>,
     /// Cookies, lifetimes, initial data.
@@ -71,6 +74,8 @@ pub struct Route<'a> {
     pub target: &'a Target,
     /// Its access-log label.
     pub label: &'a Arc<str>,
+    /// Its request counters.
+    pub meter: &'a RouteMeter,
 }
 
 impl Setup {
@@ -79,18 +84,22 @@ impl Setup {
         let routes = Arc::new(RouteTable::new(&config.routes));
         let targets = build_targets(&config, &routes)?;
         let login_page = config.login.login_page();
+        let route_labels: Vec<Arc<str>> = config
+            .routes
+            .iter()
+            .map(|r| Arc::from(r.path.as_str()))
+            .collect();
+        let no_route_label = Arc::from("-");
+        let builtin_label = Arc::from(config.login.prefix.as_str());
         Ok(Setup {
             sessions: SessionRules::new(&config.session, &config.store),
             login: LoginDesk::new(&config)?,
             routes,
             targets,
-            route_labels: config
-                .routes
-                .iter()
-                .map(|r| Arc::from(r.path.as_str()))
-                .collect(),
-            no_route_label: Arc::from("-"),
-            builtin_label: Arc::from(config.login.prefix.as_str()),
+            meters: RouteMeters::new(&route_labels, &no_route_label, &builtin_label),
+            route_labels,
+            no_route_label,
+            builtin_label,
             header_prefix: Arc::from(config.headers.match_prefix.as_str()),
             login_page,
             config,
@@ -105,7 +114,15 @@ impl Setup {
             config: &self.config.routes[id],
             target: &self.targets[id],
             label: &self.route_labels[id],
+            meter: self.meters.route(id).unwrap_or(self.meters.no_route()),
         })
+    }
+
+    /// Counts into the meters `registry` keeps under each route label, so
+    /// that totals run on across reloads (the gate does this as it puts a
+    /// setup in force).
+    pub fn bind_meters(&mut self, registry: &RouteRegistry) {
+        self.meters.bind(registry);
     }
 
     /// Whether `path` is one of the built-in endpoints' paths.

@@ -341,6 +341,8 @@ impl LoginDesk {
             }
         };
         v.metrics.logins.inc_ok();
+        // A new id, as a backend's login gets in `session::commit`.
+        Metrics::inc(&v.metrics.sessions_created);
         tracing::info!(client = %v.client.ip, user = %username, session = %new_id.log_hash(), "login");
         v.audit
             .login(How::Form, username, Some(v.client.ip), new_id.log_tag());
@@ -383,6 +385,7 @@ impl LoginDesk {
                     v.store_failed("logout", &e);
                     return Err(Reject::StoreUnavailable);
                 }
+                Metrics::inc(&v.metrics.sessions_logged_out);
                 tracing::info!(client = %client.ip, session = %c.id.log_hash(), "logout");
                 if let Some(user) = c.user() {
                     v.audit

@@ -189,6 +189,7 @@ impl Committer<'_> {
                     self.store_failed("logout", &e);
                     return Err(CommitError("logout"));
                 }
+                Metrics::inc(&self.metrics.sessions_logged_out);
                 if let Some(user) = c.user() {
                     self.audit
                         .logout(How::Backend, user, Some(self.client), c.id.log_tag());

@@ -70,6 +70,11 @@ pub struct MemoryStore {
     rotated: DashMap<SessionId, u64, IdHashBuilder>,
     /// Signed-in sessions by user and by log tag.
     index: UserIndex,
+    /// Sessions removed because they had expired (by the sweeper, or found
+    /// so), since the start, for `/metrics`.
+    expired: AtomicU64,
+    /// Sessions evicted to make room under `max_sessions`, since the start.
+    evicted: AtomicU64,
 }
 
 impl Default for MemoryStore {
@@ -82,6 +87,8 @@ impl Default for MemoryStore {
             size: AtomicUsize::default(),
             rotated: DashMap::default(),
             index: UserIndex::default(),
+            expired: AtomicU64::default(),
+            evicted: AtomicU64::default(),
         }
     }
 }
@@ -123,6 +130,7 @@ impl MemoryStore {
         let removed = before.saturating_sub(self.recount());
         if removed > 0 {
             self.changed();
+            self.expired.fetch_add(removed as u64, Ordering::Relaxed);
         }
         removed
     }
@@ -132,6 +140,16 @@ impl MemoryStore {
         if let Some(user) = &record.user {
             self.index.remove(user, id);
         }
+    }
+
+    /// Sessions removed because they had expired, since the start.
+    pub fn expired_total(&self) -> u64 {
+        self.expired.load(Ordering::Relaxed)
+    }
+
+    /// Sessions evicted under `max_sessions`, since the start.
+    pub fn evicted_total(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
     }
 
     /// A number that changes whenever the store does (not a count).
@@ -246,6 +264,7 @@ impl MemoryStore {
             let id = SessionId::from_bytes(id);
             if let Some((id, record)) = self.map.remove(&id) {
                 self.unindex(&id, &record);
+                self.evicted.fetch_add(1, Ordering::Relaxed);
             }
         }
         self.recount();
@@ -305,6 +324,7 @@ impl SessionStore for MemoryStore {
                     if let Some((id, record)) = &removed {
                         self.unindex(id, record);
                         self.changed();
+                        self.expired.fetch_add(1, Ordering::Relaxed);
                     }
                     return Ok(Lookup::Absent);
                 }
@@ -346,6 +366,7 @@ impl SessionStore for MemoryStore {
                     let (id, record) = e.remove_entry();
                     self.removed(true);
                     self.unindex(&id, &record);
+                    self.expired.fetch_add(1, Ordering::Relaxed);
                     return Err(StoreError::Gone);
                 }
                 let data = change.apply(&e.get().data);
@@ -758,5 +779,43 @@ mod tests {
         s.sweep(2 * ROTATED_FOR, &p);
         assert_eq!(s.rotated.len(), 0);
         assert_eq!(s.len(), 10, "the sessions stay");
+    }
+
+    #[tokio::test]
+    async fn expired_and_evicted_sessions_are_counted_apart() {
+        let s = MemoryStore::new();
+        let p = Policy {
+            max_sessions: 200,
+            ..policy()
+        };
+        let ids: Vec<SessionId> = (0..3).map(|_| SessionId::generate()).collect();
+        for id in &ids {
+            s.update(id, &set("n", "1"), Some(seed(0)), 0, &p)
+                .await
+                .unwrap();
+        }
+        let late = p.idle_timeout;
+        // One met by a lookup, one by an update, one by the sweep.
+        assert!(s.load(&ids[0], late, &p).await.unwrap().is_none());
+        assert!(
+            s.update(&ids[1], &set("n", "2"), None, late, &p)
+                .await
+                .is_err()
+        );
+        assert_eq!(s.sweep(late, &p), 1);
+        assert_eq!((s.expired_total(), s.evicted_total()), (3, 0));
+        // Past max_sessions, 1% (at least one) goes at a time.
+        for _ in 0..201 {
+            s.update(
+                &SessionId::generate(),
+                &set("n", "1"),
+                Some(seed(late)),
+                late,
+                &p,
+            )
+            .await
+            .unwrap();
+        }
+        assert_eq!((s.expired_total(), s.evicted_total()), (3, 2));
     }
 }
