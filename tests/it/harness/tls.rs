@@ -3,8 +3,6 @@
 //! HTTPS backend, a WebSocket echo backend and a backend that echoes
 //! trailers.
 
-#![allow(dead_code)]
-
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;

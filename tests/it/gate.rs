@@ -7,13 +7,11 @@
 //! through the gate; anything else is a 302/401 from the gate, a 400, or a
 //! 404, and never a 502.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use support::{Backend, Proxy, Reply, config, raw};
+use crate::harness::{Backend, Proxy, Reply, config, raw};
 use tempfile::TempDir;
 
 /// Spellings of `/members/page` that a backend decoding escapes, merging
