@@ -273,8 +273,7 @@ impl LoginDesk {
             return Ok(resp);
         }
         if !self.verify(username, form.password).await {
-            self.throttle
-                .record_failure(username, v.client.ip, now);
+            self.throttle.record_failure(username, v.client.ip, now);
             v.metrics.logins.inc_failed();
             tracing::info!(client = %v.client.ip, user = %username, "login failed");
             v.audit

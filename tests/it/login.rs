@@ -419,7 +419,7 @@ async fn users_file_is_reread_when_it_changes() {
     std::fs::write(&path, text).unwrap();
     // Polled through the proxy's users rather than by logging in: failed
     // attempts would count towards the throttle.
-    let users = s.proxy.gate().runtime().users.clone().unwrap();
+    let users = s.proxy.gate().setup().login.users.clone().unwrap();
     eventually("the proxy read the new users file", BUDGET, async || {
         users.current().contains("carol")
     })

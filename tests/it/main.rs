@@ -11,9 +11,11 @@
 
 mod harness;
 
+mod audit;
 mod browser;
 mod cgi_gateway;
 mod cli;
+mod connections;
 mod demo;
 mod docker;
 mod gate;
@@ -23,6 +25,7 @@ mod persistence;
 mod proxy;
 mod redis;
 mod redis_tls;
+mod revocation;
 mod rotation;
 mod store_contract;
 mod tls;

@@ -63,10 +63,10 @@ async fn last_seen(proxy: &Proxy, user: &str) -> Option<u64> {
     let gate = proxy.gate();
     let sessions = gate
         .store
-        .user_sessions(user, proxy.now(), &gate.runtime().policy)
+        .sessions_of(user, proxy.now(), &gate.setup().sessions.policy)
         .await
         .unwrap();
-    sessions.first().map(|s| s.record.last_seen)
+    sessions.first().map(|s| s.last_seen)
 }
 
 fn ws_request(proxy: &Proxy, cookie: Option<&str>) -> http::Request<()> {
