@@ -264,6 +264,8 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
     }
     let store = sessiongate::server::build_store(&config, &Clock::System).await?;
     let running = sessiongate::server::start(config, store).await?;
+    // One line per bound listener, with the port the OS gave for port 0:
+    // the readiness line the tests (tests/it/harness/binary.rs) wait for.
     for addr in &running.addrs {
         tracing::info!(%addr, "listening");
     }

@@ -19,8 +19,6 @@
 //! check, whose answer carries a form for the cookie the browser then has;
 //! a logout with it has nothing to end and leaves the new cookie in place.
 
-use std::time::Instant;
-
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -259,7 +257,7 @@ impl LoginDesk {
                 return Err(Reject::StoreUnavailable);
             }
         };
-        if let Err(wait) = self.throttle.check(username, v.client.ip, Instant::now()) {
+        if let Err(wait) = self.throttle.check(username, v.client.ip, now) {
             v.metrics.logins.inc_throttled();
             tracing::warn!(client = %v.client.ip, user = %username, "login throttled");
             v.audit.refused(
@@ -275,8 +273,7 @@ impl LoginDesk {
             return Ok(resp);
         }
         if !self.verify(username, form.password).await {
-            self.throttle
-                .record_failure(username, v.client.ip, Instant::now());
+            self.throttle.record_failure(username, v.client.ip, now);
             v.metrics.logins.inc_failed();
             tracing::info!(client = %v.client.ip, user = %username, "login failed");
             v.audit

@@ -19,10 +19,14 @@
 //! windows (the ones closest to expiring anyway) are dropped in a batch of a
 //! sixteenth of the capacity, so a flood of new keys does not rescan the
 //! table on every failure.
+//!
+//! Times are the proxy's clock (unix seconds, [`crate::clock::Clock`]), as
+//! for session lifetimes, so that a test moves the clock past a window
+//! instead of waiting for it.
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dashmap::DashMap;
 use sha2::{Digest, Sha256};
@@ -81,15 +85,21 @@ impl Key {
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     failures: u32,
-    window_start: Instant,
+    /// Unix seconds.
+    window_start: u64,
 }
 
 impl Entry {
-    fn expired(&self, now: Instant, window: Duration) -> bool {
-        now.saturating_duration_since(self.window_start) >= window
+    /// Time since the window opened (none if the clock went back).
+    fn age(&self, now: u64) -> Duration {
+        Duration::from_secs(now.saturating_sub(self.window_start))
     }
 
-    fn add_failure(&mut self, now: Instant, window: Duration) {
+    fn expired(&self, now: u64, window: Duration) -> bool {
+        self.age(now) >= window
+    }
+
+    fn add_failure(&mut self, now: u64, window: Duration) {
         if self.expired(now, window) {
             *self = Self {
                 failures: 1,
@@ -132,7 +142,7 @@ impl Throttle {
 
     /// `Ok` when `user` may try to log in from `ip` now; otherwise how long
     /// to wait (the longer of the user's and the address's locks).
-    pub fn check(&self, user: &str, ip: IpAddr, now: Instant) -> Result<(), RetryAfter> {
+    pub fn check(&self, user: &str, ip: IpAddr, now: u64) -> Result<(), RetryAfter> {
         let wait = [Key::user(user), Key::client(ip)]
             .into_iter()
             .filter_map(|key| self.remaining_lock(&key, now))
@@ -144,7 +154,7 @@ impl Throttle {
     }
 
     /// Counts a failed login for `user` and for `ip`.
-    pub fn record_failure(&self, user: &str, ip: IpAddr, now: Instant) {
+    pub fn record_failure(&self, user: &str, ip: IpAddr, now: u64) {
         self.add_failure(Key::user(user), now);
         self.add_failure(Key::client(ip), now);
     }
@@ -159,7 +169,7 @@ impl Throttle {
     /// Drops every entry whose window has ended. Not needed for correctness
     /// (full tables clean themselves); a caller may run it periodically to
     /// give memory back sooner.
-    pub fn purge_expired(&self, now: Instant) {
+    pub fn purge_expired(&self, now: u64) {
         self.entries
             .retain(|_, entry| !entry.expired(now, self.window));
     }
@@ -174,15 +184,15 @@ impl Throttle {
         self.entries.is_empty()
     }
 
-    fn remaining_lock(&self, key: &Key, now: Instant) -> Option<Duration> {
+    fn remaining_lock(&self, key: &Key, now: u64) -> Option<Duration> {
         let entry = *self.entries.get(key)?;
         if entry.failures < self.max_attempts || entry.expired(now, self.window) {
             return None;
         }
-        Some(self.window - now.saturating_duration_since(entry.window_start))
+        Some(self.window.saturating_sub(entry.age(now)))
     }
 
-    fn add_failure(&self, key: Key, now: Instant) {
+    fn add_failure(&self, key: Key, now: u64) {
         if let Some(mut entry) = self.entries.get_mut(&key) {
             entry.add_failure(now, self.window);
             return;
@@ -199,7 +209,7 @@ impl Throttle {
     }
 
     /// Ensures there is room for one more key. Called with `adding` held.
-    fn make_room(&self, now: Instant) {
+    fn make_room(&self, now: u64) {
         if self.entries.len() < self.capacity {
             return;
         }
@@ -208,7 +218,7 @@ impl Throttle {
         if len < self.capacity {
             return;
         }
-        let mut by_age: Vec<(Key, Instant)> = self
+        let mut by_age: Vec<(Key, u64)> = self
             .entries
             .iter()
             .map(|item| (*item.key(), item.value().window_start))
@@ -233,66 +243,66 @@ mod tests {
     use std::sync::Arc;
 
     const WINDOW: Duration = Duration::from_secs(300);
+    /// A moment on the proxy's clock, unix seconds.
+    const T0: u64 = 1_700_000_000;
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))
     }
 
-    fn secs(n: u64) -> Duration {
-        Duration::from_secs(n)
-    }
-
     #[test]
     fn locks_a_user_after_max_failures_from_any_address() {
         let throttle = Throttle::new(3, WINDOW, 100);
-        let t0 = Instant::now();
+        let t0 = T0;
         for n in 0..3 {
             assert_eq!(throttle.check("alice", ip(n), t0), Ok(()));
-            throttle.record_failure("alice", ip(n), t0 + secs(u64::from(n)));
+            throttle.record_failure("alice", ip(n), t0 + u64::from(n));
         }
-        let locked = throttle.check("alice", ip(99), t0 + secs(10)).unwrap_err();
+        let locked = throttle.check("alice", ip(99), t0 + 10).unwrap_err();
         assert_eq!(locked.seconds(), 290);
-        assert_eq!(throttle.check("bob", ip(99), t0 + secs(10)), Ok(()));
+        assert_eq!(throttle.check("bob", ip(99), t0 + 10), Ok(()));
     }
 
     #[test]
     fn locks_an_address_after_max_failures_for_any_user() {
         let throttle = Throttle::new(3, WINDOW, 100);
-        let t0 = Instant::now();
+        let t0 = T0;
         for user in ["a", "b", "c"] {
             throttle.record_failure(user, ip(7), t0);
         }
-        assert!(throttle.check("d", ip(7), t0 + secs(1)).is_err());
-        assert_eq!(throttle.check("d", ip(8), t0 + secs(1)), Ok(()));
+        assert!(throttle.check("d", ip(7), t0 + 1).is_err());
+        assert_eq!(throttle.check("d", ip(8), t0 + 1), Ok(()));
     }
 
     #[test]
     fn window_is_fixed_from_the_first_failure() {
         let throttle = Throttle::new(3, WINDOW, 100);
-        let t0 = Instant::now();
+        let t0 = T0;
         throttle.record_failure("alice", ip(1), t0);
-        throttle.record_failure("alice", ip(1), t0 + secs(200));
+        throttle.record_failure("alice", ip(1), t0 + 200);
         // The third failure comes after the first window ended: a new window.
-        throttle.record_failure("alice", ip(1), t0 + secs(301));
-        assert_eq!(throttle.check("alice", ip(1), t0 + secs(302)), Ok(()));
+        throttle.record_failure("alice", ip(1), t0 + 301);
+        assert_eq!(throttle.check("alice", ip(1), t0 + 302), Ok(()));
 
-        throttle.record_failure("alice", ip(1), t0 + secs(400));
-        throttle.record_failure("alice", ip(1), t0 + secs(500));
-        let locked = throttle.check("alice", ip(1), t0 + secs(500)).unwrap_err();
+        throttle.record_failure("alice", ip(1), t0 + 400);
+        throttle.record_failure("alice", ip(1), t0 + 500);
+        let locked = throttle.check("alice", ip(1), t0 + 500).unwrap_err();
         assert_eq!(
             locked.seconds(),
             101,
             "the lock ends with the window opened at 301 s"
         );
-        assert_eq!(throttle.check("alice", ip(1), t0 + secs(601)), Ok(()));
+        assert_eq!(throttle.check("alice", ip(1), t0 + 601), Ok(()));
     }
 
     #[test]
     fn retry_after_rounds_up_and_is_at_least_one_second() {
-        let throttle = Throttle::new(1, WINDOW, 100);
-        let t0 = Instant::now();
+        // The clock counts whole seconds: a window half a second short of
+        // WINDOW leaves the halves to round.
+        let throttle = Throttle::new(1, WINDOW - Duration::from_millis(500), 100);
+        let t0 = T0;
         throttle.record_failure("alice", ip(1), t0);
-        let nearly_over = t0 + WINDOW - Duration::from_millis(1);
+        let nearly_over = t0 + WINDOW.as_secs() - 1;
         assert_eq!(
             throttle
                 .check("alice", ip(1), nearly_over)
@@ -300,29 +310,32 @@ mod tests {
                 .seconds(),
             1
         );
-        let mid = t0 + Duration::from_millis(1500);
+        let mid = t0 + 1;
         assert_eq!(
             throttle.check("alice", ip(1), mid).unwrap_err().seconds(),
             299
         );
-        assert_eq!(throttle.check("alice", ip(1), t0 + WINDOW), Ok(()));
+        assert_eq!(
+            throttle.check("alice", ip(1), t0 + WINDOW.as_secs()),
+            Ok(())
+        );
         assert_eq!(RetryAfter::after(Duration::ZERO).seconds(), 1);
     }
 
     #[test]
     fn the_longer_lock_wins() {
         let throttle = Throttle::new(1, WINDOW, 100);
-        let t0 = Instant::now();
+        let t0 = T0;
         throttle.record_failure("alice", ip(1), t0);
-        throttle.record_failure("bob", ip(2), t0 + secs(100));
-        let both = throttle.check("alice", ip(2), t0 + secs(150)).unwrap_err();
+        throttle.record_failure("bob", ip(2), t0 + 100);
+        let both = throttle.check("alice", ip(2), t0 + 150).unwrap_err();
         assert_eq!(both.seconds(), 250);
     }
 
     #[test]
     fn success_clears_the_user_but_not_the_address() {
         let throttle = Throttle::new(3, WINDOW, 100);
-        let t0 = Instant::now();
+        let t0 = T0;
         for _ in 0..2 {
             throttle.record_failure("alice", ip(1), t0);
         }
@@ -344,7 +357,7 @@ mod tests {
     #[test]
     fn zero_max_attempts_still_throttles() {
         let throttle = Throttle::new(0, WINDOW, 100);
-        let t0 = Instant::now();
+        let t0 = T0;
         assert_eq!(throttle.check("alice", ip(1), t0), Ok(()));
         throttle.record_failure("alice", ip(1), t0);
         assert!(throttle.check("alice", ip(1), t0).is_err());
@@ -353,7 +366,7 @@ mod tests {
     #[test]
     fn ipv6_counts_per_slash_64_and_mapped_ipv4_as_ipv4() {
         let throttle = Throttle::new(2, WINDOW, 100);
-        let t0 = Instant::now();
+        let t0 = T0;
         let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
         let b: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap();
         let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
@@ -371,7 +384,7 @@ mod tests {
     #[test]
     fn long_user_names_are_distinct_and_cheap() {
         let throttle = Throttle::new(1, WINDOW, 100);
-        let t0 = Instant::now();
+        let t0 = T0;
         let long = "x".repeat(1 << 20);
         throttle.record_failure(&format!("{long}a"), ip(1), t0);
         assert!(throttle.check(&format!("{long}a"), ip(2), t0).is_err());
@@ -382,9 +395,9 @@ mod tests {
     #[test]
     fn capacity_drops_expired_entries_first() {
         let throttle = Throttle::new(1, WINDOW, 4);
-        let t0 = Instant::now();
+        let t0 = T0;
         throttle.record_failure("old", ip(1), t0);
-        let later = t0 + WINDOW + secs(1);
+        let later = t0 + WINDOW.as_secs() + 1;
         throttle.record_failure("locked", ip(2), later);
         assert_eq!(throttle.len(), 4);
         throttle.record_failure("new", ip(2), later);
@@ -399,12 +412,12 @@ mod tests {
     #[test]
     fn capacity_drops_the_oldest_when_nothing_expired() {
         let throttle = Throttle::new(1, WINDOW, 4);
-        let t0 = Instant::now();
+        let t0 = T0;
         throttle.record_failure("first", ip(1), t0);
-        throttle.record_failure("second", ip(2), t0 + secs(1));
-        throttle.record_failure("third", ip(3), t0 + secs(2));
+        throttle.record_failure("second", ip(2), t0 + 1);
+        throttle.record_failure("third", ip(3), t0 + 2);
         assert!(throttle.len() <= 4);
-        let now = t0 + secs(3);
+        let now = t0 + 3;
         assert_eq!(
             throttle.check("first", ip(9), now),
             Ok(()),
@@ -417,7 +430,7 @@ mod tests {
     #[test]
     fn capacity_holds_under_concurrent_failures() {
         let throttle = Arc::new(Throttle::new(5, WINDOW, 64));
-        let t0 = Instant::now();
+        let t0 = T0;
         let workers: Vec<_> = (0..4u8)
             .map(|worker| {
                 let throttle = Arc::clone(&throttle);
@@ -439,11 +452,11 @@ mod tests {
     #[test]
     fn purge_expired_frees_memory() {
         let throttle = Throttle::new(3, WINDOW, 100);
-        let t0 = Instant::now();
+        let t0 = T0;
         throttle.record_failure("alice", ip(1), t0);
-        throttle.purge_expired(t0 + secs(1));
+        throttle.purge_expired(t0 + 1);
         assert_eq!(throttle.len(), 2);
-        throttle.purge_expired(t0 + WINDOW);
+        throttle.purge_expired(t0 + WINDOW.as_secs());
         assert!(throttle.is_empty());
     }
 }

@@ -2,14 +2,13 @@
 //! a crash after a snapshot interval, a damaged snapshot, and a SIGTERM in
 //! the middle of a request.
 
-mod support;
-
 use std::path::Path;
 
+use crate::harness::binary::listening_addrs;
+use crate::harness::process::answers;
+use crate::harness::site::{app, sign_in, site, visit};
+use crate::harness::*;
 use sessiongate::session::snapshot;
-use support::process::{BUDGET, Gateway, answers, eventually};
-use support::site::{app, sign_in, site, visit};
-use support::*;
 
 /// The test site with a memory store saved to `snapshot`.
 fn snapshot_site(backend: &Backend, snapshot: &Path, interval: &str) -> String {
@@ -24,14 +23,19 @@ fn snapshot_site(backend: &Backend, snapshot: &Path, interval: &str) -> String {
 }
 
 /// Logs alice in and gives an anonymous visitor some data; returns both cookies.
-async fn make_sessions(gateway: &Gateway) -> (String, String) {
+async fn make_sessions(gateway: &RunningBinary) -> (String, String) {
     let alice = sign_in(&gateway.url("")).await;
     let anon = client().get(gateway.url("/remember")).send().await.unwrap();
     let anon = session_cookie(&anon).expect("the first session sets a cookie");
     (alice, anon)
 }
 
-async fn assert_sessions_survived(gateway: &Gateway, backend: &Backend, alice: &str, anon: &str) {
+async fn assert_sessions_survived(
+    gateway: &RunningBinary,
+    backend: &Backend,
+    alice: &str,
+    anon: &str,
+) {
     let base = gateway.url("");
     assert_eq!(
         visit(&base, backend, "/members/home", alice).await,
@@ -50,7 +54,7 @@ async fn graceful_restart_keeps_sessions_and_data() {
     let path = dir.path().join("data/sessions.snapshot");
     let body = snapshot_site(&backend, &path, "1h");
 
-    let first = Gateway::start(dir.path(), "first", &body).await;
+    let mut first = Binary::new(&body).start().await;
     let (alice, anon) = make_sessions(&first).await;
     assert_eq!(
         visit(&first.url(""), &backend, "/members/home", &alice)
@@ -62,7 +66,7 @@ async fn graceful_restart_keeps_sessions_and_data() {
     assert!(status.success(), "SIGTERM exits 0, got {status}");
     assert!(path.exists(), "the snapshot is written at shutdown");
 
-    let second = Gateway::start(dir.path(), "second", &body).await;
+    let mut second = Binary::new(&body).start().await;
     assert_sessions_survived(&second, &backend, &alice, &anon).await;
     assert!(second.terminate().await.success());
 }
@@ -74,23 +78,27 @@ async fn a_crash_after_one_snapshot_interval_loses_nothing() {
     let path = dir.path().join("sessions.snapshot");
     let body = snapshot_site(&backend, &path, "1s");
 
-    let mut first = Gateway::start(dir.path(), "first", &body).await;
+    let mut first = Binary::new(&body).start().await;
     let (alice, anon) = make_sessions(&first).await;
-    eventually("the periodic snapshot holds both sessions", BUDGET, || {
-        snapshot::read_file(&path)
-            .ok()
-            .flatten()
-            .is_some_and(|entries| {
-                entries.len() == 2
-                    && entries
-                        .iter()
-                        .any(|(_, r)| r.user.as_deref() == Some("alice"))
-            })
-    })
+    eventually(
+        "the periodic snapshot holds both sessions",
+        BUDGET,
+        async || {
+            snapshot::read_file(&path)
+                .ok()
+                .flatten()
+                .is_some_and(|entries| {
+                    entries.len() == 2
+                        && entries
+                            .iter()
+                            .any(|(_, r)| r.user.as_deref() == Some("alice"))
+                })
+        },
+    )
     .await;
     first.proc.kill();
 
-    let second = Gateway::start(dir.path(), "second", &body).await;
+    let second = Binary::new(&body).start().await;
     assert_sessions_survived(&second, &backend, &alice, &anon).await;
 }
 
@@ -101,7 +109,7 @@ async fn a_damaged_snapshot_stops_the_start_and_stays_as_it_was() {
     let path = dir.path().join("sessions.snapshot");
     let body = snapshot_site(&backend, &path, "1h");
 
-    let first = Gateway::start(dir.path(), "first", &body).await;
+    let mut first = Binary::new(&body).start().await;
     make_sessions(&first).await;
     assert!(first.terminate().await.success());
     let mut bytes = std::fs::read(&path).unwrap();
@@ -115,16 +123,18 @@ async fn a_damaged_snapshot_stops_the_start_and_stays_as_it_was() {
         ("garbage", b"not a snapshot at all\n".to_vec()),
     ] {
         std::fs::write(&path, &content).unwrap();
-        let mut refused = Gateway::spawn(dir.path(), name, &body);
-        let status = refused.proc.wait().await;
-        assert_eq!(status.code(), Some(2), "{name}: {}", refused.proc.output());
-        let stderr = refused.proc.stderr();
+        let refused = Binary::new(&body).run().await;
+        assert_eq!(refused.status.code(), Some(2), "{name}: {refused:?}");
+        let stderr = &refused.stderr;
         assert_eq!(stderr.lines().count(), 1, "{name}: one line: {stderr}");
         assert!(
             stderr.contains(&path.display().to_string()),
             "{name}: the message names the file: {stderr}"
         );
-        assert!(!answers(refused.addr), "{name}: nothing listens");
+        assert!(
+            listening_addrs(&refused.stdout).is_empty(),
+            "{name}: nothing listens"
+        );
         assert_eq!(
             std::fs::read(&path).unwrap(),
             content,
@@ -140,7 +150,7 @@ async fn sigterm_finishes_requests_in_flight_then_saves() {
     let path = dir.path().join("sessions.snapshot");
     let body = snapshot_site(&backend, &path, "1h");
 
-    let mut gateway = Gateway::start(dir.path(), "gateway", &body).await;
+    let mut gateway = Binary::new(&body).start().await;
     let (alice, _) = make_sessions(&gateway).await;
     let in_flight = tokio::spawn({
         let url = gateway.url("/slow");
@@ -155,13 +165,16 @@ async fn sigterm_finishes_requests_in_flight_then_saves() {
             (resp.status().as_u16(), resp.text().await.unwrap())
         }
     });
-    eventually("the slow request reached the backend", BUDGET, || {
+    eventually("the slow request reached the backend", BUDGET, async || {
         backend.seen().iter().any(|s| s.uri == "/slow")
     })
     .await;
     gateway.proc.signal(nix::sys::signal::Signal::SIGTERM);
     let addr = gateway.addr;
-    eventually("the listener closes at SIGTERM", BUDGET, || !answers(addr)).await;
+    eventually("the listener closes at SIGTERM", BUDGET, async || {
+        !answers(addr)
+    })
+    .await;
     assert!(
         !in_flight.is_finished(),
         "the request is still in flight while the listener is closed"

@@ -2,24 +2,16 @@
 //! with trailers, the HTTPS redirect listener, HTTPS upstreams, and
 //! certificates replaced while the proxy runs.
 
-mod support;
-mod tls_support;
-
-use std::time::{Duration, Instant};
-
+use crate::harness::tls::{
+    CertFiles, HttpsBackend, TestCa, client_config, get, h1_over_tls, https_client, https_url,
+    peer_leaf, tls_connect, trailer_backend,
+};
+use crate::harness::{Backend, Binary, Proxy, config, raw};
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode, Version};
 use http_body_util::{BodyExt as _, StreamBody};
 use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use support::{Backend, Proxy, config, raw};
-use tls_support::{
-    CertFiles, HttpsBackend, TestCa, client_config, get, h1_over_tls, https_client, https_url,
-    peer_leaf, tls_connect, trailer_backend,
-};
-
-/// How long a replaced certificate may take to be served.
-const RELOAD_BUDGET: Duration = Duration::from_secs(15);
 
 /// A TLS proxy with one `session` route to `backend`.
 async fn tls_proxy(files: &CertFiles, backend: &str, extra: &str) -> Proxy {
@@ -121,15 +113,19 @@ async fn the_cookie_is_secure_over_tls_and_not_over_plain_http() {
         .send()
         .await
         .unwrap();
-    let cookie = support::set_cookies(&resp)
+    let cookie = crate::harness::set_cookies(&resp)
         .into_iter()
         .find(|c| c.starts_with("sg_session="))
         .unwrap();
     assert!(cookie.contains("; Secure"), "{cookie}");
 
     let plain = Proxy::start(&config(&[("/", &backend.url(), "session")], "")).await;
-    let resp = support::client().get(plain.url("/")).send().await.unwrap();
-    let cookie = support::set_cookies(&resp)
+    let resp = crate::harness::client()
+        .get(plain.url("/"))
+        .send()
+        .await
+        .unwrap();
+    let cookie = crate::harness::set_cookies(&resp)
         .into_iter()
         .find(|c| c.starts_with("sg_session="))
         .unwrap();
@@ -148,7 +144,7 @@ async fn a_host_prefixed_cookie_works_over_tls() {
     .await;
     let client = https_client(&ca, proxy.addr).build().unwrap();
     let resp = client.get(https_url(proxy.addr, "/")).send().await.unwrap();
-    let cookie = support::set_cookies(&resp)
+    let cookie = crate::harness::set_cookies(&resp)
         .into_iter()
         .find(|c| c.starts_with("__Host-sg="))
         .unwrap();
@@ -165,7 +161,10 @@ async fn a_host_prefixed_cookie_works_over_tls() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(support::set_cookies(&resp).is_empty(), "the same session");
+    assert!(
+        crate::harness::set_cookies(&resp).is_empty(),
+        "the same session"
+    );
     let seen = backend.last();
     assert_eq!(seen.header("x-session-new"), None);
     assert_eq!(seen.header("cookie").as_deref(), Some("other=1"));
@@ -301,7 +300,11 @@ async fn https_upstreams_are_verified_against_the_configured_ca() {
         ),
     ))
     .await;
-    let resp = support::client().get(proxy.url("/")).send().await.unwrap();
+    let resp = crate::harness::client()
+        .get(proxy.url("/"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.text().await.unwrap(), "secure hello");
     assert_eq!(
@@ -312,7 +315,7 @@ async fn https_upstreams_are_verified_against_the_configured_ca() {
 
     // Without the CA file only the system roots are trusted: 502.
     let untrusting = Proxy::start(&config(&[("/", &url, "public")], "")).await;
-    let resp = support::client()
+    let resp = crate::harness::client()
         .get(untrusting.url("/"))
         .send()
         .await
@@ -320,13 +323,20 @@ async fn https_upstreams_are_verified_against_the_configured_ca() {
     assert_eq!(resp.status(), 502);
 }
 
+/// The binary rather than the proxy in this process: its log says when it
+/// has looked at the changed files, which is what each step waits for.
 #[tokio::test]
 async fn a_replaced_certificate_is_served_and_open_connections_stay() {
     let ca = TestCa::new("reload CA");
     let first = ca.leaf();
     let files = CertFiles::write(&ca, &first);
     let backend = Backend::start().await;
-    let proxy = tls_proxy(&files, &backend.url(), "").await;
+    let mut proxy = Binary::new(&config(
+        &[("/", &backend.url(), "session")],
+        &files.server_toml(),
+    ))
+    .start()
+    .await;
 
     let (mut old, leaf) = h1_over_tls(proxy.addr, &ca).await;
     assert_eq!(leaf, first.der);
@@ -334,18 +344,9 @@ async fn a_replaced_certificate_is_served_and_open_connections_stay() {
 
     let second = ca.leaf();
     files.replace(&second);
-    let deadline = Instant::now() + RELOAD_BUDGET;
-    loop {
-        let (_, leaf) = h1_over_tls(proxy.addr, &ca).await;
-        if leaf == second.der {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the new certificate was not served within {RELOAD_BUDGET:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    proxy.logged("TLS certificate reloaded").await;
+    let (_, leaf) = h1_over_tls(proxy.addr, &ca).await;
+    assert!(leaf == second.der, "the new certificate is served");
     // The connection opened before the renewal still works.
     assert_eq!(old.send_request(get("/late")).await.unwrap().status(), 200);
     assert_eq!(backend.last().uri, "/late");
@@ -353,7 +354,7 @@ async fn a_replaced_certificate_is_served_and_open_connections_stay() {
     // A broken pair (a key that does not match) keeps the new certificate in force.
     let third = ca.leaf();
     std::fs::write(&files.cert, &third.cert_pem).unwrap();
-    tokio::time::sleep(tls_poll() + Duration::from_secs(1)).await;
+    proxy.logged("TLS certificate not reloaded").await;
     let tls = tls_connect(
         proxy.addr,
         client_config(&ca.pem, &[&rustls::version::TLS13], &[b"h2"]),
@@ -361,8 +362,4 @@ async fn a_replaced_certificate_is_served_and_open_connections_stay() {
     .await
     .unwrap();
     assert_eq!(peer_leaf(&tls), second.der);
-}
-
-fn tls_poll() -> Duration {
-    sessiongate::tls::CERT_POLL_INTERVAL
 }

@@ -8,14 +8,14 @@
 //! where it fails. Screenshots of the login pages are left in
 //! `target/tmp/browser/` for a look.
 
-mod spawned;
-
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
+use crate::harness::binary::{repo_toml, set};
+use crate::harness::process::within;
+use crate::harness::programs::{ChromeDriver, system_program};
+use crate::harness::{BUDGET, Binary};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
-use spawned::{ChromeDriver, READY_BUDGET, Sessiongate, repo_toml, set, system_program};
 
 const CHROMIUM: &[&str] = &["/usr/bin/chromium", "chromium", "chromium-browser"];
 const CHROMEDRIVER: &[&str] = &["/usr/bin/chromedriver", "chromedriver"];
@@ -35,9 +35,6 @@ const CHROMIUM_ARGS: &[&str] = &[
     "--window-size=1024,768",
 ];
 
-/// Between two looks at the page while waiting for a navigation.
-const POLL_EVERY: Duration = Duration::from_millis(100);
-
 /// One browser at a time: two Chromiums on the two cores CI has would slow
 /// each other into timeouts.
 static ONE_BROWSER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -54,7 +51,7 @@ impl Browser {
     async fn start() -> Option<Browser> {
         let chromium = system_program("Chromium", CHROMIUM, "chromium")?;
         let chromedriver = system_program("chromedriver", CHROMEDRIVER, "chromium-driver")?;
-        let driver = ChromeDriver::start(&chromedriver);
+        let driver = ChromeDriver::start(&chromedriver).await;
         let profile = tempfile::tempdir().expect("a temporary directory");
         let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|a| a.to_string()).collect();
         args.push(format!("--user-data-dir={}", profile.path().display()));
@@ -86,18 +83,18 @@ impl Browser {
 
     /// Waits until the page's path is `path`, and returns the whole URL.
     async fn wait_for_path(&self, path: &str) -> url::Url {
-        let deadline = Instant::now() + READY_BUDGET;
-        loop {
+        let arrived = within(BUDGET, async || {
             let url = self.client.current_url().await.expect("the current URL");
-            if url.path() == path {
-                return url;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still on {url} after {READY_BUDGET:?}, expected the path {path}\n{}",
+            (url.path() == path).then_some(url)
+        })
+        .await;
+        match arrived {
+            Some(url) => url,
+            None => panic!(
+                "still on {} after {BUDGET:?}, expected the path {path}\n{}",
+                self.client.current_url().await.expect("the current URL"),
                 self.body_text().await
-            );
-            tokio::time::sleep(POLL_EVERY).await;
+            ),
         }
     }
 
@@ -179,7 +176,9 @@ async fn the_demo_in_chromium_with_the_sites_own_login_page() {
     let Some(b) = Browser::start().await else {
         return;
     };
-    let gate = Sessiongate::start(repo_toml("config/sessiongate.toml"), &[]);
+    let gate = Binary::from_table(repo_toml("config/sessiongate.toml"))
+        .start()
+        .await;
 
     b.goto(&gate.url("/")).await;
     assert!(b.body_text().await.contains("not signed in"));
@@ -258,7 +257,7 @@ async fn the_builtin_login_page_in_chromium() {
     if let Some(login) = config.get_mut("login").and_then(|l| l.as_table_mut()) {
         login.remove("page");
     }
-    let gate = Sessiongate::start(config, &[]);
+    let gate = Binary::from_table(config).start().await;
 
     b.goto(&gate.url("/members.cgi")).await;
     let login = b.wait_for_path("/.sessiongate/login").await;
@@ -277,7 +276,7 @@ async fn the_builtin_login_page_in_chromium() {
     let waited = b
         .client
         .wait()
-        .at_most(READY_BUDGET)
+        .at_most(BUDGET)
         .for_element(Locator::Id("login-error"))
         .await;
     let error = match waited {

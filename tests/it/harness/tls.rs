@@ -1,9 +1,7 @@
 //! TLS test scaffolding: a throw-away certificate authority (rcgen), its
-//! certificates written to temporary files, TLS clients that trust it, an
-//! HTTPS backend, a WebSocket echo backend and a backend that echoes
-//! trailers.
-
-#![allow(dead_code)]
+//! certificates written to temporary files, TLS clients that trust it
+//! (HTTP/1.1 and HTTP/2 connections among them), an HTTPS backend, a
+//! WebSocket echo backend and a backend that echoes trailers.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,7 +14,7 @@ use http::{HeaderMap, Request, Response};
 use http_body_util::{BodyExt as _, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
@@ -193,6 +191,36 @@ pub async fn h1_over_tls(
         .unwrap();
     tokio::spawn(conn);
     (sender, leaf)
+}
+
+/// An HTTP/2 connection over TLS (ALPN `h2`), ready for requests, and a
+/// handle that finishes when the connection does.
+pub async fn h2_over_tls<B>(
+    addr: SocketAddr,
+    ca: &TestCa,
+) -> (
+    hyper::client::conn::http2::SendRequest<B>,
+    tokio::task::JoinHandle<()>,
+)
+where
+    B: hyper::body::Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let tls = tls_connect(
+        addr,
+        client_config(&ca.pem, &[&rustls::version::TLS13], &[b"h2"]),
+    )
+    .await
+    .unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    let running = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    (sender, running)
 }
 
 /// A GET for `path` on an established HTTP/1.1 connection.

@@ -6,20 +6,19 @@
 //! These tests fail when `redis-server` is missing, unless
 //! `SESSIONGATE_SKIP_REDIS=1` says to skip them.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::harness::process::free_port;
+use crate::harness::redis_server::{Cluster, Redis, redis_available};
+use crate::harness::site::{
+    app, redis_store, requests_racing_a_login, sign_in, site, three_step_rotation, visit,
+};
+use crate::harness::*;
 use nix::sys::signal::Signal;
 use sessiongate::session::data::decode;
 use sessiongate::session::{
     DataChange, NewSession, Policy, RedisStore, SessionId, SessionStore, StoreError,
 };
-use support::process::{BUDGET, Cluster, Gateway, Redis, eventually, free_port, redis_available};
-use support::site::{
-    app, redis_store, requests_racing_a_login, sign_in, site, three_step_rotation, visit,
-};
-use support::*;
 
 /// How long a request may take to be refused while Redis is away.
 const FAIL_FAST: Duration = Duration::from_secs(5);
@@ -41,23 +40,16 @@ async fn add_concurrently(bases: &[String], cookie: &str, count: usize) {
 
 /// GETs `path` with `cookie` until the status is `want`, within [`BUDGET`].
 async fn until_status(base: &str, path: &str, cookie: &str, want: u16) {
-    let deadline = Instant::now() + BUDGET;
-    loop {
+    eventually(&format!("{path} answers {want}"), BUDGET, async || {
         let status = client()
             .get(format!("{base}{path}"))
             .header("cookie", cookie)
             .send()
             .await
             .map(|r| r.status().as_u16());
-        if status.as_ref().is_ok_and(|s| *s == want) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{path} never answered {want} (last: {status:?})"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        status.is_ok_and(|s| s == want)
+    })
+    .await;
 }
 
 /// GETs `path` with `cookie`, asserting the status and that it came quickly.
@@ -86,8 +78,8 @@ async fn two_instances_share_logins_and_concurrent_updates() {
     let redis = Redis::start(dir.path()).await;
     let backend = app().await;
     let body = site(&backend, &[KEY], &redis_store(&redis.url(), "sg:"));
-    let mut a = Gateway::start(dir.path(), "a", &body).await;
-    let b = Gateway::start(dir.path(), "b", &body).await;
+    let mut a = Binary::new(&body).start().await;
+    let b = Binary::new(&body).start().await;
 
     let alice = sign_in(&a.url("")).await;
     assert_eq!(
@@ -116,7 +108,7 @@ async fn redis_away_fails_closed_and_recovers_without_a_restart() {
     let mut redis = Redis::start(dir.path()).await;
     let backend = app().await;
     let body = site(&backend, &[KEY], &redis_store(&redis.url(), "sg:"));
-    let gateway = Gateway::start(dir.path(), "gateway", &body).await;
+    let gateway = Binary::new(&body).start().await;
     let base = gateway.url("");
     let alice = sign_in(&base).await;
     assert_eq!(visit(&base, &backend, "/members/x", &alice).await.0, 200);
@@ -165,7 +157,7 @@ async fn a_hung_redis_is_given_up_on_within_seconds() {
     let redis = Redis::start(dir.path()).await;
     let backend = app().await;
     let body = site(&backend, &[KEY], &redis_store(&redis.url(), "sg:"));
-    let gateway = Gateway::start(dir.path(), "gateway", &body).await;
+    let gateway = Binary::new(&body).start().await;
     let base = gateway.url("");
     let alice = sign_in(&base).await;
 
@@ -190,7 +182,7 @@ async fn starting_before_redis_serves_503_until_it_answers() {
     let backend = app().await;
     let url = format!("redis://127.0.0.1:{port}/");
     let body = site(&backend, &[KEY], &redis_store(&url, "sg:"));
-    let gateway = Gateway::start(dir.path(), "gateway", &body).await;
+    let gateway = Binary::new(&body).start().await;
     let base = gateway.url("");
 
     // Not even a first visit gets a session the store could not keep.
@@ -347,7 +339,7 @@ async fn a_backend_login_or_logout_redis_cannot_keep_is_a_503() {
             .header("cookie", &bob)
             .send(),
     );
-    eventually("the backend has the logout", BUDGET, || {
+    eventually("the backend has the logout", BUDGET, async || {
         backend.seen().len() > seen
     })
     .await;
@@ -456,39 +448,34 @@ async fn a_redis_cluster_node_coming_back_is_used_again() {
     }
 
     cluster.nodes[0].kill();
-    let deadline = Instant::now() + BUDGET;
-    loop {
+    eventually("the cluster is down", BUDGET, async || {
         let started = Instant::now();
         let result = store.load(&ids[0], 1, &policy).await;
         assert!(started.elapsed() < FAIL_FAST, "{:?}", started.elapsed());
         match result {
-            Err(StoreError::Unavailable(_)) => break,
+            Err(StoreError::Unavailable(_)) => true,
             // Until the other nodes notice, keys they hold still answer.
-            Ok(_) => assert!(Instant::now() < deadline, "the cluster never went down"),
+            Ok(_) => false,
             Err(e) => panic!("unexpected {e:?}"),
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
 
     cluster.nodes[0].restart().await;
-    let deadline = Instant::now() + BUDGET;
-    loop {
-        let mut answered = 0;
-        for id in &ids {
-            if store.load(id, 1, &policy).await.is_ok() {
-                answered += 1;
+    eventually(
+        "every load succeeds after the node came back",
+        BUDGET,
+        async || {
+            let mut answered = 0;
+            for id in &ids {
+                if store.load(id, 1, &policy).await.is_ok() {
+                    answered += 1;
+                }
             }
-        }
-        if answered == ids.len() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {answered} of {} loads succeed after the node came back",
-            ids.len()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+            answered == ids.len()
+        },
+    )
+    .await;
     // The restarted node kept nothing (no persistence); the others kept theirs.
     let mut alive = 0;
     for id in &ids {

@@ -1,9 +1,7 @@
 //! The shipped demo: `config/sessiongate.toml` in front of the legacy CGI
 //! site, driven like a browser through the proxy.
 
-mod support;
-
-use support::*;
+use crate::harness::*;
 
 async fn demo() -> Proxy {
     let text = std::fs::read_to_string("config/sessiongate.toml").unwrap();

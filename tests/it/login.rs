@@ -1,12 +1,9 @@
 //! The built-in login: page, form, CSRF, throttling, safe `next`, logout,
 //! and backend-driven login, driven like a browser with a cookie jar.
 
-mod support;
-
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use support::*;
+use crate::harness::*;
 
 /// Writes a users file with `alice:wonderland` and `bob:builder`.
 fn users_file(dir: &Path) -> std::path::PathBuf {
@@ -289,19 +286,22 @@ async fn throttle_window_passes() {
             .status(),
         429
     );
-    // The window is real time; wait for it, within a budget.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let status = post_login(&c, &s.proxy, "alice", "wonderland", "/", &csrf)
+    // The window runs on the proxy's clock: locked until it has passed.
+    s.proxy.advance(1);
+    assert_eq!(
+        post_login(&c, &s.proxy, "alice", "wonderland", "/", &csrf)
             .await
-            .status();
-        if status == 303 {
-            break;
-        }
-        assert_eq!(status, 429);
-        assert!(Instant::now() < deadline, "the lock never lifted");
-    }
+            .status(),
+        429
+    );
+    s.proxy.advance(1);
+    assert_eq!(
+        post_login(&c, &s.proxy, "alice", "wonderland", "/", &csrf)
+            .await
+            .status(),
+        303,
+        "the lock lifts when the window ends"
+    );
 }
 
 #[tokio::test]
@@ -417,19 +417,19 @@ async fn users_file_is_reread_when_it_changes() {
         sessiongate::login::hash_password("secret").unwrap()
     ));
     std::fs::write(&path, text).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let c = browser();
-        let csrf = login_form(&c, &s.proxy, "/").await;
-        let status = post_login(&c, &s.proxy, "carol", "secret", "/", &csrf)
-            .await
-            .status();
-        if status == 303 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "carol never became a user");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    // Polled through the proxy's users rather than by logging in: failed
+    // attempts would count towards the throttle.
+    let users = s.proxy.gate().setup().login.users.clone().unwrap();
+    eventually("the proxy read the new users file", BUDGET, async || {
+        users.current().contains("carol")
+    })
+    .await;
+    let c = browser();
+    let csrf = login_form(&c, &s.proxy, "/").await;
+    let status = post_login(&c, &s.proxy, "carol", "secret", "/", &csrf)
+        .await
+        .status();
+    assert_eq!(status, 303, "carol is a user");
 }
 
 #[tokio::test]
@@ -483,7 +483,7 @@ async fn backend_source_redirects_to_the_applications_page() {
 /// no cookie and no session (the scenario is shared with Redis and Cluster).
 #[tokio::test]
 async fn requests_racing_a_backend_login_get_no_cookie() {
-    support::site::requests_racing_a_login("").await;
+    crate::harness::site::requests_racing_a_login("").await;
 }
 
 /// The same for the built-in login, whose pre-login session either held

@@ -8,9 +8,6 @@
 //! second or two, and each test checks that a connection was closed no
 //! sooner than its timeout as well as no later than the budget.
 
-mod support;
-mod tls_support;
-
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
@@ -18,6 +15,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::harness::tls::{
+    CertFiles, TestCa, client_config, h2_over_tls, https_client, https_url, tls_connect,
+    websocket_echo,
+};
+use crate::harness::{Backend, Proxy, Reply, client, config, eventually};
 use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
 use http::Request;
@@ -25,10 +27,6 @@ use http_body_util::{BodyExt as _, Empty, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use support::{Backend, Proxy, Reply, config};
-use tls_support::{
-    CertFiles, TestCa, client_config, https_client, https_url, tls_connect, websocket_echo,
-};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
@@ -520,16 +518,18 @@ async fn beyond_upstream_max_connections_requests_queue_then_get_503() {
         "upstream_max_connections = 1\nupstream_timeout = \"3s\"",
     )
     .await;
-    let client = support::client();
+    let client = client();
     let get = |path: &'static str| {
         let client = client.clone();
         let url = proxy.url(path);
         tokio::spawn(async move { client.get(url).send().await.unwrap() })
     };
     let first = get("/a");
-    support::process::eventually("the first request reached the backend", BUDGET, || {
-        backend.requests.load(Ordering::SeqCst) == 1
-    })
+    eventually(
+        "the first request reached the backend",
+        BUDGET,
+        async || backend.requests.load(Ordering::SeqCst) == 1,
+    )
     .await;
     // Both wait for the one connection: the first of them to get it is
     // served after the first request, the other runs out of waiting.
@@ -717,17 +717,7 @@ async fn a_websocket_over_tls_h2_outlives_keepalive() {
         &format!("{}keepalive_timeout = \"1s\"\n", files.server_toml()),
     ))
     .await;
-    let tls = tls_connect(
-        proxy.addr,
-        client_config(&ca.pem, &[&rustls::version::TLS13], &[b"h2"]),
-    )
-    .await
-    .unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let (mut sender, _connection) = h2_over_tls(proxy.addr, &ca).await;
     // One ordinary request first: the server's SETTINGS (which enable
     // extended CONNECT) have arrived once it is answered, whatever the answer.
     let warmup = Request::get("https://localhost/")
@@ -751,7 +741,16 @@ async fn a_websocket_over_tls_h2_outlives_keepalive() {
     .await;
     echoes(&mut ws, "over h2").await;
     // Quiet for longer than keepalive_timeout: the connection may be told
-    // to go away, but the open tunnel is finished, not cut.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // to go away, but the open tunnel is finished, not cut. The proxy's
+    // own timer says when that time has passed: a connection that falls
+    // idle after the last echo is closed for it.
+    let (mut witness, witness_connection) = h2_over_tls(proxy.addr, &ca).await;
+    let warmup = Request::get("https://localhost/")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = witness.send_request(warmup).await.unwrap();
+    resp.into_body().collect().await.unwrap();
+    let closed = tokio::time::timeout(BUDGET, witness_connection).await;
+    assert!(closed.is_ok(), "an idle h2 connection stayed open");
     echoes(&mut ws, "still here").await;
 }

@@ -107,7 +107,7 @@ pub async fn visit(
 /// Which of the keys signed a `name=value` cookie.
 fn signed_by(proxy: &Proxy, cookie: &str, key: &str) -> bool {
     let value = cookie.split_once('=').map_or("", |(_, v)| v);
-    let now = proxy.time.load(std::sync::atomic::Ordering::Relaxed);
+    let now = proxy.now();
     Signer::new(&[key.as_bytes().to_vec()])
         .decode(value, now, 86_400)
         .is_ok()

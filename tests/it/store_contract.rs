@@ -6,17 +6,15 @@
 //! each store. Times are the proxy's clock, passed in, so expiry is checked
 //! without waiting, Redis included.
 
-mod support;
-
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::harness::redis_server::{Cluster, Redis, redis_available};
 use sessiongate::session::data::decode;
 use sessiongate::session::{
     DataChange, Lookup, MemoryStore, NewSession, Policy, ROTATED_FOR, RedisStore, SessionId,
     SessionStore, SessionSummary, StoreError,
 };
-use support::process::{Cluster, Redis, redis_available};
 
 fn policy() -> Policy {
     Policy {

@@ -1,16 +1,8 @@
-//! Test scaffolding: a recording backend and an in-process proxy, both on
-//! 127.0.0.1 ephemeral ports, plus a raw HTTP/1.1 client for requests no
-//! well-behaved client library would send.
-
-#![allow(dead_code)]
-
-pub mod form;
-pub mod process;
-pub mod site;
+//! A recording backend: an HTTP server on 127.0.0.1:0 that keeps every
+//! request it got and answers through a closure.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,14 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use sessiongate::clock::Clock;
-use sessiongate::config::Config;
-use sessiongate::server::{self, Running};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-/// A test secret key (32+ characters).
-pub const KEY: &str = "test-key-0123456789-abcdefghijklmnop";
+use tokio::net::TcpListener;
 
 /// What the backend received.
 #[derive(Debug, Clone)]
@@ -168,103 +153,4 @@ impl Backend {
             .cloned()
             .expect("the backend received no request")
     }
-}
-
-/// A proxy running in this process.
-pub struct Proxy {
-    pub addr: SocketAddr,
-    pub running: Option<Running>,
-    pub time: Arc<AtomicU64>,
-}
-
-impl Proxy {
-    /// Starts a proxy from config text; `listen` is forced to an ephemeral port.
-    /// Time starts at a fixed instant and moves only with [`Proxy::advance`].
-    pub async fn start(toml: &str) -> Proxy {
-        let mut config: Config = toml
-            .parse()
-            .unwrap_or_else(|e| panic!("bad test config:\n{e}"));
-        config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
-        // In-process proxies run from the repository root; a snapshot file
-        // named by a shipped config must not be read or written from there.
-        config.store.snapshot = None;
-        let time = Arc::new(AtomicU64::new(1_700_000_000));
-        let clock = Clock::Manual(time.clone());
-        let store = server::build_store(&config, &clock).await.unwrap();
-        let running = server::start_with_clock(config, store, clock)
-            .await
-            .unwrap();
-        Proxy {
-            addr: running.addrs[0],
-            running: Some(running),
-            time,
-        }
-    }
-
-    /// Moves the proxy's clock forward.
-    pub fn advance(&self, secs: u64) {
-        self.time.fetch_add(secs, Ordering::Relaxed);
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    pub fn gate(&self) -> &sessiongate::proxy::Gate {
-        &self.running.as_ref().unwrap().gate
-    }
-}
-
-/// A config with one route per `(path, upstream, access)`, plus extra TOML.
-pub fn config(routes: &[(&str, &str, &str)], extra: &str) -> String {
-    let mut s = format!("[session]\nsecret_keys = [\"{KEY}\"]\n{extra}\n");
-    for (path, upstream, access) in routes {
-        s.push_str(&format!(
-            "\n[[route]]\npath = \"{path}\"\nupstream = \"{upstream}\"\naccess = \"{access}\"\n"
-        ));
-    }
-    s
-}
-
-/// A client that follows no redirects and keeps no cookies: tests handle them.
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-/// A browser-like client: keeps cookies, follows no redirects.
-pub fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-/// Every `Set-Cookie` of a response.
-pub fn set_cookies(resp: &reqwest::Response) -> Vec<String> {
-    resp.headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .collect()
-}
-
-/// The `name=value` pair of our cookie in a response, if it sets one.
-pub fn session_cookie(resp: &reqwest::Response) -> Option<String> {
-    set_cookies(resp)
-        .into_iter()
-        .find(|c| c.starts_with("sg_session="))
-        .map(|c| c.split(';').next().unwrap().to_string())
-}
-
-/// Sends raw bytes over HTTP/1.1 and returns the whole response text.
-pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
 }

@@ -20,6 +20,8 @@ use sessiongate::upstream::cgi::{CgiBody, CgiContext, CgiError, CgiGateway, CgiO
 use tempfile::TempDir;
 use tokio::sync::mpsc;
 
+use crate::harness::eventually;
+
 /// How long a test waits for something that should happen at once.
 const BUDGET: Duration = Duration::from_secs(10);
 
@@ -49,7 +51,7 @@ impl Site {
     /// A file the scripts wrote, once it is there.
     async fn wait_for_file(&self, name: &str) -> String {
         let path = self.cgi.join(name);
-        eventually(|| {
+        eventually(&format!("{name} is written"), BUDGET, async || {
             std::fs::read_to_string(&path)
                 .ok()
                 .filter(|s| s.ends_with('\n'))
@@ -129,21 +131,6 @@ fn parse_env(text: &str) -> BTreeMap<String, String> {
         .filter_map(|line| line.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
-}
-
-/// Polls `check` until it gives a value, for at most [`BUDGET`].
-async fn eventually<T>(mut check: impl FnMut() -> Option<T>) -> T {
-    let start = tokio::time::Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            start.elapsed() < BUDGET,
-            "condition not met within {BUDGET:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Whether `pid` has ended. A zombie counts: a grandchild orphaned by the
@@ -327,13 +314,11 @@ async fn plain_get_sets_an_empty_query_and_no_body_variables() {
 async fn proxy_environment_does_not_reach_scripts() {
     if std::env::var_os("SESSIONGATE_KEY").is_none() {
         let exe = std::env::current_exe().expect("test binary");
+        // The test's name in the binary: its path without the crate's name.
+        let (_, module) = module_path!().split_once("::").expect("a module");
+        let name = format!("{module}::proxy_environment_does_not_reach_scripts");
         let output = std::process::Command::new(exe)
-            .args([
-                "--exact",
-                "proxy_environment_does_not_reach_scripts",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .args(["--exact", &name, "--nocapture", "--test-threads=1"])
             .env("SESSIONGATE_KEY", "do-not-leak-this-secret-0123456789")
             .output()
             .expect("run the test binary");
@@ -802,8 +787,11 @@ async fn timeout_before_the_headers_kills_the_process_group() {
     assert!(started.elapsed() < Duration::from_secs(10));
     let leader = pid_in(&site.wait_for_file("leader.pid").await);
     let child = pid_in(&site.wait_for_file("child.pid").await);
-    eventually(|| is_reaped(leader).then_some(())).await;
-    eventually(|| has_ended(child).then_some(())).await;
+    eventually("the script is reaped", BUDGET, async || is_reaped(leader)).await;
+    eventually("its background child has ended", BUDGET, async || {
+        has_ended(child)
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -838,8 +826,11 @@ async fn timeout_while_streaming_ends_the_body_with_an_error() {
     assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
     let leader = pid_in(&site.wait_for_file("leader.pid").await);
     let child = pid_in(&site.wait_for_file("child.pid").await);
-    eventually(|| is_reaped(leader).then_some(())).await;
-    eventually(|| has_ended(child).then_some(())).await;
+    eventually("the script is reaped", BUDGET, async || is_reaped(leader)).await;
+    eventually("its background child has ended", BUDGET, async || {
+        has_ended(child)
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -861,8 +852,11 @@ async fn dropping_the_body_kills_the_script() {
         "the script runs while its body is read"
     );
     drop(response);
-    eventually(|| is_reaped(leader).then_some(())).await;
-    eventually(|| has_ended(child).then_some(())).await;
+    eventually("the script is reaped", BUDGET, async || is_reaped(leader)).await;
+    eventually("its background child has ended", BUDGET, async || {
+        has_ended(child)
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -877,7 +871,10 @@ async fn background_processes_do_not_outlive_the_script() {
         .expect("answer");
     assert_eq!(answer.body, "done");
     let child = pid_in(&site.wait_for_file("child.pid").await);
-    eventually(|| has_ended(child).then_some(())).await;
+    eventually("its background child has ended", BUDGET, async || {
+        has_ended(child)
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -988,16 +985,15 @@ async fn concurrency_limit_answers_busy() {
         .to_bytes();
     assert_eq!(&held[..], b"bye");
     // The slot comes back once the first script has been reaped.
-    let start = tokio::time::Instant::now();
-    loop {
+    let answer = eventually("the slot comes back", BUDGET, async || {
         match call(&gateway, get("/hold.cgi"), "/").await {
-            Ok(answer) => break assert_eq!(answer.status, StatusCode::OK),
-            Err(CgiError::Busy) if start.elapsed() < BUDGET => {
-                tokio::time::sleep(Duration::from_millis(20)).await
-            }
+            Ok(answer) => Some(answer),
+            Err(CgiError::Busy) => None,
             Err(other) => panic!("{other:?}"),
         }
-    }
+    })
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -1025,7 +1021,10 @@ async fn queued_request_waits_for_a_slot() {
         let gateway = gateway.clone();
         async move { call(&gateway, get("/hold.cgi"), "/").await }
     });
-    eventually(|| (gateway.queued() == 1).then_some(())).await;
+    eventually("the second request is queued", BUDGET, async || {
+        gateway.queued() == 1
+    })
+    .await;
     assert_eq!(gateway.running(), 1);
     assert!(!queued.is_finished(), "the second request waits");
     let error = call(&gateway, get("/hold.cgi"), "/")
@@ -1082,11 +1081,8 @@ async fn stderr_goes_to_the_log_not_to_the_client() {
         .await
         .expect("answer");
     assert_eq!(answer.body, "hello");
-    eventually(|| {
-        capture
-            .text()
-            .contains("database password is hunter2")
-            .then_some(())
+    eventually("the script's stderr is logged", BUDGET, async || {
+        capture.text().contains("database password is hunter2")
     })
     .await;
     let log = capture.text();

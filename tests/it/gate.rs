@@ -7,12 +7,10 @@
 //! through the gate; anything else is a 302/401 from the gate, a 400, or a
 //! 404, and never a 502.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use support::{Backend, Proxy, Reply, config, raw};
+use crate::harness::{Backend, Proxy, Reply, config, raw};
 use tempfile::TempDir;
 
 /// Spellings of `/members/page` that a backend decoding escapes, merging

@@ -5,13 +5,11 @@
 //! The upstreams here are raw TCP servers, so that each can misbehave in
 //! one precise way and count the connections it accepted.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use support::{Proxy, client, config};
+use crate::harness::{Proxy, client, config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -261,7 +259,9 @@ async fn an_upstream_closing_idle_connections_loses_no_request() {
     let c = client();
     for i in 0..30 {
         // Alternate between asking at once (the close may not be seen yet)
-        // and after a pause (it has been).
+        // and after a pause (by then it most likely has been). Not a wait
+        // for anything: whichever way each request meets the close, none
+        // may be lost, and the count below checks it.
         if i % 2 == 1 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

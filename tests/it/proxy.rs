@@ -1,13 +1,11 @@
 //! End-to-end behaviour of the proxy over real TCP: the access table,
 //! cookies, session headers, control headers, and failure handling.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use support::*;
+use crate::harness::*;
 
 fn data_of(seen: &Seen) -> String {
     seen.header("x-session-data").unwrap_or_default()

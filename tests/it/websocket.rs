@@ -2,18 +2,16 @@
 //! the session headers reach the upstream, bytes flow both ways, and the
 //! tunnel closes when its session ends.
 
-mod support;
-mod tls_support;
-
 use std::time::Duration;
 
+use crate::harness::tls::websocket_echo;
+use crate::harness::{BUDGET, Backend, Proxy, Reply, config, eventually, raw, session_cookie};
 use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
 use http::{Request, StatusCode};
 use http_body_util::Empty;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use support::{Backend, Proxy, Reply, config, raw, session_cookie};
-use tls_support::websocket_echo;
+use sessiongate::session::SessionStore as _;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::protocol::Role;
@@ -52,12 +50,23 @@ async fn setup(
 }
 
 async fn log_in(proxy: &Proxy) -> String {
-    let resp = support::client()
+    let resp = crate::harness::client()
         .get(proxy.url("/auth"))
         .send()
         .await
         .unwrap();
     session_cookie(&resp).expect("the login sets the cookie")
+}
+
+/// When the session of `user` was last refreshed, on the proxy's clock.
+async fn last_seen(proxy: &Proxy, user: &str) -> Option<u64> {
+    let gate = proxy.gate();
+    let sessions = gate
+        .store
+        .sessions_of(user, proxy.now(), &gate.setup().sessions.policy)
+        .await
+        .unwrap();
+    sessions.first().map(|s| s.last_seen)
 }
 
 fn ws_request(proxy: &Proxy, cookie: Option<&str>) -> http::Request<()> {
@@ -107,7 +116,7 @@ async fn a_websocket_echo_passes_with_a_session() {
     );
 
     // The control header of the 101 was applied to the session.
-    support::client()
+    crate::harness::client()
         .get(proxy.url("/page"))
         .header("cookie", &cookie)
         .send()
@@ -157,8 +166,17 @@ async fn the_tunnel_closes_when_its_session_ends() {
         ws.next().await.unwrap().unwrap().into_text().unwrap(),
         "before"
     );
-    // Still open across a few checks while the session lives.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Still open across two checks while the session lives. Each check
+    // looks the session up, which refreshes it at the proxy's time: with
+    // the clock moved on, a refresh at the new time is a check done.
+    for _ in 0..2 {
+        proxy.advance(60);
+        let now = proxy.now();
+        eventually("the tunnel checked its session", BUDGET, async || {
+            last_seen(&proxy, "alice").await == Some(now)
+        })
+        .await;
+    }
     ws.send(Message::text("still")).await.unwrap();
     assert_eq!(
         ws.next().await.unwrap().unwrap().into_text().unwrap(),

@@ -1,15 +1,13 @@
 //! `rediss://`: the Redis store over TLS, the server's certificate verified
 //! against the system's trust store (here a test CA named by `SSL_CERT_FILE`).
 
-mod support;
-mod tls_support;
-
 use std::process::Command;
 
-use support::process::{Gateway, Proc, free_port, redis_available};
-use support::site::{app, redis_store, sign_in, site, visit};
-use support::*;
-use tls_support::{CertFiles, TestCa};
+use crate::harness::process::{Proc, free_port};
+use crate::harness::redis_server::redis_available;
+use crate::harness::site::{app, redis_store, sign_in, site, visit};
+use crate::harness::tls::{CertFiles, TestCa};
+use crate::harness::*;
 
 #[tokio::test]
 async fn rediss_verifies_the_server_certificate() {
@@ -33,19 +31,16 @@ async fn rediss_verifies_the_server_certificate() {
         .args(["--save", "", "--appendonly", "no"])
         .arg("--dir")
         .arg(dir.path());
-    let mut redis = Proc::spawn(command, dir.path(), "redis-tls");
+    let mut redis = Proc::spawn(command, "redis-server with TLS");
     redis.wait_listening(([127, 0, 0, 1], port).into()).await;
 
     let backend = app().await;
     let store = redis_store(&format!("rediss://localhost:{port}/"), "sg:");
     let body = site(&backend, &[KEY], &store);
-    let trusting = Gateway::start_with_env(
-        dir.path(),
-        "trusting",
-        &body,
-        &[("SSL_CERT_FILE", &files.ca)],
-    )
-    .await;
+    let trusting = Binary::new(&body)
+        .env("SSL_CERT_FILE", &files.ca)
+        .start()
+        .await;
     let alice = sign_in(&trusting.url("")).await;
     assert_eq!(
         visit(&trusting.url(""), &backend, "/members/x", &alice).await,
@@ -55,8 +50,10 @@ async fn rediss_verifies_the_server_certificate() {
     // Without the CA the certificate is refused: no session, 503.
     let empty = dir.path().join("no-ca.pem");
     std::fs::write(&empty, "").unwrap();
-    let doubting =
-        Gateway::start_with_env(dir.path(), "doubting", &body, &[("SSL_CERT_FILE", &empty)]).await;
+    let doubting = Binary::new(&body)
+        .env("SSL_CERT_FILE", &empty)
+        .start()
+        .await;
     let (status, _, _) = visit(&doubting.url(""), &backend, "/members/x", &alice).await;
-    assert_eq!(status, 503, "{}", doubting.proc.output());
+    assert_eq!(status, 503, "{}", doubting.output());
 }

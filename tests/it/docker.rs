@@ -7,11 +7,11 @@
 //! `.ci/run` lints the Dockerfiles (hadolint) and the compose file (the
 //! Compose Specification's schema); these tests check what a linter cannot.
 
-mod spawned;
-
 use std::path::Path;
 
-use spawned::{Httpd, Sessiongate, in_ci, repo_root, repo_toml, set, system_program};
+use crate::harness::binary::{command as sessiongate, repo_toml, set};
+use crate::harness::programs::{Httpd, in_ci, system_program};
+use crate::harness::{Binary, repo_root};
 
 /// Where the Dockerfile puts things in the image.
 const IMAGE_APP_DIR: &str = "/srv/sessiongate";
@@ -114,7 +114,9 @@ fn the_image_config_listens_on_all_interfaces_and_keeps_the_snapshot_in_the_volu
 #[tokio::test]
 async fn the_image_config_serves_the_demo() {
     let volume = tempfile::tempdir().unwrap();
-    let gate = Sessiongate::start(image_config_here(volume.path()), &[]);
+    let gate = Binary::from_table(image_config_here(volume.path()))
+        .start()
+        .await;
     let c = client();
     let home = c.get(gate.url("/")).send().await.unwrap();
     assert_eq!(home.status(), 200, "{}", gate.output());
@@ -129,9 +131,7 @@ async fn the_image_config_serves_the_demo() {
 
 #[test]
 fn the_compose_config_is_valid() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sessiongate"))
-        .args(["check", "--config", "examples/compose/sessiongate.toml"])
-        .current_dir(repo_root())
+    let out = sessiongate(&["check", "--config", "examples/compose/sessiongate.toml"])
         .env("SESSIONGATE_KEY", KEY)
         .output()
         .unwrap();
@@ -147,9 +147,7 @@ fn the_compose_config_is_valid() {
 
 #[test]
 fn the_compose_config_needs_the_key_from_the_environment() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sessiongate"))
-        .args(["check", "--config", "examples/compose/sessiongate.toml"])
-        .current_dir(repo_root())
+    let out = sessiongate(&["check", "--config", "examples/compose/sessiongate.toml"])
         .env_remove("SESSIONGATE_KEY")
         .output()
         .unwrap();
@@ -189,7 +187,7 @@ async fn the_compose_backend_httpd_runs_the_demo_behind_sessiongate() {
     let Some((apache2, modules)) = apache() else {
         return;
     };
-    let httpd = Httpd::start(&apache2, modules, &read("examples/httpd/httpd-cgi.conf"));
+    let httpd = Httpd::start(&apache2, modules, &read("examples/httpd/httpd-cgi.conf")).await;
 
     let mut config = repo_toml("examples/compose/sessiongate.toml");
     let backend = format!("http://127.0.0.1:{}", httpd.port);
@@ -199,7 +197,10 @@ async fn the_compose_backend_httpd_runs_the_demo_behind_sessiongate() {
     }
     config.insert("store".into(), toml::Table::new().into());
     set(&mut config, "store", "kind", "memory".into());
-    let gate = Sessiongate::start(config, &[("SESSIONGATE_KEY", KEY)]);
+    let gate = Binary::from_table(config)
+        .env("SESSIONGATE_KEY", KEY)
+        .start()
+        .await;
     let logs = || format!("{}\n{}", gate.output(), httpd.output());
     let c = client();
 

@@ -4,20 +4,18 @@
 //! complete after a graceful stop, and reopened after logrotate's rename
 //! and SIGHUP.
 
-mod support;
-
 use std::net::IpAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::harness::form::{ALICE, ALICE_PASSWORD, BOB, form_sign_in, id_of, post_login};
+use crate::harness::process::within;
+use crate::harness::site::{app, sign_in, site};
+use crate::harness::{Backend, Binary, KEY, Proxy, Reply, browser, client, config, session_cookie};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use sessiongate::config::{AuditTarget, Config};
 use sessiongate::session::{LogTag, SessionStore};
-use support::form::{ALICE, ALICE_PASSWORD, BOB, form_sign_in, id_of, post_login};
-use support::process::{BUDGET, Gateway};
-use support::site::{app, sign_in, site};
-use support::{KEY, Proxy, browser, client, config, session_cookie};
 
 /// How long a line may take to reach the file.
 const LINE_BUDGET: Duration = Duration::from_secs(10);
@@ -33,19 +31,18 @@ fn lines(path: &Path) -> Vec<Value> {
 
 /// Waits until the audit file holds at least `n` lines; returns them.
 async fn wait_for_lines(path: &Path, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + LINE_BUDGET;
-    loop {
+    let got = within(LINE_BUDGET, async || {
         let got = lines(path);
-        if got.len() >= n {
-            return got;
-        }
-        assert!(
-            Instant::now() < deadline,
+        (got.len() >= n).then_some(got)
+    })
+    .await;
+    got.unwrap_or_else(|| {
+        let got = lines(path);
+        panic!(
             "{} audit lines after {LINE_BUDGET:?}, expected {n}: {got:#?}",
             got.len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        )
+    })
 }
 
 /// `(event, how, user, session)` of a line, `-` for null.
@@ -64,10 +61,10 @@ async fn every_event_leaves_one_line_and_no_secret() {
     let users = dir.path().join("users");
     std::fs::write(&users, format!("{ALICE}\n{BOB}\n")).unwrap();
     let audit = dir.path().join("audit/audit.jsonl");
-    let backend = support::Backend::with(|seen| match seen.uri.as_str() {
-        "/signin" => support::Reply::ok("hi").header("X-Session-Login", "dora"),
-        "/signout" => support::Reply::ok("bye").header("X-Session-Logout", "1"),
-        _ => support::Reply::ok("page"),
+    let backend = Backend::with(|seen| match seen.uri.as_str() {
+        "/signin" => Reply::ok("hi").header("X-Session-Login", "dora"),
+        "/signout" => Reply::ok("bye").header("X-Session-Logout", "1"),
+        _ => Reply::ok("page"),
     })
     .await;
     let text = config(
@@ -213,23 +210,18 @@ async fn the_binary_reopens_the_file_on_sighup_and_loses_nothing_at_stop() {
         site(&backend, &[KEY], ""),
         audit.display()
     );
-    let gateway = Gateway::start(dir.path(), "gate", &body).await;
-    let base = format!("http://{}", gateway.addr);
+    let mut gateway = Binary::new(&body).start().await;
+    let base = gateway.url("");
     let before = sign_in(&base).await;
     wait_for_lines(&audit, 1).await;
 
     // logrotate: rename, then SIGHUP; the reload creates the file again.
     std::fs::rename(&audit, &rotated).unwrap();
-    gateway.proc.signal(Signal::SIGHUP);
-    let deadline = Instant::now() + BUDGET;
-    while !audit.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the audit file was not reopened\n{}",
-            gateway.proc.output()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    gateway.signal(Signal::SIGHUP);
+    gateway
+        .proc
+        .until("reopening the audit file", async || audit.exists())
+        .await;
     let after: Vec<String> = futures_util::future::join_all((0..20).map(|_| sign_in(&base))).await;
 
     // A graceful stop writes every line out before the process exits.

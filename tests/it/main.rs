@@ -1,0 +1,34 @@
+//! The integration tests, one module per subject, built as one binary: one
+//! link of the test dependencies instead of one per file, and one process
+//! whose test threads share all of them.
+//!
+//! [`harness`] holds everything the modules start: the proxy in this
+//! process, the real `sessiongate` binary, recording backends, `redis-server`,
+//! httpd and chromedriver, and [`harness::eventually`] to wait on any of them.
+//! A new subject is a file here and one `mod` line below.
+//!
+//! `cargo test --test it MODULE::` runs one module, e.g. `cargo test --test it cli::`.
+
+mod harness;
+
+mod audit;
+mod browser;
+mod cgi_gateway;
+mod cli;
+mod connections;
+mod demo;
+mod docker;
+mod gate;
+mod login;
+mod login_blocks;
+mod persistence;
+mod proxy;
+mod redis;
+mod redis_tls;
+mod revocation;
+mod rotation;
+mod store_contract;
+mod tls;
+mod tls_binary;
+mod upstream_pool;
+mod websocket;
