@@ -11,6 +11,7 @@
 
 mod harness;
 
+mod admin;
 mod audit;
 mod browser;
 mod cgi_gateway;

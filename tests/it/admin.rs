@@ -9,19 +9,19 @@
 //! and returns. The Redis tests follow tests/redis.rs (`redis-server`, or
 //! `SESSIONGATE_SKIP_REDIS=1`).
 
-mod support;
-
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::harness::binary::Binary;
+use crate::harness::process::{BUDGET, Proc, answers, free_port};
+use crate::harness::redis_server::{Redis, redis_available};
+use crate::harness::*;
 use nix::sys::signal::Signal;
 use sessiongate::config::Config;
 use sessiongate::setup::Setup;
-use support::process::{BUDGET, Gateway, Proc, Redis, free_port, redis_available};
-use support::*;
 
 const TOKEN: &str = "admin-token-for-tests";
 /// What a scrape must take at most, and a real Prometheus to see the target up.
@@ -233,7 +233,6 @@ async fn a_reload_applies_a_new_token_at_once() {
 
 #[tokio::test]
 async fn sighup_applies_the_token_and_a_new_address_waits_for_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
     let backend = Backend::start().await;
     let admin_at: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let body = |token: &str, listen: SocketAddr| {
@@ -242,7 +241,7 @@ async fn sighup_applies_the_token_and_a_new_address_waits_for_a_restart() {
             &format!("\n[admin]\nlisten = \"{listen}\"\ntoken = \"{token}\"\n"),
         )
     };
-    let mut gateway = Gateway::start(dir.path(), "gateway", &body("first", admin_at)).await;
+    let mut gateway = Binary::new(&body("first", admin_at)).start().await;
     gateway.proc.wait_listening(admin_at).await;
     assert_eq!(
         admin(admin_at, "GET", "/readyz", Some("first"))
@@ -253,9 +252,11 @@ async fn sighup_applies_the_token_and_a_new_address_waits_for_a_restart() {
 
     let elsewhere: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let text = std::fs::read_to_string(&gateway.config).unwrap();
-    let text = text.replace(&body("first", admin_at), &body("second", elsewhere));
+    let text = text
+        .replace("\"first\"", "\"second\"")
+        .replace(&admin_at.to_string(), &elsewhere.to_string());
     std::fs::write(&gateway.config, text).unwrap();
-    gateway.proc.signal(Signal::SIGHUP);
+    gateway.signal(Signal::SIGHUP);
     let deadline = Instant::now() + BUDGET;
     while admin(admin_at, "GET", "/healthz", Some("second"))
         .await
@@ -271,13 +272,8 @@ async fn sighup_applies_the_token_and_a_new_address_waits_for_a_restart() {
             .status(),
         401
     );
-    assert!(!support::process::answers(elsewhere));
-    // Log lines are written out by a thread of their own, in batches.
-    let deadline = Instant::now() + BUDGET;
-    while !gateway.proc.output().contains("admin.listen changed") {
-        assert!(Instant::now() < deadline, "{}", gateway.proc.output());
-        tokio::time::sleep(POLL).await;
-    }
+    assert!(!answers(elsewhere));
+    gateway.logged("admin.listen changed").await;
     // SIGTERM drains the admin listener with the others.
     let status = gateway.terminate().await;
     assert!(status.success(), "{status}");
@@ -664,7 +660,7 @@ async fn a_real_prometheus_scrapes_the_admin_listener() {
         ))
         .arg(format!("--web.listen-address={web}"))
         .current_dir(dir.path());
-    let mut prometheus = Proc::spawn(command, dir.path(), "prometheus");
+    let mut prometheus = Proc::spawn(command, "prometheus");
     prometheus.wait_listening(web).await;
 
     let query = |q: String| {
