@@ -9,6 +9,7 @@
 //!
 //! ```text
 //! server          accept -> (TLS) -> hyper (HTTP/1.1, h2; by ALPN or detected)
+//!   background      certificate watch, sweeper, snapshots, users file refresh
 //!   accept          a slot among max_connections before each accept
 //!   connection      deadlines: first request head, idle keep-alive; drain
 //!   tls, hsts       certificates (reloaded when they change); HSTS on TLS
@@ -62,6 +63,7 @@ pub mod access;
 pub mod access_log;
 pub mod admin;
 pub mod audit;
+pub mod background;
 pub mod body;
 pub mod canonical;
 pub mod clock;

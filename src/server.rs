@@ -39,13 +39,12 @@ use crate::clock::Clock;
 use crate::config::{Config, ServerConfig, StoreKind};
 use crate::connection::{self, Deadlines, Drain, DrainToken, Held, Speak};
 use crate::forwarded::ConnInfo;
-use crate::login::Departures;
 use crate::proxy::Gate;
 use crate::session::redis::RedisSetupError;
 use crate::session::snapshot::{self, SnapshotError};
 use crate::session::{AnyStore, MemoryStore, Policy, RedisStore, SessionStore, StoreError};
 use crate::setup::Setup;
-use crate::tls::{CERT_POLL_INTERVAL, ServerCert};
+use crate::tls::ServerCert;
 use crate::upstream::request_body::RequestBody;
 
 /// How long an HTTP/2 client has to answer a keep-alive PING.
@@ -127,10 +126,10 @@ impl Running {
 
 /// Where and how often the memory store is saved.
 #[derive(Clone)]
-struct Snapshotting {
-    store: Arc<MemoryStore>,
-    path: PathBuf,
-    interval: Duration,
+pub(crate) struct Snapshotting {
+    pub(crate) store: Arc<MemoryStore>,
+    pub(crate) path: PathBuf,
+    pub(crate) interval: Duration,
 }
 
 /// Builds the store the config asks for. A memory store with a snapshot
@@ -279,19 +278,25 @@ pub async fn start_with_clock(
         )));
     }
     if let Some(cert) = &tls {
-        tasks.push(tokio::spawn(cert_watch_loop(
+        tasks.push(tokio::spawn(crate::background::cert_watch_loop(
             gate.clone(),
             cert.clone(),
             shutdown.subscribe(),
         )));
     }
-    tasks.push(tokio::spawn(sweep_loop(gate.clone(), shutdown.subscribe())));
-    tasks.push(tokio::spawn(users_refresh_loop(
+    tasks.push(tokio::spawn(crate::background::sweep_loop(
+        gate.clone(),
+        shutdown.subscribe(),
+    )));
+    tasks.push(tokio::spawn(crate::background::users_refresh_loop(
         gate.clone(),
         shutdown.subscribe(),
     )));
     if let Some(s) = &snapshotting {
-        tasks.push(tokio::spawn(snapshot_loop(s.clone(), shutdown.subscribe())));
+        tasks.push(tokio::spawn(crate::background::snapshot_loop(
+            s.clone(),
+            shutdown.subscribe(),
+        )));
     }
     Ok(Running {
         addrs,
@@ -493,141 +498,5 @@ fn handler(
             }
             resp
         })
-    }
-}
-
-/// Re-reads the certificate and key when their files change (a `stat`
-/// every [`CERT_POLL_INTERVAL`]) and after every config reload (SIGHUP), so
-/// that new handshakes get the new pair; open connections keep theirs.
-async fn cert_watch_loop(gate: Arc<Gate>, cert: Arc<ServerCert>, mut stop: watch::Receiver<bool>) {
-    /// How often the runtime is checked for a reload.
-    const TICK: Duration = Duration::from_millis(250);
-    let mut seen = gate.setup();
-    let mut since_poll = Duration::ZERO;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(TICK) => {}
-            _ = stop.changed() => return,
-        }
-        since_poll += TICK;
-        let rt = gate.setup();
-        let reloaded = !Arc::ptr_eq(&rt, &seen);
-        if !reloaded && since_poll < CERT_POLL_INTERVAL {
-            continue;
-        }
-        since_poll = Duration::ZERO;
-        seen = rt.clone();
-        let Some(files) = rt.config.server.tls.clone() else {
-            if reloaded {
-                tracing::warn!(
-                    "server.tls was removed from the config; TLS listeners keep their certificate until a restart"
-                );
-            }
-            continue;
-        };
-        let cert = cert.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            if reloaded {
-                cert.reload(&files).map(|()| true)
-            } else {
-                cert.reload_if_changed(&files)
-            }
-        })
-        .await;
-        match result {
-            Ok(Ok(true)) => tracing::info!("TLS certificate reloaded"),
-            Ok(Ok(false)) => {}
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "TLS certificate not reloaded; keeping the one in use")
-            }
-            Err(e) => tracing::error!(error = %e, "TLS certificate reload task failed"),
-        }
-    }
-}
-
-/// Removes expired sessions from the memory store, regularly.
-async fn sweep_loop(gate: Arc<Gate>, mut stop: watch::Receiver<bool>) {
-    // Redis expires its keys by itself.
-    let Some(store) = gate.store.as_memory().cloned() else {
-        return;
-    };
-    loop {
-        let rt = gate.setup();
-        let every = Duration::from_secs((rt.sessions.policy.idle_timeout / 4).clamp(1, 60));
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.changed() => return,
-        }
-        let now = gate.clock.now();
-        let policy = rt.sessions.policy;
-        let store = store.clone();
-        // The sweep walks the whole map: keep it off the request threads' queues.
-        let removed = tokio::task::spawn_blocking(move || store.sweep(now, &policy))
-            .await
-            .unwrap_or(0);
-        // The store counts them, for `sessions_ended_total{reason="expired"}`.
-        if removed > 0 {
-            tracing::debug!(removed, "expired sessions swept");
-        }
-    }
-}
-
-/// Re-reads the users file when it changes (one `stat` a second), and
-/// ends the sessions of the users who left it (after a change of the file
-/// or a reload), so that within a second of the file changing they are
-/// signed out everywhere.
-async fn users_refresh_loop(gate: Arc<Gate>, mut stop: watch::Receiver<bool>) {
-    let mut departures = Departures::new(gate.setup().login.users.as_ref().map(|u| u.current()));
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = stop.changed() => return,
-        }
-        let rt = gate.setup();
-        let Some(users) = rt.login.users.clone() else {
-            departures.settle(None, &gate.store, &gate.audit).await;
-            continue;
-        };
-        let source = users.clone();
-        let refreshed = tokio::task::spawn_blocking(move || source.refresh_if_changed()).await;
-        match refreshed {
-            Ok(Ok(true)) => tracing::info!("users file reloaded"),
-            Ok(Ok(false)) => {}
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "users file not reloaded; keeping the previous users")
-            }
-            Err(e) => tracing::error!(error = %e, "users file refresh task failed"),
-        }
-        departures
-            .settle(Some(users.current()), &gate.store, &gate.audit)
-            .await;
-    }
-}
-
-/// Writes the memory store's snapshot every `snapshot_interval`, when it
-/// changed since the last one. A failed write is logged and retried at the
-/// next interval; the previous snapshot stays intact meanwhile.
-async fn snapshot_loop(s: Snapshotting, mut stop: watch::Receiver<bool>) {
-    let mut saved = s.store.generation();
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + s.interval, s.interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
-        }
-        let generation = s.store.generation();
-        if generation == saved {
-            continue;
-        }
-        match snapshot::save(s.store.clone(), s.path.clone()).await {
-            Ok(written) => {
-                saved = generation;
-                tracing::debug!(sessions = written, "snapshot written");
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "snapshot not written; trying again at the next interval")
-            }
-        }
     }
 }
