@@ -106,7 +106,9 @@ pub(crate) async fn users_refresh_loop(gate: Arc<Gate>, mut stop: watch::Receive
         }
         let rt = gate.setup();
         let Some(users) = rt.login.users.clone() else {
-            departures.settle(None, &gate.store, &gate.audit).await;
+            departures
+                .settle(None, &gate.store, &gate.audit, &gate.metrics)
+                .await;
             continue;
         };
         let source = users.clone();
@@ -120,7 +122,12 @@ pub(crate) async fn users_refresh_loop(gate: Arc<Gate>, mut stop: watch::Receive
             Err(e) => tracing::error!(error = %e, "users file refresh task failed"),
         }
         departures
-            .settle(Some(users.current()), &gate.store, &gate.audit)
+            .settle(
+                Some(users.current()),
+                &gate.store,
+                &gate.audit,
+                &gate.metrics,
+            )
             .await;
     }
 }

@@ -25,7 +25,7 @@ pub mod auth;
 pub mod exposition;
 pub mod sessions;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -178,10 +178,10 @@ struct Admin {
 }
 
 impl Admin {
-    /// Answers one request.
-    async fn answer(&self, req: Request<Incoming>) -> Response<ResponseBody> {
+    /// Answers one request from the operator at `peer`.
+    async fn answer(&self, req: Request<Incoming>, peer: IpAddr) -> Response<ResponseBody> {
         let mut resp = self
-            .dispatch(&req)
+            .dispatch(&req, peer)
             .await
             .unwrap_or_else(AdminError::into_response);
         resp.headers_mut()
@@ -192,6 +192,7 @@ impl Admin {
     async fn dispatch(
         &self,
         req: &Request<Incoming>,
+        peer: IpAddr,
     ) -> Result<Response<ResponseBody>, AdminError> {
         let setup = self.gate.setup();
         auth::check(
@@ -205,8 +206,8 @@ impl Admin {
             Endpoint::Ready => Ok(ready(&self.gate).await),
             Endpoint::Metrics => self.metrics(req.headers().get(header::ACCEPT)).await,
             Endpoint::ListSessions => sessions::list(&self.gate, query).await,
-            Endpoint::EndSessions => sessions::end_all(&self.gate, query).await,
-            Endpoint::EndSession(tag) => sessions::end_one(&self.gate, tag).await,
+            Endpoint::EndSessions => sessions::end_all(&self.gate, query, peer).await,
+            Endpoint::EndSession(tag) => sessions::end_one(&self.gate, tag, peer).await,
         }
     }
 
@@ -319,10 +320,11 @@ pub async fn serve(
         let admin = admin.clone();
         let builder = builder.clone();
         let token = drain.token();
+        let peer = accepted.peer.ip();
         tokio::spawn(async move {
             let handle = move |req: Request<Incoming>| {
                 let admin = admin.clone();
-                async move { admin.answer(req).await }
+                async move { admin.answer(req, peer).await }
             };
             connection::serve(io, Speak::Http1(&builder), handle, deadlines, token).await;
         });

@@ -40,21 +40,26 @@ pub async fn list(gate: &Gate, query: Option<&str>) -> Result<Response<ResponseB
     Ok(json(StatusCode::OK, &listing))
 }
 
-/// `DELETE /sessions?user=U`
+/// `DELETE /sessions?user=U`, asked by `operator` (for the audit log).
 pub async fn end_all(
     gate: &Gate,
     query: Option<&str>,
+    operator: IpAddr,
 ) -> Result<Response<ResponseBody>, AdminError> {
     let user = user_param(query)?;
     let ended = gate.store.end_sessions_of(&user).await?;
     Metrics::add(&gate.metrics.sessions_revoked, ended as u64);
-    gate.audit.revoked(Some(&user), None, ended, None);
+    gate.audit.revoked(Some(&user), None, ended, Some(operator));
     tracing::info!(user = %user, ended, "sessions ended from the admin listener");
     Ok(json(StatusCode::OK, &Ended { ended }))
 }
 
-/// `DELETE /sessions/TAG`
-pub async fn end_one(gate: &Gate, tag: &str) -> Result<Response<ResponseBody>, AdminError> {
+/// `DELETE /sessions/TAG`, asked by `operator` (for the audit log).
+pub async fn end_one(
+    gate: &Gate,
+    tag: &str,
+    operator: IpAddr,
+) -> Result<Response<ResponseBody>, AdminError> {
     let tag = valid_tag(tag).ok_or(AdminError::UnknownSession)?;
     let policy = gate.setup().sessions.policy;
     if !gate
@@ -65,7 +70,8 @@ pub async fn end_one(gate: &Gate, tag: &str) -> Result<Response<ResponseBody>, A
         return Err(AdminError::UnknownSession);
     }
     Metrics::inc(&gate.metrics.sessions_revoked);
-    gate.audit.revoked(None, LogTag::parse(&tag), 1, None);
+    gate.audit
+        .revoked(None, LogTag::parse(&tag), 1, Some(operator));
     tracing::info!(session = %tag, "session ended from the admin listener");
     Ok(json(StatusCode::OK, &Ended { ended: 1 }))
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use super::users::UsersFile;
 use crate::audit::Audit;
+use crate::metrics::Metrics;
 use crate::session::{AnyStore, SessionStore};
 
 /// The users file last seen, and the departures still to settle.
@@ -33,7 +34,8 @@ impl Departures {
 
     /// Compares `current` (the users file in force, `None` when the
     /// config has none) with the one last seen, and ends the sessions of
-    /// every user who left. Returns the users whose sessions ended.
+    /// every user who left, counting them as revoked. Returns the users
+    /// whose sessions ended.
     ///
     /// Without a users file any more (the login moved to the backend),
     /// nobody is taken to have left: the backend now says who signs in.
@@ -42,6 +44,7 @@ impl Departures {
         current: Option<Arc<UsersFile>>,
         store: &AnyStore,
         audit: &Audit,
+        metrics: &Metrics,
     ) -> Vec<String> {
         let Some(current) = current else {
             self.known = None;
@@ -64,6 +67,7 @@ impl Departures {
                 Ok(ended) => {
                     tracing::info!(user = %user, ended, "user removed from the users file: sessions ended");
                     audit.user_removed(&user, ended);
+                    Metrics::add(&metrics.sessions_revoked, ended as u64);
                     settled.push(user);
                 }
                 Err(e) => {
@@ -117,6 +121,7 @@ mod tests {
     async fn users_who_leave_the_file_are_signed_out() {
         let store = AnyStore::Memory(Arc::new(MemoryStore::new()));
         let audit = Audit::off();
+        let metrics = Metrics::default();
         let first = users(&["alice", "bob", "carol"]);
         let mut departures = Departures::new(Some(first.clone()));
         sign_in(&store, "alice").await;
@@ -125,22 +130,32 @@ mod tests {
         // The same file again: nobody left.
         assert!(
             departures
-                .settle(Some(first), &store, &audit)
+                .settle(Some(first), &store, &audit, &metrics)
                 .await
                 .is_empty()
         );
         let second = users(&["bob"]);
         let gone = departures
-            .settle(Some(second.clone()), &store, &audit)
+            .settle(Some(second.clone()), &store, &audit, &metrics)
             .await;
         assert_eq!(gone, ["alice", "carol"]);
+        assert_eq!(
+            Metrics::get(&metrics.sessions_revoked),
+            2,
+            "counted as revoked"
+        );
         assert_eq!(store.end_sessions_of("alice").await, Ok(0), "ended");
         assert_eq!(store.count().await, Ok(1), "bob's session stays");
         // A file that is no longer in force says nothing about who left.
-        assert!(departures.settle(None, &store, &audit).await.is_empty());
         assert!(
             departures
-                .settle(Some(users(&[])), &store, &audit)
+                .settle(None, &store, &audit, &metrics)
+                .await
+                .is_empty()
+        );
+        assert!(
+            departures
+                .settle(Some(users(&[])), &store, &audit, &metrics)
                 .await
                 .is_empty()
         );
