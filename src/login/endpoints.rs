@@ -100,8 +100,7 @@ impl Visit<'_> {
 
     /// Counts and logs a store operation that failed.
     fn store_failed(&self, what: &str, e: &StoreError) {
-        Metrics::inc(&self.metrics.store_errors);
-        tracing::error!(operation = what, error = %e, "session store failed");
+        crate::session::commit::store_failed(self.metrics, what, e);
     }
 }
 

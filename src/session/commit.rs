@@ -151,6 +151,14 @@ pub fn held_back(hold: Hold, mut change: SessionChange) -> Result<SessionChange,
     Ok(change)
 }
 
+/// Counts and logs a store operation that failed (`what`: login, logout,
+/// update, ...): the one place such a failure is reported, for the commit
+/// here and the built-in login endpoints alike.
+pub fn store_failed(metrics: &Metrics, what: &str, e: &StoreError) {
+    Metrics::inc(&metrics.store_errors);
+    tracing::error!(operation = what, error = %e, "session store failed");
+}
+
 /// Where a commit writes, and what it counts.
 pub struct Committer<'a> {
     /// The rules of the session.
@@ -340,10 +348,8 @@ impl Committer<'_> {
         tracing::warn!(error = %e, "refused a session update from the backend");
     }
 
-    /// Counts and logs a store operation that failed.
-    pub fn store_failed(&self, what: &str, e: &StoreError) {
-        Metrics::inc(&self.metrics.store_errors);
-        tracing::error!(operation = what, error = %e, "session store failed");
+    fn store_failed(&self, what: &str, e: &StoreError) {
+        store_failed(self.metrics, what, e);
     }
 }
 
