@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use http::Method;
 
-use crate::config::{Access, RouteConfig};
+use crate::config::{Access, Allowed, RouteConfig};
 
 /// Index of a route in the config's route list.
 pub type RouteId = usize;
@@ -188,6 +188,15 @@ fn browser_navigation(method: &Method, wants_json: bool) -> bool {
     (method == Method::GET || method == Method::HEAD) && !wants_json
 }
 
+/// Whether a route's `allow` list admits `user`, whose groups are `groups`
+/// (joined by commas, as [`crate::setup::Setup::groups_of`] gives them).
+pub fn admits(allow: &[Allowed], user: &str, groups: Option<&str>) -> bool {
+    allow.iter().any(|a| match a {
+        Allowed::User(name) => name == user,
+        Allowed::Group(name) => groups.is_some_and(|g| g.split(',').any(|g| g == name)),
+    })
+}
+
 /// Whether an `Accept` header asks for JSON.
 pub fn accepts_json(accept: Option<&http::HeaderValue>) -> bool {
     accept.and_then(|v| v.to_str().ok()).is_some_and(|v| {
@@ -214,7 +223,23 @@ mod tests {
             host: host.map(str::to_string),
             upstream: parse_upstream("http://127.0.0.1:1").unwrap(),
             access: Access::Public,
+            allow: None,
         }
+    }
+
+    #[test]
+    fn allow_lists_admit_users_and_members() {
+        let allow = [
+            Allowed::User("carol".into()),
+            Allowed::Group("admins".into()),
+        ];
+        assert!(admits(&allow, "carol", None));
+        assert!(admits(&allow, "alice", Some("admins,staff")));
+        assert!(admits(&allow, "alice", Some("staff,admins")));
+        assert!(!admits(&allow, "alice", Some("staff,admins2")));
+        assert!(!admits(&allow, "alice", Some("xadmins")));
+        assert!(!admits(&allow, "alice", None));
+        assert!(!admits(&allow, "Carol", None));
     }
 
     #[test]

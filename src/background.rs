@@ -93,10 +93,11 @@ pub(crate) async fn sweep_loop(gate: Arc<Gate>, mut stop: watch::Receiver<bool>)
     }
 }
 
-/// Re-reads the users file when it changes (one `stat` a second), and
-/// ends the sessions of the users who left it (after a change of the file
-/// or a reload), so that within a second of the file changing they are
-/// signed out everywhere.
+/// Re-reads the users file and the groups file when they change (one
+/// `stat` each a second), and ends the sessions of the users who left the
+/// users file (after a change of the file or a reload), so that within a
+/// second of the file changing they are signed out everywhere. A groups
+/// file change needs nothing more: every request asks the file in force.
 pub(crate) async fn users_refresh_loop(gate: Arc<Gate>, mut stop: watch::Receiver<bool>) {
     let mut departures = Departures::new(gate.setup().login.users.as_ref().map(|u| u.current()));
     loop {
@@ -105,6 +106,17 @@ pub(crate) async fn users_refresh_loop(gate: Arc<Gate>, mut stop: watch::Receive
             _ = stop.changed() => return,
         }
         let rt = gate.setup();
+        if let Some(groups) = rt.groups.clone() {
+            let refreshed = tokio::task::spawn_blocking(move || groups.refresh_if_changed()).await;
+            match refreshed {
+                Ok(Ok(true)) => tracing::info!("groups file reloaded"),
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "groups file not reloaded; keeping the previous groups")
+                }
+                Err(e) => tracing::error!(error = %e, "groups file refresh task failed"),
+            }
+        }
         let Some(users) = rt.login.users.clone() else {
             departures
                 .settle(None, &gate.store, &gate.audit, &gate.metrics)

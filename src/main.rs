@@ -93,11 +93,17 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
     // The users file, login template and CGI directories are part of what
     // makes a config usable: check them the way a start would.
-    if let Err(e) = sessiongate::setup::Setup::build(config) {
-        eprintln!("{e}");
-        return ExitCode::from(EXIT_INVALID);
-    }
+    let setup = match sessiongate::setup::Setup::build(config) {
+        Ok(setup) => setup,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
     print!("{summary}");
+    for warning in setup.warnings() {
+        eprintln!("warning: {warning}");
+    }
     ExitCode::SUCCESS
 }
 

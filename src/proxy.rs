@@ -6,7 +6,8 @@
 //! built-in endpoints ...................... login::endpoints
 //! route ................................... setup (access::RouteTable)
 //! cookie -> signature -> store lookup ..... session::found
-//! access decision (login redirect / 401) .. access
+//! access decision (login redirect / 401, .. access
+//!   the allow list's 403)
 //! strip client headers, inject ours ....... upstream::request_headers
 //! forward (HTTP upstream or CGI gateway) .. forward
 //! take the backend's control headers ...... upstream::control
@@ -76,6 +77,9 @@ struct Exchange<'a> {
     /// The route's request counters (those of "no route" until one matched).
     meter: &'a RouteMeter,
     user: Option<Arc<str>>,
+    /// The signed-in user's groups, joined by commas (see
+    /// [`Setup::groups_of`]).
+    groups: Option<String>,
     session: Option<SessionId>,
 }
 
@@ -135,6 +139,7 @@ impl Gate {
             route: setup.no_route_label.clone(),
             meter: setup.meters.no_route(),
             user: None,
+            groups: None,
             session: None,
         };
         let method = req.method().clone();
@@ -251,7 +256,8 @@ impl Gate {
     }
 
     /// The access decision: forward with the session found (or one created
-    /// now), send a browser to the login page, or refuse with 401.
+    /// now), send a browser to the login page, refuse with 401, or, for a
+    /// signed-in user the route's `allow` list leaves out, 403.
     fn admit<B>(
         &self,
         ex: &mut Exchange<'_>,
@@ -290,6 +296,21 @@ impl Gate {
         if let Some(c) = &current {
             ex.session = Some(c.id);
             ex.user = c.user().cloned();
+        }
+        if let Some(user) = ex.user.clone() {
+            let session_groups = current
+                .as_ref()
+                .and_then(|c| c.record.as_ref()?.groups.as_deref());
+            ex.groups = ex.setup.groups_of(&user, session_groups);
+            if let Some(allow) = &route.config.allow
+                && !access::admits(allow, &user, ex.groups.as_deref())
+            {
+                tracing::info!(client = %ex.client.ip, user = %user, route = %route.label, "signed-in user not admitted by the route's allow list");
+                let logout = format!("{}/logout", ex.setup.config.login.prefix);
+                return Ok(Admitted::Answer(respond::not_admitted(
+                    &user, &logout, json,
+                )));
+            }
         }
         Ok(Admitted::Forward(current))
     }
@@ -405,6 +426,7 @@ impl<'a> Exchange<'a> {
         };
         Injection {
             user,
+            groups: self.groups.as_deref(),
             data,
             created: c.created,
             expires,

@@ -121,6 +121,35 @@ impl Reject {
     }
 }
 
+/// The answer to a signed-in visitor whom the route's `allow` list does not
+/// admit: `403`, a page saying who they are signed in as with a way to
+/// sign out (`logout` is the sign-out endpoint), or JSON for API clients.
+/// Never a redirect to the login page: the visitor is signed in, and would
+/// only come back here.
+pub fn not_admitted(user: &str, logout: &str, json: bool) -> Response<ResponseBody> {
+    let mut resp = if json {
+        let body = format!("{{\"error\":\"forbidden\",\"user\":{}}}", json_string(user));
+        with_type(Response::new(ResponseBody::full(body)), "application/json")
+    } else {
+        let html = crate::login::page::render_not_admitted(user, logout);
+        let mut resp = with_type(
+            Response::new(ResponseBody::full(html)),
+            "text/html; charset=utf-8",
+        );
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(crate::login::page::builtin_page_csp()),
+        );
+        h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+        resp
+    };
+    *resp.status_mut() = StatusCode::FORBIDDEN;
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
 impl From<UpstreamError> for Reject {
     fn from(e: UpstreamError) -> Self {
         match e {

@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use crate::access::{RouteId, RouteTable};
 use crate::canonical;
-use crate::config::{Config, RouteConfig, Upstream};
+use crate::config::{Allowed, Config, RouteConfig, Upstream};
 use crate::forward::Target;
 use crate::login::endpoints::LoginDesk;
+use crate::login::groups::GroupsSource;
 use crate::metrics::{RouteMeter, RouteMeters, RouteRegistry};
 use crate::session::SessionRules;
 use crate::upstream::cgi::{CgiGateway, CgiOptions};
@@ -41,6 +42,8 @@ pub struct Setup {
     pub sessions: SessionRules,
     /// The built-in login endpoints.
     pub login: LoginDesk,
+    /// The groups file, when `login.groups_file` names one.
+    pub groups: Option<Arc<GroupsSource>>,
     /// Where visitors are sent to sign in.
     pub login_page: String,
 }
@@ -51,6 +54,9 @@ pub enum SetupError {
     /// The users file or the login page template cannot be used.
     #[error(transparent)]
     Login(#[from] crate::login::endpoints::DeskError),
+    /// The groups file cannot be used.
+    #[error(transparent)]
+    Groups(#[from] crate::login::groups::GroupsError),
     /// The upstream CA file cannot be used.
     #[error(transparent)]
     UpstreamTls(#[from] crate::tls::TlsError),
@@ -92,8 +98,12 @@ impl Setup {
         let no_route_label = Arc::from("-");
         let builtin_label = Arc::from(config.login.prefix.as_str());
         Ok(Setup {
-            sessions: SessionRules::new(&config.session, &config.store),
+            sessions: SessionRules::new(&config.session, &config.store, &config.login),
             login: LoginDesk::new(&config)?,
+            groups: match &config.login.groups_file {
+                Some(path) => Some(Arc::new(GroupsSource::load(path)?)),
+                None => None,
+            },
             routes,
             targets,
             meters: RouteMeters::new(&route_labels, &no_route_label, &builtin_label),
@@ -123,6 +133,61 @@ impl Setup {
     /// setup in force).
     pub fn bind_meters(&mut self, registry: &RouteRegistry) {
         self.meters.bind(registry);
+    }
+
+    /// A signed-in user's groups, sorted and joined by commas: those the
+    /// groups file gives `user` now, and those the backend gave the
+    /// session (`session`, joined the same way). `None` when there are none.
+    pub fn groups_of(&self, user: &str, session: Option<&str>) -> Option<String> {
+        let file = self.groups.as_ref().map(|g| g.peek());
+        let mut all: Vec<&str> = file
+            .as_ref()
+            .map(|f| f.groups_of(user).iter().map(|g| &**g).collect())
+            .unwrap_or_default();
+        all.extend(session.into_iter().flat_map(|s| s.split(',')));
+        all.retain(|g| !g.is_empty());
+        if all.is_empty() {
+            return None;
+        }
+        all.sort_unstable();
+        all.dedup();
+        Some(all.join(","))
+    }
+
+    /// What `sessiongate check` warns about without refusing the config:
+    /// an `allow` entry that names a user the users file does not list, or
+    /// a group nobody is in. Groups a backend gives at sign-in
+    /// (`login.source = "backend"`) cannot be known here, so such a login
+    /// gets no group warnings.
+    pub fn warnings(&self) -> Vec<String> {
+        let users = self.login.users.as_ref().map(|u| u.current());
+        let groups = self.groups.as_ref().map(|g| g.current());
+        let backend = self.config.login.source == crate::config::LoginSource::Backend;
+        let mut warnings = Vec::new();
+        for route in &self.config.routes {
+            for allowed in route.allow.iter().flatten() {
+                let unknown = match allowed {
+                    Allowed::User(name) => users.as_ref().is_some_and(|u| !u.contains(name)),
+                    Allowed::Group(name) => {
+                        !backend && groups.as_ref().is_none_or(|g| g.size_of(name) == 0)
+                    }
+                };
+                if unknown {
+                    let what = match allowed {
+                        Allowed::User(_) => "a user the users file does not list",
+                        Allowed::Group(_) if groups.is_none() => {
+                            "a group, but no login.groups_file is set"
+                        }
+                        Allowed::Group(_) => "a group nobody is in",
+                    };
+                    warnings.push(format!(
+                        "route {}: allow names {allowed}, {what}",
+                        route.path
+                    ));
+                }
+            }
+        }
+        warnings
     }
 
     /// Whether `path` is one of the built-in endpoints' paths.

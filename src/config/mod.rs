@@ -305,6 +305,11 @@ pub struct LoginConfig {
     pub source: LoginSource,
     /// Users file (`user:hash` lines).
     pub users_file: PathBuf,
+    /// Groups file (Apache's AuthGroupFile format), if any.
+    pub groups_file: Option<PathBuf>,
+    /// "Remember me" on the built-in login page: how long such a session
+    /// lasts, idle or not, with a persistent cookie; off when `None`.
+    pub remember_me: Option<Duration>,
     /// With `source = "backend"`: the application's login page.
     pub page: Option<String>,
     /// Path under which the built-in endpoints live, without trailing slash.
@@ -365,6 +370,9 @@ pub struct HeaderNames {
     pub login: HeaderName,
     /// `{prefix}Logout` (control)
     pub logout: HeaderName,
+    /// `{prefix}Groups`: the user's groups, to the backend; beside
+    /// `{prefix}Login`, from it (control)
+    pub groups: HeaderName,
 }
 
 /// Who may reach a route.
@@ -424,6 +432,27 @@ pub struct RouteConfig {
     pub upstream: Upstream,
     /// Who may pass.
     pub access: Access,
+    /// On a `login` route: who of the signed-in users may enter; any of
+    /// them when `None`.
+    pub allow: Option<Vec<Allowed>>,
+}
+
+/// One entry of a route's `allow` list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Allowed {
+    /// `user:NAME`
+    User(String),
+    /// `group:NAME`: every member of the group.
+    Group(String),
+}
+
+impl fmt::Display for Allowed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Allowed::User(name) => write!(f, "user:{name}"),
+            Allowed::Group(name) => write!(f, "group:{name}"),
+        }
+    }
 }
 
 /// `[admin]`

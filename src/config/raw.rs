@@ -179,6 +179,8 @@ pub(super) struct RawStore {
 pub(super) struct RawLogin {
     pub(super) source: Option<Spanned<LoginSource>>,
     pub(super) users_file: Option<String>,
+    pub(super) groups_file: Option<String>,
+    pub(super) remember_me: Option<Spanned<Dur>>,
     pub(super) page: Option<Spanned<String>>,
     pub(super) prefix: Option<Spanned<String>>,
     pub(super) expired_message: Option<String>,
@@ -204,6 +206,7 @@ pub(super) struct RawRoute {
     pub(super) upstream: Spanned<String>,
     #[serde(default = "default_access")]
     pub(super) access: Access,
+    pub(super) allow: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// Routes are public unless they say otherwise.

@@ -2,7 +2,22 @@
 
 use std::fmt::{self, Write as _};
 
-use super::{AuditTarget, Config, LoginSource, StoreKind};
+use super::{Access, AuditTarget, Config, LoginSource, RouteConfig, StoreKind};
+
+impl RouteConfig {
+    /// Who may enter this route, in words (`sessiongate check` prints it).
+    pub fn who_may_enter(&self) -> String {
+        match (self.access, &self.allow) {
+            (Access::Public, _) => "anyone".into(),
+            (Access::Session, _) => "anyone, with a session (made on the first visit)".into(),
+            (Access::Login, None) => "any signed-in user".into(),
+            (Access::Login, Some(allow)) => {
+                let names: Vec<String> = allow.iter().map(ToString::to_string).collect();
+                format!("signed-in users allowed by {}", names.join(", "))
+            }
+        }
+    }
+}
 
 impl Config {
     /// A one-screen summary for `sessiongate check`.
@@ -86,6 +101,7 @@ impl Config {
                 route.upstream.to_string(),
                 route.access.as_str()
             )?;
+            writeln!(out, "      who may enter: {}", route.who_may_enter())?;
         }
         Ok(())
     }

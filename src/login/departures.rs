@@ -86,7 +86,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::session::{DataChange, MemoryStore, NewSession, Policy, SessionId};
+    use crate::session::{DataChange, MemoryStore, NewSession, Policy, SessionId, SignIn};
 
     /// `htpasswd -bnB -C 5 alice 'correct horse'`: any valid hash will do.
     const HASH: &str = "$2y$05$8GZGcB76O/vrMDfbnLsspuETEb.ZaPA/atHhCzSgQhhJyk31FFTzC";
@@ -103,6 +103,7 @@ mod tests {
             touch_interval: 10,
             max_data_bytes: 64,
             max_sessions: 100,
+            remember_me: None,
         };
         let id = SessionId::generate();
         let seed = NewSession {
@@ -111,7 +112,15 @@ mod tests {
             ip: None,
         };
         store
-            .login(None, &id, user, &DataChange::default(), seed, 0, &policy)
+            .login(
+                None,
+                &id,
+                &SignIn::user(user),
+                &DataChange::default(),
+                seed,
+                0,
+                &policy,
+            )
             .await
             .expect("login");
         id

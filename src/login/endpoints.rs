@@ -35,7 +35,7 @@ use crate::metrics::Metrics;
 use crate::respond::{Reject, redirect};
 use crate::session::{
     AnyStore, CookieClaims, CookieOut, Current, DataChange, Found, NewSession, SessionRules,
-    SessionStore, StoreError,
+    SessionStore, SignIn, StoreError,
 };
 use crate::upstream::request_body::RequestBody;
 
@@ -59,6 +59,9 @@ pub struct LoginDesk {
     source: LoginSource,
     prefix: String,
     expired_message: String,
+    /// "Remember me": how long such a session lasts, in seconds; `None`
+    /// when the page offers no such choice.
+    remember_me: Option<u64>,
 }
 
 /// Why the built-in login cannot be set up.
@@ -127,6 +130,7 @@ impl LoginDesk {
             source: login.source,
             prefix: login.prefix.clone(),
             expired_message: login.expired_message.clone(),
+            remember_me: login.remember_me.map(|d| d.as_secs().max(1)),
         })
     }
 }
@@ -138,6 +142,8 @@ struct LoginForm {
     password: String,
     next: String,
     csrf: String,
+    /// The "remember me" box was ticked.
+    remember: bool,
 }
 
 impl LoginForm {
@@ -149,6 +155,7 @@ impl LoginForm {
                 "password" => form.password = v.into_owned(),
                 "next" => form.next = v.into_owned(),
                 "csrf" => form.csrf = v.into_owned(),
+                "remember" => form.remember = !v.is_empty() && v != "0",
                 _ => {}
             }
         }
@@ -281,7 +288,12 @@ impl LoginDesk {
             return Ok(self.render(v, &current, &answer, now));
         }
         self.throttle.record_success(username, v.client.ip);
-        self.sign_in(v, &current, username, &next, now).await
+        let who = SignIn {
+            user: username,
+            groups: "",
+            remember: self.remember_me.filter(|_| form.remember),
+        };
+        self.sign_in(v, &current, &who, &next, now).await
     }
 
     /// Whether `password` is `username`'s, by the users file (off the
@@ -296,16 +308,17 @@ impl LoginDesk {
         }
     }
 
-    /// Logs `current` in as `username` under a new id (anonymous data kept),
+    /// Logs `current` in as `who` under a new id (anonymous data kept),
     /// and sends the browser on to `next` with the new cookie.
     async fn sign_in(
         &self,
         v: &Visit<'_>,
         current: &Current,
-        username: &str,
+        who: &SignIn<'_>,
         next: &str,
         now: u64,
     ) -> Result<Response<ResponseBody>, Reject> {
+        let username = who.user;
         let new_id = crate::session::SessionId::generate();
         let seed = NewSession {
             created: now,
@@ -319,15 +332,7 @@ impl LoginDesk {
         let policy = &v.sessions.policy;
         let stored = v
             .store
-            .login(
-                Some(&current.id),
-                &new_id,
-                username,
-                &nothing,
-                seed,
-                now,
-                policy,
-            )
+            .login(Some(&current.id), &new_id, who, &nothing, seed, now, policy)
             .await;
         let record = match stored {
             Ok(record) => record,
@@ -347,6 +352,7 @@ impl LoginDesk {
             id: new_id,
             created: record.created,
             stored: true,
+            remembered: record.remember.is_some(),
         };
         let cookie = CookieOut::Set(claims);
         v.sessions
@@ -447,6 +453,7 @@ impl LoginDesk {
             username: answer.username,
             message: answer.message,
             error: answer.error,
+            remember: self.remember_me.is_some(),
         });
         let mut resp = Response::new(ResponseBody::full(html));
         *resp.status_mut() = answer.status;
@@ -468,6 +475,7 @@ impl LoginDesk {
                 id: current.id,
                 created: current.created,
                 stored: false,
+                remembered: false,
             };
             v.sessions
                 .apply_cookie(h, CookieOut::Set(claims), v.client.https, now);

@@ -22,12 +22,14 @@
 
 pub mod departures;
 pub mod endpoints;
+pub mod groups;
 pub mod metrics;
 pub mod next;
 pub mod page;
 pub mod password;
 pub mod throttle;
 pub mod users;
+pub mod watched;
 
 pub use departures::Departures;
 pub use metrics::LoginCounters;

@@ -42,6 +42,9 @@ pub struct PageContext<'a> {
     pub message: Option<&'a str>,
     /// Why the last attempt failed.
     pub error: Option<&'a str>,
+    /// Offer "remember me" (`login.remember_me` is set): the built-in page
+    /// shows a checkbox named `remember`; a template adds its own.
+    pub remember: bool,
 }
 
 /// A login page template could not be used.
@@ -270,6 +273,9 @@ color:var(--on-accent);background:var(--accent);border:0;border-radius:.25rem;cu
 .notice,.error{margin:0 0 1rem;padding:.75rem 1rem;border-left:4px solid;border-radius:.25rem}\
 .notice{color:var(--notice);background:var(--notice-bg)}\
 .error{color:var(--error);background:var(--error-bg)}\
+.check{display:flex;gap:.5rem;align-items:center}\
+.check input{display:inline;width:auto;margin:0}.check label{margin:0;font-weight:400}\
+.who{margin:0 0 1rem}\
 @media (forced-colors:active){button{border:1px solid}}";
 
 fn builtin_csp() -> &'static str {
@@ -335,15 +341,55 @@ fn render_builtin(ctx: &PageContext<'_>) -> String {
          <label for=\"password\">Password</label>\n\
          <input id=\"password\" name=\"password\" type=\"password\" \
          autocomplete=\"current-password\" required{focus_password}{described_by}>\n\
-         </div>\n\
+         </div>\n{remember}\
          <button type=\"submit\">Sign in</button>\n\
          </form>\n</main>\n</body>\n</html>\n",
         action = esc(ctx.action),
         next = esc(ctx.next),
         csrf = esc(ctx.csrf),
         username = esc(ctx.username),
+        remember = if ctx.remember {
+            "<div class=\"field check\">\n\
+             <input id=\"remember\" name=\"remember\" type=\"checkbox\" value=\"1\">\n\
+             <label for=\"remember\">Remember me</label>\n\
+             </div>\n"
+        } else {
+            ""
+        },
     );
     html
+}
+
+/// The page for a signed-in visitor whom a route's `allow` list does not
+/// admit: who they are signed in as, and a way to sign out (to sign in as
+/// somebody else). Same style, and so the same CSP, as the built-in login
+/// page.
+pub fn render_not_admitted(user: &str, logout_action: &str) -> String {
+    let mut html = String::with_capacity(2048);
+    html.push_str(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <meta name=\"robots\" content=\"noindex, nofollow\">\n\
+         <title>Not allowed</title>\n<style>",
+    );
+    html.push_str(BUILTIN_STYLE);
+    let _ = write!(
+        html,
+        "</style>\n</head>\n<body>\n<main>\n<h1>Not allowed</h1>\n\
+         <p class=\"error\" role=\"alert\">Your account may not open this page.</p>\n\
+         <p class=\"who\">You are signed in as <strong>{user}</strong>.</p>\n\
+         <form method=\"post\" action=\"{action}\">\n\
+         <button type=\"submit\">Sign out</button>\n\
+         </form>\n</main>\n</body>\n</html>\n",
+        user = escape_html(user),
+        action = escape_html(logout_action),
+    );
+    html
+}
+
+/// The `Content-Security-Policy` of the built-in pages.
+pub fn builtin_page_csp() -> &'static str {
+    builtin_csp()
 }
 
 #[cfg(test)]
@@ -361,6 +407,7 @@ mod tests {
             username: "",
             message: None,
             error: None,
+            remember: false,
         }
     }
 
@@ -396,6 +443,21 @@ mod tests {
         }
         assert!(!html.contains("role=\"alert\""));
         assert!(!html.contains("role=\"status\""));
+        assert!(!html.contains("name=\"remember\""));
+        let html = LoginPage::builtin().render(&PageContext {
+            remember: true,
+            ..ctx()
+        });
+        assert!(html.contains("<input id=\"remember\" name=\"remember\" type=\"checkbox\""));
+    }
+
+    #[test]
+    fn not_admitted_page_names_the_user_and_signs_out() {
+        let html = render_not_admitted(HOSTILE, "/.sessiongate/logout");
+        assert!(html.contains(&format!("signed in as <strong>{HOSTILE_ESCAPED}</strong>")));
+        assert!(html.contains("<form method=\"post\" action=\"/.sessiongate/logout\">"));
+        assert!(html.contains(BUILTIN_STYLE));
+        assert!(!html.contains("<script>"));
     }
 
     #[test]
@@ -429,6 +491,7 @@ mod tests {
             username: HOSTILE,
             message: Some(HOSTILE),
             error: Some(HOSTILE),
+            remember: true,
         });
         assert!(!html.contains("<script>"), "{html}");
         assert_eq!(html.matches(HOSTILE_ESCAPED).count(), 6);

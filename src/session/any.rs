@@ -8,7 +8,7 @@ use super::id::SessionId;
 use super::memory::MemoryStore;
 use super::redis::RedisStore;
 use super::store::{
-    Lookup, NewSession, Policy, SessionRecord, SessionStore, SessionSummary, StoreError,
+    Lookup, NewSession, Policy, SessionRecord, SessionStore, SessionSummary, SignIn, StoreError,
 };
 
 /// The store the proxy runs on.
@@ -82,13 +82,13 @@ impl SessionStore for AnyStore {
         &self,
         old: Option<&SessionId>,
         new: &SessionId,
-        user: &str,
+        who: &SignIn<'_>,
         change: &DataChange,
         seed: NewSession<'_>,
         now: u64,
         policy: &Policy,
     ) -> Result<SessionRecord, StoreError> {
-        delegate!(self, s => s.login(old, new, user, change, seed, now, policy))
+        delegate!(self, s => s.login(old, new, who, change, seed, now, policy))
     }
 
     async fn remove(&self, id: &SessionId) -> Result<(), StoreError> {

@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use super::found::Current;
 use super::rules::SessionRules;
-use super::{AnyStore, CookieClaims, DataChange, NewSession, SessionId, SessionStore, StoreError};
+use super::{
+    AnyStore, CookieClaims, DataChange, NewSession, SessionId, SessionStore, SignIn, StoreError,
+};
 use crate::audit::{Audit, How};
 use crate::metrics::Metrics;
 
@@ -24,6 +26,9 @@ pub struct SessionChange {
     pub delete: Vec<String>,
     /// Log in as this user, with a new session id.
     pub login: Option<String>,
+    /// The user's groups, given beside `login` (`Groups: a, b`), joined
+    /// by commas; ignored without `login`.
+    pub groups: Option<String>,
     /// Destroy the session.
     pub logout: bool,
     /// Problems found, for the log (a bad user name, say).
@@ -56,6 +61,7 @@ impl CookieOut {
                 id: c.id,
                 created: c.created,
                 stored: false,
+                remembered: false,
             }),
             _ => CookieOut::Keep,
         }
@@ -212,7 +218,12 @@ impl Committer<'_> {
             }
         }
         if let Some(user) = change.login {
-            return self.login(current.as_ref(), &user, &data).await;
+            let who = SignIn {
+                user: &user,
+                groups: change.groups.as_deref().unwrap_or_default(),
+                remember: None,
+            };
+            return self.login(current.as_ref(), &who, &data).await;
         }
         if data.is_empty() {
             return Ok(Committed {
@@ -245,9 +256,10 @@ impl Committer<'_> {
     async fn login(
         &self,
         current: Option<&Current>,
-        user: &str,
+        who: &SignIn<'_>,
         data: &DataChange,
     ) -> Result<Committed, CommitError> {
+        let user = who.user;
         let new_id = SessionId::generate();
         let old = current.map(|c| c.id);
         let policy = &self.rules.policy;
@@ -256,7 +268,7 @@ impl Committer<'_> {
             .login(
                 old.as_ref(),
                 &new_id,
-                user,
+                who,
                 data,
                 self.seed(),
                 self.now,
@@ -271,7 +283,7 @@ impl Committer<'_> {
                 .login(
                     old.as_ref(),
                     &new_id,
-                    user,
+                    who,
                     &nothing,
                     self.seed(),
                     self.now,
@@ -289,6 +301,7 @@ impl Committer<'_> {
                         id: new_id,
                         created: record.created,
                         stored: true,
+                        remembered: false,
                     }),
                     identity: Identity::Became {
                         id: new_id,
@@ -320,6 +333,7 @@ impl Committer<'_> {
                 id: cur.id,
                 created: cur.created,
                 stored: true,
+                remembered: false,
             }),
             Ok(_) => CookieOut::Keep,
             Err(e) => {

@@ -8,7 +8,9 @@
 //!
 //! The MAC covers everything before it. The `STORED` flag tells an anonymous
 //! session that was never written to the store (still valid when the store
-//! does not know it) from one that was stored and has since ended.
+//! does not know it) from one that was stored and has since ended; the
+//! `REMEMBERED` flag marks a "remember me" session, whose cookie may be as
+//! old as `login.remember_me` allows.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -30,6 +32,8 @@ pub const VALUE_LEN: usize = (RAW_LEN * 4).div_ceil(3);
 
 /// Flag: the session has been written to the store.
 const STORED: u8 = 0b0000_0001;
+/// Flag: a "remember me" session.
+const REMEMBERED: u8 = 0b0000_0010;
 
 /// What a verified cookie says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +44,8 @@ pub struct CookieClaims {
     pub created: u64,
     /// Whether the session had been written to the store when this cookie was issued.
     pub stored: bool,
+    /// Whether the session is a "remember me" one.
+    pub remembered: bool,
 }
 
 /// Why a cookie value was not accepted. Never shown to clients: a bad
@@ -80,7 +86,8 @@ impl Signer {
     pub fn encode(&self, claims: &CookieClaims) -> String {
         let mut raw = [0u8; RAW_LEN];
         raw[0] = VERSION;
-        raw[1] = if claims.stored { STORED } else { 0 };
+        raw[1] =
+            if claims.stored { STORED } else { 0 } | if claims.remembered { REMEMBERED } else { 0 };
         raw[2..10].copy_from_slice(&claims.created.to_be_bytes());
         raw[10..SIGNED_LEN].copy_from_slice(claims.id.as_bytes());
         let mac = self.mac(0, &raw[..SIGNED_LEN]);
@@ -95,6 +102,18 @@ impl Signer {
         value: &str,
         now: u64,
         max_lifetime: u64,
+    ) -> Result<CookieClaims, CookieError> {
+        self.decode_remembered(value, now, max_lifetime, max_lifetime)
+    }
+
+    /// [`Signer::decode`], where the cookie of a "remember me" session may
+    /// be `remembered_lifetime` seconds old.
+    pub fn decode_remembered(
+        &self,
+        value: &str,
+        now: u64,
+        max_lifetime: u64,
+        remembered_lifetime: u64,
     ) -> Result<CookieClaims, CookieError> {
         if value.len() != VALUE_LEN {
             return Err(CookieError::Malformed);
@@ -124,13 +143,20 @@ impl Signer {
         let created = u64::from_be_bytes(created);
         let mut id = [0u8; ID_LEN];
         id.copy_from_slice(&signed[10..SIGNED_LEN]);
-        if now >= created.saturating_add(max_lifetime) {
+        let remembered = signed[1] & REMEMBERED != 0;
+        let lifetime = if remembered {
+            remembered_lifetime
+        } else {
+            max_lifetime
+        };
+        if now >= created.saturating_add(lifetime) {
             return Err(CookieError::TooOld);
         }
         Ok(CookieClaims {
             id: SessionId::from_bytes(id),
             created,
             stored: signed[1] & STORED != 0,
+            remembered,
         })
     }
 
@@ -248,10 +274,11 @@ impl CookieJar {
     }
 
     /// `Set-Cookie` for a session; `remaining` is the time left until
-    /// `max_lifetime`, used as Max-Age for persistent cookies.
-    pub fn set(&self, value: &str, secure: bool, remaining: u64) -> String {
+    /// `max_lifetime`, used as Max-Age for persistent cookies. A "remember
+    /// me" session's cookie is `persistent` whatever `persistent_cookie` says.
+    pub fn set(&self, value: &str, secure: bool, remaining: u64, persistent: bool) -> String {
         let tail = self.tail(secure);
-        if self.persistent {
+        if self.persistent || persistent {
             format!("{}={value}{tail}; Max-Age={remaining}", self.name)
         } else {
             format!("{}={value}{tail}", self.name)
@@ -289,6 +316,7 @@ mod tests {
             id: SessionId::generate(),
             created: 1_000,
             stored: true,
+            remembered: false,
         }
     }
 

@@ -80,7 +80,13 @@ impl SessionRules {
         let mut expired = false;
         let mut claims = None;
         for value in cookie_values(headers, self.jar.name()) {
-            match self.signer.decode(value, now, self.policy.max_lifetime) {
+            let policy = &self.policy;
+            match self.signer.decode_remembered(
+                value,
+                now,
+                policy.max_lifetime,
+                policy.cookie_lifetime(true),
+            ) {
                 Ok(c) => {
                     claims = Some(c);
                     break;

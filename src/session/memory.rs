@@ -31,7 +31,7 @@ use self::index::UserIndex;
 use super::data::DataChange;
 use super::id::{IdHashBuilder, LogTag, SessionId};
 use super::store::{
-    Lookup, NewSession, Policy, ROTATED_FOR, SessionRecord, SessionStore, SessionSummary,
+    Lookup, NewSession, Policy, ROTATED_FOR, SessionRecord, SessionStore, SessionSummary, SignIn,
     StoreError, check_size, oldest_first,
 };
 
@@ -296,6 +296,8 @@ impl MemoryStore {
             user: None,
             data: self.data(seed.initial.to_string()),
             ip: seed.ip,
+            groups: None,
+            remember: None,
         }
     }
 }
@@ -398,7 +400,7 @@ impl SessionStore for MemoryStore {
         &self,
         old: Option<&SessionId>,
         new: &SessionId,
-        user: &str,
+        who: &SignIn<'_>,
         change: &DataChange,
         seed: NewSession<'_>,
         now: u64,
@@ -441,13 +443,15 @@ impl SessionStore for MemoryStore {
         }
         self.make_room(now, policy);
         self.changed();
-        let user: Arc<str> = Arc::from(user);
+        let user: Arc<str> = Arc::from(who.user);
         let record = SessionRecord {
             created: now,
             last_seen: now,
             user: Some(user.clone()),
             data: self.data(data),
             ip: seed.ip.or(old_ip),
+            groups: (!who.groups.is_empty()).then(|| Arc::from(who.groups)),
+            remember: who.remember,
         };
         let previous = self.map.insert(*new, Box::new(record.clone()));
         if let Some(previous) = &previous {

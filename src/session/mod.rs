@@ -25,6 +25,6 @@ pub use memory::MemoryStore;
 pub use redis::RedisStore;
 pub use rules::SessionRules;
 pub use store::{
-    Lookup, NewSession, Policy, ROTATED_FOR, SessionRecord, SessionStore, SessionSummary,
+    Lookup, NewSession, Policy, ROTATED_FOR, SessionRecord, SessionStore, SessionSummary, SignIn,
     StoreError,
 };

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::{CookieJar, Policy, Signer};
-use crate::config::{SessionConfig, StoreConfig};
+use crate::config::{LoginConfig, SessionConfig, StoreConfig};
 
 /// Cookie signing and attributes, lifetimes, initial data, IP binding.
 pub struct SessionRules {
@@ -22,8 +22,9 @@ pub struct SessionRules {
 }
 
 impl SessionRules {
-    /// The rules of `[session]` (and the store's size limit).
-    pub fn new(session: &SessionConfig, store: &StoreConfig) -> Self {
+    /// The rules of `[session]` (and the store's size limit, and how long
+    /// the login's "remember me" lasts).
+    pub fn new(session: &SessionConfig, store: &StoreConfig, login: &LoginConfig) -> Self {
         let initial = super::data::encode(
             session
                 .initial
@@ -33,7 +34,7 @@ impl SessionRules {
         SessionRules {
             signer: Signer::new(&session.secret_keys),
             jar: CookieJar::new(session),
-            policy: Policy::from_config(session, store.max_sessions),
+            policy: Policy::from_config(session, store.max_sessions).remembering(login.remember_me),
             initial: Arc::from(initial),
             bind_ip: session.bind_ip,
         }

@@ -17,10 +17,10 @@ impl SessionRules {
             CookieOut::Set(claims) => {
                 let remaining = claims
                     .created
-                    .saturating_add(self.policy.max_lifetime)
+                    .saturating_add(self.policy.cookie_lifetime(claims.remembered))
                     .saturating_sub(now);
-                self.jar
-                    .set(&self.signer.encode(&claims), secure, remaining)
+                let value = self.signer.encode(&claims);
+                self.jar.set(&value, secure, remaining, claims.remembered)
             }
             CookieOut::Clear => self.jar.clear(secure),
         };

@@ -26,12 +26,18 @@ pub struct SessionRecord {
     pub data: Arc<str>,
     /// Client IP the session was created from (kept for `bind_ip`).
     pub ip: Option<IpAddr>,
+    /// The groups the backend gave the user at sign-in (`X-Session-Groups`),
+    /// comma-separated without spaces; `None` when it gave none.
+    pub groups: Option<Arc<str>>,
+    /// "Remember me": this session's own lifetime, idle or not, in seconds;
+    /// `None` for the policy's lifetimes.
+    pub remember: Option<u64>,
 }
 
 impl SessionRecord {
     /// When the session ends if nothing touches it again.
     pub fn expires_at(&self, policy: &Policy) -> u64 {
-        policy.expires_at(self.created, self.last_seen)
+        policy.expires_at_remembered(self.created, self.last_seen, self.remember)
     }
 
     /// Whether the session has ended at `now`.
@@ -87,6 +93,9 @@ pub struct Policy {
     pub max_data_bytes: usize,
     /// Most sessions (memory store).
     pub max_sessions: usize,
+    /// How long a "remember me" session lasts, idle or not; `None` when
+    /// the login page offers no "remember me".
+    pub remember_me: Option<u64>,
 }
 
 impl Policy {
@@ -99,12 +108,69 @@ impl Policy {
             touch_interval: session.touch_interval.as_secs(),
             max_data_bytes: session.max_data_bytes,
             max_sessions,
+            remember_me: None,
         }
+    }
+
+    /// These rules, with "remember me" sessions lasting `remember_me`.
+    pub fn remembering(self, remember_me: Option<Duration>) -> Self {
+        Policy {
+            remember_me: remember_me.map(|d| d.as_secs().max(1)),
+            ..self
+        }
+    }
+
+    /// The most a session cookie may age: `max_lifetime`, or for a
+    /// "remember me" session the longer of that and `remember_me`.
+    pub fn cookie_lifetime(&self, remembered: bool) -> u64 {
+        let remember = if remembered { self.remember_me } else { None };
+        self.lifetimes(remember).1
     }
 
     /// The end of a session created at `created` and last seen at `last_seen`.
     pub fn expires_at(&self, created: u64, last_seen: u64) -> u64 {
-        (last_seen.saturating_add(self.idle_timeout)).min(created.saturating_add(self.max_lifetime))
+        self.expires_at_remembered(created, last_seen, None)
+    }
+
+    /// The end of a session that may be remembered for `remember` seconds:
+    /// neither its idle timeout nor its lifetime is then shorter than that.
+    pub fn expires_at_remembered(
+        &self,
+        created: u64,
+        last_seen: u64,
+        remember: Option<u64>,
+    ) -> u64 {
+        let (idle, life) = self.lifetimes(remember);
+        (last_seen.saturating_add(idle)).min(created.saturating_add(life))
+    }
+
+    /// The idle timeout and the absolute lifetime of a session remembered
+    /// for `remember` seconds (`None`: an ordinary session).
+    pub fn lifetimes(&self, remember: Option<u64>) -> (u64, u64) {
+        let r = remember.unwrap_or(0);
+        (self.idle_timeout.max(r), self.max_lifetime.max(r))
+    }
+}
+
+/// Who a login signs in, and for how long.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SignIn<'a> {
+    /// The user.
+    pub user: &'a str,
+    /// Groups the backend names for the user (`X-Session-Groups`),
+    /// comma-separated without spaces; empty for none.
+    pub groups: &'a str,
+    /// "Remember me": the session lasts this many seconds, idle or not.
+    pub remember: Option<u64>,
+}
+
+impl<'a> SignIn<'a> {
+    /// `user`, without groups, for the policy's lifetimes.
+    pub fn user(user: &'a str) -> Self {
+        SignIn {
+            user,
+            ..SignIn::default()
+        }
     }
 }
 
@@ -217,7 +283,7 @@ pub trait SessionStore: Send + Sync + 'static {
         policy: &Policy,
     ) -> impl Future<Output = Result<SessionRecord, StoreError>> + Send;
 
-    /// Logs `user` in under a NEW id: the data of `old` (if it is stored) is
+    /// Logs `who` in under a NEW id: the data of `old` (if it is stored) is
     /// carried over with `change` applied, and `old` stops existing, in one
     /// step. `old` is then marked as moved for [`ROTATED_FOR`] seconds
     /// (stored or not: an anonymous session that never held anything is
@@ -229,7 +295,7 @@ pub trait SessionStore: Send + Sync + 'static {
         &self,
         old: Option<&SessionId>,
         new: &SessionId,
-        user: &str,
+        who: &SignIn<'_>,
         change: &DataChange,
         seed: NewSession<'_>,
         now: u64,

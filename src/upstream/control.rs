@@ -1,5 +1,5 @@
 //! Control headers: what a backend asks of the session in its response
-//! (`X-Session-Set`, `-Delete`, `-Login`, `-Logout`), read and then removed
+//! (`X-Session-Set`, `-Delete`, `-Login`, `-Groups`, `-Logout`), read and then removed
 //! with everything else of the session machinery, so none of it reaches the
 //! client.
 
@@ -8,6 +8,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use super::hop_by_hop::remove_hop_by_hop;
 use super::request_headers::{has_prefix, strip_prefixed};
 use crate::config::HeadersConfig;
+use crate::login::groups::parse_session_groups;
 use crate::session::SessionChange;
 use crate::session::user::valid_user;
 
@@ -67,6 +68,18 @@ fn read_control(headers: &HeaderMap, cfg: &HeadersConfig, control: &mut ControlH
             _ => control.rejected.push("Login names no valid user".into()),
         }
     }
+    if let Some(v) = headers.get(&n.groups) {
+        let groups = std::str::from_utf8(v.as_bytes())
+            .map_err(|_| "not UTF-8".to_string())
+            .and_then(parse_session_groups);
+        match groups {
+            Ok(_) if control.login.is_none() => control
+                .rejected
+                .push("Groups without Login is ignored (groups are set at sign-in)".into()),
+            Ok(groups) => control.groups = Some(groups),
+            Err(e) => control.rejected.push(format!("Groups refused: {e}")),
+        }
+    }
     if let Some(v) = headers.get(&n.logout) {
         let s = v.to_str().unwrap_or("").trim().to_ascii_lowercase();
         control.logout = !matches!(s.as_str(), "" | "0" | "false" | "no" | "off");
@@ -118,6 +131,7 @@ mod tests {
         h.append("x-session-set", "c=%26".parse().unwrap());
         h.insert("x-session-delete", "d, e".parse().unwrap());
         h.insert("x-session-login", "alice".parse().unwrap());
+        h.insert("x-session-groups", "staff, admins ,staff".parse().unwrap());
         h.insert("x-session-logout", "1".parse().unwrap());
         h.insert("x_session_other", "leak".parse().unwrap());
         h.append("set-cookie", "sg_session=forged; Path=/".parse().unwrap());
@@ -134,8 +148,28 @@ mod tests {
         );
         assert_eq!(ctl.delete, vec!["d".to_string(), "e".to_string()]);
         assert_eq!(ctl.login.as_deref(), Some("alice"));
+        assert_eq!(ctl.groups.as_deref(), Some("staff,admins"));
         assert!(ctl.logout);
         assert_eq!(h.len(), 2, "{h:?}");
         assert_eq!(h.get("set-cookie").unwrap(), "theirs=1");
+    }
+
+    #[test]
+    fn groups_come_only_with_a_login_and_only_valid() {
+        let c = cfg();
+        let mut h = HeaderMap::new();
+        h.insert("x-session-groups", "admins".parse().unwrap());
+        let ctl = take_control(&mut h, &c, "sg_session");
+        assert_eq!(ctl.groups, None);
+        assert_eq!(ctl.rejected.len(), 1);
+        assert!(ctl.is_empty());
+        let mut h = HeaderMap::new();
+        h.insert("x-session-login", "bob".parse().unwrap());
+        h.insert("x-session-groups", "ok, not ok".parse().unwrap());
+        let ctl = take_control(&mut h, &c, "sg_session");
+        assert_eq!(ctl.login.as_deref(), Some("bob"));
+        assert_eq!(ctl.groups, None);
+        assert_eq!(ctl.rejected.len(), 1);
+        assert!(h.is_empty());
     }
 }

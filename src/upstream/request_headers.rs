@@ -234,6 +234,8 @@ pub fn rewrite(headers: &mut HeaderMap, r: &Rewrite<'_>) {
 pub struct Injection<'a> {
     /// Logged-in user.
     pub user: Option<&'a str>,
+    /// The user's groups, joined by commas.
+    pub groups: Option<&'a str>,
     /// Data, urlencoded.
     pub data: &'a str,
     /// Creation time, unix seconds.
@@ -253,6 +255,11 @@ pub fn inject(headers: &mut HeaderMap, cfg: &HeadersConfig, s: &Injection<'_>) {
         // from_bytes: user names may be UTF-8 (sent as obs-text octets).
         if let Ok(v) = HeaderValue::from_bytes(user.as_bytes()) {
             headers.insert(n.user.clone(), v);
+        }
+    }
+    if let Some(groups) = s.groups {
+        if let Ok(v) = HeaderValue::from_bytes(groups.as_bytes()) {
+            headers.insert(n.groups.clone(), v);
         }
     }
     if let Ok(v) = HeaderValue::from_bytes(s.data.as_bytes()) {

@@ -285,6 +285,7 @@ fn template_file_renders_with_escaped_values() {
         username: "<script>alert(1)</script>",
         message: Some("Your session has expired."),
         error: None,
+        remember: false,
     });
     assert!(
         html.contains("value=\"&lt;script&gt;alert(1)&lt;/script&gt;\""),

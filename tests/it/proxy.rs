@@ -328,6 +328,7 @@ async fn tampered_forged_and_garbage_cookies_are_no_session() {
             id: sessiongate::session::SessionId::generate(),
             created: 1_700_000_000,
             stored: true,
+            remembered: false,
         };
         format!("sg_session={}", signer.encode(&claims))
     };

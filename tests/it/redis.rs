@@ -429,6 +429,7 @@ async fn a_redis_cluster_node_coming_back_is_used_again() {
         touch_interval: 60,
         max_data_bytes: 4096,
         max_sessions: 1000,
+        remember_me: None,
     };
     let set = DataChange {
         delete: vec![],

@@ -154,6 +154,7 @@ async fn a_snapshot_written_before_the_user_index_restores_it() {
         touch_interval: 60,
         max_data_bytes: 4096,
         max_sessions: 1000,
+        remember_me: None,
     };
     let now = 1_700_000_700;
     let restored = snapshot::restore(&store, Path::new(OLD_SNAPSHOT), now, &policy).unwrap();

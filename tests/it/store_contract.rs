@@ -13,7 +13,7 @@ use crate::harness::redis_server::{Cluster, Redis, redis_available};
 use sessiongate::session::data::decode;
 use sessiongate::session::{
     DataChange, Lookup, MemoryStore, NewSession, Policy, ROTATED_FOR, RedisStore, SessionId,
-    SessionStore, SessionSummary, StoreError,
+    SessionStore, SessionSummary, SignIn, StoreError,
 };
 
 fn policy() -> Policy {
@@ -23,6 +23,7 @@ fn policy() -> Policy {
         touch_interval: 10,
         max_data_bytes: 64,
         max_sessions: 1000,
+        remember_me: None,
     }
 }
 
@@ -145,8 +146,16 @@ async fn too_large_changes_nothing<S: SessionStore>(s: Arc<S>) {
     assert!(s.load(&fresh, 1, &p).await.unwrap().is_none());
     let new = SessionId::generate();
     assert!(matches!(
-        s.login(Some(&id), &new, "alice", &set("b", &big), seed(1), 1, &p)
-            .await,
+        s.login(
+            Some(&id),
+            &new,
+            &SignIn::user("alice"),
+            &set("b", &big),
+            seed(1),
+            1,
+            &p
+        )
+        .await,
         Err(StoreError::TooLarge { .. })
     ));
     assert_eq!(
@@ -172,7 +181,7 @@ async fn login_moves_the_session_to_a_new_id<S: SessionStore>(s: Arc<S>) {
         .login(
             Some(&old),
             &new,
-            "alice",
+            &SignIn::user("alice"),
             &set("lang", "en"),
             seed(5),
             5,
@@ -203,7 +212,7 @@ async fn login_moves_the_session_to_a_new_id<S: SessionStore>(s: Arc<S>) {
         .login(
             Some(&new),
             &newer,
-            "alice",
+            &SignIn::user("alice"),
             &DataChange::default(),
             from,
             7,
@@ -224,7 +233,15 @@ async fn login_without_a_live_session_starts_from_initial<S: SessionStore>(s: Ar
     };
     let new = SessionId::generate();
     let r = s
-        .login(None, &new, "bob", &set("a", "1"), initial, 3, &p)
+        .login(
+            None,
+            &new,
+            &SignIn::user("bob"),
+            &set("a", "1"),
+            initial,
+            3,
+            &p,
+        )
         .await
         .unwrap();
     assert_eq!((&*r.data, r.user.as_deref()), ("count=0&a=1", Some("bob")));
@@ -235,7 +252,7 @@ async fn login_without_a_live_session_starts_from_initial<S: SessionStore>(s: Ar
         .login(
             Some(&never),
             &SessionId::generate(),
-            "bob",
+            &SignIn::user("bob"),
             &DataChange::default(),
             initial,
             3,
@@ -253,7 +270,7 @@ async fn login_without_a_live_session_starts_from_initial<S: SessionStore>(s: Ar
         .login(
             Some(&stale),
             &fresh,
-            "bob",
+            &SignIn::user("bob"),
             &DataChange::default(),
             initial,
             500,
@@ -277,14 +294,30 @@ async fn a_login_marks_the_old_id_for_a_while<S: SessionStore>(s: Arc<S>) {
         .unwrap();
     let new = SessionId::generate();
     let none = DataChange::default();
-    s.login(Some(&old), &new, "alice", &none, seed(10), 10, &p)
-        .await
-        .unwrap();
+    s.login(
+        Some(&old),
+        &new,
+        &SignIn::user("alice"),
+        &none,
+        seed(10),
+        10,
+        &p,
+    )
+    .await
+    .unwrap();
     let never = SessionId::generate();
     let other = SessionId::generate();
-    s.login(Some(&never), &other, "bob", &none, seed(10), 10, &p)
-        .await
-        .unwrap();
+    s.login(
+        Some(&never),
+        &other,
+        &SignIn::user("bob"),
+        &none,
+        seed(10),
+        10,
+        &p,
+    )
+    .await
+    .unwrap();
     for (id, what) in [(&old, "stored"), (&never, "never stored")] {
         assert_eq!(s.lookup(id, 10, &p).await, Ok(Lookup::Rotated), "{what}");
         let last = 10 + ROTATED_FOR - 1;
@@ -324,9 +357,17 @@ async fn a_login_marks_the_old_id_for_a_while<S: SessionStore>(s: Arc<S>) {
 
     // Ending an id forgets its mark.
     let third = SessionId::generate();
-    s.login(Some(&new), &third, "alice", &none, seed(20), 20, &p)
-        .await
-        .unwrap();
+    s.login(
+        Some(&new),
+        &third,
+        &SignIn::user("alice"),
+        &none,
+        seed(20),
+        20,
+        &p,
+    )
+    .await
+    .unwrap();
     assert_eq!(s.lookup(&new, 20, &p).await, Ok(Lookup::Rotated));
     s.remove(&new).await.unwrap();
     assert_eq!(s.lookup(&new, 20, &p).await, Ok(Lookup::Absent));
@@ -340,9 +381,17 @@ async fn sign_in<S: SessionStore>(s: &S, user: &str, at: u64, from: &str) -> Ses
         ip: ip(from),
         ..seed(at)
     };
-    s.login(None, &id, user, &DataChange::default(), seed, at, &policy())
-        .await
-        .unwrap();
+    s.login(
+        None,
+        &id,
+        &SignIn::user(user),
+        &DataChange::default(),
+        seed,
+        at,
+        &policy(),
+    )
+    .await
+    .unwrap();
     id
 }
 
@@ -395,7 +444,7 @@ async fn a_users_sessions_are_listed_by_tag<S: SessionStore>(s: Arc<S>) {
     s.login(
         Some(&first),
         &moved,
-        "alice",
+        &SignIn::user("alice"),
         &DataChange::default(),
         seed(30),
         30,
@@ -554,7 +603,7 @@ async fn count_counts_sessions_only<S: SessionStore>(s: Arc<S>) {
     s.login(
         None,
         &SessionId::generate(),
-        "carol",
+        &SignIn::user("carol"),
         &DataChange::default(),
         seed(0),
         0,
@@ -655,10 +704,81 @@ async fn changes_match_data_change_apply<S: SessionStore>(s: Arc<S>) {
     let moved = SessionId::generate();
     let last = &changes[0];
     let r = s
-        .login(Some(&id), &moved, "dora", last, seed(0), 2, &p)
+        .login(
+            Some(&id),
+            &moved,
+            &SignIn::user("dora"),
+            last,
+            seed(0),
+            2,
+            &p,
+        )
         .await
         .unwrap();
     assert_eq!(&*r.data, last.apply(&expected));
+}
+
+/// Groups a backend gives at sign-in stay with the session through loads,
+/// touches and updates; a session signed in without them has none.
+async fn groups_live_with_the_session<S: SessionStore>(s: Arc<S>) {
+    let p = policy();
+    let id = SessionId::generate();
+    let who = SignIn {
+        user: "carol",
+        groups: "admins,staff",
+        remember: None,
+    };
+    let r = s
+        .login(None, &id, &who, &set("a", "1"), seed(0), 0, &p)
+        .await
+        .unwrap();
+    assert_eq!(r.groups.as_deref(), Some("admins,staff"));
+    assert_eq!(r.remember, None);
+    let touched = s.load(&id, 50, &p).await.unwrap().unwrap();
+    assert_eq!(touched.groups.as_deref(), Some("admins,staff"));
+    let r = s.update(&id, &set("b", "2"), None, 60, &p).await.unwrap();
+    assert_eq!(r.groups.as_deref(), Some("admins,staff"));
+    assert_eq!(s.load(&id, 61, &p).await.unwrap(), Some(r));
+    let plain = SessionId::generate();
+    let r = s
+        .login(
+            Some(&id),
+            &plain,
+            &SignIn::user("carol"),
+            &DataChange::default(),
+            seed(70),
+            70,
+            &p,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.groups, None);
+    assert_eq!(s.load(&plain, 71, &p).await.unwrap().unwrap().groups, None);
+}
+
+/// A "remember me" session outlives both the idle timeout and the
+/// lifetime of an ordinary one, up to its own, and then ends.
+async fn remembered_sessions_last_their_own_lifetime<S: SessionStore>(s: Arc<S>) {
+    let p = policy();
+    let id = SessionId::generate();
+    let who = SignIn {
+        user: "dora",
+        groups: "",
+        remember: Some(5000),
+    };
+    let r = s
+        .login(None, &id, &who, &DataChange::default(), seed(0), 0, &p)
+        .await
+        .unwrap();
+    assert_eq!((r.remember, r.groups.as_deref()), (Some(5000), None));
+    assert_eq!(r.expires_at(&p), 5000);
+    // Idle for far longer than idle_timeout (100), past max_lifetime (1000).
+    let r = s.load(&id, 1500, &p).await.unwrap().expect("still live");
+    assert_eq!(r.remember, Some(5000));
+    let r = s.update(&id, &set("a", "1"), None, 4000, &p).await.unwrap();
+    assert_eq!(r.expires_at(&p), 5000);
+    assert_eq!(s.sessions_of("dora", 4000, &p).await.unwrap().len(), 1);
+    assert!(s.load(&id, 5000, &p).await.unwrap().is_none());
 }
 
 macro_rules! contract {
@@ -727,6 +847,8 @@ contract!(
     count_counts_sessions_only,
     concurrent_updates_lose_nothing,
     changes_match_data_change_apply,
+    groups_live_with_the_session,
+    remembered_sessions_last_their_own_lifetime,
 );
 
 /// Redis only: a user who logs in again and again does not grow their index
@@ -744,7 +866,7 @@ async fn redis_user_index_forgets_ended_sessions() {
         s.login(
             None,
             &SessionId::generate(),
-            "erin",
+            &SignIn::user("erin"),
             &DataChange::default(),
             seed(t),
             t,
@@ -777,7 +899,7 @@ async fn redis_marks_a_moved_id_in_its_own_key_for_a_minute() {
     s.login(
         Some(&old),
         &SessionId::generate(),
-        "fay",
+        &SignIn::user("fay"),
         &DataChange::default(),
         seed(7),
         7,

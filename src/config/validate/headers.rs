@@ -48,6 +48,7 @@ fn header_names(prefix: &str) -> Option<HeaderNames> {
         delete: name("Delete")?,
         login: name("Login")?,
         logout: name("Logout")?,
+        groups: name("Groups")?,
     })
 }
 

@@ -1,6 +1,7 @@
 //! `[login]`: where logins come from, the built-in endpoints, throttling.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use toml::Spanned;
 
@@ -40,12 +41,17 @@ pub(super) fn validate_login(raw: RawLogin, r: &mut Reporter<'_>) -> Option<Logi
         .at_least(raw.max_attempts, 1, "max_attempts")
         .unwrap_or(DEFAULT_MAX_ATTEMPTS);
     let attempt_window = s.seconds(raw.attempt_window, DEFAULT_ATTEMPT_WINDOW, "attempt_window");
+    let remember_me = raw
+        .remember_me
+        .map(|d| s.seconds(Some(d), Duration::ZERO, "remember_me"));
     s.finish(|| LoginConfig {
         source,
         users_file: PathBuf::from(
             raw.users_file
                 .unwrap_or_else(|| DEFAULT_USERS_FILE.to_string()),
         ),
+        groups_file: raw.groups_file.map(PathBuf::from),
+        remember_me,
         page,
         prefix,
         expired_message: raw

@@ -8,7 +8,7 @@ use toml::Spanned;
 use super::{Section, is_plain_path};
 use crate::config::raw::RawRoute;
 use crate::config::report::Reporter;
-use crate::config::{RouteConfig, Upstream};
+use crate::config::{Access, Allowed, RouteConfig, Upstream};
 
 /// Checks every `[[route]]`: no two for the same host and path.
 pub(super) fn validate_routes(
@@ -30,12 +30,16 @@ pub(super) fn validate_routes(
                 format!("route path {path:?} is configured twice for the same host"),
             );
         }
+        let allow = route
+            .allow
+            .map(|list| allow_list(list, route.access, &mut s));
         if let Some(upstream) = upstream {
             routes.push(RouteConfig {
                 path,
                 host,
                 upstream,
                 access: route.access,
+                allow,
             });
         }
     }
@@ -59,6 +63,53 @@ fn route_path(raw: &Spanned<String>, s: &mut Section<'_, '_>) -> String {
             raw.get_ref().clone()
         }
     }
+}
+
+/// A route's `allow`: `user:NAME` and `group:NAME` entries, on a `login`
+/// route, admitting somebody.
+fn allow_list(
+    list: Spanned<Vec<Spanned<String>>>,
+    access: Access,
+    s: &mut Section<'_, '_>,
+) -> Vec<Allowed> {
+    if access != Access::Login {
+        s.error(
+            &list,
+            "allow is for access = \"login\" routes: this route admits visitors who are not signed in",
+        );
+    }
+    if list.get_ref().is_empty() {
+        s.error(
+            &list,
+            "allow = [] admits nobody; leave allow out to admit every signed-in user",
+        );
+    }
+    let mut allowed = Vec::new();
+    for entry in list.into_inner() {
+        match parse_allowed(entry.get_ref()) {
+            Ok(a) => allowed.push(a),
+            Err(e) => s.error(&entry, e),
+        }
+    }
+    allowed
+}
+
+/// One `allow` entry.
+fn parse_allowed(entry: &str) -> Result<Allowed, String> {
+    if let Some(user) = entry.strip_prefix("user:") {
+        if !crate::session::user::valid_user(user) {
+            return Err(format!("allow entry {entry:?} names no valid user"));
+        }
+        return Ok(Allowed::User(user.to_string()));
+    }
+    if let Some(group) = entry.strip_prefix("group:") {
+        crate::login::groups::check_group_name(group)
+            .map_err(|e| format!("allow entry {entry:?}: {e}"))?;
+        return Ok(Allowed::Group(group.to_string()));
+    }
+    Err(format!(
+        "allow entry {entry:?} must start with \"user:\" or \"group:\""
+    ))
 }
 
 /// A route's host, lowercased: a name or `[IPv6]`, no scheme, port or path.

@@ -11,6 +11,7 @@ fn policy() -> Policy {
         touch_interval: 10,
         max_data_bytes: 64,
         max_sessions: 1000,
+        remember_me: None,
     }
 }
 
@@ -42,7 +43,7 @@ async fn eviction_takes_anonymous_sessions_first() {
         s.login(
             None,
             &new,
-            &format!("u{i}"),
+            &SignIn::user(&format!("u{i}")),
             &DataChange::default(),
             seed(0),
             0,
@@ -92,13 +93,21 @@ async fn the_kept_count_follows_every_insert_and_removal() {
     counted(&s);
     // A login replaces its old session by a new one.
     let new = SessionId::generate();
-    s.login(Some(&ids[0]), &new, "ann", &set("a", "1"), seed(50), 50, &p)
-        .await
-        .unwrap();
+    s.login(
+        Some(&ids[0]),
+        &new,
+        &SignIn::user("ann"),
+        &set("a", "1"),
+        seed(50),
+        50,
+        &p,
+    )
+    .await
+    .unwrap();
     s.login(
         None,
         &SessionId::generate(),
-        "ann",
+        &SignIn::user("ann"),
         &set("a", "1"),
         seed(50),
         50,
@@ -131,6 +140,8 @@ async fn the_kept_count_follows_every_insert_and_removal() {
             user: None,
             data: Arc::from("n=1"),
             ip: None,
+            groups: None,
+            remember: None,
         },
     );
     counted(&s);
@@ -149,7 +160,7 @@ async fn the_index_follows_every_way_a_signed_in_session_leaves() {
         let (s, none) = (&s, &none);
         async move {
             let id = SessionId::generate();
-            s.login(None, &id, user, none, seed(at), at, &p)
+            s.login(None, &id, &SignIn::user(user), none, seed(at), at, &p)
                 .await
                 .unwrap();
             id
@@ -162,7 +173,7 @@ async fn the_index_follows_every_way_a_signed_in_session_leaves() {
     s.login(
         Some(&b),
         &SessionId::generate(),
-        "ann",
+        &SignIn::user("ann"),
         &none,
         seed(1),
         1,
@@ -210,7 +221,7 @@ async fn marks_of_moved_ids_are_bounded_and_swept() {
             s.login(
                 Some(&old),
                 &SessionId::generate(),
-                "ann",
+                &SignIn::user("ann"),
                 &DataChange::default(),
                 seed(at),
                 at,

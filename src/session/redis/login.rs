@@ -22,7 +22,7 @@ use super::RedisStore;
 use super::record::{ip_arg, parse_record, parse_taken, push_change, push_limits};
 use crate::session::data::DataChange;
 use crate::session::id::SessionId;
-use crate::session::store::{NewSession, Policy, SessionRecord, StoreError};
+use crate::session::store::{NewSession, Policy, SessionRecord, SignIn, StoreError};
 
 /// One login's inputs, as [`SessionStore::login`] takes them.
 ///
@@ -33,8 +33,8 @@ pub(super) struct Login<'a> {
     pub(super) old: Option<&'a SessionId>,
     /// The id the logged-in session gets.
     pub(super) new: &'a SessionId,
-    /// Who logged in.
-    pub(super) user: &'a str,
+    /// Who logged in, and for how long.
+    pub(super) who: &'a SignIn<'a>,
     /// The data change that comes with the login.
     pub(super) change: &'a DataChange,
     /// The client's IP, and the data to start from when `old` holds no
@@ -53,7 +53,7 @@ impl RedisStore {
         login: Login<'_>,
     ) -> Result<SessionRecord, StoreError> {
         let new_key = self.session_key(login.new);
-        let index = self.user_key(login.user);
+        let index = self.user_key(login.who.user);
         let tagged = self.tag_key(&login.new.log_tag());
         let old_key = login.old.map(|o| self.session_key(o));
         let member = login.new.to_base64();
@@ -66,10 +66,12 @@ impl RedisStore {
                     inv.key(old_key);
                 }
                 push_limits(&mut inv, login.now, login.policy);
-                inv.arg(login.user)
+                inv.arg(login.who.user)
                     .arg(&member)
                     .arg(login.seed.initial)
-                    .arg(ip_arg(login.seed.ip));
+                    .arg(ip_arg(login.seed.ip))
+                    .arg(login.who.groups)
+                    .arg(remember_arg(login.who));
                 push_change(&mut inv, login.change);
                 inv.invoke_async::<Value>(&mut c).await
             })
@@ -84,8 +86,9 @@ impl RedisStore {
         login: Login<'_>,
     ) -> Result<SessionRecord, StoreError> {
         let member = login.new.to_base64();
+        let (_, life) = login.policy.lifetimes(login.who.remember);
         for index in [
-            self.user_key(login.user),
+            self.user_key(login.who.user),
             self.tag_key(&login.new.log_tag()),
         ] {
             self.conn
@@ -93,10 +96,7 @@ impl RedisStore {
                     let (index, member) = (&index, &member);
                     async move {
                         let mut inv = self.scripts.login_index.prepare_invoke();
-                        inv.key(index)
-                            .arg(member)
-                            .arg(login.now)
-                            .arg(login.policy.max_lifetime);
+                        inv.key(index).arg(member).arg(login.now).arg(life);
                         inv.invoke_async::<Value>(&mut c).await
                     }
                 })
@@ -135,7 +135,11 @@ impl RedisStore {
                 let mut inv = self.scripts.login_put.prepare_invoke();
                 inv.key(&key);
                 push_limits(&mut inv, login.now, login.policy);
-                inv.arg(login.user).arg(&base).arg(&ip);
+                inv.arg(login.who.user)
+                    .arg(&base)
+                    .arg(&ip)
+                    .arg(login.who.groups)
+                    .arg(remember_arg(login.who));
                 match put_change {
                     Some(change) => {
                         inv.arg(1);
@@ -150,4 +154,9 @@ impl RedisStore {
             .await?;
         parse_record(reply)
     }
+}
+
+/// A login's "remember me" lifetime as a script argument: empty for none.
+fn remember_arg(who: &SignIn<'_>) -> String {
+    who.remember.map(|r| r.to_string()).unwrap_or_default()
 }

@@ -78,7 +78,7 @@ use self::scripts::Scripts;
 use super::data::DataChange;
 use super::id::{LogTag, SessionId};
 use super::store::{
-    Lookup, NewSession, Policy, ROTATED_FOR, SessionRecord, SessionStore, SessionSummary,
+    Lookup, NewSession, Policy, ROTATED_FOR, SessionRecord, SessionStore, SessionSummary, SignIn,
     StoreError,
 };
 
@@ -231,7 +231,7 @@ impl SessionStore for RedisStore {
         &self,
         old: Option<&SessionId>,
         new: &SessionId,
-        user: &str,
+        who: &SignIn<'_>,
         change: &DataChange,
         seed: NewSession<'_>,
         now: u64,
@@ -240,7 +240,7 @@ impl SessionStore for RedisStore {
         let login = Login {
             old,
             new,
-            user,
+            who,
             change,
             seed,
             now,

@@ -15,8 +15,9 @@ use crate::session::data::DataChange;
 use crate::session::store::{Lookup, Policy, SessionRecord, StoreError};
 
 /// The fields of a session key that hold a session, in the order
-/// [`record_from_fields`] reads them: created, last_seen, data, user, ip.
-pub(super) const RECORD_FIELDS: [&str; 5] = ["c", "s", "d", "u", "i"];
+/// [`record_from_fields`] reads them: created, last_seen, data, user, ip,
+/// groups, remember.
+pub(super) const RECORD_FIELDS: [&str; 7] = ["c", "s", "d", "u", "i", "g", "k"];
 /// The field of a session key that holds the mark of a moved id: the time
 /// of the login that moved it.
 pub(super) const MARK_FIELD: &str = "r";
@@ -64,7 +65,7 @@ pub(super) fn parse_lookup(reply: Value) -> Result<Lookup, StoreError> {
 }
 
 /// Reads `{status, ...}` replies: `{"ok", created, last_seen, data, user|nil,
-/// ip|nil}`, `{"gone"}` or `{"too_large", size}`.
+/// ip|nil, groups|nil, remember|nil}`, `{"gone"}` or `{"too_large", size}`.
 pub(super) fn parse_record(reply: Value) -> Result<SessionRecord, StoreError> {
     complete_record(status_fields(reply)?)
 }
@@ -96,12 +97,19 @@ pub(super) fn record_from_fields(fields: Vec<Value>) -> Result<Option<SessionRec
         Some(s) => Some(s.parse::<IpAddr>().map_err(|_| malformed("ip"))?),
         None => None,
     };
+    let groups = it.next().and_then(text).map(Arc::from);
+    let remember = match it.next() {
+        None | Some(Value::Nil) => None,
+        Some(v) => Some(number(v).ok_or_else(|| malformed("remember"))?),
+    };
     Ok(Some(SessionRecord {
         created,
         last_seen,
         user,
         data: Arc::from(data),
         ip,
+        groups,
+        remember,
     }))
 }
 

@@ -7,12 +7,16 @@
 //!          | ip (4 bytes if flags has IPV4, 16 if IPV6)
 //!          | user length u32 + bytes (if flags has USER)
 //!          | data length u32 + bytes
+//!          | groups length u32 + bytes (if flags has GROUPS)
+//!          | remember u64 (if flags has REMEMBER)
 //! trailer  SHA-256 of everything before it (32)
 //! ```
 //!
 //! The `\r\n` in the magic catches a file mangled by a text-mode copy. The
 //! version comes before the checksum so that a file from a newer release is
-//! refused for what it is, not reported as damaged.
+//! refused for what it is, not reported as damaged. Fields added since
+//! version 1 (groups, remember) come with flags of their own, so every
+//! version-1 file is read as it was written.
 
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -36,6 +40,9 @@ const MIN_RECORD_LEN: usize = ID_LEN + 8 + 8 + 1 + 4;
 const FLAG_USER: u8 = 0b0001;
 const FLAG_IPV4: u8 = 0b0010;
 const FLAG_IPV6: u8 = 0b0100;
+const FLAG_GROUPS: u8 = 0b1000;
+const FLAG_REMEMBER: u8 = 0b1_0000;
+const KNOWN_FLAGS: u8 = FLAG_USER | FLAG_IPV4 | FLAG_IPV6 | FLAG_GROUPS | FLAG_REMEMBER;
 
 /// One session as the snapshot holds it.
 pub type Entry = (SessionId, SessionRecord);
@@ -91,6 +98,12 @@ pub fn encode(entries: &[Entry], out: impl Write) -> io::Result<()> {
             Some(IpAddr::V6(_)) => flags |= FLAG_IPV6,
             None => {}
         }
+        if r.groups.is_some() {
+            flags |= FLAG_GROUPS;
+        }
+        if r.remember.is_some() {
+            flags |= FLAG_REMEMBER;
+        }
         out.write_all(&[flags])?;
         match r.ip {
             Some(IpAddr::V4(ip)) => out.write_all(&ip.octets())?,
@@ -101,6 +114,12 @@ pub fn encode(entries: &[Entry], out: impl Write) -> io::Result<()> {
             write_bytes(&mut out, user.as_bytes())?;
         }
         write_bytes(&mut out, r.data.as_bytes())?;
+        if let Some(groups) = &r.groups {
+            write_bytes(&mut out, groups.as_bytes())?;
+        }
+        if let Some(remember) = r.remember {
+            out.write_all(&remember.to_le_bytes())?;
+        }
     }
     let digest = out.hasher.finalize();
     out.inner.write_all(&digest)
@@ -168,7 +187,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Entry>, FormatError> {
         let created = cur.u64().ok_or_else(short)?;
         let last_seen = cur.u64().ok_or_else(short)?;
         let [flags] = cur.array().ok_or_else(short)?;
-        if flags & !(FLAG_USER | FLAG_IPV4 | FLAG_IPV6) != 0 {
+        if flags & !KNOWN_FLAGS != 0 {
             return Err(bad("unknown flags"));
         }
         let ip = match (flags & FLAG_IPV4 != 0, flags & FLAG_IPV6 != 0) {
@@ -189,6 +208,17 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Entry>, FormatError> {
         };
         let data = cur.text().ok_or_else(short)?;
         let data = Arc::from(data.map_err(|_| bad("data is not UTF-8"))?);
+        let groups = if flags & FLAG_GROUPS != 0 {
+            let groups = cur.text().ok_or_else(short)?;
+            Some(Arc::from(groups.map_err(|_| bad("groups are not UTF-8"))?))
+        } else {
+            None
+        };
+        let remember = if flags & FLAG_REMEMBER != 0 {
+            Some(cur.u64().ok_or_else(short)?)
+        } else {
+            None
+        };
         entries.push((
             SessionId::from_bytes(id),
             SessionRecord {
@@ -197,6 +227,8 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Entry>, FormatError> {
                 user,
                 data,
                 ip,
+                groups,
+                remember,
             },
         ));
     }
@@ -258,6 +290,8 @@ pub(super) mod tests {
             user: user.map(Arc::from),
             data: Arc::from(data),
             ip: ip.map(|i| i.parse().unwrap()),
+            groups: None,
+            remember: None,
         }
     }
 
@@ -273,6 +307,14 @@ pub(super) mod tests {
                 SessionId::generate(),
                 record(300, Some("bob é"), "", Some("2001:db8::1")),
             ),
+            (
+                SessionId::generate(),
+                SessionRecord {
+                    groups: Some(Arc::from("admins,staff")),
+                    remember: Some(30 * 86_400),
+                    ..record(400, Some("carol"), "a=1", None)
+                },
+            ),
         ]
     }
 
@@ -281,6 +323,28 @@ pub(super) mod tests {
         let mut out = Vec::new();
         encode(entries, &mut out).unwrap();
         out
+    }
+
+    /// A file written before groups and "remember me" existed reads as it
+    /// was written: the new fields have flags of their own.
+    #[test]
+    fn version_1_files_without_the_new_fields_still_read() {
+        let mut out = Vec::new();
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&1u32.to_le_bytes());
+        out.extend_from_slice(&1u64.to_le_bytes());
+        out.extend_from_slice(&[7; ID_LEN]);
+        out.extend_from_slice(&10u64.to_le_bytes());
+        out.extend_from_slice(&15u64.to_le_bytes());
+        out.push(FLAG_USER);
+        out.extend_from_slice(&5u32.to_le_bytes());
+        out.extend_from_slice(b"alice");
+        out.extend_from_slice(&3u32.to_le_bytes());
+        out.extend_from_slice(b"a=1");
+        let digest = Sha256::digest(&out);
+        out.extend_from_slice(&digest);
+        let entries = decode(&out).unwrap();
+        assert_eq!(entries[0].1, record(10, Some("alice"), "a=1", None));
     }
 
     #[test]

@@ -201,6 +201,7 @@ mod tests {
             touch_interval: 10,
             max_data_bytes: 4096,
             max_sessions: 1000,
+            remember_me: None,
         }
     }
 

@@ -9,8 +9,10 @@
 -- Redis's own clock never decides expiry.
 --
 -- A session key is a hash: c created, s last_seen, d data (urlencoded),
--- u user (absent while anonymous), i client IP; or, once a login moved the
--- session away, only r, the time of that login.
+-- u user (absent while anonymous), i client IP, g the groups the backend
+-- gave the user (absent when none), k the seconds a "remember me" session
+-- lasts, idle or not (absent for an ordinary session); or, once a login
+-- moved the session away, only r, the time of that login.
 
 local function expires_at(created, last_seen, idle, life)
   return math.min(last_seen + idle, created + life)
@@ -76,19 +78,34 @@ local function apply_change(data, i)
   return table.concat(parts, '&')
 end
 
--- A live session's fields; or nil, and true when it existed but had
--- expired (it is deleted on the way).
+-- The idle timeout and lifetime of a session remembered for k seconds
+-- (k nil: an ordinary session), as Policy::lifetimes computes them.
+local function lifetimes(idle, life, k)
+  if k then
+    return math.max(idle, k), math.max(life, k)
+  end
+  return idle, life
+end
+
+-- A live session's fields, with its own idle timeout and lifetime; or nil,
+-- and true when it existed but had expired (it is deleted on the way).
 local function live(key, now, idle, life)
-  local r = redis.call('HMGET', key, 'c', 's', 'd', 'u', 'i')
+  local r = redis.call('HMGET', key, 'c', 's', 'd', 'u', 'i', 'g', 'k')
   local c, s = tonumber(r[1]), tonumber(r[2])
   if not c or not s then
     return nil, false
   end
+  idle, life = lifetimes(idle, life, tonumber(r[7]))
   if now >= expires_at(c, s, idle, life) then
     redis.call('DEL', key)
     return nil, true
   end
-  return {c = c, s = s, d = r[3] or '', u = r[4], i = r[5]}
+  return {c = c, s = s, d = r[3] or '', u = r[4], i = r[5], g = r[6], k = r[7], idle = idle, life = life}
+end
+
+-- The reply that carries a session's record, as record.rs reads it.
+local function record(r)
+  return {'ok', r.c, r.s, r.d, r.u or false, r.i or false, r.g or false, r.k or false}
 end
 
 -- Whether key holds the mark a login leaves on the id it moved a session
@@ -107,15 +124,27 @@ local function mark_rotated(key, now)
   redis.call('EXPIRE', key, ROTATED_FOR)
 end
 
--- Creates a logged-in session under a new id.
-local function put(key, now, idle, life, user, data, ip)
+-- Creates a logged-in session under a new id; ip, groups and remember
+-- ('' for none) as the login scripts take them.
+local function put(key, now, idle, life, user, data, ip, groups, remember)
   redis.call('DEL', key)
   redis.call('HSET', key, 'c', now, 's', now, 'u', user, 'd', data)
+  local r = {c = now, s = now, d = data, u = user}
   if ip ~= '' then
     redis.call('HSET', key, 'i', ip)
+    r.i = ip
   end
+  if groups ~= '' then
+    redis.call('HSET', key, 'g', groups)
+    r.g = groups
+  end
+  if remember ~= '' then
+    redis.call('HSET', key, 'k', remember)
+    r.k = remember
+  end
+  idle, life = lifetimes(idle, life, tonumber(remember))
   redis.call('EXPIRE', key, ttl(now, now, idle, life, now))
-  return {'ok', now, now, data, user, ip ~= '' and ip or false}
+  return record(r)
 end
 
 -- Adds an id to a user's set (or a tag's set), drops the ids whose

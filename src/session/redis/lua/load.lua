@@ -4,7 +4,8 @@
 -- KEYS[1]  the session key
 -- ARGV     now, idle_timeout, max_lifetime, touch_interval
 --
--- Returns  {'ok', created, last_seen, data, user or nil, ip or nil} for a
+-- Returns  {'ok', created, last_seen, data, user, ip, groups, remember}
+--          (nil for those a session lacks) for a
 --          live session (last_seen and the TTL moved on when due);
 --          {'rotated'} for the mark of an id a login moved away;
 --          nil otherwise (an expired session is deleted on the way).
@@ -20,6 +21,6 @@ end
 if now - r.s >= touch and now > r.s then
   r.s = now
   redis.call('HSET', KEYS[1], 's', now)
-  redis.call('EXPIRE', KEYS[1], ttl(r.c, now, idle, life, now))
+  redis.call('EXPIRE', KEYS[1], ttl(r.c, now, r.idle, r.life, now))
 end
-return {'ok', r.c, r.s, r.d, r.u, r.i}
+return record(r)

@@ -11,9 +11,10 @@
 -- ARGV     now, idle_timeout, max_lifetime, max_data_bytes, user, new id
 --          (base64url, the set's member), initial data (used when the old
 --          session is not live), ip ('' to keep the old session's),
+--          groups ('' for none), remember (seconds, '' for none),
 --          then the change (see apply_change in common.lua)
 --
--- Returns  {'ok', created, last_seen, data, user, ip or nil};
+-- Returns  {'ok', created, last_seen, data, user, ip, groups, remember};
 --          {'too_large', size, max_data_bytes}, nothing changed.
 
 local now, idle, life, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -27,13 +28,14 @@ if KEYS[4] then
     end
   end
 end
-local data = apply_change(base, 9)
+local data = apply_change(base, 11)
 if #data > max then
   return {'too_large', #data, max}
 end
 if KEYS[4] then
   mark_rotated(KEYS[4], now)
 end
-index(KEYS[2], ARGV[6], now, life)
-index(KEYS[3], ARGV[6], now, life)
-return put(KEYS[1], now, idle, life, ARGV[5], data, ip)
+local _, new_life = lifetimes(idle, life, tonumber(ARGV[10]))
+index(KEYS[2], ARGV[6], now, new_life)
+index(KEYS[3], ARGV[6], now, new_life)
+return put(KEYS[1], now, idle, life, ARGV[5], data, ip, ARGV[9], ARGV[10])

@@ -4,7 +4,7 @@
 -- points at no session, which is harmless: listings drop it.
 --
 -- KEYS[1]  the user's set, or the tag's set
--- ARGV     new id (base64url), now, max_lifetime
+-- ARGV     new id (base64url), now, the new session's lifetime
 --
 -- Returns  {'ok'}.
 

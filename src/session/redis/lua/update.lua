@@ -8,7 +8,8 @@
 --          (the last three used only to create),
 --          then the change (see apply_change in common.lua)
 --
--- Returns  {'ok', created, last_seen, data, user or nil, ip or nil};
+-- Returns  {'ok', created, last_seen, data, user, ip, groups, remember}
+--          (nil for those a session lacks);
 --          {'gone'} when there is no session and none may be made;
 --          {'too_large', size, max_data_bytes}, nothing changed.
 
@@ -22,7 +23,7 @@ if not r then
     return {'gone'}
   end
   fresh = true
-  r = {c = tonumber(ARGV[6]), d = ARGV[7], u = false, i = ARGV[8] ~= '' and ARGV[8] or false}
+  r = {c = tonumber(ARGV[6]), d = ARGV[7], i = ARGV[8] ~= '' and ARGV[8] or nil, idle = idle, life = life}
 end
 local data = apply_change(r.d, 9)
 if #data > max then
@@ -37,5 +38,6 @@ if fresh then
   end
 end
 redis.call('HSET', KEYS[1], 's', now, 'd', data)
-redis.call('EXPIRE', KEYS[1], ttl(r.c, now, idle, life, now))
-return {'ok', r.c, now, data, r.u, r.i}
+redis.call('EXPIRE', KEYS[1], ttl(r.c, now, r.idle, r.life, now))
+r.s, r.d = now, data
+return record(r)
