@@ -11,7 +11,7 @@
 //! Run: `cargo bench --bench memory` (or `SESSIONS=2000000 cargo bench --bench memory`).
 
 use sessiongate::session::{
-    DataChange, MemoryStore, NewSession, Policy, SessionId, SessionStore, snapshot,
+    DataChange, MemoryStore, NewSession, Policy, SessionId, SessionStore, SignIn, snapshot,
 };
 
 // The allocator the sessiongate binary runs with, so that the numbers are its.
@@ -39,6 +39,7 @@ async fn main() {
         touch_interval: 60,
         max_data_bytes: 4096,
         max_sessions: n + 1,
+        remember_me: None,
     };
     let store = MemoryStore::new();
     let before = rss_mb();
@@ -67,7 +68,7 @@ async fn main() {
         } else {
             let user = format!("user{i}");
             store
-                .login(None, &id, &user, &change, seed, now, &policy)
+                .login(None, &id, &SignIn::user(&user), &change, seed, now, &policy)
                 .await
                 .unwrap();
         }
