@@ -45,6 +45,7 @@ struct Claims {
     id: [u8; 32],
     created: u64,
     stored: bool,
+    remembered: bool,
 }
 
 impl From<&Claims> for CookieClaims {
@@ -53,6 +54,7 @@ impl From<&Claims> for CookieClaims {
             id: SessionId::from_bytes(c.id),
             created: c.created,
             stored: c.stored,
+            remembered: c.remembered,
         }
     }
 }
