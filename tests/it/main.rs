@@ -20,6 +20,7 @@ mod connections;
 mod demo;
 mod docker;
 mod gate;
+mod groups;
 mod login;
 mod login_blocks;
 mod persistence;
