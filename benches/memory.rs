@@ -47,6 +47,7 @@ async fn main() {
     let change = DataChange {
         delete: vec![],
         set: vec![("cart".into(), "3".into()), ("lang".into(), "en".into())],
+        incr: vec![],
     };
     let started = std::time::Instant::now();
     // The longest single creation: a part of the map doubling its table

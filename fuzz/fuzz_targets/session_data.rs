@@ -64,6 +64,7 @@ fuzz_target!(|input: Input| {
     let change = DataChange {
         delete: input.delete,
         set: input.set,
+        incr: vec![],
     };
     let applied = change.apply(&input.encoded);
     assert_header_safe(&applied);

@@ -366,6 +366,8 @@ pub struct HeaderNames {
     pub set: HeaderName,
     /// `{prefix}Delete` (control)
     pub delete: HeaderName,
+    /// `{prefix}Incr` (control)
+    pub incr: HeaderName,
     /// `{prefix}Login` (control)
     pub login: HeaderName,
     /// `{prefix}Logout` (control)

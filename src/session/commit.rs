@@ -24,6 +24,8 @@ pub struct SessionChange {
     pub set: Vec<(String, String)>,
     /// Keys to delete (`Delete: k1, k2`).
     pub delete: Vec<String>,
+    /// Amounts to add to counters (`Incr: hits=1&stock=-2`, may repeat).
+    pub incr: Vec<(String, i64)>,
     /// Log in as this user, with a new session id.
     pub login: Option<String>,
     /// The user's groups, given beside `login` (`Groups: a, b`), joined
@@ -38,7 +40,11 @@ pub struct SessionChange {
 impl SessionChange {
     /// Whether the backend asked for nothing.
     pub fn is_empty(&self) -> bool {
-        self.set.is_empty() && self.delete.is_empty() && self.login.is_none() && !self.logout
+        self.set.is_empty()
+            && self.delete.is_empty()
+            && self.incr.is_empty()
+            && self.login.is_none()
+            && !self.logout
     }
 }
 
@@ -195,6 +201,7 @@ impl Committer<'_> {
         let data = DataChange {
             delete: change.delete,
             set: change.set,
+            incr: change.incr,
         };
         let mut identity = Identity::Same;
         if change.logout {

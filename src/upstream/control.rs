@@ -1,5 +1,5 @@
 //! Control headers: what a backend asks of the session in its response
-//! (`X-Session-Set`, `-Delete`, `-Login`, `-Groups`, `-Logout`), read and then removed
+//! (`X-Session-Set`, `-Delete`, `-Incr`, `-Login`, `-Groups`, `-Logout`), read and then removed
 //! with everything else of the session machinery, so none of it reaches the
 //! client.
 
@@ -10,6 +10,7 @@ use super::request_headers::{has_prefix, strip_prefixed};
 use crate::config::HeadersConfig;
 use crate::login::groups::parse_session_groups;
 use crate::session::SessionChange;
+use crate::session::data::MAX_COUNTER;
 use crate::session::user::valid_user;
 
 /// What the backend asked of the session, as read from its control headers.
@@ -62,6 +63,16 @@ fn read_control(headers: &HeaderMap, cfg: &HeadersConfig, control: &mut ControlH
             Err(_) => control.rejected.push("Delete is not UTF-8".into()),
         }
     }
+    for v in headers.get_all(&n.incr) {
+        for (k, amount) in form_urlencoded::parse(v.as_bytes()) {
+            match parse_amount(&amount) {
+                Some(by) if !k.is_empty() => control.incr.push((k.into_owned(), by)),
+                _ => control
+                    .rejected
+                    .push(format!("Incr {k}={amount}: not a key and a whole number")),
+            }
+        }
+    }
     if let Some(v) = headers.get(&n.login) {
         match std::str::from_utf8(v.as_bytes()).map(str::trim) {
             Ok(user) if valid_user(user) => control.login = Some(user.to_string()),
@@ -84,6 +95,16 @@ fn read_control(headers: &HeaderMap, cfg: &HeadersConfig, control: &mut ControlH
         let s = v.to_str().unwrap_or("").trim().to_ascii_lowercase();
         control.logout = !matches!(s.as_str(), "" | "0" | "false" | "no" | "off");
     }
+}
+
+/// An `Incr` amount: an optional sign and decimal digits, within the
+/// counters' range ([`MAX_COUNTER`]).
+fn parse_amount(s: &str) -> Option<i64> {
+    let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse::<i64>().ok().filter(|n| n.abs() <= MAX_COUNTER)
 }
 
 /// A backend never sets the session cookie: only the proxy does.
@@ -130,6 +151,11 @@ mod tests {
         h.append("x-session-set", "a=1&b=two+words".parse().unwrap());
         h.append("x-session-set", "c=%26".parse().unwrap());
         h.insert("x-session-delete", "d, e".parse().unwrap());
+        h.append("x-session-incr", "hits=1&stock=-2".parse().unwrap());
+        h.append(
+            "x-session-incr",
+            "hits=%2B3&bad=x&big=99999999999999999".parse().unwrap(),
+        );
         h.insert("x-session-login", "alice".parse().unwrap());
         h.insert("x-session-groups", "staff, admins ,staff".parse().unwrap());
         h.insert("x-session-logout", "1".parse().unwrap());
@@ -147,6 +173,11 @@ mod tests {
             ]
         );
         assert_eq!(ctl.delete, vec!["d".to_string(), "e".to_string()]);
+        assert_eq!(
+            ctl.incr,
+            vec![("hits".into(), 1), ("stock".into(), -2), ("hits".into(), 3)]
+        );
+        assert_eq!(ctl.rejected.len(), 2, "{:?}", ctl.rejected);
         assert_eq!(ctl.login.as_deref(), Some("alice"));
         assert_eq!(ctl.groups.as_deref(), Some("staff,admins"));
         assert!(ctl.logout);

@@ -1166,7 +1166,7 @@ async fn demo_counter_counts_in_the_session() {
     .await
     .expect("counter");
     assert_eq!(answer.status, StatusCode::OK);
-    assert_eq!(answer.header("x-session-set"), Some("count=4"));
+    assert_eq!(answer.header("x-session-incr"), Some("count=1"));
     assert!(
         answer.body.contains(r#"<p class="big">4</p>"#),
         "{}",
@@ -1177,9 +1177,14 @@ async fn demo_counter_counts_in_the_session() {
         let request = demo_request("GET", "/counter.cgi", &[("x-session-data", data)], "");
         let answer = call(&gateway, request, "/").await.expect("counter");
         assert_eq!(
-            answer.header("x-session-set"),
+            answer.header("x-session-incr"),
             Some("count=1"),
             "data {data:?}"
+        );
+        assert!(
+            answer.body.contains(r#"<p class="big">1</p>"#),
+            "data {data:?}: {}",
+            answer.body
         );
     }
 

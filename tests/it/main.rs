@@ -17,6 +17,7 @@ mod browser;
 mod cgi_gateway;
 mod cli;
 mod connections;
+mod counters;
 mod demo;
 mod docker;
 mod gate;

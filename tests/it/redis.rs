@@ -434,6 +434,7 @@ async fn a_redis_cluster_node_coming_back_is_used_again() {
     let set = DataChange {
         delete: vec![],
         set: vec![("a".into(), "1".into())],
+        incr: vec![],
     };
     let seed = NewSession {
         created: 0,

@@ -39,6 +39,7 @@ fn set(k: &str, v: &str) -> DataChange {
     DataChange {
         delete: vec![],
         set: vec![(k.into(), v.into())],
+        incr: vec![],
     }
 }
 
@@ -670,10 +671,12 @@ async fn changes_match_data_change_apply<S: SessionStore>(s: Arc<S>) {
                 .iter()
                 .map(|k| (k.to_string(), format!("{k}!{k}")))
                 .collect(),
+            incr: vec![],
         },
         DataChange {
             delete: vec!["a&b".into(), "missing".into(), "日本".into()],
             set: vec![("plain".into(), "".into()), ("c=d".into(), "2".into())],
+            incr: vec![],
         },
         DataChange {
             delete: vec!["with space".into()],
@@ -682,10 +685,38 @@ async fn changes_match_data_change_apply<S: SessionStore>(s: Arc<S>) {
                 ("with space".into(), "back".into()),
                 ("twice".into(), "2".into()),
             ],
+            incr: vec![],
         },
         DataChange {
             delete: odd.iter().map(|k| k.to_string()).collect(),
             set: vec![],
+            incr: vec![],
+        },
+        // Counters: numbers add up, anything else counts as 0, sums stop
+        // at the largest exact integer.
+        DataChange {
+            delete: vec![],
+            set: vec![
+                ("word".into(), "abc".into()),
+                ("neg".into(), "-0012".into()),
+                ("near".into(), "9007199254740990".into()),
+                ("plus".into(), "+4".into()),
+            ],
+            incr: vec![
+                ("count".into(), 1),
+                ("count".into(), 41),
+                ("word".into(), -2),
+                ("neg".into(), -3),
+                ("near".into(), 5),
+                ("plus".into(), 1),
+                ("fresh key".into(), -7),
+                ("日本".into(), 9_007_199_254_740_991),
+            ],
+        },
+        DataChange {
+            delete: vec![],
+            set: vec![],
+            incr: vec![("日本".into(), 1), ("neg".into(), -9_007_199_254_740_991)],
         },
     ];
     let id = SessionId::generate();

@@ -1,6 +1,7 @@
 #!/bin/sh
-# A visit counter kept in the session: reads "count" from the session data
-# and answers X-Session-Set with the next number. POST resets it.
+# A visit counter kept in the session: answers X-Session-Incr, which adds
+# one in the store atomically, so reloads racing each other lose no visit
+# (a read-then-X-Session-Set would). POST resets it.
 . "$(dirname "$0")/../lib/layout.sh"
 
 if [ "${REQUEST_METHOD-}" = POST ]; then
@@ -18,7 +19,7 @@ esac
 count=$((count + 1))
 
 printf 'Content-Type: text/html; charset=utf-8\n'
-printf 'X-Session-Set: count=%s\n' "$count"
+printf 'X-Session-Incr: count=1\n'
 printf '\n'
 page_start "Visit counter"
 if [ "$count" -eq 1 ]; then times="time"; else times="times"; fi
@@ -30,8 +31,9 @@ cat <<HTML
 <input type="submit" value="Reset the counter">
 </form>
 <div class="box"><p>Behind the scenes: the script read <code>count</code> from the
-<code>X-Session-Data</code> request header and answered
-<code>X-Session-Set: count=$count</code>. The reset button answers
+<code>X-Session-Data</code> request header to show it, and answered
+<code>X-Session-Incr: count=1</code>, which adds one in the session store in one
+atomic step: twenty reloads at once count twenty. The reset button answers
 <code>X-Session-Delete: count</code>.</p></div>
 HTML
 page_end

@@ -46,6 +46,7 @@ fn header_names(prefix: &str) -> Option<HeaderNames> {
         id: name("Id")?,
         set: name("Set")?,
         delete: name("Delete")?,
+        incr: name("Incr")?,
         login: name("Login")?,
         logout: name("Logout")?,
         groups: name("Groups")?,

@@ -27,6 +27,7 @@ fn set(k: &str, v: &str) -> DataChange {
     DataChange {
         delete: vec![],
         set: vec![(k.into(), v.into())],
+        incr: vec![],
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use redis::{ScriptInvocation, Value};
 
-use crate::session::data::DataChange;
+use crate::session::data::{DataChange, MAX_COUNTER};
 use crate::session::store::{Lookup, Policy, SessionRecord, StoreError};
 
 /// The fields of a session key that hold a session, in the order
@@ -32,8 +32,9 @@ pub(super) fn push_limits(inv: &mut ScriptInvocation<'_>, now: u64, policy: &Pol
 }
 
 /// Appends a data change to a script's arguments: the number of keys to
-/// delete, those keys, the number of keys to set, then key, value pairs;
-/// every key and value urlencoded as the stored data is.
+/// delete, those keys, the number of keys to set, then key, value pairs,
+/// the number of keys to add to, then key, amount pairs; every key and
+/// value urlencoded as the stored data is.
 pub(super) fn push_change(inv: &mut ScriptInvocation<'_>, change: &DataChange) {
     let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     inv.arg(change.delete.len());
@@ -43,6 +44,10 @@ pub(super) fn push_change(inv: &mut ScriptInvocation<'_>, change: &DataChange) {
     inv.arg(change.set.len());
     for (k, v) in &change.set {
         inv.arg(enc(k)).arg(enc(v));
+    }
+    inv.arg(change.incr.len());
+    for (k, by) in &change.incr {
+        inv.arg(enc(k)).arg(by.clamp(&-MAX_COUNTER, &MAX_COUNTER));
     }
 }
 

@@ -35,10 +35,30 @@ local function ordered_set(map, k, v)
   end
 end
 
+-- The largest counter magnitude (MAX_COUNTER in data.rs): integers up to
+-- 2^53 - 1 are exact in Lua's numbers.
+local MAX_COUNTER = 9007199254740991
+
+-- A stored value as a counter, as counter_value in data.rs reads it: an
+-- optional '-' and at most 16 digits within MAX_COUNTER; else 0.
+local function counter_value(v)
+  local digits = string.match(v, '^%-?(%d+)$')
+  if not digits or #digits > 16 then
+    return 0
+  end
+  local n = tonumber(v)
+  if not n or n > MAX_COUNTER or n < -MAX_COUNTER then
+    return 0
+  end
+  return n
+end
+
 -- Applies the change found in ARGV from position i on to urlencoded data:
--- ndel, keys..., nset, key, value, ... (all urlencoded like the data).
--- Mirrors DataChange::apply: deletes first, then sets in order, a key set
--- twice keeps its first position, empty keys are dropped when read back.
+-- ndel, keys..., nset, key, value, ..., nincr, key, amount, ... (keys and
+-- values urlencoded like the data, amounts decimal within MAX_COUNTER).
+-- Mirrors DataChange::apply: deletes first, then sets in order, then
+-- increments in order; a key set twice keeps its first position, empty
+-- keys are dropped when read back.
 local function apply_change(data, i)
   local old = {keys = {}, vals = {}, at = {}}
   for piece in string.gmatch(data, '[^&]+') do
@@ -69,6 +89,16 @@ local function apply_change(data, i)
   i = i + 1
   for _ = 1, nset do
     ordered_set(new, ARGV[i], ARGV[i + 1])
+    i = i + 2
+  end
+  local nincr = tonumber(ARGV[i])
+  i = i + 1
+  for _ = 1, nincr do
+    local k = ARGV[i]
+    local at = new.at[k]
+    local now = at and counter_value(new.vals[at]) or 0
+    local sum = math.max(-MAX_COUNTER, math.min(MAX_COUNTER, now + tonumber(ARGV[i + 1])))
+    ordered_set(new, k, string.format('%d', sum))
     i = i + 2
   end
   local parts = {}
