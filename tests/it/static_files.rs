@@ -427,3 +427,14 @@ async fn a_missing_static_directory_fails_the_config_check() {
         assert!(e.to_string().contains("static directory"), "{e}");
     }
 }
+
+#[tokio::test]
+async fn static_routes_refuse_upgrades() {
+    let site = Site::start().await;
+    let answer = raw(
+        site.proxy.addr,
+        b"GET /static/index.html HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 501"), "{answer}");
+}

@@ -75,7 +75,7 @@ pub(super) enum Found {
     /// sent to the path with the slash, so relative links resolve.
     Directory,
     /// A regular file inside DIR.
-    File(FileFound),
+    File(Box<FileFound>),
 }
 
 /// A regular file to serve.
@@ -126,12 +126,12 @@ pub(super) fn find(
         || PRECOMPRESSED
             .iter()
             .all(|suffix| sibling_ok(root, &canonical, suffix));
-    Ok(Found::File(FileFound {
+    Ok(Found::File(Box::new(FileFound {
         content_type: mime_guess::from_path(&path).first_or_octet_stream(),
         path: canonical,
         metadata,
         siblings_ok,
-    }))
+    })))
 }
 
 /// Whether the precompressed sibling `file.suffix` is absent, or a regular
