@@ -1,5 +1,6 @@
-# Shared by bench/run.sh and bench/profile.sh: ports, the fast upstream's
-# locations, and sessiongate's config for the benchmark routes.
+# Shared by bench/run.sh, bench/instructions.sh and bench/profile.sh: ports,
+# the fast upstream's locations, the static file, and sessiongate's config
+# for the benchmark routes.
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { # port [tenths of a second to wait, 100 by default]
@@ -33,7 +34,18 @@ $(upstream_locations)
 NGINX
 }
 
-# Uses KEY (the signing key) and UP (the upstream port).
+# The static file of the file targets: 4 KiB of HTML in DIR/4k.html, served
+# by sessiongate's static: route at /files/ and by nginx from the same DIR.
+make_files() { # dir
+  mkdir -p "$1"
+  { printf '<!DOCTYPE html>\n<html><head><title>4 KiB</title></head><body>\n'
+    for i in $(seq 1 80); do printf '<p>line %02d of a static page of the legacy site.</p>\n' "$i"; done
+    printf '</body></html>\n'
+  } | head -c 4096 > "$1/4k.html"
+}
+
+# Uses KEY (the signing key), UP (the upstream port) and, when set, FILES
+# (a directory made by make_files, served at /files/).
 sg_conf() { # file port store-section workers
   cat > "$1" <<TOML
 [server]
@@ -65,6 +77,9 @@ path = "/login"
 upstream = "http://127.0.0.1:$UP"
 access = "public"
 TOML
+  if [ -n "${FILES:-}" ]; then
+    printf '[[route]]\npath = "/files/"\nupstream = "static:%s"\naccess = "public"\n' "$FILES" >> "$1"
+  fi
 }
 
 login_cookie() { # port

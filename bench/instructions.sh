@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Counts the instructions sessiongate itself executes per request (user
 # space: sessiongate, its libraries, libc), under valgrind's callgrind, for
-# the benchmark targets (c) public, (d) logged-in session and (e) a new
-# stored session. Unlike requests/s, the count does not move with what else
-# the shared machine is doing, so it tells whether a change made the request
-# path cheaper by a few percent. The kernel's share (the loopback TCP work,
+# the benchmark targets (c) public, (d) logged-in session, (e) a new
+# stored session and (s) a 4 KiB file from a static: route, with nginx as
+# a plain proxy and nginx serving the same file as the references. Unlike
+# requests/s, the count does not move with what else the shared machine is
+# doing, so it tells whether a change made the request path cheaper by a
+# few percent. The kernel's share (the loopback TCP work,
 # about as large as nginx's) is not counted.
 #
 # Each target is served twice to the same keep-alive connections, REQUESTS
@@ -38,6 +40,8 @@ upstream_nginx_conf "$WORK/up.conf" "$UP" "$WORK"
 nginx -c "$WORK/up.conf" -g 'daemon off;' & PIDS+=($!)
 wait_port "$UP"
 KEY=instructions-key-0123456789-abcdefghijklmnop
+FILES=$WORK/files
+make_files "$FILES"
 
 # Total instructions of one proxy run that served `count` requests of a target.
 total_for() { # bin target count
@@ -54,6 +58,7 @@ total_for() { # bin target count
     public) url=/public/ ;;
     session) url=/session/; hdr=(-H "Cookie: $(login_cookie "$port")") ;;
     new) url=/new/ ;;
+    files) url=/files/4k.html ;;
   esac
   ab -q -k -c 8 -n "$count" "${hdr[@]}" "http://127.0.0.1:$port$url" > "$WORK/ab.log"
   grep -q '^Non-2xx' "$WORK/ab.log" && { echo "instructions: $target answered non-2xx" >&2; exit 1; }
@@ -62,9 +67,10 @@ total_for() { # bin target count
 }
 
 # The same for nginx as a plain reverse proxy (one process, no master), the
-# reference: its access log on, like sessiongate's.
-nginx_total_for() { # count
-  local count=$1 port pid out
+# reference: its access log on, like sessiongate's. Path /files/4k.html is
+# the static file, served by nginx itself.
+nginx_total_for() { # count path
+  local count=$1 path=$2 port pid out
   port=$(free_port)
   cat > "$WORK/px.conf" <<NGINX
 master_process off; daemon off; worker_processes 1; pid $WORK/px.pid; error_log $WORK/px.err warn;
@@ -73,23 +79,26 @@ http { access_log $WORK/px.access.log; keepalive_requests 1000000;
   upstream backend { server 127.0.0.1:$UP; keepalive 128; }
   server { listen 127.0.0.1:$port;
     location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection '';
-                 proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$remote_addr; } } }
+                 proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$remote_addr; }
+    location /files/ { alias $FILES/; } } }
 NGINX
   out=$WORK/callgrind.out
   rm -f "$out"*
   valgrind --tool=callgrind --callgrind-out-file="$out" nginx -c "$WORK/px.conf" 2> "$WORK/valgrind.log" & pid=$!
   wait_port "$port" 600   # valgrind starts slowly
-  ab -q -k -c 8 -n "$count" "http://127.0.0.1:$port/public/" > "$WORK/ab.log"
+  ab -q -k -c 8 -n "$count" "http://127.0.0.1:$port$path" > "$WORK/ab.log"
   kill -QUIT "$pid"; wait "$pid" 2>/dev/null || true
   awk '/^summary:|^totals:/ { print $2; exit }' "$out"*
 }
 
 printf '| build | target | instructions per request |\n|---|---|---:|\n'
-one=$(nginx_total_for "$REQUESTS")
-two=$(nginx_total_for $((2 * REQUESTS)))
-printf '| nginx (reference) | plain proxy | %d |\n' $(((two - one) / REQUESTS))
+for ref in "plain proxy|/public/" "4 KiB static file|/files/4k.html"; do
+  one=$(nginx_total_for "$REQUESTS" "${ref#*|}")
+  two=$(nginx_total_for $((2 * REQUESTS)) "${ref#*|}")
+  printf '| nginx (reference) | %s | %d |\n' "${ref%|*}" $(((two - one) / REQUESTS))
+done
 for bin in "$@"; do
-  for target in public session new; do
+  for target in public session new files; do
     one=$(total_for "$bin" "$target" "$REQUESTS")
     two=$(total_for "$bin" "$target" $((2 * REQUESTS)))
     printf '| %s | %s | %d |\n' "$(basename "$bin")" "$target" $(((two - one) / REQUESTS))

@@ -8,6 +8,8 @@
 #   (f) sessiongate with the Redis store, logged-in session
 #   (g) Apache httpd with mod_session + mod_auth_form, logged in (the
 #       legacy way of adding sessions; runs when apache2 is installed)
+#   (h) nginx serving a 4 KiB static file    (s) sessiongate serving the
+#       same file from a static: route (public); its ratio is to (h)
 #
 # Servers (upstream, proxy, Redis) share one core, the load generator (wrk)
 # has the other; nginx runs one worker and sessiongate one tokio worker
@@ -16,7 +18,7 @@
 # the targets then run in REPEAT rounds, each round visiting every target
 # in turn, so that a slow minute of a shared machine falls on all of them
 # alike. The median of each target's rounds is kept; ratios are to (b), or
-# to (b2) for the two-core pair.
+# to (b2) for the two-core pair, and to (h) for the static file.
 #
 # Usage: bench/run.sh            (DURATION=10s CONNS=64 REPEAT=3 by default)
 #        ONLY="b d" bench/run.sh  (only the targets named; (b) is the base of the ratios)
@@ -50,6 +52,8 @@ cleanup() {
 trap cleanup EXIT
 
 . bench/common.sh
+FILES=$WORK/files
+make_files "$FILES"
 
 UP=$(free_port); AP=$(free_port); NGX=$(free_port); NGX2=$(free_port); SG=$(free_port); SG2=$(free_port); SGR=$(free_port); RDS=$(free_port); SGC=$(free_port)
 
@@ -88,6 +92,7 @@ proxy_nginx() { # name workers port
       proxy_set_header Host \$host;
       proxy_set_header X-Forwarded-For \$remote_addr;
     }
+    location /files/ { alias $FILES/; }
   }"
 }
 proxy_nginx nginx1 1 "$NGX"
@@ -189,6 +194,10 @@ COOKIE=$(login_cookie "$SG")
 [ -n "$COOKIE" ] || { echo "bench: no session cookie from sessiongate" >&2; exit 1; }
 curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $COOKIE" "http://127.0.0.1:$SG/session/" | grep -q 200 \
   || { echo "bench: the logged-in session does not pass" >&2; exit 1; }
+for port in "$SG" "$NGX"; do
+  cmp -s "$FILES/4k.html" <(curl -s "http://127.0.0.1:$port/files/4k.html") \
+    || { echo "bench: /files/4k.html is not served on port $port" >&2; exit 1; }
+done
 COOKIE2=$(login_cookie "$SG2")
 [ "$REDIS_OK" = 1 ] && RCOOKIE=$(login_cookie "$SGR")
 [ -n "$COMPARE_BIN" ] && CCOOKIE=$(login_cookie "$SGC")
@@ -214,6 +223,10 @@ TARGETS=(
 )
 [ "$REDIS_OK" = 1 ] && TARGETS+=("(f) sessiongate redis store|pin|http://127.0.0.1:$SGR/session/|$RCOOKIE")
 [ "$APACHE_OK" = 1 ] && TARGETS+=("(g) Apache mod_session, logged in|pin|http://127.0.0.1:$AP/public/|$ACOOKIE")
+TARGETS+=(
+  "(h) nginx, 4 KiB static file|pin|http://127.0.0.1:$NGX/files/4k.html|"
+  "(s) sessiongate, 4 KiB static: file|pin|http://127.0.0.1:$SG/files/4k.html|"
+)
 TARGETS+=(
   "(b2) nginx, 2 workers|free|http://127.0.0.1:$NGX2/public/|"
   "(d2) sessiongate, 2 threads, session|free|http://127.0.0.1:$SG2/session/|$COOKIE2"
@@ -260,12 +273,13 @@ done
 
 base=${R["(b) nginx reverse proxy"]:-}; base=${base%% *}
 base2=${R["(b2) nginx, 2 workers"]:-}; base2=${base2%% *}
+base_files=${R["(h) nginx, 4 KiB static file"]:-}; base_files=${base_files%% *}
 printf '\n| target | req/s | vs nginx | p50 ms | p99 ms | non-2xx |\n|---|---:|---:|---:|---:|---:|\n'
 for t in "${TARGETS[@]}"; do
   label=${t%%|*}
   [ -n "${R[$label]:-}" ] || continue
   read -r rps p50 p99 bad <<<"${R[$label]}"
-  b=$base; case $label in "(b2)"*|"(d2)"*) b=$base2;; esac
+  b=$base; case $label in "(b2)"*|"(d2)"*) b=$base2;; "(h)"*|"(s)"*) b=$base_files;; esac
   ratio=-; [ -n "$b" ] && ratio=$(printf '%.2fx' "$(echo "$rps / $b" | bc -l)")
   printf '| %s | %s | %s | %s | %s | %s |\n' "$label" "$rps" "$ratio" "$p50" "$p99" "$bad"
 done

@@ -1,5 +1,5 @@
-//! The forward stage: a route's target (an HTTP upstream or the CGI
-//! gateway) answers the prepared request.
+//! The forward stage: a route's target (an HTTP upstream, the CGI gateway
+//! or a directory of static files) answers the prepared request.
 //!
 //! Failures come back as the targets' own error types and become statuses
 //! in [`crate::respond`]; a failure caused by the client's own body (broken
@@ -14,6 +14,7 @@ use crate::body::ResponseBody;
 use crate::forwarded::{ClientInfo, ConnInfo};
 use crate::respond::{BAD_BODY, Reject};
 use crate::upstream::cgi::{CgiContext, CgiGateway};
+use crate::upstream::files::StaticFiles;
 use crate::upstream::http::HttpUpstream;
 use crate::upstream::request_body::{ClientBodyFailure, RequestBody};
 
@@ -23,6 +24,8 @@ pub enum Target {
     Http(HttpUpstream),
     /// A `cgi:DIR` directory.
     Cgi(CgiGateway),
+    /// A `static:DIR` directory.
+    Static(StaticFiles),
 }
 
 /// What a target needs to know of the exchange besides the request.
@@ -31,7 +34,8 @@ pub struct Hop<'a> {
     pub client: &'a ClientInfo,
     /// The connection it came on.
     pub conn: &'a ConnInfo,
-    /// The matched route's path (the CGI gateway mounts DIR there).
+    /// The matched route's path (the CGI gateway and static files mount
+    /// DIR there).
     pub route_path: &'a str,
     /// How long an upstream may take to answer.
     pub timeout: Duration,
@@ -70,6 +74,7 @@ impl Target {
                     Err(e) => Err(e.into()),
                 }
             }
+            Target::Static(files) => Ok(files.serve(req, hop.route_path).await?),
         }
     }
 }

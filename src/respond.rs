@@ -7,6 +7,7 @@ use http::{Response, StatusCode};
 use crate::body::ResponseBody;
 use crate::login::escape_html;
 use crate::upstream::cgi::CgiError;
+use crate::upstream::files::{ALLOWED_METHODS, StaticError};
 use crate::upstream::http::UpstreamError;
 
 /// Why a request is answered by the proxy instead of the backend.
@@ -43,9 +44,12 @@ pub enum Reject {
     /// The built-in endpoint does not exist or does not take this method.
     #[error("not found")]
     NotFound,
-    /// The method is not allowed on a built-in endpoint.
+    /// The method is not allowed here (a built-in endpoint, static files).
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed {
+        /// The methods that are, for `Allow` (`None`: no one list applies).
+        allow: Option<&'static str>,
+    },
     /// A CGI script is not runnable.
     #[error("forbidden")]
     Forbidden,
@@ -68,7 +72,7 @@ impl Reject {
             Reject::StoreUnavailable | Reject::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Reject::BadGateway => StatusCode::BAD_GATEWAY,
             Reject::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Reject::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Reject::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Reject::Forbidden => StatusCode::FORBIDDEN,
             Reject::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Reject::UpgradeNotSupported => StatusCode::NOT_IMPLEMENTED,
@@ -88,7 +92,7 @@ impl Reject {
             Reject::BadGateway => "The site behind this gateway could not be reached.",
             Reject::GatewayTimeout => "The site behind this gateway took too long to answer.",
             Reject::Busy => "The server is busy. Please try again shortly.",
-            Reject::MethodNotAllowed => "This method is not allowed here.",
+            Reject::MethodNotAllowed { .. } => "This method is not allowed here.",
             Reject::Forbidden => "Access to this address is forbidden.",
             Reject::Internal => "Something went wrong inside the gateway.",
             Reject::UpgradeNotSupported => "This address does not take WebSocket connections.",
@@ -112,6 +116,10 @@ impl Reject {
         if let Reject::Unauthorized { .. } = self {
             resp.headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        if let Reject::MethodNotAllowed { allow: Some(allow) } = self {
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
         }
         if matches!(self, Reject::StoreUnavailable | Reject::Busy) {
             resp.headers_mut()
@@ -178,6 +186,22 @@ impl From<CgiError> for Reject {
             }
             CgiError::Config(detail) => {
                 tracing::error!(target: "cgi", detail = %detail, "CGI gateway misconfigured");
+                Reject::Internal
+            }
+        }
+    }
+}
+
+impl From<StaticError> for Reject {
+    /// The status for a file that is not served; details go to the log only.
+    fn from(e: StaticError) -> Self {
+        match e {
+            StaticError::NotFound => Reject::NotFound,
+            StaticError::MethodNotAllowed => Reject::MethodNotAllowed {
+                allow: Some(ALLOWED_METHODS),
+            },
+            StaticError::Config(detail) | StaticError::Io(detail) => {
+                tracing::error!(target: "files", detail = %detail, "static file not served");
                 Reject::Internal
             }
         }
@@ -297,7 +321,7 @@ mod tests {
             (Reject::GatewayTimeout, 504),
             (Reject::Busy, 503),
             (Reject::NotFound, 404),
-            (Reject::MethodNotAllowed, 405),
+            (Reject::MethodNotAllowed { allow: None }, 405),
             (Reject::Forbidden, 403),
             (Reject::Internal, 500),
             (Reject::UpgradeNotSupported, 501),
@@ -333,6 +357,32 @@ mod tests {
             status(CgiError::Config("x".into())),
             StatusCode::INTERNAL_SERVER_ERROR
         );
+    }
+
+    #[test]
+    fn every_static_error_has_its_status() {
+        let status = |e: StaticError| Reject::from(e).status();
+        assert_eq!(status(StaticError::NotFound), StatusCode::NOT_FOUND);
+        assert_eq!(
+            status(StaticError::MethodNotAllowed),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            status(StaticError::Io("x".into())),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            status(StaticError::Config("x".into())),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn a_405_says_what_is_allowed() {
+        let resp = Reject::from(StaticError::MethodNotAllowed).into_response("/login");
+        assert_eq!(resp.headers()["allow"], "GET, HEAD");
+        let resp = Reject::MethodNotAllowed { allow: None }.into_response("/login");
+        assert!(!resp.headers().contains_key("allow"));
     }
 
     #[test]

@@ -8,13 +8,14 @@ use std::sync::Arc;
 
 use crate::access::{RouteId, RouteTable};
 use crate::canonical;
-use crate::config::{Allowed, Config, RouteConfig, Upstream};
+use crate::config::{Access, Allowed, Config, RouteConfig, Upstream};
 use crate::forward::Target;
 use crate::login::endpoints::LoginDesk;
 use crate::login::groups::GroupsSource;
 use crate::metrics::{RouteMeter, RouteMeters, RouteRegistry};
 use crate::session::SessionRules;
 use crate::upstream::cgi::{CgiGateway, CgiOptions};
+use crate::upstream::files::StaticFiles;
 use crate::upstream::http::HttpUpstream;
 
 /// How many requests may wait for a CGI slot, per slot.
@@ -250,6 +251,14 @@ fn build_targets(config: &Config, routes: &Arc<RouteTable>) -> Result<Vec<Target
                         && canonical::normalize_path(path).is_ok_and(|p| p == path)
                         && table.find(None, path) == Some(id)
                 }))
+            }
+            Upstream::Static(dir) => {
+                // Files behind a session are for that visitor's browser only.
+                let private = route.access != Access::Public;
+                Target::Static(
+                    StaticFiles::new(dir, private)
+                        .map_err(|e| failed(format!("static directory {}: {e}", dir.display())))?,
+                )
             }
         });
     }

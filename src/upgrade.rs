@@ -58,7 +58,7 @@ pub fn classify<B>(req: &Request<B>) -> Result<Option<Handshake>, Reject> {
             Some(p) if p.as_str().eq_ignore_ascii_case("websocket") => {
                 Ok(Some(Handshake::ExtendedConnect))
             }
-            _ => Err(Reject::MethodNotAllowed),
+            _ => Err(Reject::MethodNotAllowed { allow: None }),
         };
     }
     let upgrades_to_websocket = req.method() == Method::GET
@@ -300,7 +300,10 @@ mod tests {
     #[test]
     fn connect_is_refused_unless_it_opens_a_websocket() {
         let plain = req(Method::CONNECT, &[]);
-        assert_eq!(classify(&plain), Err(Reject::MethodNotAllowed));
+        assert_eq!(
+            classify(&plain),
+            Err(Reject::MethodNotAllowed { allow: None })
+        );
         let mut ws = req(Method::CONNECT, &[]);
         ws.extensions_mut()
             .insert(hyper::ext::Protocol::from_static("websocket"));
@@ -309,7 +312,10 @@ mod tests {
         other
             .extensions_mut()
             .insert(hyper::ext::Protocol::from_static("connect-udp"));
-        assert_eq!(classify(&other), Err(Reject::MethodNotAllowed));
+        assert_eq!(
+            classify(&other),
+            Err(Reject::MethodNotAllowed { allow: None })
+        );
     }
 
     #[test]

@@ -412,6 +412,8 @@ pub enum Upstream {
     },
     /// A directory of CGI scripts run by the built-in gateway.
     Cgi(PathBuf),
+    /// A directory of files served as they are.
+    Static(PathBuf),
 }
 
 impl fmt::Display for Upstream {
@@ -419,6 +421,7 @@ impl fmt::Display for Upstream {
         match self {
             Upstream::Http { scheme, authority } => write!(f, "{scheme}://{authority}"),
             Upstream::Cgi(dir) => write!(f, "cgi:{}", dir.display()),
+            Upstream::Static(dir) => write!(f, "static:{}", dir.display()),
         }
     }
 }

@@ -186,9 +186,13 @@ impl LoginDesk {
                 self.login_page(v, req).await
             }
             ("/login", &Method::POST) if self.builtin_login() => self.login_post(v, req).await,
-            ("/login", _) if self.builtin_login() => Err(Reject::MethodNotAllowed),
+            ("/login", _) if self.builtin_login() => Err(Reject::MethodNotAllowed {
+                allow: Some("GET, HEAD, POST"),
+            }),
             ("/logout", &Method::GET | &Method::HEAD | &Method::POST) => self.logout(v, req).await,
-            ("/logout", _) => Err(Reject::MethodNotAllowed),
+            ("/logout", _) => Err(Reject::MethodNotAllowed {
+                allow: Some("GET, HEAD, POST"),
+            }),
             _ => Err(Reject::NotFound),
         };
         // Every built-in answer is no-store, refusals included.

@@ -1,9 +1,11 @@
-//! Where requests go: HTTP upstreams and the CGI gateway, and the headers
-//! rewritten on the way there and back.
+//! Where requests go: HTTP upstreams, the CGI gateway and static files, and
+//! the headers rewritten on the way there and back.
 
 pub mod cgi;
 pub mod control;
+pub mod files;
 pub mod hop_by_hop;
 pub mod http;
+pub mod mount;
 pub mod request_body;
 pub mod request_headers;

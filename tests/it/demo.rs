@@ -107,3 +107,39 @@ async fn traversal_out_of_the_cgi_directory_is_refused() {
         assert!(!resp.contains("site.css"), "{path}");
     }
 }
+
+#[tokio::test]
+async fn the_demo_serves_its_static_pages_and_picture() {
+    let proxy = demo().await;
+    let c = browser();
+    let home = c.get(proxy.url("/")).send().await.unwrap();
+    assert!(home.text().await.unwrap().contains("href=\"/pages/\""));
+
+    let pages = c.get(proxy.url("/pages/")).send().await.unwrap();
+    assert_eq!(pages.status(), 200);
+    assert_eq!(pages.headers()["content-type"], "text/html");
+    assert!(pages.headers().contains_key("etag"));
+    assert!(
+        session_cookie(&pages).is_none(),
+        "the public route issues no cookie"
+    );
+    let html = pages.text().await.unwrap();
+    assert!(html.contains("<h1>Old Pages</h1>"), "{html}");
+    for link in ["about.html", "site.css", "img/construction.svg"] {
+        let r = c
+            .get(proxy.url(&format!("/pages/{link}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{link}");
+    }
+    let svg = c
+        .get(proxy.url("/pages/img/construction.svg"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(svg.headers()["content-type"], "image/svg+xml");
+    assert!(svg.text().await.unwrap().starts_with("<svg"));
+    let css = c.get(proxy.url("/pages/site.css")).send().await.unwrap();
+    assert_eq!(css.headers()["content-type"], "text/css");
+}

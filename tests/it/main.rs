@@ -30,6 +30,7 @@ mod redis;
 mod redis_tls;
 mod revocation;
 mod rotation;
+mod static_files;
 mod store_contract;
 mod tls;
 mod tls_binary;

@@ -25,6 +25,7 @@ tells each script about it in a few request headers.</p>
 <li><a href="$(html "$BASE")/counter.cgi">Visit counter</a> &mdash; a number kept in your session.</li>
 <li><a href="$(html "$BASE")/survey.cgi">The Great Web Survey</a> &mdash; three questions, answers remembered between pages.</li>
 <li><a href="$(html "$BASE")/members.cgi">Members' lounge</a> &mdash; for signed-in visitors only.</li>
+<li><a href="/pages/">Old pages</a> &mdash; plain files, served by sessiongate itself.</li>
 <li><a href="$(html "$BASE")/login.cgi">Sign in</a> and <a href="$(html "$BASE")/logout.cgi">sign out</a> &mdash; the site's own login form.</li>
 </ul>
 <p><i>This page is always under construction.</i></p>

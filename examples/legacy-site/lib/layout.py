@@ -49,7 +49,7 @@ def form():
 
 def page(title, body):
     """A whole HTML page around the body (already HTML)."""
-    with open(os.path.join(LIB_DIR, "site.css"), encoding="utf-8") as css_file:
+    with open(os.path.join(LIB_DIR, "..", "htdocs", "site.css"), encoding="utf-8") as css_file:
         css = css_file.read()
     base = esc(BASE)
     name = user()

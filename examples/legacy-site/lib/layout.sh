@@ -31,7 +31,7 @@ page_start() {
 <meta charset="utf-8">
 <title>$(html "$1") - The Old Web Page</title>
 <style>
-$(cat "$LIB_DIR/site.css")
+$(cat "$LIB_DIR/../htdocs/site.css")
 </style>
 </head>
 <body>

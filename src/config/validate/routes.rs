@@ -124,13 +124,22 @@ fn route_host(raw: Spanned<String>, s: &mut Section<'_, '_>) -> String {
     lower
 }
 
-/// Parses a route's `upstream`: `http://host:port`, `https://host:port`, or `cgi:DIR`.
+/// Parses a route's `upstream`: `http://host:port`, `https://host:port`,
+/// `cgi:DIR` or `static:DIR`.
 pub fn parse_upstream(s: &str) -> Result<Upstream, String> {
     if let Some(dir) = s.strip_prefix("cgi:") {
         if dir.is_empty() {
             return Err("cgi: needs a directory, e.g. \"cgi:examples/legacy-site/cgi-bin\"".into());
         }
         return Ok(Upstream::Cgi(PathBuf::from(dir)));
+    }
+    if let Some(dir) = s.strip_prefix("static:") {
+        if dir.is_empty() {
+            return Err(
+                "static: needs a directory, e.g. \"static:examples/legacy-site/htdocs\"".into(),
+            );
+        }
+        return Ok(Upstream::Static(PathBuf::from(dir)));
     }
     let uri: http::Uri = s
         .parse()
@@ -140,7 +149,7 @@ pub fn parse_upstream(s: &str) -> Result<Upstream, String> {
         Some("https") => http::uri::Scheme::HTTPS,
         _ => {
             return Err(format!(
-                "upstream {s:?} must start with http://, https:// or cgi:"
+                "upstream {s:?} must start with http://, https://, cgi: or static:"
             ));
         }
     };
@@ -181,5 +190,10 @@ mod tests {
         assert!(parse_upstream("http://127.0.0.1:8000/app").is_err());
         assert!(parse_upstream("ftp://x").is_err());
         assert!(parse_upstream("cgi:").is_err());
+        assert_eq!(
+            parse_upstream("static:site/htdocs"),
+            Ok(Upstream::Static(PathBuf::from("site/htdocs")))
+        );
+        assert!(parse_upstream("static:").is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! Maps a request path to a script inside the CGI directory (RFC 3875 section 3.3).
 //!
-//! DIR is served at the route path up to its last `/` (see [`mount_point`]).
+//! DIR is served at the route path up to its last `/` (see
+//! [`crate::upstream::mount`]).
 //! The URL path below that is percent-decoded one segment at a time and
 //! walked inside DIR. The first segment that is an executable regular
 //! file is the script; the segments after it are `PATH_INFO`. A path that ends
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 use percent_encoding::percent_decode_str;
 
 use super::CgiError;
+use crate::upstream::mount::{mount_point, path_in_mount};
 
 /// The file run for a directory path, e.g. `/` or `/guestbook/`.
 const DIRECTORY_INDEX: &str = "index.cgi";
@@ -40,29 +42,6 @@ impl Script {
     pub fn display_name(&self) -> String {
         String::from_utf8_lossy(&self.script_name).into_owned()
     }
-}
-
-/// Where the CGI directory is served for a route: the route path up to and
-/// including its last `/`.
-///
-/// `/` and `/cgi-bin/` serve DIR at themselves. A route path that does not
-/// end in `/` names something inside the directory its parent path serves:
-/// a route `/members.cgi` (to give one script a stricter access level) runs
-/// DIR/members.cgi, and `/cgi-bin/admin` runs scripts from DIR/admin/.
-pub(super) fn mount_point(route_prefix: &str) -> &str {
-    match route_prefix.rfind('/') {
-        Some(last) => &route_prefix[..=last],
-        None => "/",
-    }
-}
-
-/// The part of `path` below the mount point of `route_prefix`, or `None`
-/// when the path is not there. The mount point without its trailing slash
-/// (`/cgi-bin`) is the directory itself.
-pub(super) fn path_in_mount<'a>(path: &'a str, route_prefix: &str) -> Option<&'a str> {
-    let mount = mount_point(route_prefix);
-    path.strip_prefix(mount)
-        .or_else(|| (path == mount.trim_end_matches('/')).then_some(""))
 }
 
 /// Whether `path` lies within the route: under `prefix`, on a segment
@@ -190,27 +169,6 @@ fn refusal(path: &Path, error: &io::Error) -> CgiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn directory_is_served_at_the_route_path_up_to_its_last_slash() {
-        assert_eq!(mount_point("/"), "/");
-        assert_eq!(mount_point("/cgi-bin/"), "/cgi-bin/");
-        assert_eq!(mount_point("/members.cgi"), "/");
-        assert_eq!(mount_point("/cgi-bin/admin"), "/cgi-bin/");
-        assert_eq!(path_in_mount("/x.cgi", "/"), Some("x.cgi"));
-        assert_eq!(path_in_mount("/", "/"), Some(""));
-        assert_eq!(path_in_mount("/cgi-bin/a", "/cgi-bin/"), Some("a"));
-        assert_eq!(path_in_mount("/cgi-bin", "/cgi-bin/"), Some(""));
-        assert_eq!(
-            path_in_mount("/members.cgi/x", "/members.cgi"),
-            Some("members.cgi/x")
-        );
-        assert_eq!(
-            path_in_mount("/cgi-bin/admin/a", "/cgi-bin/admin"),
-            Some("admin/a")
-        );
-        assert_eq!(path_in_mount("/other/a", "/cgi-bin/"), None);
-    }
 
     #[test]
     fn routes_end_on_segment_boundaries() {
