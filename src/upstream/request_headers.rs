@@ -209,8 +209,20 @@ pub struct Rewrite<'a> {
     pub conn: &'a ConnInfo,
     /// The host the request is for.
     pub host: Option<&'a HeaderValue>,
-    /// The session's facts, when the request has a session.
-    pub session: Option<Injection<'a>>,
+    /// Who the backend is told the request comes from.
+    pub subject: Subject<'a>,
+}
+
+/// What the backend is told of who is asking.
+#[derive(Debug, Clone, Copy)]
+pub enum Subject<'a> {
+    /// Nothing: the request has no session.
+    Nobody,
+    /// The session's facts.
+    Session(Injection<'a>),
+    /// Only the user: HTTP Basic credentials were checked, and there is no
+    /// session to tell of (no data, creation or expiry time, no id).
+    User(&'a str),
 }
 
 /// Rewrites the headers of a request for the backend: strip, then set.
@@ -224,8 +236,18 @@ pub fn rewrite(headers: &mut HeaderMap, r: &Rewrite<'_>) {
             headers.insert(header::HOST, h.clone());
         }
     }
-    if let Some(session) = &r.session {
-        inject(headers, r.config, session);
+    match &r.subject {
+        Subject::Nobody => {}
+        Subject::Session(session) => inject(headers, r.config, session),
+        Subject::User(user) => inject_user(headers, r.config, user),
+    }
+}
+
+/// Adds the user header alone.
+fn inject_user(headers: &mut HeaderMap, cfg: &HeadersConfig, user: &str) {
+    // from_bytes: user names may be UTF-8 (sent as obs-text octets).
+    if let Ok(v) = HeaderValue::from_bytes(user.as_bytes()) {
+        headers.insert(cfg.names.user.clone(), v);
     }
 }
 
@@ -250,10 +272,7 @@ pub struct Injection<'a> {
 pub fn inject(headers: &mut HeaderMap, cfg: &HeadersConfig, s: &Injection<'_>) {
     let n = &cfg.names;
     if let Some(user) = s.user {
-        // from_bytes: user names may be UTF-8 (sent as obs-text octets).
-        if let Ok(v) = HeaderValue::from_bytes(user.as_bytes()) {
-            headers.insert(n.user.clone(), v);
-        }
+        inject_user(headers, cfg, user);
     }
     if let Ok(v) = HeaderValue::from_bytes(s.data.as_bytes()) {
         headers.insert(n.data.clone(), v);
