@@ -7,6 +7,7 @@
 //! route ................................... setup (access::RouteTable)
 //! cookie -> signature -> store lookup ..... session::found
 //! access decision (login redirect / 401) .. access
+//!   (HTTP Basic on basic_auth routes) ..... login::basic
 //! strip client headers, inject ours ....... upstream::request_headers
 //! forward (HTTP upstream or CGI gateway) .. forward
 //! take the backend's control headers ...... upstream::control
