@@ -50,35 +50,12 @@ UP=$(free_port); SG=$(free_port)
 upstream_nginx_conf "$WORK/up.conf" "$UP" "$WORK"
 taskset -c "$SERVER_CORE" nginx -c "$WORK/up.conf" -g 'daemon off;' & PIDS+=($!)
 
-# The users file: one user, hashed as `sessiongate hash-password` does.
-echo "bench:$(printf 'bench-password' | "$BIN" hash-password)" > "$WORK/users"
-cat > "$WORK/sg.toml" <<TOML
-[server]
-listen = ["127.0.0.1:$SG"]
-workers = 1
-[session]
-secret_keys = ["$KEY"]
-[log]
-level = "warn"
-[login]
-users_file = "$WORK/users"
-# Out of reach: every wrong password of the flood is verified.
-max_attempts = 1000000000
-[[route]]
-path = "/public/"
-upstream = "http://127.0.0.1:$UP"
-access = "public"
-[[route]]
-path = "/basic/"
-upstream = "http://127.0.0.1:$UP"
-access = "login"
-basic_auth = true
-TOML
+sg_basic_conf "$WORK/sg.toml" "$SG" "$WORK/users" 1
 taskset -c "$SERVER_CORE" "$BIN" --config "$WORK/sg.toml" > "$WORK/sg.log" 2>&1 & SG_PID=$!; PIDS+=($SG_PID)
 wait_port "$UP"; wait_port "$SG"
 
-RIGHT="Authorization: Basic $(printf 'bench:bench-password' | base64)"
-WRONG="Authorization: Basic $(printf 'bench:not-the-password' | base64)"
+RIGHT=$BASIC_RIGHT
+WRONG=$BASIC_WRONG
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "$RIGHT" "http://127.0.0.1:$SG/basic/")
 [ "$code" = 200 ] || { echo "bench: the right password got $code" >&2; exit 1; }
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "$WRONG" "http://127.0.0.1:$SG/basic/")

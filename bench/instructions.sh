@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Counts the instructions sessiongate itself executes per request (user
 # space: sessiongate, its libraries, libc), under valgrind's callgrind, for
-# the benchmark targets (c) public, (d) logged-in session and (e) a new
-# stored session. Unlike requests/s, the count does not move with what else
+# the benchmark targets (c) public, (d) logged-in session, (e) a new
+# stored session and (h) HTTP Basic on a basic_auth route with the cache of
+# verified passwords warm (its one argon2 run falls in both runs of the
+# target, so the difference leaves it out). Unlike requests/s, the count does not move with what else
 # the shared machine is doing, so it tells whether a change made the request
 # path cheaper by a few percent. The kernel's share (the loopback TCP work,
 # about as large as nginx's) is not counted.
@@ -14,11 +16,13 @@
 #
 # Usage: bench/instructions.sh [BIN ...]   (default: target/release/sessiongate,
 #        built first; several binaries are measured one after the other)
-#        REQUESTS=5000 by default. Needs: valgrind, nginx, ab (apache2-utils), curl.
+#        REQUESTS=5000 by default; TARGETS="public session new basic" by default.
+#        Needs: valgrind, nginx, ab (apache2-utils), curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 REQUESTS=${REQUESTS:-5000}
+TARGETS=${TARGETS:-public session new basic}
 for tool in valgrind callgrind_control nginx ab curl; do
   command -v "$tool" >/dev/null || { echo "instructions: $tool is missing" >&2; exit 1; }
 done
@@ -26,6 +30,7 @@ if [ $# -eq 0 ]; then
   cargo build --release --quiet
   set -- "$PWD/target/release/sessiongate"
 fi
+BIN=$1   # hashes the basic target's password
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -43,7 +48,11 @@ KEY=instructions-key-0123456789-abcdefghijklmnop
 total_for() { # bin target count
   local bin=$1 target=$2 count=$3 port pid out
   port=$(free_port)
-  sg_conf "$WORK/sg.toml" "$port" 'kind = "memory"' 1
+  if [ "$target" = basic ]; then
+    sg_basic_conf "$WORK/sg.toml" "$port" "$WORK/users" 1
+  else
+    sg_conf "$WORK/sg.toml" "$port" 'kind = "memory"' 1
+  fi
   out=$WORK/callgrind.out
   rm -f "$out"*
   valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" --config "$WORK/sg.toml" \
@@ -54,6 +63,7 @@ total_for() { # bin target count
     public) url=/public/ ;;
     session) url=/session/; hdr=(-H "Cookie: $(login_cookie "$port")") ;;
     new) url=/new/ ;;
+    basic) url=/basic/; hdr=(-H "$BASIC_RIGHT") ;;
   esac
   ab -q -k -c 8 -n "$count" "${hdr[@]}" "http://127.0.0.1:$port$url" > "$WORK/ab.log"
   grep -q '^Non-2xx' "$WORK/ab.log" && { echo "instructions: $target answered non-2xx" >&2; exit 1; }
@@ -89,7 +99,7 @@ one=$(nginx_total_for "$REQUESTS")
 two=$(nginx_total_for $((2 * REQUESTS)))
 printf '| nginx (reference) | plain proxy | %d |\n' $(((two - one) / REQUESTS))
 for bin in "$@"; do
-  for target in public session new; do
+  for target in $TARGETS; do
     one=$(total_for "$bin" "$target" "$REQUESTS")
     two=$(total_for "$bin" "$target" $((2 * REQUESTS)))
     printf '| %s | %s | %d |\n' "$(basename "$bin")" "$target" $(((two - one) / REQUESTS))
