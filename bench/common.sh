@@ -85,3 +85,36 @@ TOML
 login_cookie() { # port
   curl -s -D - -o /dev/null "http://127.0.0.1:$1/login" | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \(sg_session=[^;]*\).*/\1/p'
 }
+
+# A config with a public route and a basic_auth route to the upstream, and
+# a users file holding bench:bench-password (hashed as hash-password does).
+# Uses KEY and UP, and BIN for the hash.
+sg_basic_conf() { # file port users-file workers
+  [ -s "$3" ] || echo "bench:$(printf 'bench-password' | "$BIN" hash-password)" > "$3"
+  cat > "$1" <<TOML
+[server]
+listen = ["127.0.0.1:$2"]
+workers = $4
+[session]
+secret_keys = ["$KEY"]
+[log]
+level = "warn"
+[login]
+users_file = "$3"
+# Out of reach: every wrong password is verified (the worst case).
+max_attempts = 1000000000
+[[route]]
+path = "/public/"
+upstream = "http://127.0.0.1:$UP"
+access = "public"
+[[route]]
+path = "/basic/"
+upstream = "http://127.0.0.1:$UP"
+access = "login"
+basic_auth = true
+TOML
+}
+
+# The Authorization header of the user sg_basic_conf writes.
+BASIC_RIGHT="Authorization: Basic $(printf 'bench:bench-password' | base64)"
+BASIC_WRONG="Authorization: Basic $(printf 'bench:not-the-password' | base64)"

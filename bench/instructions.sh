@@ -2,11 +2,13 @@
 # Counts the instructions sessiongate itself executes per request (user
 # space: sessiongate, its libraries, libc), under valgrind's callgrind, for
 # the benchmark targets (c) public, (d) logged-in session, (e) a new
-# stored session and (s) a 4 KiB file from a static: route, with nginx as
-# a plain proxy and nginx serving the same file as the references. Unlike
-# requests/s, the count does not move with what else the shared machine is
-# doing, so it tells whether a change made the request path cheaper by a
-# few percent. The kernel's share (the loopback TCP work,
+# stored session, (s) a 4 KiB file from a static: route and (h) HTTP Basic
+# on a basic_auth route with the cache of verified passwords warm (its one
+# argon2 run falls in both runs of the target, so the difference leaves it
+# out), with nginx as a plain proxy and nginx serving the same file as the
+# references. Unlike requests/s, the count does not move with what else the
+# shared machine is doing, so it tells whether a change made the request
+# path cheaper by a few percent. The kernel's share (the loopback TCP work,
 # about as large as nginx's) is not counted.
 #
 # Each target is served twice to the same keep-alive connections, REQUESTS
@@ -16,11 +18,13 @@
 #
 # Usage: bench/instructions.sh [BIN ...]   (default: target/release/sessiongate,
 #        built first; several binaries are measured one after the other)
-#        REQUESTS=5000 by default. Needs: valgrind, nginx, ab (apache2-utils), curl.
+#        REQUESTS=5000 by default; TARGETS="public session new files basic" by default.
+#        Needs: valgrind, nginx, ab (apache2-utils), curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 REQUESTS=${REQUESTS:-5000}
+TARGETS=${TARGETS:-public session new files basic}
 for tool in valgrind callgrind_control nginx ab curl; do
   command -v "$tool" >/dev/null || { echo "instructions: $tool is missing" >&2; exit 1; }
 done
@@ -28,6 +32,7 @@ if [ $# -eq 0 ]; then
   cargo build --release --quiet
   set -- "$PWD/target/release/sessiongate"
 fi
+BIN=$1   # hashes the basic target's password
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -47,7 +52,11 @@ make_files "$FILES"
 total_for() { # bin target count
   local bin=$1 target=$2 count=$3 port pid out
   port=$(free_port)
-  sg_conf "$WORK/sg.toml" "$port" 'kind = "memory"' 1
+  if [ "$target" = basic ]; then
+    sg_basic_conf "$WORK/sg.toml" "$port" "$WORK/users" 1
+  else
+    sg_conf "$WORK/sg.toml" "$port" 'kind = "memory"' 1
+  fi
   out=$WORK/callgrind.out
   rm -f "$out"*
   valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" --config "$WORK/sg.toml" \
@@ -59,6 +68,7 @@ total_for() { # bin target count
     session) url=/session/; hdr=(-H "Cookie: $(login_cookie "$port")") ;;
     new) url=/new/ ;;
     files) url=/files/4k.html ;;
+    basic) url=/basic/; hdr=(-H "$BASIC_RIGHT") ;;
   esac
   ab -q -k -c 8 -n "$count" "${hdr[@]}" "http://127.0.0.1:$port$url" > "$WORK/ab.log"
   grep -q '^Non-2xx' "$WORK/ab.log" && { echo "instructions: $target answered non-2xx" >&2; exit 1; }
@@ -98,7 +108,7 @@ for ref in "plain proxy|/public/" "4 KiB static file|/files/4k.html"; do
   printf '| nginx (reference) | %s | %d |\n' "${ref%|*}" $(((two - one) / REQUESTS))
 done
 for bin in "$@"; do
-  for target in public session new files; do
+  for target in $TARGETS; do
     one=$(total_for "$bin" "$target" "$REQUESTS")
     two=$(total_for "$bin" "$target" $((2 * REQUESTS)))
     printf '| %s | %s | %d |\n' "$(basename "$bin")" "$target" $(((two - one) / REQUESTS))

@@ -6,6 +6,7 @@
 //! every other host.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use http::Method;
 
@@ -160,6 +161,32 @@ pub enum AccessDecision {
     },
     /// Answer 401 (API clients, non-GET methods).
     Unauthorized,
+    /// Answer 401 with the route's `WWW-Authenticate: Basic` challenge
+    /// (a `basic_auth` route, a client that is not a browser).
+    Challenge,
+}
+
+/// Who the request is, once it is let through: what the access log names,
+/// what the backend is told, and what a check of who may enter looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// Nobody signed in (no session, or an anonymous one).
+    Anonymous,
+    /// The user of a signed-in session.
+    Session(Arc<str>),
+    /// A user whose HTTP Basic credentials the users file confirmed; there
+    /// is no session.
+    Basic(Arc<str>),
+}
+
+impl Caller {
+    /// The user, however they proved it.
+    pub fn user(&self) -> Option<&Arc<str>> {
+        match self {
+            Caller::Anonymous => None,
+            Caller::Session(user) | Caller::Basic(user) => Some(user),
+        }
+    }
 }
 
 /// Applies the SPEC's access table.
@@ -181,6 +208,18 @@ pub fn decide(
             AccessDecision::RedirectToLogin { expired: false }
         }
         (Access::Login, _) => AccessDecision::Unauthorized,
+    }
+}
+
+/// The decision on a `basic_auth` route for a request without Basic
+/// credentials: a browser (its `Accept` names `text/html`) still goes to
+/// the login page; any other client (curl's `*/*`, JSON, a form post) is
+/// challenged, so that it can answer with credentials.
+pub fn with_basic(decision: AccessDecision, wants_html: bool) -> AccessDecision {
+    match decision {
+        AccessDecision::RedirectToLogin { .. } if !wants_html => AccessDecision::Challenge,
+        AccessDecision::Unauthorized => AccessDecision::Challenge,
+        other => other,
     }
 }
 
@@ -212,6 +251,20 @@ pub fn accepts_json(accept: Option<&http::HeaderValue>) -> bool {
     })
 }
 
+/// Whether an `Accept` header names `text/html`, as a browser's does when
+/// it navigates (curl's `*/*` does not).
+pub fn accepts_html(accept: Option<&http::HeaderValue>) -> bool {
+    accept.and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        v.split(',').any(|part| {
+            part.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("text/html")
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +276,7 @@ mod tests {
             host: host.map(str::to_string),
             upstream: parse_upstream("http://127.0.0.1:1").unwrap(),
             access: Access::Public,
+            basic_auth: false,
             allow: None,
         }
     }
@@ -317,6 +371,28 @@ mod tests {
             Unauthorized
         );
         assert_eq!(decide(Access::Login, Visitor::User, &post, true), Forward);
+    }
+
+    #[test]
+    fn basic_routes_challenge_all_but_browsers() {
+        use AccessDecision::*;
+        let redirect = RedirectToLogin { expired: true };
+        assert_eq!(with_basic(redirect, true), redirect);
+        assert_eq!(with_basic(redirect, false), Challenge);
+        assert_eq!(with_basic(Unauthorized, true), Challenge);
+        assert_eq!(with_basic(Forward, false), Forward);
+        let v = |s: &'static str| http::HeaderValue::from_static(s);
+        assert!(accepts_html(Some(&v(
+            "text/html,application/xhtml+xml,*/*;q=0.8"
+        ))));
+        assert!(accepts_html(Some(&v("Text/HTML; q=0.5"))));
+        assert!(!accepts_html(Some(&v("*/*"))));
+        assert!(!accepts_html(Some(&v("text/htmlx, application/json"))));
+        assert!(!accepts_html(None));
+        let alice: Arc<str> = Arc::from("alice");
+        assert_eq!(Caller::Basic(alice.clone()).user(), Some(&alice));
+        assert_eq!(Caller::Session(alice.clone()).user(), Some(&alice));
+        assert_eq!(Caller::Anonymous.user(), None);
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub const QUEUE_LINES: usize = 8192;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Event {
-    /// A user signed in; `session` is the new session.
+    /// A user signed in; `session` is the new session (none for HTTP Basic).
     Login,
     /// A sign-in was refused: unknown user or wrong password.
     LoginFailed,
@@ -77,7 +77,9 @@ pub enum How {
     Form,
     /// The backend's `X-Session-Login` / `X-Session-Logout` headers.
     Backend,
-    /// HTTP Basic on a login route (reserved: not built yet).
+    /// HTTP Basic on a `basic_auth` route: `login` lines have no session
+    /// (none is made), and come only from a real password check, not from
+    /// a request the cache of recent checks let through.
     Basic,
     /// The admin API.
     Admin,
@@ -224,6 +226,19 @@ impl Audit {
             user: Some(user),
             client,
             session: Some(session),
+            ended: None,
+        });
+    }
+
+    /// HTTP Basic credentials of `user` were checked and found right (no
+    /// session: the request is served without one).
+    pub fn basic_login(&self, user: &str, client: Option<IpAddr>) {
+        self.record(&Entry {
+            event: Event::Login,
+            how: How::Basic,
+            user: Some(user),
+            client,
+            session: None,
             ended: None,
         });
     }

@@ -19,6 +19,7 @@
 //!   forwarded       who the client is (X-Forwarded-* only from trusted proxies)
 //!   login::endpoints  built-in login page, login POST, logout
 //!   access          route table (longest prefix), public / session / login
+//!   login::basic    HTTP Basic on basic_auth routes (throttle, cache, argon2)
 //!   session::found  cookie -> signature -> one store lookup
 //!   upstream::request_headers  strip client session headers, inject ours
 //!   forward         to the route's target: upstream::http or upstream::cgi

@@ -8,6 +8,7 @@
 //! cookie -> signature -> store lookup ..... session::found
 //! access decision (login redirect / 401, .. access
 //!   the allow list's 403)
+//!   (HTTP Basic on basic_auth routes) ..... login::basic
 //! strip client headers, inject ours ....... upstream::request_headers
 //! forward (HTTP upstream or CGI gateway) .. forward
 //! take the backend's control headers ...... upstream::control
@@ -28,7 +29,7 @@ use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
-use crate::access::{self, AccessDecision, Visitor};
+use crate::access::{self, AccessDecision, Caller, Visitor};
 use crate::access_log::AccessRecord;
 use crate::audit::Audit;
 use crate::body::ResponseBody;
@@ -37,6 +38,7 @@ use crate::clock::Clock;
 use crate::config::Access;
 use crate::forward::Hop;
 use crate::forwarded::{self, ClientInfo, ConnInfo};
+use crate::login::basic::{Verdict, Witness};
 use crate::login::endpoints::Visit;
 use crate::metrics::{Metrics, RouteMeter};
 use crate::respond::{self, Reject};
@@ -48,7 +50,7 @@ use crate::setup::{Route, Setup};
 use crate::upgrade::{self, Handshake, PendingTunnel, SessionWatch};
 use crate::upstream::control::take_control;
 use crate::upstream::request_body::{ClientBodyFailure, RequestBody};
-use crate::upstream::request_headers::{self, Injection, Rewrite};
+use crate::upstream::request_headers::{self, Injection, Rewrite, Subject};
 
 /// The proxy: the setup in force, the store, the counters, the clock,
 /// the audit log.
@@ -85,10 +87,18 @@ struct Exchange<'a> {
 
 /// What the access decision lets through.
 enum Admitted {
-    /// Forward, with this session (`None`: without one).
-    Forward(Option<Current>),
+    /// Forward.
+    Forward(Pass),
     /// Answer here (the login redirect).
     Answer(Response<ResponseBody>),
+}
+
+/// A request let through: with which session, and who is asking.
+struct Pass {
+    /// The session to forward with (`None`: without one).
+    current: Option<Current>,
+    /// Who is asking (a check of who may enter looks here).
+    caller: Caller,
 }
 
 impl Gate {
@@ -174,11 +184,14 @@ impl Gate {
         let host = canonical::request_host(&req)?;
         let route = ex.enter(host.as_ref(), req.uri().path())?;
         let (found, mut hold) = self.find_session(ex, &route, &req).await?;
-        let current = match self.admit(ex, &route, found, &mut hold, &req, handshake)? {
-            Admitted::Forward(current) => current,
+        let pass = match self
+            .admit(ex, &route, found, &mut hold, &req, handshake)
+            .await?
+        {
+            Admitted::Forward(pass) => pass,
             Admitted::Answer(resp) => return Ok(resp),
         };
-        let (mut req, body_failure) = ex.prepare(req, host.as_ref(), current.as_ref());
+        let (mut req, body_failure) = ex.prepare(req, host.as_ref(), &route, &pass);
         let tunnel = open_tunnel(&route, &mut req, handshake)?;
         let mut resp = route
             .target
@@ -190,9 +203,9 @@ impl Gate {
             ex.setup.sessions.jar.name(),
         );
         if let Some(tunnel) = tunnel {
-            tunnel.complete(&mut resp, self.watch(ex, &route, current.as_ref()))?;
+            tunnel.complete(&mut resp, self.watch(ex, &route, pass.current.as_ref()))?;
         }
-        let cookie = self.commit(ex, current, hold, change).await?;
+        let cookie = self.commit(ex, pass.current, hold, change).await?;
         let https = ex.client.https;
         ex.setup
             .sessions
@@ -256,9 +269,11 @@ impl Gate {
     }
 
     /// The access decision: forward with the session found (or one created
-    /// now), send a browser to the login page, refuse with 401, or, for a
-    /// signed-in user the route's `allow` list leaves out, 403.
-    fn admit<B>(
+    /// now), or without one for valid HTTP Basic credentials on a
+    /// `basic_auth` route; send a browser to the login page, refuse with 401
+    /// (with a Basic challenge on a `basic_auth` route), or, for a user the
+    /// route's `allow` list leaves out, 403.
+    async fn admit<B>(
         &self,
         ex: &mut Exchange<'_>,
         route: &Route<'_>,
@@ -274,8 +289,29 @@ impl Gate {
             Found::Session(c) if c.user().is_some() => (Visitor::User, Some(c)),
             Found::Session(c) => (Visitor::Anonymous, Some(c)),
         };
-        let json = access::accepts_json(req.headers().get(header::ACCEPT));
-        let current = match access::decide(route.config.access, visitor, req.method(), json) {
+        let accept = req.headers().get(header::ACCEPT);
+        let json = access::accepts_json(accept);
+        // A signed-in session is served as on any login route; only without
+        // one are Basic credentials looked at.
+        let basic = route.config.basic_auth;
+        if basic && visitor != Visitor::User {
+            if let Some(user) = self.basic(ex, req, json).await? {
+                // No session: none is looked up, started or stored for it.
+                *hold = Some(Hold::Basic);
+                ex.user = Some(user.clone());
+                let caller = Caller::Basic(user);
+                let pass = Pass {
+                    current: None,
+                    caller,
+                };
+                return Ok(self.allowed(ex, route, pass, json));
+            }
+        }
+        let mut decision = access::decide(route.config.access, visitor, req.method(), json);
+        if basic {
+            decision = access::with_basic(decision, access::accepts_html(accept));
+        }
+        let current = match decision {
             AccessDecision::Forward => current,
             // Forwarded without a session (and without session headers).
             AccessDecision::CreateAndForward if hold.is_some() => None,
@@ -284,6 +320,9 @@ impl Gate {
                 Some(Current::fresh(ex.now))
             }
             // A WebSocket cannot follow a redirect to a login page.
+            AccessDecision::RedirectToLogin { .. } if handshake.is_some() && basic => {
+                return Err(challenge(ex.setup, json));
+            }
             AccessDecision::RedirectToLogin { .. } if handshake.is_some() => {
                 return Err(Reject::Unauthorized { json });
             }
@@ -292,27 +331,71 @@ impl Gate {
                 return Ok(Admitted::Answer(respond::redirect(StatusCode::FOUND, &to)));
             }
             AccessDecision::Unauthorized => return Err(Reject::Unauthorized { json }),
+            AccessDecision::Challenge => return Err(challenge(ex.setup, json)),
         };
+        let user = current.as_ref().and_then(|c| c.user().cloned());
         if let Some(c) = &current {
             ex.session = Some(c.id);
-            ex.user = c.user().cloned();
+            ex.user = user.clone();
         }
-        if let Some(user) = ex.user.clone() {
-            let session_groups = current
-                .as_ref()
-                .and_then(|c| c.record.as_ref()?.groups.as_deref());
-            ex.groups = ex.setup.groups_of(&user, session_groups);
-            if let Some(allow) = &route.config.allow
-                && !access::admits(allow, &user, ex.groups.as_deref())
-            {
-                tracing::info!(client = %ex.client.ip, user = %user, route = %route.label, "signed-in user not admitted by the route's allow list");
-                let logout = format!("{}/logout", ex.setup.config.login.prefix);
-                return Ok(Admitted::Answer(respond::not_admitted(
-                    &user, &logout, json,
-                )));
-            }
+        let caller = user.map_or(Caller::Anonymous, Caller::Session);
+        Ok(self.allowed(ex, route, Pass { current, caller }, json))
+    }
+
+    /// Lets a pass through if the route's `allow` list admits its user
+    /// (by name, or by the groups [`Setup::groups_of`] gives them, which go
+    /// to the backend too); a signed-in user it leaves out gets the 403
+    /// page, never the login page they would only come back from.
+    fn allowed(
+        &self,
+        ex: &mut Exchange<'_>,
+        route: &Route<'_>,
+        pass: Pass,
+        json: bool,
+    ) -> Admitted {
+        let Some(user) = ex.user.clone() else {
+            return Admitted::Forward(pass);
+        };
+        let session_groups = pass
+            .current
+            .as_ref()
+            .and_then(|c| c.record.as_ref()?.groups.as_deref());
+        ex.groups = ex.setup.groups_of(&user, session_groups);
+        if let Some(allow) = &route.config.allow
+            && !access::admits(allow, &user, ex.groups.as_deref())
+        {
+            tracing::info!(client = %ex.client.ip, user = %user, route = %route.label, "signed-in user not admitted by the route's allow list");
+            let logout = format!("{}/logout", ex.setup.config.login.prefix);
+            return Admitted::Answer(respond::not_admitted(&user, &logout, json));
         }
-        Ok(Admitted::Forward(current))
+        Admitted::Forward(pass)
+    }
+
+    /// The user a `basic_auth` route's request proves with HTTP Basic
+    /// credentials ([`crate::login::basic`]); `None` when it offers none.
+    async fn basic<B>(
+        &self,
+        ex: &Exchange<'_>,
+        req: &Request<B>,
+        json: bool,
+    ) -> Result<Option<Arc<str>>, Reject> {
+        let witness = Witness {
+            counters: &self.metrics.logins,
+            audit: &self.audit,
+            client: ex.client.ip,
+            now: ex.now,
+        };
+        // Boxed: the verification's future is large, and only these routes
+        // pay for it.
+        let verdict = Box::pin(ex.setup.login.check_basic(req.headers(), &witness)).await;
+        match verdict {
+            Verdict::NoCredentials => Ok(None),
+            Verdict::Admitted(user) => Ok(Some(user)),
+            Verdict::Refused => Err(challenge(ex.setup, json)),
+            Verdict::Throttled(wait) => Err(Reject::Throttled {
+                retry_after: wait.seconds(),
+            }),
+        }
     }
 
     /// A tunnel lives as long as the session it was opened with, on every
@@ -373,6 +456,14 @@ impl Gate {
     }
 }
 
+/// The 401 of a `basic_auth` route: the Basic challenge of the setup.
+fn challenge(setup: &Setup, json: bool) -> Reject {
+    Reject::CredentialsRequired {
+        json,
+        challenge: setup.login.basic().challenge().clone(),
+    }
+}
+
 /// The response for a refusal, counting upstream failures on the route.
 fn refuse(setup: &Setup, meter: &RouteMeter, reject: Reject) -> Response<ResponseBody> {
     if matches!(reject, Reject::BadGateway | Reject::GatewayTimeout) {
@@ -397,17 +488,32 @@ impl<'a> Exchange<'a> {
         &self,
         req: Request<RequestBody>,
         host: Option<&HeaderValue>,
-        current: Option<&Current>,
+        route: &Route<'_>,
+        pass: &Pass,
     ) -> (Request<RequestBody>, ClientBodyFailure) {
         let (mut parts, body) = req.into_parts();
         let (body, failure) = body.watch(&self.setup.header_prefix);
+        if route.config.basic_auth {
+            // The credentials are the gate's business, whatever came of
+            // them: a backend behind a basic_auth route never sees a
+            // password.
+            parts.headers.remove(header::AUTHORIZATION);
+        }
+        let subject = match (&pass.caller, &pass.current) {
+            (Caller::Basic(user), _) => Subject::User {
+                user,
+                groups: self.groups.as_deref(),
+            },
+            (_, Some(c)) => Subject::Session(self.injection(c)),
+            (_, None) => Subject::Nobody,
+        };
         let rewrite = Rewrite {
             config: &self.setup.config.headers,
             cookie_name: self.setup.sessions.jar.name(),
             client: &self.client,
             conn: self.conn,
             host,
-            session: current.map(|c| self.injection(c)),
+            subject,
         };
         request_headers::rewrite(&mut parts.headers, &rewrite);
         (Request::from_parts(parts, body), failure)

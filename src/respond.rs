@@ -29,6 +29,22 @@ pub enum Reject {
         /// Answer in JSON.
         json: bool,
     },
+    /// A `basic_auth` route without a signed-in session, for a client that
+    /// is not a browser, or with Basic credentials that are wrong or
+    /// malformed: 401 with the route's Basic challenge.
+    #[error("credentials required")]
+    CredentialsRequired {
+        /// Answer in JSON.
+        json: bool,
+        /// `WWW-Authenticate`, as built once per config.
+        challenge: HeaderValue,
+    },
+    /// Too many failed sign-ins for the user or the address lately.
+    #[error("too many failed sign-ins")]
+    Throttled {
+        /// Whole seconds before trying again (`Retry-After`).
+        retry_after: u64,
+    },
     /// The session store cannot be reached; protected routes fail closed.
     #[error("session store unavailable")]
     StoreUnavailable,
@@ -68,7 +84,10 @@ impl Reject {
             Reject::BadRequest(_) => StatusCode::BAD_REQUEST,
             Reject::NoRoute | Reject::NotFound => StatusCode::NOT_FOUND,
             Reject::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Reject::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Reject::Unauthorized { .. } | Reject::CredentialsRequired { .. } => {
+                StatusCode::UNAUTHORIZED
+            }
+            Reject::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             Reject::StoreUnavailable | Reject::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Reject::BadGateway => StatusCode::BAD_GATEWAY,
             Reject::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -86,6 +105,12 @@ impl Reject {
             Reject::NoRoute | Reject::NotFound => "There is nothing at this address.",
             Reject::HeadersTooLarge => "The request headers are too large.",
             Reject::Unauthorized { .. } => "Please sign in to see this page.",
+            Reject::CredentialsRequired { .. } => {
+                "This address needs a user name and password (HTTP Basic) or a signed-in session."
+            }
+            Reject::Throttled { .. } => {
+                "Too many failed sign-in attempts. Please wait a few minutes and try again."
+            }
             Reject::StoreUnavailable => {
                 "Sessions are unavailable right now. Please try again shortly."
             }
@@ -103,7 +128,8 @@ impl Reject {
     pub fn into_response(self, login_page: &str) -> Response<ResponseBody> {
         let status = self.status();
         let mut resp = match &self {
-            Reject::Unauthorized { json: true } => {
+            Reject::Unauthorized { json: true }
+            | Reject::CredentialsRequired { json: true, .. } => {
                 let body = format!(
                     "{{\"error\":\"login required\",\"login\":{}}}",
                     json_string(login_page)
@@ -113,17 +139,29 @@ impl Reject {
             _ => error_page(status, self.message()),
         };
         *resp.status_mut() = status;
-        if let Reject::Unauthorized { .. } = self {
-            resp.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        }
-        if let Reject::MethodNotAllowed { allow: Some(allow) } = self {
-            resp.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(allow));
-        }
-        if matches!(self, Reject::StoreUnavailable | Reject::Busy) {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        match self {
+            Reject::Unauthorized { .. } => {
+                resp.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            }
+            Reject::CredentialsRequired { challenge, .. } => {
+                let h = resp.headers_mut();
+                h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                h.insert(header::WWW_AUTHENTICATE, challenge);
+            }
+            Reject::Throttled { retry_after } => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            Reject::MethodNotAllowed { allow: Some(allow) } => {
+                resp.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            Reject::StoreUnavailable | Reject::Busy => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
         }
         resp
     }
@@ -316,6 +354,14 @@ mod tests {
             (Reject::HeadersTooLarge, 431),
             (Reject::Unauthorized { json: false }, 401),
             (Reject::Unauthorized { json: true }, 401),
+            (
+                Reject::CredentialsRequired {
+                    json: false,
+                    challenge: HeaderValue::from_static("Basic realm=\"x\""),
+                },
+                401,
+            ),
+            (Reject::Throttled { retry_after: 7 }, 429),
             (Reject::StoreUnavailable, 503),
             (Reject::BadGateway, 502),
             (Reject::GatewayTimeout, 504),
@@ -383,6 +429,22 @@ mod tests {
         assert_eq!(resp.headers()["allow"], "GET, HEAD");
         let resp = Reject::MethodNotAllowed { allow: None }.into_response("/login");
         assert!(!resp.headers().contains_key("allow"));
+    }
+
+    #[test]
+    fn the_basic_challenge_and_the_wait_go_with_their_answers() {
+        let challenge = HeaderValue::from_static("Basic realm=\"scripts\", charset=\"UTF-8\"");
+        for json in [false, true] {
+            let resp = Reject::CredentialsRequired {
+                json,
+                challenge: challenge.clone(),
+            }
+            .into_response("/.sessiongate/login");
+            assert_eq!(resp.headers()[header::WWW_AUTHENTICATE], challenge);
+            assert_eq!(resp.headers()[header::CACHE_CONTROL], "no-store");
+        }
+        let resp = Reject::Throttled { retry_after: 42 }.into_response("/.sessiongate/login");
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "42");
     }
 
     #[test]

@@ -81,6 +81,7 @@ const DEFAULT_LOGIN_PREFIX: &str = "/.sessiongate";
 const DEFAULT_EXPIRED_MESSAGE: &str = "Your session has expired. Please sign in again.";
 const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 const DEFAULT_ATTEMPT_WINDOW: Duration = Duration::from_secs(5 * 60);
+const DEFAULT_BASIC_REALM: &str = "sessiongate";
 const DEFAULT_HEADER_PREFIX: &str = "X-Session-";
 const DEFAULT_CGI_MAX_CONCURRENT: usize = 32;
 /// The shortest secret key accepted, in bytes of its string.
@@ -322,6 +323,9 @@ pub struct LoginConfig {
     pub attempt_window: Duration,
     /// Optional HTML template replacing the built-in login page.
     pub template: Option<PathBuf>,
+    /// The realm named in `WWW-Authenticate: Basic` on `basic_auth` routes:
+    /// printable ASCII without `"` or `\`, so it is quoted as it stands.
+    pub basic_realm: String,
 }
 
 impl LoginConfig {
@@ -437,6 +441,9 @@ pub struct RouteConfig {
     pub upstream: Upstream,
     /// Who may pass.
     pub access: Access,
+    /// A `login` route that also takes HTTP Basic credentials from the
+    /// users file (scripts, cron jobs), without a session.
+    pub basic_auth: bool,
     /// On a `login` route: who of the signed-in users may enter; any of
     /// them when `None`.
     pub allow: Option<Vec<Allowed>>,

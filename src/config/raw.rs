@@ -187,6 +187,7 @@ pub(super) struct RawLogin {
     pub(super) max_attempts: Option<Spanned<u32>>,
     pub(super) attempt_window: Option<Spanned<Dur>>,
     pub(super) template: Option<String>,
+    pub(super) basic_realm: Option<Spanned<String>>,
 }
 
 /// `[headers]` as written.
@@ -206,6 +207,7 @@ pub(super) struct RawRoute {
     pub(super) upstream: Spanned<String>,
     #[serde(default = "default_access")]
     pub(super) access: Access,
+    pub(super) basic_auth: Option<Spanned<bool>>,
     pub(super) allow: Option<Spanned<Vec<Spanned<String>>>>,
 }
 

@@ -96,10 +96,11 @@ impl Config {
             let host = route.host.as_deref().unwrap_or("*");
             writeln!(
                 out,
-                "  {host} {:<24} -> {:<40} access={}",
+                "  {host} {:<24} -> {:<40} access={}{}",
                 route.path,
                 route.upstream.to_string(),
-                route.access.as_str()
+                route.access.as_str(),
+                if route.basic_auth { " +basic" } else { "" }
             )?;
             writeln!(out, "      who may enter: {}", route.who_may_enter())?;
         }
@@ -139,12 +140,21 @@ impl Config {
     /// Where visitors sign in; the admin listener.
     fn write_login_and_admin(&self, out: &mut String) -> fmt::Result {
         match self.login.source {
-            LoginSource::UsersFile => writeln!(
-                out,
-                "login: users file {}, pages under {}",
-                self.login.users_file.display(),
-                self.login.prefix
-            )?,
+            LoginSource::UsersFile => {
+                writeln!(
+                    out,
+                    "login: users file {}, pages under {}",
+                    self.login.users_file.display(),
+                    self.login.prefix
+                )?;
+                if self.routes.iter().any(|r| r.basic_auth) {
+                    writeln!(
+                        out,
+                        "basic auth: realm \"{}\" on the routes marked +basic",
+                        self.login.basic_realm
+                    )?;
+                }
+            }
             LoginSource::Backend => {
                 writeln!(out, "login: by the backend at {}", self.login.login_page())?;
             }

@@ -25,6 +25,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Limited};
 use std::sync::Arc;
 
+use super::basic::{BasicGate, Verdict, Witness};
 use super::{LoginPage, PageContext, PageError, Throttle, UsersError, UsersSource, safe_next};
 use crate::audit::{Audit, Event, How};
 use crate::body::ResponseBody;
@@ -59,6 +60,7 @@ pub struct LoginDesk {
     source: LoginSource,
     prefix: String,
     expired_message: String,
+    basic: BasicGate,
     /// "Remember me": how long such a session lasts, in seconds; `None`
     /// when the page offers no such choice.
     remember_me: Option<u64>,
@@ -130,8 +132,22 @@ impl LoginDesk {
             source: login.source,
             prefix: login.prefix.clone(),
             expired_message: login.expired_message.clone(),
+            basic: BasicGate::new(&login.basic_realm),
             remember_me: login.remember_me.map(|d| d.as_secs().max(1)),
         })
+    }
+
+    /// HTTP Basic for the `basic_auth` routes: the challenge and the cache.
+    pub fn basic(&self) -> &BasicGate {
+        &self.basic
+    }
+
+    /// Checks a request's HTTP Basic credentials against this desk's users,
+    /// under the same throttle as the login form.
+    pub async fn check_basic(&self, headers: &http::HeaderMap, w: &Witness<'_>) -> Verdict {
+        self.basic
+            .check(self.users.as_ref(), &self.throttle, headers, w)
+            .await
     }
 }
 

@@ -12,6 +12,8 @@
 //! - [`page`]: the built-in login page, or an operator's template.
 //! - [`metrics`]: counters of successful, failed and throttled logins.
 //! - [`departures`]: users who left the users file lose their sessions.
+//! - [`basic`]: HTTP Basic on `basic_auth` routes (scripts, cron jobs),
+//!   through the same throttle and users file, with no session.
 //!
 //! A `POST {prefix}/login` handler uses them in this order: [`safe_next`] on
 //! `next`, [`Throttle::check`] (429 when locked, even for the right
@@ -20,6 +22,7 @@
 //! [`Throttle::record_success`] and a `303` to `next`, counting each outcome
 //! in [`LoginCounters`].
 
+pub mod basic;
 pub mod departures;
 pub mod endpoints;
 pub mod groups;
@@ -31,6 +34,7 @@ pub mod throttle;
 pub mod users;
 pub mod watched;
 
+pub use basic::{BasicGate, Verdict};
 pub use departures::Departures;
 pub use metrics::LoginCounters;
 pub use next::safe_next;

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
@@ -54,6 +55,9 @@ pub enum UsersError {
 #[derive(Clone, Default)]
 pub struct UsersFile {
     hashes: HashMap<String, String>,
+    /// Which load of its [`UsersSource`] this is (0 outside one): a cache
+    /// of verified passwords is valid only for the load it was filled from.
+    generation: u64,
 }
 
 impl fmt::Debug for UsersFile {
@@ -105,7 +109,16 @@ impl UsersFile {
             }
             hashes.insert(user.to_owned(), hash.to_owned());
         }
-        Ok(Self { hashes })
+        Ok(Self {
+            hashes,
+            generation: 0,
+        })
+    }
+
+    /// Which load of its [`UsersSource`] this is: a new number every time
+    /// the source reads the file, 0 for a file parsed outside a source.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Tells whether `user` exists and `password` is theirs.
@@ -221,6 +234,9 @@ pub struct UsersSource {
     /// default) and a core's worth of time; a flood of login attempts must
     /// queue here rather than exhaust memory or the blocking thread pool.
     verifying: Arc<Semaphore>,
+    /// The last [`UsersFile::generation`] handed out (taken under
+    /// `last_seen`, so loads are numbered in the order they are stored).
+    generations: AtomicU64,
 }
 
 impl fmt::Debug for UsersSource {
@@ -240,14 +256,33 @@ impl UsersSource {
             path: path.clone(),
             source,
         })?;
-        let users = UsersFile::load(&path)?;
+        let users = UsersFile {
+            generation: 1,
+            ..UsersFile::load(&path)?
+        };
         let parallelism = std::thread::available_parallelism().map_or(1, usize::from);
         Ok(Self {
             path,
             current: ArcSwap::from_pointee(users),
             last_seen: Mutex::new(stamp),
             verifying: Arc::new(Semaphore::new(parallelism)),
+            generations: AtomicU64::new(1),
         })
+    }
+
+    /// Puts freshly read users in force, under the next generation. The
+    /// caller holds `last_seen`, which orders the numbers.
+    fn install(&self, users: UsersFile) {
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        self.current.store(Arc::new(UsersFile {
+            generation,
+            ..users
+        }));
+    }
+
+    /// The [`UsersFile::generation`] of the users in force.
+    pub fn generation(&self) -> u64 {
+        self.current.load().generation
     }
 
     /// The file this source reads.
@@ -286,7 +321,7 @@ impl UsersSource {
         // it is read, the next call sees a newer stamp and reads it again.
         *last_seen = stamp;
         let users = UsersFile::load(&self.path)?;
-        self.current.store(Arc::new(users));
+        self.install(users);
         Ok(true)
     }
 
@@ -296,7 +331,7 @@ impl UsersSource {
         let mut last_seen = self.last_seen.lock().unwrap_or_else(|e| e.into_inner());
         *last_seen = Stamp::of(&self.path).unwrap_or(Stamp::Missing);
         let users = UsersFile::load(&self.path)?;
-        self.current.store(Arc::new(users));
+        self.install(users);
         Ok(())
     }
 

@@ -83,6 +83,9 @@ pub enum Hold {
     /// The store could not say what the cookie names (a `public` route goes
     /// on without it).
     StoreUnreachable,
+    /// The request was let in by its HTTP Basic credentials: it has no
+    /// session and starts none, whatever the backend answers.
+    Basic,
 }
 
 /// The store could not keep a login or logout the backend announced.
@@ -131,13 +134,29 @@ impl Committed {
 /// Without a login, data changes go nowhere (logged). A logout has nothing
 /// to end when a login moved the id; when the store could not be asked, the
 /// session may be alive, and clearing the cookie would leave it so: that is
-/// refused.
+/// refused. A request let in by HTTP Basic keeps nothing at all, a login
+/// included: it has no session and must start none.
 pub fn held_back(hold: Hold, mut change: SessionChange) -> Result<SessionChange, CommitError> {
+    if hold == Hold::Basic {
+        // A script's request must not turn into a session (nor a cookie it
+        // would not keep anyway); the problems found are still logged.
+        if !change.is_empty() {
+            tracing::info!(
+                "the backend's session headers on a request signed in with HTTP Basic: not applied (there is no session)"
+            );
+        }
+        return Ok(SessionChange {
+            rejected: change.rejected,
+            ..SessionChange::default()
+        });
+    }
     if change.logout {
         match hold {
             Hold::Rotated => {
                 tracing::info!("a logout with a cookie a login has just replaced: nothing to end")
             }
+            // Settled above: nothing of the change is left.
+            Hold::Basic => {}
             Hold::StoreUnreachable => {
                 tracing::error!(
                     operation = "logout",
@@ -156,6 +175,7 @@ pub fn held_back(hold: Hold, mut change: SessionChange) -> Result<SessionChange,
             Hold::StoreUnreachable => tracing::warn!(
                 "session store unreachable: the backend's session changes are not applied"
             ),
+            Hold::Basic => {}
         }
         change.set.clear();
         change.delete.clear();

@@ -209,8 +209,26 @@ pub struct Rewrite<'a> {
     pub conn: &'a ConnInfo,
     /// The host the request is for.
     pub host: Option<&'a HeaderValue>,
-    /// The session's facts, when the request has a session.
-    pub session: Option<Injection<'a>>,
+    /// Who the backend is told the request comes from.
+    pub subject: Subject<'a>,
+}
+
+/// What the backend is told of who is asking.
+#[derive(Debug, Clone, Copy)]
+pub enum Subject<'a> {
+    /// Nothing: the request has no session.
+    Nobody,
+    /// The session's facts.
+    Session(Injection<'a>),
+    /// Only the user and their groups: HTTP Basic credentials were
+    /// checked, and there is no session to tell of (no data, creation or
+    /// expiry time, no id).
+    User {
+        /// The user.
+        user: &'a str,
+        /// Their groups, joined by commas.
+        groups: Option<&'a str>,
+    },
 }
 
 /// Rewrites the headers of a request for the backend: strip, then set.
@@ -224,8 +242,21 @@ pub fn rewrite(headers: &mut HeaderMap, r: &Rewrite<'_>) {
             headers.insert(header::HOST, h.clone());
         }
     }
-    if let Some(session) = &r.session {
-        inject(headers, r.config, session);
+    match &r.subject {
+        Subject::Nobody => {}
+        Subject::Session(session) => inject(headers, r.config, session),
+        Subject::User { user, groups } => inject_user(headers, r.config, user, *groups),
+    }
+}
+
+/// Adds the user's headers: who, and in which groups.
+fn inject_user(headers: &mut HeaderMap, cfg: &HeadersConfig, user: &str, groups: Option<&str>) {
+    // from_bytes: user names may be UTF-8 (sent as obs-text octets).
+    if let Ok(v) = HeaderValue::from_bytes(user.as_bytes()) {
+        headers.insert(cfg.names.user.clone(), v);
+    }
+    if let Some(v) = groups.and_then(|g| HeaderValue::from_bytes(g.as_bytes()).ok()) {
+        headers.insert(cfg.names.groups.clone(), v);
     }
 }
 
@@ -252,15 +283,7 @@ pub struct Injection<'a> {
 pub fn inject(headers: &mut HeaderMap, cfg: &HeadersConfig, s: &Injection<'_>) {
     let n = &cfg.names;
     if let Some(user) = s.user {
-        // from_bytes: user names may be UTF-8 (sent as obs-text octets).
-        if let Ok(v) = HeaderValue::from_bytes(user.as_bytes()) {
-            headers.insert(n.user.clone(), v);
-        }
-    }
-    if let Some(groups) = s.groups {
-        if let Ok(v) = HeaderValue::from_bytes(groups.as_bytes()) {
-            headers.insert(n.groups.clone(), v);
-        }
+        inject_user(headers, cfg, user, s.groups);
     }
     if let Ok(v) = HeaderValue::from_bytes(s.data.as_bytes()) {
         headers.insert(n.data.clone(), v);

@@ -519,3 +519,43 @@ async fn without_remember_me_the_page_offers_none() {
     assert_eq!(resp.status(), 303);
     assert!(!set_cookies(&resp)[0].contains("Max-Age"));
 }
+
+#[tokio::test]
+async fn basic_auth_users_obey_the_allow_list_and_carry_their_groups() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::start().await;
+    let text = site(dir.path(), &backend, "").replace(
+        "allow = [\"group:admins\"]\n",
+        "allow = [\"group:admins\"]\nbasic_auth = true\n",
+    );
+    let proxy = Proxy::start(&text).await;
+    let basic = |user: &str, password: &str| {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        format!("Basic {token}")
+    };
+    let resp = client()
+        .get(proxy.url("/admin/report"))
+        .header("authorization", basic("alice", ALICE_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = backend.last();
+    assert_eq!(seen.header("x-session-user").as_deref(), Some("alice"));
+    assert_eq!(seen.header("x-session-groups").as_deref(), Some("admins"));
+    assert_eq!(seen.header("authorization"), None);
+
+    let before = backend.seen().len();
+    let resp = client()
+        .get(proxy.url("/admin/report"))
+        .header("authorization", basic("bob", BOB_PASSWORD))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["user"], "bob");
+    assert_eq!(backend.seen().len(), before);
+}

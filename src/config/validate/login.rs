@@ -9,8 +9,8 @@ use super::{Section, is_plain_path};
 use crate::config::raw::RawLogin;
 use crate::config::report::Reporter;
 use crate::config::{
-    DEFAULT_ATTEMPT_WINDOW, DEFAULT_EXPIRED_MESSAGE, DEFAULT_LOGIN_PREFIX, DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_USERS_FILE, LoginConfig, LoginSource,
+    DEFAULT_ATTEMPT_WINDOW, DEFAULT_BASIC_REALM, DEFAULT_EXPIRED_MESSAGE, DEFAULT_LOGIN_PREFIX,
+    DEFAULT_MAX_ATTEMPTS, DEFAULT_USERS_FILE, LoginConfig, LoginSource,
 };
 
 /// Checks `[login]`.
@@ -41,6 +41,16 @@ pub(super) fn validate_login(raw: RawLogin, r: &mut Reporter<'_>) -> Option<Logi
         .at_least(raw.max_attempts, 1, "max_attempts")
         .unwrap_or(DEFAULT_MAX_ATTEMPTS);
     let attempt_window = s.seconds(raw.attempt_window, DEFAULT_ATTEMPT_WINDOW, "attempt_window");
+    let basic_realm = raw.basic_realm.map_or_else(
+        || DEFAULT_BASIC_REALM.to_string(),
+        |realm| {
+            s.checked(
+                realm,
+                |realm| is_quotable_realm(realm),
+                "login.basic_realm must be printable ASCII without '\"' or '\\' (it is sent quoted in WWW-Authenticate)",
+            )
+        },
+    );
     let remember_me = raw
         .remember_me
         .map(|d| s.seconds(Some(d), Duration::ZERO, "remember_me"));
@@ -60,7 +70,18 @@ pub(super) fn validate_login(raw: RawLogin, r: &mut Reporter<'_>) -> Option<Logi
         max_attempts,
         attempt_window,
         template: raw.template.map(PathBuf::from),
+        basic_realm,
     })
+}
+
+/// Whether a realm can go between the quotes of `realm="..."` as it
+/// stands: printable ASCII, no quote to end it early, no backslash that a
+/// client would take for an escape.
+fn is_quotable_realm(realm: &str) -> bool {
+    !realm.is_empty()
+        && realm
+            .bytes()
+            .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
 }
 
 /// `prefix`: a path below `/`, kept without its trailing slashes.

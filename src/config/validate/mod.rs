@@ -18,7 +18,7 @@ use std::path::Path;
 use super::raw::RawConfig;
 use super::report::Reporter;
 use super::secrets::SecretSource;
-use super::{Config, LoginConfig, RouteConfig, SessionConfig};
+use super::{Config, LoginConfig, LoginSource, RouteConfig, SessionConfig};
 use admin::validate_admin;
 pub use headers::normalize_header_name;
 use headers::validate_headers;
@@ -43,9 +43,16 @@ pub(super) fn validate(
     let server = validate_server(raw.server, r);
     let session = validate_session(raw.session, r, secrets);
     let store = validate_store(raw.store, r);
+    // Routes check `basic_auth` against the source as written, so that the
+    // error points at the route even when `[login]` has errors of its own.
+    let login_source = raw
+        .login
+        .source
+        .as_ref()
+        .map_or(LoginSource::UsersFile, |s| *s.get_ref());
     let login = validate_login(raw.login, r);
     let headers = validate_headers(raw.headers, r);
-    let routes = validate_routes(raw.route, r);
+    let routes = validate_routes(raw.route, login_source, r);
     let admin = validate_admin(raw.admin, r, secrets);
     let log = validate_log(raw.log, r);
 

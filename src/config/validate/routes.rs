@@ -8,11 +8,14 @@ use toml::Spanned;
 use super::{Section, is_plain_path};
 use crate::config::raw::RawRoute;
 use crate::config::report::Reporter;
-use crate::config::{Access, Allowed, RouteConfig, Upstream};
+use crate::config::{Access, Allowed, LoginSource, RouteConfig, Upstream};
 
-/// Checks every `[[route]]`: no two for the same host and path.
+/// Checks every `[[route]]`: no two for the same host and path, and
+/// `basic_auth` only where a users file can check it (`login_source` is
+/// `[login] source` as written, or its default).
 pub(super) fn validate_routes(
     raw: Vec<Spanned<RawRoute>>,
+    login_source: LoginSource,
     r: &mut Reporter<'_>,
 ) -> Option<Vec<RouteConfig>> {
     let mut s = Section::new(r);
@@ -24,6 +27,7 @@ pub(super) fn validate_routes(
         let path = route_path(&route.path, &mut s);
         let host = route.host.map(|host| route_host(host, &mut s));
         let upstream = s.parsed(&route.upstream, parse_upstream(route.upstream.get_ref()));
+        let basic_auth = basic_auth(route.basic_auth, route.access, login_source, &mut s);
         if !seen.insert((host.clone(), path.clone())) {
             s.error_at(
                 start,
@@ -39,6 +43,7 @@ pub(super) fn validate_routes(
                 host,
                 upstream,
                 access: route.access,
+                basic_auth,
                 allow,
             });
         }
@@ -110,6 +115,37 @@ fn parse_allowed(entry: &str) -> Result<Allowed, String> {
     Err(format!(
         "allow entry {entry:?} must start with \"user:\" or \"group:\""
     ))
+}
+
+/// `basic_auth`: only on a `login` route, and only with a users file to
+/// check the credentials against.
+fn basic_auth(
+    raw: Option<Spanned<bool>>,
+    access: Access,
+    login_source: LoginSource,
+    s: &mut Section<'_, '_>,
+) -> bool {
+    let Some(raw) = raw else {
+        return false;
+    };
+    if !*raw.get_ref() {
+        return false;
+    }
+    if access != Access::Login {
+        s.error(
+            &raw,
+            format!(
+                "basic_auth needs access = \"login\" (this route is {:?})",
+                access.as_str()
+            ),
+        );
+    } else if login_source == LoginSource::Backend {
+        s.error(
+            &raw,
+            "basic_auth checks the users file, and login.source = \"backend\" has none",
+        );
+    }
+    true
 }
 
 /// A route's host, lowercased: a name or `[IPv6]`, no scheme, port or path.
@@ -195,5 +231,56 @@ mod tests {
             Ok(Upstream::Static(PathBuf::from("site/htdocs")))
         );
         assert!(parse_upstream("static:").is_err());
+    }
+
+    fn config_with(
+        route: &str,
+        login: &str,
+    ) -> Result<crate::config::Config, Vec<(usize, String)>> {
+        let text = format!(
+            "[session]\nsecret_keys = [\"{}\"]\n{login}\n[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:9000\"\n{route}\n",
+            crate::config::testing::KEY
+        );
+        text.parse::<crate::config::Config>()
+            .map_err(|e| e.0.into_iter().map(|e| (e.line, e.message)).collect())
+    }
+
+    #[test]
+    fn basic_auth_only_on_login_routes_with_a_users_file() {
+        let ok = config_with("access = \"login\"\nbasic_auth = true", "").unwrap();
+        assert!(ok.routes[0].basic_auth);
+        assert_eq!(ok.login.basic_realm, "sessiongate");
+        let off = config_with("access = \"login\"\nbasic_auth = false", "").unwrap();
+        assert!(!off.routes[0].basic_auth);
+        let errs = config_with("access = \"public\"\nbasic_auth = true", "").unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].0, 8, "{errs:?}");
+        assert!(
+            errs[0].1.contains("basic_auth needs access = \"login\""),
+            "{errs:?}"
+        );
+        let errs = config_with("basic_auth = true", "").unwrap_err();
+        assert!(errs[0].1.contains("(this route is \"public\")"), "{errs:?}");
+        let backend = "[login]\nsource = \"backend\"\npage = \"/login.cgi\"\n";
+        let errs = config_with("access = \"login\"\nbasic_auth = true", backend).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].1.contains("login.source = \"backend\""), "{errs:?}");
+    }
+
+    #[test]
+    fn the_realm_must_go_between_quotes_as_it_stands() {
+        let route = "access = \"login\"\nbasic_auth = true";
+        let ok = config_with(route, "[login]\nbasic_realm = \"Legacy scripts (ops)\"\n").unwrap();
+        assert_eq!(ok.login.basic_realm, "Legacy scripts (ops)");
+        for bad in [
+            r#""a\"b""#,
+            r#""a\\b""#,
+            r#""tab\there""#,
+            r#""""#,
+            r#""café""#,
+        ] {
+            let errs = config_with(route, &format!("[login]\nbasic_realm = {bad}\n")).unwrap_err();
+            assert!(errs[0].1.contains("login.basic_realm"), "{bad}: {errs:?}");
+        }
     }
 }
