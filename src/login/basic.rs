@@ -22,7 +22,7 @@
 //! cache keeps, per user, an HMAC of `user \0 password` under a key drawn at
 //! start (never the password), compared in constant time; an entry serves
 //! for [`VERIFIED_TTL_SECS`] and only for the users file it was checked
-//! against ([`UsersFile::generation`](super::UsersFile::generation)), so a
+//! against ([`UsersSource::generation`](super::UsersSource::generation)), so a
 //! changed password stops working as soon as the file is read again. Cache
 //! hits are not counted as logins and not audited: only a real check is.
 

@@ -16,14 +16,12 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::SystemTime;
+use std::sync::{Arc, OnceLock};
 
-use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 
 use super::password::{check_hash, hash_password_with_salt, verify_password};
+use super::watched::{Parsed, Watched};
 
 /// The users file could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -55,9 +53,6 @@ pub enum UsersError {
 #[derive(Clone, Default)]
 pub struct UsersFile {
     hashes: HashMap<String, String>,
-    /// Which load of its [`UsersSource`] this is (0 outside one): a cache
-    /// of verified passwords is valid only for the load it was filled from.
-    generation: u64,
 }
 
 impl fmt::Debug for UsersFile {
@@ -109,16 +104,7 @@ impl UsersFile {
             }
             hashes.insert(user.to_owned(), hash.to_owned());
         }
-        Ok(Self {
-            hashes,
-            generation: 0,
-        })
-    }
-
-    /// Which load of its [`UsersSource`] this is: a new number every time
-    /// the source reads the file, 0 for a file parsed outside a source.
-    pub fn generation(&self) -> u64 {
-        self.generation
+        Ok(Self { hashes })
     }
 
     /// Tells whether `user` exists and `password` is theirs.
@@ -198,148 +184,87 @@ fn dummy_hash() -> &'static str {
     })
 }
 
-/// What `stat` said about the file when it was last read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stamp {
-    Seen {
-        modified: Option<SystemTime>,
-        len: u64,
-    },
-    /// `stat` failed; the error has been reported once already.
-    Missing,
-}
-
-impl Stamp {
-    fn of(path: &Path) -> io::Result<Self> {
-        let meta = std::fs::metadata(path)?;
-        Ok(Self::Seen {
-            modified: meta.modified().ok(),
-            len: meta.len(),
-        })
-    }
-}
-
 /// The users file as currently loaded, replaced atomically when the file
-/// changes or on `SIGHUP`.
+/// changes or on `SIGHUP` (see [`Watched`]).
 ///
 /// Readers never wait for a reload: they get the [`UsersFile`] that was
 /// current when they asked. A reload that fails keeps the previous users.
 pub struct UsersSource {
-    path: PathBuf,
-    current: ArcSwap<UsersFile>,
-    /// Serialises reloads, and remembers what the file looked like at the
-    /// last one so that an unchanged file is not read again.
-    last_seen: Mutex<Stamp>,
+    file: Watched<UsersFile>,
     /// Each verification allocates the hash's memory cost (19 MiB by
     /// default) and a core's worth of time; a flood of login attempts must
     /// queue here rather than exhaust memory or the blocking thread pool.
     verifying: Arc<Semaphore>,
-    /// The last [`UsersFile::generation`] handed out (taken under
-    /// `last_seen`, so loads are numbered in the order they are stored).
-    generations: AtomicU64,
 }
 
 impl fmt::Debug for UsersSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UsersSource")
-            .field("path", &self.path)
-            .field("users", &self.current.load().len())
+            .field("path", &self.file.path())
+            .field("users", &self.file.peek().len())
             .finish_non_exhaustive()
+    }
+}
+
+impl Parsed for UsersFile {
+    type Error = UsersError;
+
+    fn load(path: &Path) -> Result<Self, UsersError> {
+        UsersFile::load(path)
+    }
+
+    fn unreadable(path: &Path, source: io::Error) -> UsersError {
+        UsersError::Read {
+            path: path.to_owned(),
+            source,
+        }
     }
 }
 
 impl UsersSource {
     /// Loads the users file at `path`; fails when it cannot be read or parsed.
     pub fn load(path: impl Into<PathBuf>) -> Result<Self, UsersError> {
-        let path = path.into();
-        let stamp = Stamp::of(&path).map_err(|source| UsersError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        let users = UsersFile {
-            generation: 1,
-            ..UsersFile::load(&path)?
-        };
         let parallelism = std::thread::available_parallelism().map_or(1, usize::from);
         Ok(Self {
-            path,
-            current: ArcSwap::from_pointee(users),
-            last_seen: Mutex::new(stamp),
+            file: Watched::load(path)?,
             verifying: Arc::new(Semaphore::new(parallelism)),
-            generations: AtomicU64::new(1),
         })
     }
 
-    /// Puts freshly read users in force, under the next generation. The
-    /// caller holds `last_seen`, which orders the numbers.
-    fn install(&self, users: UsersFile) {
-        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
-        self.current.store(Arc::new(UsersFile {
-            generation,
-            ..users
-        }));
-    }
-
-    /// The [`UsersFile::generation`] of the users in force.
+    /// A number that changes whenever the users are read again (see
+    /// [`Watched::generation`]): a cache of verified passwords is valid
+    /// only for the number it was filled under.
     pub fn generation(&self) -> u64 {
-        self.current.load().generation
+        self.file.generation()
     }
 
     /// The file this source reads.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 
     /// The users as currently loaded.
     pub fn current(&self) -> Arc<UsersFile> {
-        self.current.load_full()
+        self.file.current()
     }
 
-    /// Re-reads the file if its modification time or length changed since
-    /// it was last read; returns whether new users were loaded.
-    ///
-    /// Costs one `stat` when nothing changed; call it at most about once a
-    /// second. On error the previous users stay in force, and the same
-    /// broken file is not reported again until it changes, so the caller can
-    /// log every error without flooding the log.
+    /// Re-reads the file if it changed since it was last read; returns
+    /// whether new users were loaded (see [`Watched::refresh_if_changed`]).
     pub fn refresh_if_changed(&self) -> Result<bool, UsersError> {
-        let mut last_seen = self.last_seen.lock().unwrap_or_else(|e| e.into_inner());
-        let stamp = match Stamp::of(&self.path) {
-            Ok(stamp) => stamp,
-            Err(source) => {
-                if *last_seen == Stamp::Missing {
-                    return Ok(false);
-                }
-                *last_seen = Stamp::Missing;
-                return Err(self.read_error(source));
-            }
-        };
-        if stamp == *last_seen {
-            return Ok(false);
-        }
-        // Remember the stamp taken *before* reading: if the file changes while
-        // it is read, the next call sees a newer stamp and reads it again.
-        *last_seen = stamp;
-        let users = UsersFile::load(&self.path)?;
-        self.install(users);
-        Ok(true)
+        self.file.refresh_if_changed()
     }
 
     /// Re-reads the file unconditionally (`SIGHUP`). On error the previous
     /// users stay in force.
     pub fn reload(&self) -> Result<(), UsersError> {
-        let mut last_seen = self.last_seen.lock().unwrap_or_else(|e| e.into_inner());
-        *last_seen = Stamp::of(&self.path).unwrap_or(Stamp::Missing);
-        let users = UsersFile::load(&self.path)?;
-        self.install(users);
-        Ok(())
+        self.file.reload()
     }
 
     /// [`UsersFile::verify`] against the current users, on the calling
     /// thread. Takes tens of milliseconds of CPU: in async code use
     /// [`UsersSource::verify_blocking`].
     pub fn verify(&self, user: &str, password: &str) -> bool {
-        self.current.load().verify(user, password)
+        self.file.peek().verify(user, password)
     }
 
     /// [`UsersSource::verify`] on tokio's blocking thread pool, at most one
@@ -360,13 +285,6 @@ impl UsersSource {
         })
         .await
         .unwrap_or(false)
-    }
-
-    fn read_error(&self, source: io::Error) -> UsersError {
-        UsersError::Read {
-            path: self.path.clone(),
-            source,
-        }
     }
 }
 

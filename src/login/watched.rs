@@ -4,6 +4,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -50,6 +51,8 @@ pub struct Watched<T> {
     /// Serialises reloads, and remembers what the file looked like at the
     /// last one so that an unchanged file is not read again.
     last_seen: Mutex<Stamp>,
+    /// How many times content was put in force (see [`Watched::generation`]).
+    generation: AtomicU64,
 }
 
 impl<T: Parsed> Watched<T> {
@@ -62,7 +65,23 @@ impl<T: Parsed> Watched<T> {
             path,
             current: ArcSwap::from_pointee(content),
             last_seen: Mutex::new(stamp),
+            generation: AtomicU64::new(1),
         })
+    }
+
+    /// A number that changes every time new content is put in force. Read
+    /// it before the content: what is learnt from content read after it
+    /// may be remembered under that number, since any later content comes
+    /// with a higher one.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Puts `content` in force: the content first, then its number, so a
+    /// reader that sees the new number also sees the new content.
+    fn install(&self, content: T) {
+        self.current.store(Arc::new(content));
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// The file this reads.
@@ -106,8 +125,7 @@ impl<T: Parsed> Watched<T> {
         // Remember the stamp taken *before* reading: if the file changes while
         // it is read, the next call sees a newer stamp and reads it again.
         *last_seen = stamp;
-        let content = T::load(&self.path)?;
-        self.current.store(Arc::new(content));
+        self.install(T::load(&self.path)?);
         Ok(true)
     }
 
@@ -116,8 +134,7 @@ impl<T: Parsed> Watched<T> {
     pub fn reload(&self) -> Result<(), T::Error> {
         let mut last_seen = self.last_seen.lock().unwrap_or_else(|e| e.into_inner());
         *last_seen = Stamp::of(&self.path).unwrap_or(Stamp::Missing);
-        let content = T::load(&self.path)?;
-        self.current.store(Arc::new(content));
+        self.install(T::load(&self.path)?);
         Ok(())
     }
 }
