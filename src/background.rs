@@ -107,15 +107,7 @@ pub(crate) async fn users_refresh_loop(gate: Arc<Gate>, mut stop: watch::Receive
         }
         let rt = gate.setup();
         if let Some(groups) = rt.groups.clone() {
-            let refreshed = tokio::task::spawn_blocking(move || groups.refresh_if_changed()).await;
-            match refreshed {
-                Ok(Ok(true)) => tracing::info!("groups file reloaded"),
-                Ok(Ok(false)) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "groups file not reloaded; keeping the previous groups")
-                }
-                Err(e) => tracing::error!(error = %e, "groups file refresh task failed"),
-            }
+            refresh("groups", move || groups.refresh_if_changed()).await;
         }
         let Some(users) = rt.login.users.clone() else {
             departures
@@ -124,15 +116,7 @@ pub(crate) async fn users_refresh_loop(gate: Arc<Gate>, mut stop: watch::Receive
             continue;
         };
         let source = users.clone();
-        let refreshed = tokio::task::spawn_blocking(move || source.refresh_if_changed()).await;
-        match refreshed {
-            Ok(Ok(true)) => tracing::info!("users file reloaded"),
-            Ok(Ok(false)) => {}
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "users file not reloaded; keeping the previous users")
-            }
-            Err(e) => tracing::error!(error = %e, "users file refresh task failed"),
-        }
+        refresh("users", move || source.refresh_if_changed()).await;
         departures
             .settle(
                 Some(users.current()),
@@ -141,6 +125,22 @@ pub(crate) async fn users_refresh_loop(gate: Arc<Gate>, mut stop: watch::Receive
                 &gate.metrics,
             )
             .await;
+    }
+}
+
+/// Runs one `refresh_if_changed` of the `what` file off the runtime's
+/// threads (it reads and parses the file), and logs what came of it.
+async fn refresh<E: std::fmt::Display + Send + 'static>(
+    what: &'static str,
+    refresh_if_changed: impl FnOnce() -> Result<bool, E> + Send + 'static,
+) {
+    match tokio::task::spawn_blocking(refresh_if_changed).await {
+        Ok(Ok(true)) => tracing::info!("{what} file reloaded"),
+        Ok(Ok(false)) => {}
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "{what} file not reloaded; keeping the previous {what}")
+        }
+        Err(e) => tracing::error!(error = %e, "{what} file refresh task failed"),
     }
 }
 

@@ -290,17 +290,23 @@ fn builtin_csp() -> &'static str {
     })
 }
 
-fn render_builtin(ctx: &PageContext<'_>) -> String {
-    let esc = escape_html;
-    let mut html = String::with_capacity(4096);
+/// The start of a built-in page, up to and including its `<h1>`.
+fn page_start(html: &mut String, title: &str) {
     html.push_str(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <meta name=\"robots\" content=\"noindex, nofollow\">\n\
-         <title>Sign in</title>\n<style>",
+         <meta name=\"robots\" content=\"noindex, nofollow\">\n<title>",
     );
+    html.push_str(title);
+    html.push_str("</title>\n<style>");
     html.push_str(BUILTIN_STYLE);
-    html.push_str("</style>\n</head>\n<body>\n<main>\n<h1>Sign in</h1>\n");
+    let _ = writeln!(html, "</style>\n</head>\n<body>\n<main>\n<h1>{title}</h1>");
+}
+
+fn render_builtin(ctx: &PageContext<'_>) -> String {
+    let esc = escape_html;
+    let mut html = String::with_capacity(4096);
+    page_start(&mut html, "Sign in");
     // `write!` into a String cannot fail; the results are ignored on purpose.
     if let Some(message) = ctx.message {
         let _ = writeln!(
@@ -366,17 +372,10 @@ fn render_builtin(ctx: &PageContext<'_>) -> String {
 /// page.
 pub fn render_not_admitted(user: &str, logout_action: &str) -> String {
     let mut html = String::with_capacity(2048);
-    html.push_str(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <meta name=\"robots\" content=\"noindex, nofollow\">\n\
-         <title>Not allowed</title>\n<style>",
-    );
-    html.push_str(BUILTIN_STYLE);
+    page_start(&mut html, "Not allowed");
     let _ = write!(
         html,
-        "</style>\n</head>\n<body>\n<main>\n<h1>Not allowed</h1>\n\
-         <p class=\"error\" role=\"alert\">Your account may not open this page.</p>\n\
+        "<p class=\"error\" role=\"alert\">Your account may not open this page.</p>\n\
          <p class=\"who\">You are signed in as <strong>{user}</strong>.</p>\n\
          <form method=\"post\" action=\"{action}\">\n\
          <button type=\"submit\">Sign out</button>\n\
