@@ -13,7 +13,7 @@ use http::{Request, Response};
 use crate::body::ResponseBody;
 use crate::forwarded::{ClientInfo, ConnInfo};
 use crate::respond::{BAD_BODY, Reject};
-use crate::upstream::cgi::{CgiContext, CgiGateway};
+use crate::upstream::cgi::{AuthType, CgiContext, CgiGateway};
 use crate::upstream::http::HttpUpstream;
 use crate::upstream::request_body::{ClientBodyFailure, RequestBody};
 
@@ -37,6 +37,9 @@ pub struct Hop<'a> {
     pub timeout: Duration,
     /// Says whether the client's body broke while it was read.
     pub body_failure: &'a ClientBodyFailure,
+    /// The signed-in user and how they signed in: `REMOTE_USER` and
+    /// `AUTH_TYPE` for scripts; `None` for anyone else.
+    pub remote_user: Option<(&'a str, AuthType)>,
 }
 
 impl Target {
@@ -62,6 +65,7 @@ impl Target {
                     local_addr: hop.conn.local,
                     https: hop.client.https,
                     route_prefix: hop.route_path.to_owned(),
+                    remote_user: hop.remote_user.map(|(user, how)| (user.into(), how)),
                 };
                 match Box::pin(gateway.serve(req, &ctx)).await {
                     Ok(resp) => Ok(resp.map(ResponseBody::stream)),

@@ -45,6 +45,7 @@ use crate::session::{
 };
 use crate::setup::{Route, Setup};
 use crate::upgrade::{self, Handshake, PendingTunnel, SessionWatch};
+use crate::upstream::cgi::AuthType;
 use crate::upstream::control::take_control;
 use crate::upstream::request_body::{ClientBodyFailure, RequestBody};
 use crate::upstream::request_headers::{self, Injection, Rewrite};
@@ -421,6 +422,9 @@ impl<'a> Exchange<'a> {
             route_path: &route.config.path,
             timeout: self.setup.config.server.upstream_timeout,
             body_failure,
+            // The user of the session forwarded: set by the access decision,
+            // changed by the commit only after the backend has answered.
+            remote_user: self.user.as_deref().map(|u| (u, AuthType::Session)),
         }
     }
 

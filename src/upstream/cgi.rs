@@ -75,6 +75,30 @@ pub struct CgiContext {
     /// DIR/members.cgi. Local redirects are followed inside the gateway only
     /// within this route.
     pub route_prefix: String,
+    /// The signed-in user and how they signed in (`REMOTE_USER`,
+    /// `AUTH_TYPE`); `None` for an anonymous visitor. Never taken from
+    /// anything the client sent.
+    pub remote_user: Option<(Arc<str>, AuthType)>,
+}
+
+/// How a visitor proved who they are, as a script reads it in `AUTH_TYPE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthType {
+    /// A cookie session signed in through a login form: `Form`, the value
+    /// Apache's mod_auth_form gives.
+    Session,
+    /// HTTP Basic credentials checked by the proxy on this request: `Basic`.
+    Basic,
+}
+
+impl AuthType {
+    /// The value of `AUTH_TYPE`.
+    pub fn cgi_value(self) -> &'static str {
+        match self {
+            AuthType::Session => "Form",
+            AuthType::Basic => "Basic",
+        }
+    }
 }
 
 /// Why the gateway could not answer with a script's response.

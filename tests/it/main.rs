@@ -28,6 +28,7 @@ mod redis;
 mod redis_tls;
 mod revocation;
 mod rotation;
+mod script_env;
 mod store_contract;
 mod tls;
 mod tls_binary;

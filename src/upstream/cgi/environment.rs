@@ -98,6 +98,12 @@ pub(super) fn build(
     if ctx.https {
         set("HTTPS", b"on");
     }
+    // As Apache sets them after its own authentication: from the session
+    // alone. A client's `Remote-User` header is only ever HTTP_REMOTE_USER.
+    if let Some((user, auth_type)) = &ctx.remote_user {
+        set("REMOTE_USER", user.as_bytes());
+        set("AUTH_TYPE", auth_type.cgi_value().as_bytes());
+    }
     set("REQUEST_METHOD", request.method.as_str().as_bytes());
     let request_uri = match request.query {
         Some(query) => format!("{}?{query}", request.path),
