@@ -214,6 +214,7 @@ mod tests {
             host: host.map(str::to_string),
             upstream: parse_upstream("http://127.0.0.1:1").unwrap(),
             access: Access::Public,
+            env: Default::default(),
         }
     }
 

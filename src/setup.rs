@@ -170,7 +170,8 @@ fn build_targets(config: &Config, routes: &Arc<RouteTable>) -> Result<Vec<Target
                     max_queue: config.server.cgi_max_concurrent * CGI_QUEUE_PER_SLOT,
                 };
                 let gateway = CgiGateway::new(dir, options)
-                    .map_err(|e| failed(format!("CGI directory {}: {e}", dir.display())))?;
+                    .map_err(|e| failed(format!("CGI directory {}: {e}", dir.display())))?
+                    .with_settings(route.env.clone());
                 // A script's local redirect is followed inside the gateway
                 // only when the new path stays on this same route; any other
                 // path goes back to the browser, so that it passes through

@@ -35,6 +35,7 @@ mod secrets;
 mod summary;
 mod validate;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -53,7 +54,9 @@ pub use secrets::{
     resolve_secret,
 };
 use validate::validate;
-pub use validate::{normalize_header_name, parse_socket_addr, parse_upstream};
+pub use validate::{
+    RESERVED_SCRIPT_VARIABLES, normalize_header_name, parse_socket_addr, parse_upstream,
+};
 
 /// Where the proxy looks for its config when neither `--config` nor
 /// `$SESSIONGATE_CONFIG` names one.
@@ -404,6 +407,13 @@ pub enum Upstream {
     Cgi(PathBuf),
 }
 
+impl Upstream {
+    /// Whether the upstream runs scripts, which take `env` settings.
+    pub fn runs_scripts(&self) -> bool {
+        matches!(self, Upstream::Cgi(_))
+    }
+}
+
 impl fmt::Display for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -424,6 +434,42 @@ pub struct RouteConfig {
     pub upstream: Upstream,
     /// Who may pass.
     pub access: Access,
+    /// Variables added to every script's environment (`env`; `cgi:` and
+    /// `fastcgi` routes only).
+    pub env: ScriptEnv,
+}
+
+/// A route's `env`, with secrets resolved. Its values may be secrets, so
+/// its `Debug` shows the names alone.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ScriptEnv(BTreeMap<String, String>);
+
+impl ScriptEnv {
+    /// Settings from names to values (already checked).
+    pub fn new(settings: BTreeMap<String, String>) -> Self {
+        ScriptEnv(settings)
+    }
+
+    /// Whether there is no setting.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The settings, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The names set, for `check`'s summary.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+}
+
+impl fmt::Debug for ScriptEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.names()).finish()
+    }
 }
 
 /// `[admin]`

@@ -204,6 +204,7 @@ pub(super) struct RawRoute {
     pub(super) upstream: Spanned<String>,
     #[serde(default = "default_access")]
     pub(super) access: Access,
+    pub(super) env: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
 }
 
 /// Routes are public unless they say otherwise.

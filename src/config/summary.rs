@@ -86,6 +86,11 @@ impl Config {
                 route.upstream.to_string(),
                 route.access.as_str()
             )?;
+            if !route.env.is_empty() {
+                // Names only: values may be secrets.
+                let names: Vec<&str> = route.env.names().collect();
+                writeln!(out, "    env: {}", names.join(", "))?;
+            }
         }
         Ok(())
     }

@@ -39,6 +39,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 pub use process::CgiBody;
 
+use crate::config::ScriptEnv;
 use environment::RequestFacts;
 
 /// How many local redirects one request may follow (RFC 3875 section 6.2.2).
@@ -131,6 +132,8 @@ pub enum CgiError {
 pub struct CgiGateway {
     shared: Arc<Shared>,
     redirect_check: Option<Arc<RedirectCheck>>,
+    /// The route's `env` settings, added to every script's environment.
+    settings: Arc<ScriptEnv>,
 }
 
 /// See [`CgiGateway::with_local_redirect_check`].
@@ -142,6 +145,7 @@ impl std::fmt::Debug for CgiGateway {
             .field("dir", &self.shared.dir)
             .field("options", &self.shared.options)
             .field("redirect_check", &self.redirect_check.is_some())
+            .field("settings", &self.settings)
             .finish()
     }
 }
@@ -187,7 +191,15 @@ impl CgiGateway {
                 queued: AtomicUsize::new(0),
             }),
             redirect_check: None,
+            settings: Arc::default(),
         })
+    }
+
+    /// Adds `settings` to every script's environment (a route's `env`, as
+    /// Apache's `SetEnv`). They never replace a variable the gateway sets.
+    pub fn with_settings(mut self, settings: ScriptEnv) -> Self {
+        self.settings = Arc::new(settings);
+        self
     }
 
     /// Narrows which local redirects the gateway follows itself.
@@ -273,7 +285,8 @@ impl CgiGateway {
                 Some(slot) => Arc::clone(slot),
                 None => Arc::clone(slot.insert(Arc::new(self.take_slot().await?))),
             };
-            let env = environment::build(&request, &script, &self.shared.dir, ctx);
+            let mut env = environment::build(&request, &script, &self.shared.dir, ctx);
+            environment::add_settings(&mut env, &self.settings);
             let mut run = process::spawn(
                 &script,
                 &env,

@@ -99,3 +99,60 @@ async fn a_signed_in_visitor_is_the_remote_user() {
     assert_eq!(env["AUTH_TYPE"], "Form");
     assert_eq!(env["HTTP_REMOTE_USER"], "mallory");
 }
+
+#[tokio::test]
+async fn a_route_s_settings_reach_its_scripts_and_no_other() {
+    let dir = scripts();
+    let secret = dir.path().join("token.txt");
+    std::fs::write(&secret, "from-a-file\n").expect("secret file");
+    let upstream = format!("cgi:{}", dir.path().display());
+    let var = "SCRIPT_ENV_TEST_FROM_PROXY_ENV";
+    let text = format!(
+        "[session]\nsecret_keys = [\"{}\"]\n\n\
+         [[route]]\npath = \"/\"\nupstream = \"{upstream}\"\n\
+         env = {{ GITWEB_CONFIG = \"/etc/gitweb.conf\", FROM_ENV = \"env:{var}\", FROM_FILE = \"file:{}\", EMPTY = \"\" }}\n\n\
+         [[route]]\npath = \"/plain/\"\nupstream = \"{upstream}\"\n",
+        crate::harness::KEY,
+        secret.display()
+    );
+    let config = {
+        let secrets = FixedEnv(var, "from-the-environment");
+        sessiongate::config::Config::parse_with_secrets(
+            std::path::Path::new("t.toml"),
+            &text,
+            &secrets,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let proxy = Proxy::start_with(config).await;
+    let env = script_env(&proxy, &client(), &[]).await;
+    assert_eq!(env["GITWEB_CONFIG"], "/etc/gitweb.conf");
+    assert_eq!(env["FROM_ENV"], "from-the-environment");
+    assert_eq!(env["FROM_FILE"], "from-a-file");
+    assert_eq!(env["EMPTY"], "");
+    // The gateway's own variables are as always.
+    assert_eq!(env["GATEWAY_INTERFACE"], "CGI/1.1");
+    assert_eq!(env["SCRIPT_NAME"], "/env.cgi");
+    // Another route of the same directory has settings of its own (none).
+    let resp = client()
+        .get(proxy.url("/plain/env.cgi"))
+        .send()
+        .await
+        .expect("response");
+    let env = parse_env(&resp.text().await.expect("body"));
+    assert_eq!(env["SCRIPT_NAME"], "/plain/env.cgi");
+    assert!(!env.contains_key("GITWEB_CONFIG"), "{env:?}");
+}
+
+/// One environment variable, and the disk for `file:` secrets.
+struct FixedEnv(&'static str, &'static str);
+
+impl sessiongate::config::SecretSource for FixedEnv {
+    fn env(&self, name: &str) -> Option<String> {
+        (name == self.0).then(|| self.1.to_owned())
+    }
+
+    fn file(&self, path: &std::path::Path) -> Result<String, sessiongate::config::SecretError> {
+        sessiongate::config::SystemSecrets.file(path)
+    }
+}

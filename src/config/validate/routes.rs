@@ -5,15 +5,19 @@ use std::path::PathBuf;
 
 use toml::Spanned;
 
+use super::script_env::script_env;
 use super::{Section, is_plain_path};
 use crate::config::raw::RawRoute;
 use crate::config::report::Reporter;
+use crate::config::secrets::SecretSource;
 use crate::config::{RouteConfig, Upstream};
 
-/// Checks every `[[route]]`: no two for the same host and path.
+/// Checks every `[[route]]`: no two for the same host and path; `env`
+/// secrets are read from `secrets`.
 pub(super) fn validate_routes(
     raw: Vec<Spanned<RawRoute>>,
     r: &mut Reporter<'_>,
+    secrets: &dyn SecretSource,
 ) -> Option<Vec<RouteConfig>> {
     let mut s = Section::new(r);
     let mut routes = Vec::new();
@@ -30,12 +34,15 @@ pub(super) fn validate_routes(
                 format!("route path {path:?} is configured twice for the same host"),
             );
         }
+        let runs_scripts = upstream.as_ref().is_none_or(Upstream::runs_scripts);
+        let env = script_env(route.env, runs_scripts, secrets, &mut s);
         if let Some(upstream) = upstream {
             routes.push(RouteConfig {
                 path,
                 host,
                 upstream,
                 access: route.access,
+                env,
             });
         }
     }

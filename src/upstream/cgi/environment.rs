@@ -12,6 +12,7 @@ use http::{Method, Version};
 
 use super::CgiContext;
 use super::locate::Script;
+use crate::config::ScriptEnv;
 use crate::upstream::hop_by_hop::is_hop_by_hop;
 
 /// `PATH` for scripts: the system directories, never the proxy's own `PATH`.
@@ -152,6 +153,15 @@ pub(super) fn build(
         }
     }
     env
+}
+
+/// Adds a route's `env` settings: a variable the gateway has set keeps its
+/// value (`check` refuses such names; this holds even if it did not).
+pub(super) fn add_settings(env: &mut Environment, settings: &ScriptEnv) {
+    for (name, value) in settings.iter() {
+        env.entry(name.to_owned())
+            .or_insert_with(|| value.as_bytes().to_vec());
+    }
 }
 
 /// `HTTP_` + the header name uppercased with `-` as `_`, or `None` for a
