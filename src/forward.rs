@@ -1,5 +1,5 @@
-//! The forward stage: a route's target (an HTTP upstream or the CGI
-//! gateway) answers the prepared request.
+//! The forward stage: a route's target (an HTTP upstream, the CGI gateway
+//! or a FastCGI server) answers the prepared request.
 //!
 //! Failures come back as the targets' own error types and become statuses
 //! in [`crate::respond`]; a failure caused by the client's own body (broken
@@ -14,6 +14,7 @@ use crate::body::ResponseBody;
 use crate::forwarded::{ClientInfo, ConnInfo};
 use crate::respond::{BAD_BODY, Reject};
 use crate::upstream::cgi::{AuthType, CgiContext, CgiGateway};
+use crate::upstream::fastcgi::FastCgiUpstream;
 use crate::upstream::http::HttpUpstream;
 use crate::upstream::request_body::{ClientBodyFailure, RequestBody};
 
@@ -23,6 +24,8 @@ pub enum Target {
     Http(HttpUpstream),
     /// A `cgi:DIR` directory.
     Cgi(CgiGateway),
+    /// A FastCGI server (`fastcgi://`, `fastcgi:unix:`) and a route's root.
+    FastCgi(FastCgiUpstream),
 }
 
 /// What a target needs to know of the exchange besides the request.
@@ -60,20 +63,33 @@ impl Target {
                 .await?
                 .map(ResponseBody::upstream)),
             Target::Cgi(gateway) => {
-                let ctx = CgiContext {
-                    remote_addr: SocketAddr::new(hop.client.ip, hop.conn.peer.port()),
-                    local_addr: hop.conn.local,
-                    https: hop.client.https,
-                    route_prefix: hop.route_path.to_owned(),
-                    remote_user: hop.remote_user.map(|(user, how)| (user.into(), how)),
-                };
-                match Box::pin(gateway.serve(req, &ctx)).await {
+                match Box::pin(gateway.serve(req, &script_context(hop))).await {
                     Ok(resp) => Ok(resp.map(ResponseBody::stream)),
                     // The script failed because the client's body broke.
                     Err(_) if hop.body_failure.happened() => Err(Reject::BadRequest(BAD_BODY)),
                     Err(e) => Err(e.into()),
                 }
             }
+            Target::FastCgi(upstream) => {
+                let ctx = script_context(hop);
+                match Box::pin(upstream.serve(req, &ctx, hop.timeout)).await {
+                    Ok(resp) => Ok(resp.map(ResponseBody::stream)),
+                    Err(_) if hop.body_failure.happened() => Err(Reject::BadRequest(BAD_BODY)),
+                    Err(e) => Err(e.into()),
+                }
+            }
         }
+    }
+}
+
+/// What a script learns of the exchange besides the request (CGI and
+/// FastCGI alike).
+fn script_context(hop: &Hop<'_>) -> CgiContext {
+    CgiContext {
+        remote_addr: SocketAddr::new(hop.client.ip, hop.conn.peer.port()),
+        local_addr: hop.conn.local,
+        https: hop.client.https,
+        route_prefix: hop.route_path.to_owned(),
+        remote_user: hop.remote_user.map(|(user, how)| (user.into(), how)),
     }
 }

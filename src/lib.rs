@@ -21,7 +21,8 @@
 //!   access          route table (longest prefix), public / session / login
 //!   session::found  cookie -> signature -> one store lookup
 //!   upstream::request_headers  strip client session headers, inject ours
-//!   forward         to the route's target: upstream::http or upstream::cgi
+//!   forward         to the route's target: upstream::http, upstream::cgi
+//!                   or upstream::fastcgi
 //!   upstream::control  take the backend's control headers
 //!   upgrade         WebSocket handshakes: open the tunnel, copy both ways
 //!   session::commit  apply the change atomically in the store

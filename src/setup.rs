@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use crate::access::{RouteId, RouteTable};
 use crate::canonical;
-use crate::config::{Config, RouteConfig, Upstream};
+use crate::config::{Config, FastCgiServer, RouteConfig, Upstream};
 use crate::forward::Target;
 use crate::login::endpoints::LoginDesk;
 use crate::metrics::{RouteMeter, RouteMeters, RouteRegistry};
 use crate::session::SessionRules;
 use crate::upstream::cgi::{CgiGateway, CgiOptions};
+use crate::upstream::fastcgi::{FastCgiServerPool, FastCgiUpstream};
 use crate::upstream::http::HttpUpstream;
 
 /// How many requests may wait for a CGI slot, per slot.
@@ -146,6 +147,7 @@ fn build_targets(config: &Config, routes: &Arc<RouteTable>) -> Result<Vec<Target
     let upstream_tls = Arc::new(upstream_tls);
     let mut origins: HashMap<(&http::uri::Scheme, &http::uri::Authority), HttpUpstream> =
         HashMap::new();
+    let mut fastcgi_servers: HashMap<&FastCgiServer, FastCgiServerPool> = HashMap::new();
     let mut targets = Vec::with_capacity(config.routes.len());
     for route in &config.routes {
         let failed = |message: String| SetupError::Route {
@@ -186,6 +188,15 @@ fn build_targets(config: &Config, routes: &Arc<RouteTable>) -> Result<Vec<Target
                         && canonical::normalize_path(path).is_ok_and(|p| p == path)
                         && table.find(None, path) == Some(id)
                 }))
+            }
+            Upstream::FastCgi(fastcgi) => {
+                let pool = fastcgi_servers.entry(&fastcgi.server).or_insert_with(|| {
+                    FastCgiServerPool::new(
+                        fastcgi.server.clone(),
+                        config.server.upstream_max_connections,
+                    )
+                });
+                Target::FastCgi(FastCgiUpstream::new(pool, fastcgi, route.env.clone()))
             }
         });
     }

@@ -405,13 +405,53 @@ pub enum Upstream {
     },
     /// A directory of CGI scripts run by the built-in gateway.
     Cgi(PathBuf),
+    /// A FastCGI server (php-fpm) that runs the scripts under `root`.
+    FastCgi(FastCgiRoute),
 }
 
 impl Upstream {
     /// Whether the upstream runs scripts, which take `env` settings.
     pub fn runs_scripts(&self) -> bool {
-        matches!(self, Upstream::Cgi(_))
+        matches!(self, Upstream::Cgi(_) | Upstream::FastCgi(_))
     }
+}
+
+/// Where a FastCGI server listens.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FastCgiServer {
+    /// `fastcgi://HOST:PORT`
+    Tcp {
+        /// Host name or address, without IPv6 brackets.
+        host: String,
+        /// TCP port.
+        port: u16,
+    },
+    /// `fastcgi:unix:PATH`
+    Unix(PathBuf),
+}
+
+impl fmt::Display for FastCgiServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FastCgiServer::Tcp { host, port } if host.contains(':') => {
+                write!(f, "fastcgi://[{host}]:{port}")
+            }
+            FastCgiServer::Tcp { host, port } => write!(f, "fastcgi://{host}:{port}"),
+            FastCgiServer::Unix(path) => write!(f, "fastcgi:unix:{}", path.display()),
+        }
+    }
+}
+
+/// A `fastcgi` route's upstream: the server, and where its scripts are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FastCgiRoute {
+    /// The server.
+    pub server: FastCgiServer,
+    /// `root`: the document root as the FastCGI server sees it (absolute,
+    /// without a trailing `/`); `SCRIPT_FILENAME` is this + the request path.
+    pub root: String,
+    /// `index`: the script run for a path ending in `/`.
+    pub index: String,
 }
 
 impl fmt::Display for Upstream {
@@ -419,9 +459,13 @@ impl fmt::Display for Upstream {
         match self {
             Upstream::Http { scheme, authority } => write!(f, "{scheme}://{authority}"),
             Upstream::Cgi(dir) => write!(f, "cgi:{}", dir.display()),
+            Upstream::FastCgi(route) => route.server.fmt(f),
         }
     }
 }
+
+/// The script a `fastcgi` route runs for a path ending in `/`.
+pub const DEFAULT_FASTCGI_INDEX: &str = "index.php";
 
 /// One `[[route]]`.
 #[derive(Debug, Clone)]

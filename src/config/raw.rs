@@ -205,6 +205,8 @@ pub(super) struct RawRoute {
     #[serde(default = "default_access")]
     pub(super) access: Access,
     pub(super) env: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    pub(super) root: Option<Spanned<String>>,
+    pub(super) index: Option<Spanned<String>>,
 }
 
 /// Routes are public unless they say otherwise.

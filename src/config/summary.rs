@@ -86,6 +86,9 @@ impl Config {
                 route.upstream.to_string(),
                 route.access.as_str()
             )?;
+            if let super::Upstream::FastCgi(fastcgi) = &route.upstream {
+                writeln!(out, "    root {}, index {}", fastcgi.root, fastcgi.index)?;
+            }
             if !route.env.is_empty() {
                 // Names only: values may be secrets.
                 let names: Vec<&str> = route.env.names().collect();

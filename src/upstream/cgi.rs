@@ -17,7 +17,8 @@
 //! (the whole process group is killed at the end), and their stderr goes to
 //! the log, never to the client.
 
-mod environment;
+// Shared with the FastCGI gateway, which gives scripts the same environment.
+pub(crate) mod environment;
 mod locate;
 // Public for the fuzz targets in fuzz/ (a separate crate): the header-block
 // parser reads what a script prints, and it is the only part of the gateway
@@ -285,7 +286,8 @@ impl CgiGateway {
                 Some(slot) => Arc::clone(slot),
                 None => Arc::clone(slot.insert(Arc::new(self.take_slot().await?))),
             };
-            let mut env = environment::build(&request, &script, &self.shared.dir, ctx);
+            let paths = environment::ScriptPaths::cgi(&script, &self.shared.dir);
+            let mut env = environment::build(&request, &paths, ctx);
             environment::add_settings(&mut env, &self.settings);
             let mut run = process::spawn(
                 &script,

@@ -19,6 +19,7 @@ mod cli;
 mod connections;
 mod demo;
 mod docker;
+mod fastcgi;
 mod gate;
 mod login;
 mod login_blocks;

@@ -40,7 +40,7 @@ const WITHHELD: [HeaderName; 6] = [
 ///
 /// For a local redirect this is a GET of the new location without a body,
 /// carrying the original request's headers.
-pub(super) struct RequestFacts<'a> {
+pub(crate) struct RequestFacts<'a> {
     pub method: &'a Method,
     pub version: Version,
     pub headers: &'a HeaderMap,
@@ -59,20 +59,43 @@ pub(super) struct RequestFacts<'a> {
 }
 
 /// The environment variables for one script run, sorted by name.
-pub(super) type Environment = BTreeMap<String, Vec<u8>>;
+pub(crate) type Environment = BTreeMap<String, Vec<u8>>;
 
-/// Builds the CGI/1.1 environment for running `script` from `dir`.
-pub(super) fn build(
+/// Where the script is, as the program that runs it sees it.
+pub(crate) struct ScriptPaths<'a> {
+    /// `SCRIPT_NAME`: the URL path up to and including the script, decoded.
+    pub script_name: &'a [u8],
+    /// `SCRIPT_FILENAME`: the script's file.
+    pub filename: &'a [u8],
+    /// `PATH_INFO`: the decoded rest of the URL path, maybe empty.
+    pub path_info: &'a [u8],
+    /// `DOCUMENT_ROOT`.
+    pub document_root: &'a [u8],
+}
+
+impl<'a> ScriptPaths<'a> {
+    /// The paths of a CGI script found in `dir`.
+    pub(super) fn cgi(script: &'a Script, dir: &'a Path) -> Self {
+        ScriptPaths {
+            script_name: &script.script_name,
+            filename: script.filename.as_os_str().as_encoded_bytes(),
+            path_info: &script.path_info,
+            document_root: dir.as_os_str().as_encoded_bytes(),
+        }
+    }
+}
+
+/// Builds the CGI/1.1 environment for running the script at `script`.
+pub(crate) fn build(
     request: &RequestFacts<'_>,
-    script: &Script,
-    dir: &Path,
+    script: &ScriptPaths<'_>,
     ctx: &CgiContext,
 ) -> Environment {
     let mut env = Environment::new();
     let mut set = |name: &str, value: &[u8]| {
         env.insert(name.to_owned(), value.to_vec());
     };
-    let document_root = dir.as_os_str().as_encoded_bytes();
+    let document_root = script.document_root;
 
     set("PATH", SCRIPT_PATH.as_bytes());
     set("GATEWAY_INTERFACE", b"CGI/1.1");
@@ -113,16 +136,13 @@ pub(super) fn build(
     set("REQUEST_URI", request_uri.as_bytes());
     set("QUERY_STRING", request.query.unwrap_or("").as_bytes());
     set("DOCUMENT_ROOT", document_root);
-    set("SCRIPT_NAME", &script.script_name);
-    set(
-        "SCRIPT_FILENAME",
-        script.filename.as_os_str().as_encoded_bytes(),
-    );
-    set("PATH_INFO", &script.path_info);
+    set("SCRIPT_NAME", script.script_name);
+    set("SCRIPT_FILENAME", script.filename);
+    set("PATH_INFO", script.path_info);
     if !script.path_info.is_empty() {
         set(
             "PATH_TRANSLATED",
-            &[document_root, &script.path_info].concat(),
+            &[document_root, script.path_info].concat(),
         );
     }
     if request.has_body {
@@ -157,7 +177,7 @@ pub(super) fn build(
 
 /// Adds a route's `env` settings: a variable the gateway has set keeps its
 /// value (`check` refuses such names; this holds even if it did not).
-pub(super) fn add_settings(env: &mut Environment, settings: &ScriptEnv) {
+pub(crate) fn add_settings(env: &mut Environment, settings: &ScriptEnv) {
     for (name, value) in settings.iter() {
         env.entry(name.to_owned())
             .or_insert_with(|| value.as_bytes().to_vec());
