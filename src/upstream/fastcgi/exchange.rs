@@ -115,7 +115,12 @@ where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let Conn { reader, writer, .. } = conn;
+    let Conn {
+        reader,
+        writer,
+        unanswered,
+        ..
+    } = conn;
     let mut stdin = std::pin::pin!(send_stdin(writer, body));
     // Done: the body was sent, or could not be (`stdin_sent` tells which).
     let mut stdin_done = false;
@@ -143,6 +148,8 @@ where
                 read.map_err(|_| Failure::Stalled(idle_timeout))??
             }
         };
+        // A child of the server has taken this connection.
+        drop(unanswered.take());
         match record {
             Record::Stdout(bytes) if bytes.is_empty() => {}
             Record::Stdout(bytes) => {

@@ -6,13 +6,19 @@
 //! body sent. A connection that misbehaved in any way is closed.
 //!
 //! At most `server.upstream_max_connections` connections are open, idle
-//! ones included. A php-fpm child stays bound to a kept-alive connection
-//! until it closes, so this bound must not exceed the pool's
-//! `pm.max_children`: a connection beyond them would wait in the server's
-//! backlog for a child that never comes free. A request that finds every
-//! connection busy waits for one, at most [`QUEUE_WAIT`] (or the upstream
-//! timeout when shorter), then gets `503`. Idle connections older than
-//! [`IDLE_TIMEOUT`] are closed when the pool is next used.
+//! ones included. A request that finds every connection busy waits for
+//! one, at most [`QUEUE_WAIT`] (or the upstream timeout when shorter), then
+//! gets `503`. Idle connections older than [`IDLE_TIMEOUT`] are closed when
+//! the pool is next used.
+//!
+//! A php-fpm child stays bound to a kept-alive connection until it closes,
+//! so a connection opened beyond the pool's `pm.max_children` waits in the
+//! server's backlog for a child that only a closed connection frees (nginx
+//! with `keepalive` has the same trap). So while a request on a new
+//! connection has had no answer yet, a connection whose request ends is
+//! closed rather than kept: its child then takes the waiting connection.
+//! Keeping `upstream_max_connections` at or below `pm.max_children` still
+//! saves those reconnections.
 
 use std::io;
 use std::pin::pin;
@@ -34,11 +40,21 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The connections to one server; shared by the routes that name it.
 pub(super) struct Pool {
     server: FastCgiServer,
-    idle: Mutex<Vec<Conn>>,
+    idle: Mutex<Idle>,
     /// One permit per open connection, held by it.
     slots: Arc<Semaphore>,
     /// Told when a connection goes back to the idle list.
     returned: Notify,
+}
+
+/// The idle connections, and what decides whether there may be any.
+#[derive(Default)]
+struct Idle {
+    conns: Vec<Conn>,
+    /// New connections that have had no answer yet (maybe waiting in the
+    /// server's backlog for a child). While there are any, no connection
+    /// is kept idle: under one lock with `conns`, so that none slips in.
+    unanswered_new: usize,
 }
 
 /// The read half of a connection.
@@ -60,6 +76,8 @@ pub(super) struct Conn {
     /// Whether it carried a request before (so a failure to write the
     /// first bytes may be the server's idle close, and worth one retry).
     pub reused: bool,
+    /// Set on a new connection until the server's first answer on it.
+    pub unanswered: Option<Unanswered>,
     since: Instant,
     _slot: OwnedSemaphorePermit,
 }
@@ -78,7 +96,7 @@ impl Pool {
     pub(super) fn new(server: FastCgiServer, max_connections: usize) -> Self {
         Pool {
             server,
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(Idle::default()),
             slots: Arc::new(Semaphore::new(
                 max_connections.clamp(1, Semaphore::MAX_PERMITS),
             )),
@@ -93,7 +111,7 @@ impl Pool {
 
     /// An idle connection, or a new one, waiting at most `wait` when every
     /// connection is busy.
-    pub(super) async fn checkout(&self, wait: Duration) -> Result<Conn, CheckoutError> {
+    pub(super) async fn checkout(self: &Arc<Self>, wait: Duration) -> Result<Conn, CheckoutError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             // Registered before looking, so that a connection returned
@@ -117,11 +135,15 @@ impl Pool {
         }
     }
 
+    fn idle(&self) -> std::sync::MutexGuard<'_, Idle> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The most recently returned idle connection still open.
     fn take_idle(&self) -> Option<Conn> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.retain(|c| c.since.elapsed() <= IDLE_TIMEOUT);
-        while let Some(conn) = idle.pop() {
+        let mut idle = self.idle();
+        idle.conns.retain(|c| c.since.elapsed() <= IDLE_TIMEOUT);
+        while let Some(conn) = idle.conns.pop() {
             if conn.reader.is_open() {
                 return Some(conn);
             }
@@ -129,19 +151,34 @@ impl Pool {
         None
     }
 
-    /// Takes back a connection whose request ended cleanly.
+    /// Takes back a connection whose request ended cleanly; closes it
+    /// instead while a new connection waits for its first answer (see the
+    /// module doc), which frees the server's child for it.
     pub(super) fn put_back(&self, mut conn: Conn) {
         conn.reused = true;
         conn.since = Instant::now();
-        self.idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(conn);
+        let mut idle = self.idle();
+        if idle.unanswered_new > 0 {
+            drop(idle);
+            tracing::debug!(target: "fastcgi", server = %self.server, "a new connection waits for an answer: a finished one closed");
+            return;
+        }
+        idle.conns.push(conn);
+        drop(idle);
         self.returned.notify_one();
     }
 
-    /// Opens a connection under `slot`.
-    async fn connect(&self, slot: OwnedSemaphorePermit) -> Result<Conn, CheckoutError> {
+    /// Opens a connection under `slot`. Until its first answer, no
+    /// connection is kept idle, and those idle now are closed.
+    async fn connect(self: &Arc<Self>, slot: OwnedSemaphorePermit) -> Result<Conn, CheckoutError> {
+        let unanswered = {
+            let mut idle = self.idle();
+            idle.unanswered_new += 1;
+            let closed = std::mem::take(&mut idle.conns);
+            drop(idle);
+            drop(closed);
+            Unanswered(self.clone())
+        };
         let connect = async {
             match &self.server {
                 FastCgiServer::Tcp { host, port } => {
@@ -165,8 +202,19 @@ impl Pool {
             writer,
             reused: false,
             since: Instant::now(),
+            unanswered: Some(unanswered),
             _slot: slot,
         })
+    }
+}
+
+/// Counts a new connection as unanswered until dropped (at its first
+/// record, or with the connection).
+pub(super) struct Unanswered(Arc<Pool>);
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        self.0.idle().unanswered_new -= 1;
     }
 }
 

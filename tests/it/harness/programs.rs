@@ -194,8 +194,8 @@ pub struct PhpFpm {
     _dir: tempfile::TempDir,
 }
 
-/// Children in each php-fpm pool; a proxy's `upstream_max_connections`
-/// must not exceed it (see `upstream::fastcgi`).
+/// Children in each php-fpm pool: what a proxy's `upstream_max_connections`
+/// is best set to (see `upstream::fastcgi::pool`).
 pub const PHP_FPM_CHILDREN: usize = 2;
 
 impl PhpFpm {
