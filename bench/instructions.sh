@@ -2,7 +2,8 @@
 # Counts the instructions sessiongate itself executes per request (user
 # space: sessiongate, its libraries, libc), under valgrind's callgrind, for
 # the benchmark targets (c) public, (d) logged-in session and (e) a new
-# stored session. Unlike requests/s, the count does not move with what else
+# stored session, and (i) a FastCGI route to php-fpm when php-fpm is
+# installed (sessiongate's share only, not php-fpm's). Unlike requests/s, the count does not move with what else
 # the shared machine is doing, so it tells whether a change made the request
 # path cheaper by a few percent. The kernel's share (the loopback TCP work,
 # about as large as nginx's) is not counted.
@@ -38,12 +39,18 @@ upstream_nginx_conf "$WORK/up.conf" "$UP" "$WORK"
 nginx -c "$WORK/up.conf" -g 'daemon off;' & PIDS+=($!)
 wait_port "$UP"
 KEY=instructions-key-0123456789-abcdefghijklmnop
+TARGETS=(public session new)
+php_fpm_start "$WORK" "" sg && TARGETS+=(fastcgi)
 
 # Total instructions of one proxy run that served `count` requests of a target.
 total_for() { # bin target count
   local bin=$1 target=$2 count=$3 port pid out
   port=$(free_port)
-  sg_conf "$WORK/sg.toml" "$port" 'kind = "memory"' 1
+  if [ "$target" = fastcgi ]; then
+    sg_fastcgi_conf "$WORK/sg.toml" "$port" "$FPM_PORT_sg" "$WORK" 1
+  else
+    sg_conf "$WORK/sg.toml" "$port" 'kind = "memory"' 1
+  fi
   out=$WORK/callgrind.out
   rm -f "$out"*
   valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" --config "$WORK/sg.toml" \
@@ -54,6 +61,7 @@ total_for() { # bin target count
     public) url=/public/ ;;
     session) url=/session/; hdr=(-H "Cookie: $(login_cookie "$port")") ;;
     new) url=/new/ ;;
+    fastcgi) url=/hello.php ;;
   esac
   ab -q -k -c 8 -n "$count" "${hdr[@]}" "http://127.0.0.1:$port$url" > "$WORK/ab.log"
   grep -q '^Non-2xx' "$WORK/ab.log" && { echo "instructions: $target answered non-2xx" >&2; exit 1; }
@@ -89,7 +97,7 @@ one=$(nginx_total_for "$REQUESTS")
 two=$(nginx_total_for $((2 * REQUESTS)))
 printf '| nginx (reference) | plain proxy | %d |\n' $(((two - one) / REQUESTS))
 for bin in "$@"; do
-  for target in public session new; do
+  for target in "${TARGETS[@]}"; do
     one=$(total_for "$bin" "$target" "$REQUESTS")
     two=$(total_for "$bin" "$target" $((2 * REQUESTS)))
     printf '| %s | %s | %d |\n' "$(basename "$bin")" "$target" $(((two - one) / REQUESTS))
