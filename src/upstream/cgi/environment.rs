@@ -248,6 +248,59 @@ mod tests {
     }
 
     #[test]
+    fn route_settings_cannot_name_what_the_gateway_sets() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, "text/plain".parse().expect("value"));
+        headers.insert(header::CONTENT_LENGTH, "1".parse().expect("value"));
+        headers.insert("remote-user", "mallory".parse().expect("value"));
+        let request = RequestFacts {
+            method: &Method::POST,
+            version: Version::HTTP_11,
+            headers: &headers,
+            authority_host: None,
+            path: "/x.cgi/more",
+            query: Some("a=1"),
+            has_body: true,
+            body_length: None,
+        };
+        let paths = ScriptPaths {
+            script_name: b"/x.cgi",
+            filename: b"/srv/x.cgi",
+            path_info: b"/more",
+            document_root: b"/srv",
+        };
+        let ctx = CgiContext {
+            remote_addr: "192.0.2.1:5000".parse().expect("address"),
+            local_addr: "127.0.0.1:8080".parse().expect("address"),
+            https: true,
+            route_prefix: "/".to_owned(),
+            remote_user: Some(("alice".into(), super::super::AuthType::Session)),
+        };
+        let mut env = build(&request, &paths, &ctx);
+        assert_eq!(env["REMOTE_USER"], b"alice");
+        assert_eq!(env["AUTH_TYPE"], b"Form");
+        assert_eq!(env["HTTP_REMOTE_USER"], b"mallory");
+        // Every variable the gateway sets is one `env` may not name
+        // (FastCGI adds REDIRECT_STATUS, reserved too).
+        for name in env.keys() {
+            assert!(
+                name.starts_with("HTTP_")
+                    || crate::config::RESERVED_SCRIPT_VARIABLES.contains(&name.as_str()),
+                "{name} is set by the gateway but not reserved"
+            );
+        }
+        // And a setting never replaces one of them.
+        let settings = ScriptEnv::new(
+            [("REMOTE_USER", "root"), ("APP", "1")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .into(),
+        );
+        add_settings(&mut env, &settings);
+        assert_eq!(env["REMOTE_USER"], b"alice");
+        assert_eq!(env["APP"], b"1");
+    }
+
+    #[test]
     fn header_names_become_http_variables() {
         let name = |s: &'static str| HeaderName::from_static(s);
         assert_eq!(
