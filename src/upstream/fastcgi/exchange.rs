@@ -76,10 +76,11 @@ enum Ending {
 }
 
 /// Runs the exchange on `conn`, whose request head (begin and params
-/// records) has been written already.
+/// records) has been written already; `body` is `None` when the empty
+/// stdin that ends it was written with them.
 pub(super) async fn run<B>(
     mut conn: Conn,
-    body: B,
+    body: Option<B>,
     tx: mpsc::Sender<Event>,
     idle_timeout: Duration,
     pool: Arc<Pool>,
@@ -107,7 +108,7 @@ pub(super) async fn run<B>(
 /// Sends the body while reading the server's records.
 async fn exchange<B>(
     conn: &mut Conn,
-    body: B,
+    body: Option<B>,
     tx: &mpsc::Sender<Event>,
     idle_timeout: Duration,
 ) -> Result<Ending, Failure>
@@ -191,12 +192,15 @@ async fn next_record(reader: &mut Reader, decoder: &mut Decoder) -> Result<Recor
 }
 
 /// Streams the request body as `FCGI_STDIN` records, then the empty record
-/// that ends it.
-async fn send_stdin<B>(writer: &mut Writer, mut body: B) -> Result<(), Failure>
+/// that ends it (`None`: sent already).
+async fn send_stdin<B>(writer: &mut Writer, body: Option<B>) -> Result<(), Failure>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let Some(mut body) = body else {
+        return Ok(());
+    };
     let mut out = BytesMut::new();
     if !body.is_end_stream() {
         loop {

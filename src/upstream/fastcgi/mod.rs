@@ -187,9 +187,16 @@ impl FastCgiUpstream {
             &mut head,
             env.iter().map(|(k, v)| (k.as_bytes(), v.as_slice())),
         );
+        // A request without a body goes out in one write, its (empty)
+        // stdin included, as nginx sends it.
+        let stdin_in_head = body.is_end_stream();
+        if stdin_in_head {
+            record::put_header(&mut head, record::STDIN, 0);
+        }
         let conn = self.send_head(&head, timeout).await?;
 
         let (tx, rx) = mpsc::channel(exchange::CHANNEL_DEPTH);
+        let body = (!stdin_in_head).then_some(body);
         tokio::spawn(exchange::run(conn, body, tx, timeout, self.pool.clone()));
         let deadline = tokio::time::Instant::now() + timeout;
         let (head, rest, rx) = read_head(rx, deadline).await?;
