@@ -106,7 +106,7 @@ sg_fastcgi_conf() { # file port fpm-port workdir workers
 [server]
 listen = ["127.0.0.1:$2"]
 workers = $5
-upstream_max_connections = $FPM_CHILDREN
+upstream_max_connections = ${SG_FPM_CONNS:-$FPM_CHILDREN}
 [session]
 secret_keys = ["$KEY"]
 [log]
