@@ -122,10 +122,11 @@ where
         unanswered,
         ..
     } = conn;
-    let mut stdin = std::pin::pin!(send_stdin(writer, body));
     // Done: the body was sent, or could not be (`stdin_sent` tells which).
-    let mut stdin_done = false;
-    let mut stdin_sent = false;
+    // Without a body, it went out with the request's head.
+    let mut stdin_done = body.is_none();
+    let mut stdin_sent = stdin_done;
+    let mut stdin = std::pin::pin!(send_stdin(writer, body));
     let mut decoder = Decoder::new();
     let mut stderr = StderrLog::default();
     loop {
