@@ -118,3 +118,50 @@ TOML
 # The Authorization header of the user sg_basic_conf writes.
 BASIC_RIGHT="Authorization: Basic $(printf 'bench:bench-password' | base64)"
 BASIC_WRONG="Authorization: Basic $(printf 'bench:not-the-password' | base64)"
+# php-fpm for the FastCGI targets: one static pool per name given, each of
+# FPM_CHILDREN children on its own port (FPM_PORT_<name>), serving
+# $1/php/hello.php. Returns 1 when php-fpm is not installed.
+FPM_CHILDREN=${FPM_CHILDREN:-4}
+php_fpm_start() { # workdir pin(core or "") pool-name...
+  local work=$1 pin=$2 bin pool conf
+  bin=$(ls /usr/sbin/php-fpm* 2>/dev/null | sort | tail -n 1)
+  [ -n "$bin" ] || return 1
+  shift 2
+  mkdir -p "$work/php"
+  chmod 755 "$work" "$work/php"   # the children may run as another user
+  echo '<?php echo "hello from php\n";' > "$work/php/hello.php"
+  conf=$work/php-fpm.conf
+  printf '[global]\nerror_log = %s/php-fpm.log\ndaemonize = no\n' "$work" > "$conf"
+  local user=''
+  [ "$(id -u)" = 0 ] && user=$'user = www-data\ngroup = www-data\n'
+  for pool in "$@"; do
+    printf -v "FPM_PORT_$pool" '%s' "$(free_port)"
+    local port_var="FPM_PORT_$pool"
+    printf '[%s]\n%slisten = 127.0.0.1:%s\npm = static\npm.max_children = %s\n' \
+      "$pool" "$user" "${!port_var}" "$FPM_CHILDREN" >> "$conf"
+  done
+  local cmd=("$bin" --fpm-config "$conf" --nodaemonize)
+  [ -n "$pin" ] && cmd=(taskset -c "$pin" "${cmd[@]}")
+  "${cmd[@]}" > "$work/php-fpm.out" 2>&1 & PIDS+=($!)
+  for pool in "$@"; do local port_var="FPM_PORT_$pool"; wait_port "${!port_var}"; done
+}
+
+# A sessiongate config of one public FastCGI route to php-fpm on a port,
+# with as many connections as the pool has children (as nginx's keepalive).
+sg_fastcgi_conf() { # file port fpm-port workdir workers
+  cat > "$1" <<TOML
+[server]
+listen = ["127.0.0.1:$2"]
+workers = $5
+upstream_max_connections = ${SG_FPM_CONNS:-$FPM_CHILDREN}
+[session]
+secret_keys = ["$KEY"]
+[log]
+level = "info"
+[[route]]
+path = "/"
+upstream = "fastcgi://127.0.0.1:$3"
+root = "$4/php"
+access = "public"
+TOML
+}

@@ -2,12 +2,14 @@
 # Counts the instructions sessiongate itself executes per request (user
 # space: sessiongate, its libraries, libc), under valgrind's callgrind, for
 # the benchmark targets (c) public, (d) logged-in session, (e) a new
-# stored session, (s) a 4 KiB file from a static: route and (h) HTTP Basic
+# stored session, (s) a 4 KiB file from a static: route, (h) HTTP Basic
 # on a basic_auth route with the cache of verified passwords warm (its one
 # argon2 run falls in both runs of the target, so the difference leaves it
-# out), with nginx as a plain proxy and nginx serving the same file as the
-# references. Unlike requests/s, the count does not move with what else the
-# shared machine is doing, so it tells whether a change made the request
+# out) and (i) a FastCGI route to php-fpm when php-fpm is installed
+# (sessiongate's share only, not php-fpm's), with nginx as a plain proxy and
+# nginx serving the same file as the references. Unlike requests/s, the
+# count does not move with what else the shared machine is doing, so it
+# tells whether a change made the request
 # path cheaper by a few percent. The kernel's share (the loopback TCP work,
 # about as large as nginx's) is not counted.
 #
@@ -18,13 +20,13 @@
 #
 # Usage: bench/instructions.sh [BIN ...]   (default: target/release/sessiongate,
 #        built first; several binaries are measured one after the other)
-#        REQUESTS=5000 by default; TARGETS="public session new files basic" by default.
+#        REQUESTS=5000 by default; TARGETS="public session new files basic fastcgi" by default.
 #        Needs: valgrind, nginx, ab (apache2-utils), curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 REQUESTS=${REQUESTS:-5000}
-TARGETS=${TARGETS:-public session new files basic}
+TARGETS=${TARGETS:-public session new files basic fastcgi}
 for tool in valgrind callgrind_control nginx ab curl; do
   command -v "$tool" >/dev/null || { echo "instructions: $tool is missing" >&2; exit 1; }
 done
@@ -47,6 +49,7 @@ wait_port "$UP"
 KEY=instructions-key-0123456789-abcdefghijklmnop
 FILES=$WORK/files
 make_files "$FILES"
+php_fpm_start "$WORK" "" sg || TARGETS=${TARGETS/fastcgi/}
 
 # Total instructions of one proxy run that served `count` requests of a target.
 total_for() { # bin target count
@@ -54,6 +57,8 @@ total_for() { # bin target count
   port=$(free_port)
   if [ "$target" = basic ]; then
     sg_basic_conf "$WORK/sg.toml" "$port" "$WORK/users" 1
+  elif [ "$target" = fastcgi ]; then
+    sg_fastcgi_conf "$WORK/sg.toml" "$port" "$FPM_PORT_sg" "$WORK" 1
   else
     sg_conf "$WORK/sg.toml" "$port" 'kind = "memory"' 1
   fi
@@ -69,6 +74,7 @@ total_for() { # bin target count
     new) url=/new/ ;;
     files) url=/files/4k.html ;;
     basic) url=/basic/; hdr=(-H "$BASIC_RIGHT") ;;
+    fastcgi) url=/hello.php ;;
   esac
   ab -q -k -c 8 -n "$count" "${hdr[@]}" "http://127.0.0.1:$port$url" > "$WORK/ab.log"
   grep -q '^Non-2xx' "$WORK/ab.log" && { echo "instructions: $target answered non-2xx" >&2; exit 1; }

@@ -8,8 +8,13 @@
 #   (f) sessiongate with the Redis store, logged-in session
 #   (g) Apache httpd with mod_session + mod_auth_form, logged in (the
 #       legacy way of adding sessions; runs when apache2 is installed)
-#   (h) nginx serving a 4 KiB static file    (s) sessiongate serving the
-#       same file from a static: route (public); its ratio is to (h)
+#   (k) nginx serving a 4 KiB static file    (s) sessiongate serving the
+#       same file from a static: route (public); its ratio is to (k)
+#   (h) nginx, fastcgi_pass to php-fpm   (i) sessiongate, a fastcgi route to
+#       php-fpm: the same hello-world script, each to a php-fpm pool of its
+#       own (FPM_CHILDREN=4 children; nginx keeps that many connections,
+#       sessiongate's upstream_max_connections is that); runs when php-fpm
+#       is installed. (i)'s ratio is to (h).
 #
 # Servers (upstream, proxy, Redis) share one core, the load generator (wrk)
 # has the other; nginx runs one worker and sessiongate one tokio worker
@@ -18,7 +23,7 @@
 # the targets then run in REPEAT rounds, each round visiting every target
 # in turn, so that a slow minute of a shared machine falls on all of them
 # alike. The median of each target's rounds is kept; ratios are to (b), or
-# to (b2) for the two-core pair, and to (h) for the static file.
+# to (b2) for the two-core pair, to (k) for the static file, and to (h) for FastCGI.
 #
 # Usage: bench/run.sh            (DURATION=10s CONNS=64 REPEAT=3 by default)
 #        ONLY="b d" bench/run.sh  (only the targets named; (b) is the base of the ratios)
@@ -207,6 +212,33 @@ if [ "$APACHE_OK" = 1 ]; then
     | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \(session=[^;]*\).*/\1/p')
 fi
 
+# (h) and (i): php-fpm, one pool each, on the servers' core.
+PHP_OK=0
+if php_fpm_start "$WORK" "$SERVER_CORE" ngx sg; then
+  NGXP=$(free_port); SGP=$(free_port)
+  nginx_conf nginxphp 1 "
+  upstream php { server 127.0.0.1:$FPM_PORT_ngx; keepalive $FPM_CHILDREN; }
+  server {
+    listen 127.0.0.1:$NGXP;
+    root $WORK/php;
+    location ~ \.php\$ {
+      fastcgi_pass php;
+      fastcgi_keep_conn on;
+      include /etc/nginx/fastcgi_params;
+      fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
+    }
+  }"
+  taskset -c "$SERVER_CORE" nginx -c "$WORK/nginxphp/nginx.conf" -g 'daemon off;' & PIDS+=($!)
+  sg_fastcgi_conf "$WORK/sgp.toml" "$SGP" "$FPM_PORT_sg" "$WORK" 1
+  taskset -c "$SERVER_CORE" "$BIN" --config "$WORK/sgp.toml" > "$WORK/sgp.log" & PIDS+=($!)
+  wait_port "$NGXP"; wait_port "$SGP"
+  for port in "$NGXP" "$SGP"; do
+    curl -s "http://127.0.0.1:$port/hello.php" | grep -q 'hello from php' \
+      || { echo "bench: php-fpm does not answer through port $port" >&2; exit 1; }
+  done
+  PHP_OK=1
+fi
+
 # The targets, in the order of every round and of the table:
 # label|pin or free|url|cookie
 TARGETS=(
@@ -223,8 +255,12 @@ TARGETS=(
 )
 [ "$REDIS_OK" = 1 ] && TARGETS+=("(f) sessiongate redis store|pin|http://127.0.0.1:$SGR/session/|$RCOOKIE")
 [ "$APACHE_OK" = 1 ] && TARGETS+=("(g) Apache mod_session, logged in|pin|http://127.0.0.1:$AP/public/|$ACOOKIE")
+[ "$PHP_OK" = 1 ] && TARGETS+=(
+  "(h) nginx fastcgi_pass to php-fpm|pin|http://127.0.0.1:$NGXP/hello.php|"
+  "(i) sessiongate fastcgi to php-fpm|pin|http://127.0.0.1:$SGP/hello.php|"
+)
 TARGETS+=(
-  "(h) nginx, 4 KiB static file|pin|http://127.0.0.1:$NGX/files/4k.html|"
+  "(k) nginx, 4 KiB static file|pin|http://127.0.0.1:$NGX/files/4k.html|"
   "(s) sessiongate, 4 KiB static: file|pin|http://127.0.0.1:$SG/files/4k.html|"
 )
 TARGETS+=(
@@ -273,13 +309,14 @@ done
 
 base=${R["(b) nginx reverse proxy"]:-}; base=${base%% *}
 base2=${R["(b2) nginx, 2 workers"]:-}; base2=${base2%% *}
-base_files=${R["(h) nginx, 4 KiB static file"]:-}; base_files=${base_files%% *}
+base_files=${R["(k) nginx, 4 KiB static file"]:-}; base_files=${base_files%% *}
+base3=${R["(h) nginx fastcgi_pass to php-fpm"]:-}; base3=${base3%% *}
 printf '\n| target | req/s | vs nginx | p50 ms | p99 ms | non-2xx |\n|---|---:|---:|---:|---:|---:|\n'
 for t in "${TARGETS[@]}"; do
   label=${t%%|*}
   [ -n "${R[$label]:-}" ] || continue
   read -r rps p50 p99 bad <<<"${R[$label]}"
-  b=$base; case $label in "(b2)"*|"(d2)"*) b=$base2;; "(h)"*|"(s)"*) b=$base_files;; esac
+  b=$base; case $label in "(b2)"*|"(d2)"*) b=$base2;; "(k)"*|"(s)"*) b=$base_files;; "(h)"*|"(i)"*) b=$base3;; esac
   ratio=-; [ -n "$b" ] && ratio=$(printf '%.2fx' "$(echo "$rps / $b" | bc -l)")
   printf '| %s | %s | %s | %s | %s | %s |\n' "$label" "$rps" "$ratio" "$p50" "$p99" "$bad"
 done

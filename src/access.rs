@@ -278,6 +278,7 @@ mod tests {
             access: Access::Public,
             basic_auth: false,
             allow: None,
+            env: Default::default(),
         }
     }
 

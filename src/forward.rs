@@ -1,5 +1,5 @@
-//! The forward stage: a route's target (an HTTP upstream, the CGI gateway
-//! or a directory of static files) answers the prepared request.
+//! The forward stage: a route's target (an HTTP upstream, the CGI gateway,
+//! a directory of static files, or a FastCGI server) answers the prepared request.
 //!
 //! Failures come back as the targets' own error types and become statuses
 //! in [`crate::respond`]; a failure caused by the client's own body (broken
@@ -13,7 +13,8 @@ use http::{Request, Response};
 use crate::body::ResponseBody;
 use crate::forwarded::{ClientInfo, ConnInfo};
 use crate::respond::{BAD_BODY, Reject};
-use crate::upstream::cgi::{CgiContext, CgiGateway};
+use crate::upstream::cgi::{AuthType, CgiContext, CgiGateway};
+use crate::upstream::fastcgi::FastCgiUpstream;
 use crate::upstream::files::StaticFiles;
 use crate::upstream::http::HttpUpstream;
 use crate::upstream::request_body::{ClientBodyFailure, RequestBody};
@@ -26,6 +27,8 @@ pub enum Target {
     Cgi(CgiGateway),
     /// A `static:DIR` directory.
     Static(StaticFiles),
+    /// A FastCGI server (`fastcgi://`, `fastcgi:unix:`) and a route's root.
+    FastCgi(FastCgiUpstream),
 }
 
 /// What a target needs to know of the exchange besides the request.
@@ -41,6 +44,9 @@ pub struct Hop<'a> {
     pub timeout: Duration,
     /// Says whether the client's body broke while it was read.
     pub body_failure: &'a ClientBodyFailure,
+    /// The signed-in user and how they signed in: `REMOTE_USER` and
+    /// `AUTH_TYPE` for scripts; `None` for anyone else.
+    pub remote_user: Option<(&'a str, AuthType)>,
 }
 
 impl Target {
@@ -61,13 +67,7 @@ impl Target {
                 .await?
                 .map(ResponseBody::upstream)),
             Target::Cgi(gateway) => {
-                let ctx = CgiContext {
-                    remote_addr: SocketAddr::new(hop.client.ip, hop.conn.peer.port()),
-                    local_addr: hop.conn.local,
-                    https: hop.client.https,
-                    route_prefix: hop.route_path.to_owned(),
-                };
-                match Box::pin(gateway.serve(req, &ctx)).await {
+                match Box::pin(gateway.serve(req, &script_context(hop))).await {
                     Ok(resp) => Ok(resp.map(ResponseBody::stream)),
                     // The script failed because the client's body broke.
                     Err(_) if hop.body_failure.happened() => Err(Reject::BadRequest(BAD_BODY)),
@@ -75,6 +75,26 @@ impl Target {
                 }
             }
             Target::Static(files) => Ok(files.serve(req, hop.route_path).await?),
+            Target::FastCgi(upstream) => {
+                let ctx = script_context(hop);
+                match Box::pin(upstream.serve(req, &ctx, hop.timeout)).await {
+                    Ok(resp) => Ok(resp.map(ResponseBody::stream)),
+                    Err(_) if hop.body_failure.happened() => Err(Reject::BadRequest(BAD_BODY)),
+                    Err(e) => Err(e.into()),
+                }
+            }
         }
+    }
+}
+
+/// What a script learns of the exchange besides the request (CGI and
+/// FastCGI alike).
+fn script_context(hop: &Hop<'_>) -> CgiContext {
+    CgiContext {
+        remote_addr: SocketAddr::new(hop.client.ip, hop.conn.peer.port()),
+        local_addr: hop.conn.local,
+        https: hop.client.https,
+        route_prefix: hop.route_path.to_owned(),
+        remote_user: hop.remote_user.map(|(user, how)| (user.into(), how)),
     }
 }

@@ -22,7 +22,8 @@
 //!   login::basic    HTTP Basic on basic_auth routes (throttle, cache, argon2)
 //!   session::found  cookie -> signature -> one store lookup
 //!   upstream::request_headers  strip client session headers, inject ours
-//!   forward         to the route's target: upstream::http or upstream::cgi
+//!   forward         to the route's target: upstream::http, upstream::cgi
+//!                   or upstream::fastcgi
 //!   upstream::control  take the backend's control headers
 //!   upgrade         WebSocket handshakes: open the tunnel, copy both ways
 //!   session::commit  apply the change atomically in the store

@@ -48,6 +48,7 @@ use crate::session::{
 };
 use crate::setup::{Route, Setup};
 use crate::upgrade::{self, Handshake, PendingTunnel, SessionWatch};
+use crate::upstream::cgi::AuthType;
 use crate::upstream::control::take_control;
 use crate::upstream::request_body::{ClientBodyFailure, RequestBody};
 use crate::upstream::request_headers::{self, Injection, Rewrite, Subject};
@@ -79,6 +80,8 @@ struct Exchange<'a> {
     /// The route's request counters (those of "no route" until one matched).
     meter: &'a RouteMeter,
     user: Option<Arc<str>>,
+    /// How the user proved who they are (`AUTH_TYPE` for scripts).
+    auth: AuthType,
     /// The signed-in user's groups, joined by commas (see
     /// [`Setup::groups_of`]).
     groups: Option<String>,
@@ -149,6 +152,7 @@ impl Gate {
             route: setup.no_route_label.clone(),
             meter: setup.meters.no_route(),
             user: None,
+            auth: AuthType::Session,
             groups: None,
             session: None,
         };
@@ -299,6 +303,7 @@ impl Gate {
                 // No session: none is looked up, started or stored for it.
                 *hold = Some(Hold::Basic);
                 ex.user = Some(user.clone());
+                ex.auth = AuthType::Basic;
                 let caller = Caller::Basic(user);
                 let pass = Pass {
                     current: None,
@@ -549,6 +554,9 @@ impl<'a> Exchange<'a> {
             route_path: &route.config.path,
             timeout: self.setup.config.server.upstream_timeout,
             body_failure,
+            // The user of the session forwarded: set by the access decision,
+            // changed by the commit only after the backend has answered.
+            remote_user: self.user.as_deref().map(|u| (u, self.auth)),
         }
     }
 

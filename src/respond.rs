@@ -7,6 +7,7 @@ use http::{Response, StatusCode};
 use crate::body::ResponseBody;
 use crate::login::escape_html;
 use crate::upstream::cgi::CgiError;
+use crate::upstream::fastcgi::FastCgiError;
 use crate::upstream::files::{ALLOWED_METHODS, StaticError};
 use crate::upstream::http::UpstreamError;
 
@@ -75,6 +76,9 @@ pub enum Reject {
     /// A WebSocket handshake to a route that cannot take one (CGI).
     #[error("upgrade not supported")]
     UpgradeNotSupported,
+    /// A request body larger than the target can take.
+    #[error("request body too large")]
+    PayloadTooLarge,
 }
 
 impl Reject {
@@ -95,6 +99,7 @@ impl Reject {
             Reject::Forbidden => StatusCode::FORBIDDEN,
             Reject::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Reject::UpgradeNotSupported => StatusCode::NOT_IMPLEMENTED,
+            Reject::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
@@ -121,6 +126,7 @@ impl Reject {
             Reject::Forbidden => "Access to this address is forbidden.",
             Reject::Internal => "Something went wrong inside the gateway.",
             Reject::UpgradeNotSupported => "This address does not take WebSocket connections.",
+            Reject::PayloadTooLarge => "The request body is too large.",
         }
     }
 
@@ -241,6 +247,23 @@ impl From<StaticError> for Reject {
             StaticError::Config(detail) | StaticError::Io(detail) => {
                 tracing::error!(target: "files", detail = %detail, "static file not served");
                 Reject::Internal
+            }
+        }
+    }
+}
+
+impl From<FastCgiError> for Reject {
+    /// The status for a FastCGI failure; details go to the log only.
+    fn from(e: FastCgiError) -> Self {
+        match e {
+            FastCgiError::NotFound => Reject::NotFound,
+            FastCgiError::Busy => Reject::Busy,
+            FastCgiError::Timeout => Reject::GatewayTimeout,
+            FastCgiError::ClientBody => Reject::BadRequest(BAD_BODY),
+            FastCgiError::BodyTooLarge => Reject::PayloadTooLarge,
+            FastCgiError::BadGateway(detail) => {
+                tracing::warn!(target: "fastcgi", detail = %detail, "FastCGI request failed");
+                Reject::BadGateway
             }
         }
     }
@@ -371,6 +394,7 @@ mod tests {
             (Reject::Forbidden, 403),
             (Reject::Internal, 500),
             (Reject::UpgradeNotSupported, 501),
+            (Reject::PayloadTooLarge, 413),
         ];
         for (reject, status) in cases {
             let resp = reject.clone().into_response("/.sessiongate/login");
@@ -445,6 +469,17 @@ mod tests {
         }
         let resp = Reject::Throttled { retry_after: 42 }.into_response("/.sessiongate/login");
         assert_eq!(resp.headers()[header::RETRY_AFTER], "42");
+    }
+
+    #[test]
+    fn every_fastcgi_error_has_its_status() {
+        let status = |e: FastCgiError| Reject::from(e).status().as_u16();
+        assert_eq!(status(FastCgiError::NotFound), 404);
+        assert_eq!(status(FastCgiError::Busy), 503);
+        assert_eq!(status(FastCgiError::Timeout), 504);
+        assert_eq!(status(FastCgiError::ClientBody), 400);
+        assert_eq!(status(FastCgiError::BodyTooLarge), 413);
+        assert_eq!(status(FastCgiError::BadGateway("x".into())), 502);
     }
 
     #[test]

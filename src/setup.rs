@@ -8,13 +8,14 @@ use std::sync::Arc;
 
 use crate::access::{RouteId, RouteTable};
 use crate::canonical;
-use crate::config::{Access, Allowed, Config, RouteConfig, Upstream};
+use crate::config::{Access, Allowed, Config, FastCgiServer, RouteConfig, Upstream};
 use crate::forward::Target;
 use crate::login::endpoints::LoginDesk;
 use crate::login::groups::GroupsSource;
 use crate::metrics::{RouteMeter, RouteMeters, RouteRegistry};
 use crate::session::SessionRules;
 use crate::upstream::cgi::{CgiGateway, CgiOptions};
+use crate::upstream::fastcgi::{FastCgiServerPool, FastCgiUpstream};
 use crate::upstream::files::StaticFiles;
 use crate::upstream::http::HttpUpstream;
 
@@ -212,6 +213,7 @@ fn build_targets(config: &Config, routes: &Arc<RouteTable>) -> Result<Vec<Target
     let upstream_tls = Arc::new(upstream_tls);
     let mut origins: HashMap<(&http::uri::Scheme, &http::uri::Authority), HttpUpstream> =
         HashMap::new();
+    let mut fastcgi_servers: HashMap<&FastCgiServer, FastCgiServerPool> = HashMap::new();
     let mut targets = Vec::with_capacity(config.routes.len());
     for route in &config.routes {
         let failed = |message: String| SetupError::Route {
@@ -236,7 +238,8 @@ fn build_targets(config: &Config, routes: &Arc<RouteTable>) -> Result<Vec<Target
                     max_queue: config.server.cgi_max_concurrent * CGI_QUEUE_PER_SLOT,
                 };
                 let gateway = CgiGateway::new(dir, options)
-                    .map_err(|e| failed(format!("CGI directory {}: {e}", dir.display())))?;
+                    .map_err(|e| failed(format!("CGI directory {}: {e}", dir.display())))?
+                    .with_settings(route.env.clone());
                 // A script's local redirect is followed inside the gateway
                 // only when the new path stays on this same route; any other
                 // path goes back to the browser, so that it passes through
@@ -259,6 +262,15 @@ fn build_targets(config: &Config, routes: &Arc<RouteTable>) -> Result<Vec<Target
                     StaticFiles::new(dir, private)
                         .map_err(|e| failed(format!("static directory {}: {e}", dir.display())))?,
                 )
+            }
+            Upstream::FastCgi(fastcgi) => {
+                let pool = fastcgi_servers.entry(&fastcgi.server).or_insert_with(|| {
+                    FastCgiServerPool::new(
+                        fastcgi.server.clone(),
+                        config.server.upstream_max_connections,
+                    )
+                });
+                Target::FastCgi(FastCgiUpstream::new(pool, fastcgi, route.env.clone()))
             }
         });
     }

@@ -35,6 +35,7 @@ mod secrets;
 mod summary;
 mod validate;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -53,7 +54,9 @@ pub use secrets::{
     resolve_secret,
 };
 use validate::validate;
-pub use validate::{normalize_header_name, parse_socket_addr, parse_upstream};
+pub use validate::{
+    RESERVED_SCRIPT_VARIABLES, normalize_header_name, parse_socket_addr, parse_upstream,
+};
 
 /// Where the proxy looks for its config when neither `--config` nor
 /// `$SESSIONGATE_CONFIG` names one.
@@ -418,6 +421,53 @@ pub enum Upstream {
     Cgi(PathBuf),
     /// A directory of files served as they are.
     Static(PathBuf),
+    /// A FastCGI server (php-fpm) that runs the scripts under `root`.
+    FastCgi(FastCgiRoute),
+}
+
+impl Upstream {
+    /// Whether the upstream runs scripts, which take `env` settings.
+    pub fn runs_scripts(&self) -> bool {
+        matches!(self, Upstream::Cgi(_) | Upstream::FastCgi(_))
+    }
+}
+
+/// Where a FastCGI server listens.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FastCgiServer {
+    /// `fastcgi://HOST:PORT`
+    Tcp {
+        /// Host name or address, without IPv6 brackets.
+        host: String,
+        /// TCP port.
+        port: u16,
+    },
+    /// `fastcgi:unix:PATH`
+    Unix(PathBuf),
+}
+
+impl fmt::Display for FastCgiServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FastCgiServer::Tcp { host, port } if host.contains(':') => {
+                write!(f, "fastcgi://[{host}]:{port}")
+            }
+            FastCgiServer::Tcp { host, port } => write!(f, "fastcgi://{host}:{port}"),
+            FastCgiServer::Unix(path) => write!(f, "fastcgi:unix:{}", path.display()),
+        }
+    }
+}
+
+/// A `fastcgi` route's upstream: the server, and where its scripts are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FastCgiRoute {
+    /// The server.
+    pub server: FastCgiServer,
+    /// `root`: the document root as the FastCGI server sees it (absolute,
+    /// without a trailing `/`); `SCRIPT_FILENAME` is this + the request path.
+    pub root: String,
+    /// `index`: the script run for a path ending in `/`.
+    pub index: String,
 }
 
 impl fmt::Display for Upstream {
@@ -426,9 +476,13 @@ impl fmt::Display for Upstream {
             Upstream::Http { scheme, authority } => write!(f, "{scheme}://{authority}"),
             Upstream::Cgi(dir) => write!(f, "cgi:{}", dir.display()),
             Upstream::Static(dir) => write!(f, "static:{}", dir.display()),
+            Upstream::FastCgi(route) => route.server.fmt(f),
         }
     }
 }
+
+/// The script a `fastcgi` route runs for a path ending in `/`.
+pub const DEFAULT_FASTCGI_INDEX: &str = "index.php";
 
 /// One `[[route]]`.
 #[derive(Debug, Clone)]
@@ -447,6 +501,9 @@ pub struct RouteConfig {
     /// On a `login` route: who of the signed-in users may enter; any of
     /// them when `None`.
     pub allow: Option<Vec<Allowed>>,
+    /// Variables added to every script's environment (`env`; `cgi:` and
+    /// `fastcgi` routes only).
+    pub env: ScriptEnv,
 }
 
 /// One entry of a route's `allow` list.
@@ -464,6 +521,39 @@ impl fmt::Display for Allowed {
             Allowed::User(name) => write!(f, "user:{name}"),
             Allowed::Group(name) => write!(f, "group:{name}"),
         }
+    }
+}
+
+/// A route's `env`, with secrets resolved. Its values may be secrets, so
+/// its `Debug` shows the names alone.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ScriptEnv(BTreeMap<String, String>);
+
+impl ScriptEnv {
+    /// Settings from names to values (already checked).
+    pub fn new(settings: BTreeMap<String, String>) -> Self {
+        ScriptEnv(settings)
+    }
+
+    /// Whether there is no setting.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The settings, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The names set, for `check`'s summary.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+}
+
+impl fmt::Debug for ScriptEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.names()).finish()
     }
 }
 

@@ -209,6 +209,9 @@ pub(super) struct RawRoute {
     pub(super) access: Access,
     pub(super) basic_auth: Option<Spanned<bool>>,
     pub(super) allow: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) env: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    pub(super) root: Option<Spanned<String>>,
+    pub(super) index: Option<Spanned<String>>,
 }
 
 /// Routes are public unless they say otherwise.

@@ -103,6 +103,14 @@ impl Config {
                 if route.basic_auth { " +basic" } else { "" }
             )?;
             writeln!(out, "      who may enter: {}", route.who_may_enter())?;
+            if let super::Upstream::FastCgi(fastcgi) = &route.upstream {
+                writeln!(out, "    root {}, index {}", fastcgi.root, fastcgi.index)?;
+            }
+            if !route.env.is_empty() {
+                // Names only: values may be secrets.
+                let names: Vec<&str> = route.env.names().collect();
+                writeln!(out, "    env: {}", names.join(", "))?;
+            }
         }
         Ok(())
     }

@@ -17,7 +17,8 @@
 //! (the whole process group is killed at the end), and their stderr goes to
 //! the log, never to the client.
 
-mod environment;
+// Shared with the FastCGI gateway, which gives scripts the same environment.
+pub(crate) mod environment;
 mod locate;
 // Public for the fuzz targets in fuzz/ (a separate crate): the header-block
 // parser reads what a script prints, and it is the only part of the gateway
@@ -39,6 +40,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 pub use process::CgiBody;
 
+use crate::config::ScriptEnv;
 use environment::RequestFacts;
 
 /// How many local redirects one request may follow (RFC 3875 section 6.2.2).
@@ -75,6 +77,30 @@ pub struct CgiContext {
     /// DIR/members.cgi. Local redirects are followed inside the gateway only
     /// within this route.
     pub route_prefix: String,
+    /// The signed-in user and how they signed in (`REMOTE_USER`,
+    /// `AUTH_TYPE`); `None` for an anonymous visitor. Never taken from
+    /// anything the client sent.
+    pub remote_user: Option<(Arc<str>, AuthType)>,
+}
+
+/// How a visitor proved who they are, as a script reads it in `AUTH_TYPE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthType {
+    /// A cookie session signed in through a login form: `Form`, the value
+    /// Apache's mod_auth_form gives.
+    Session,
+    /// HTTP Basic credentials checked by the proxy on this request: `Basic`.
+    Basic,
+}
+
+impl AuthType {
+    /// The value of `AUTH_TYPE`.
+    pub fn cgi_value(self) -> &'static str {
+        match self {
+            AuthType::Session => "Form",
+            AuthType::Basic => "Basic",
+        }
+    }
 }
 
 /// Why the gateway could not answer with a script's response.
@@ -107,6 +133,8 @@ pub enum CgiError {
 pub struct CgiGateway {
     shared: Arc<Shared>,
     redirect_check: Option<Arc<RedirectCheck>>,
+    /// The route's `env` settings, added to every script's environment.
+    settings: Arc<ScriptEnv>,
 }
 
 /// See [`CgiGateway::with_local_redirect_check`].
@@ -118,6 +146,7 @@ impl std::fmt::Debug for CgiGateway {
             .field("dir", &self.shared.dir)
             .field("options", &self.shared.options)
             .field("redirect_check", &self.redirect_check.is_some())
+            .field("settings", &self.settings)
             .finish()
     }
 }
@@ -163,7 +192,15 @@ impl CgiGateway {
                 queued: AtomicUsize::new(0),
             }),
             redirect_check: None,
+            settings: Arc::default(),
         })
+    }
+
+    /// Adds `settings` to every script's environment (a route's `env`, as
+    /// Apache's `SetEnv`). They never replace a variable the gateway sets.
+    pub fn with_settings(mut self, settings: ScriptEnv) -> Self {
+        self.settings = Arc::new(settings);
+        self
     }
 
     /// Narrows which local redirects the gateway follows itself.
@@ -249,7 +286,9 @@ impl CgiGateway {
                 Some(slot) => Arc::clone(slot),
                 None => Arc::clone(slot.insert(Arc::new(self.take_slot().await?))),
             };
-            let env = environment::build(&request, &script, &self.shared.dir, ctx);
+            let paths = environment::ScriptPaths::cgi(&script, &self.shared.dir);
+            let mut env = environment::build(&request, &paths, ctx);
+            environment::add_settings(&mut env, &self.settings);
             let mut run = process::spawn(
                 &script,
                 &env,

@@ -1,8 +1,9 @@
-//! Where requests go: HTTP upstreams, the CGI gateway and static files, and
-//! the headers rewritten on the way there and back.
+//! Where requests go: HTTP upstreams, the CGI gateway, FastCGI servers and
+//! static files, and the headers rewritten on the way there and back.
 
 pub mod cgi;
 pub mod control;
+pub mod fastcgi;
 pub mod files;
 pub mod hop_by_hop;
 pub mod http;

@@ -83,6 +83,7 @@ fn context(route_prefix: &str) -> CgiContext {
         local_addr: "127.0.0.1:8080".parse().expect("address"),
         https: true,
         route_prefix: route_prefix.to_owned(),
+        remote_user: None,
     }
 }
 

@@ -8,6 +8,7 @@ mod headers;
 mod log;
 mod login;
 mod routes;
+mod script_env;
 mod section;
 mod server;
 mod session;
@@ -26,6 +27,7 @@ use log::validate_log;
 use login::validate_login;
 pub use routes::parse_upstream;
 use routes::validate_routes;
+pub use script_env::RESERVED_SCRIPT_VARIABLES;
 use section::Section;
 pub use server::parse_socket_addr;
 use server::validate_server;
@@ -52,7 +54,7 @@ pub(super) fn validate(
         .map_or(LoginSource::UsersFile, |s| *s.get_ref());
     let login = validate_login(raw.login, r);
     let headers = validate_headers(raw.headers, r);
-    let routes = validate_routes(raw.route, login_source, r);
+    let routes = validate_routes(raw.route, login_source, r, secrets);
     let admin = validate_admin(raw.admin, r, secrets);
     let log = validate_log(raw.log, r);
 

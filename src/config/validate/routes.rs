@@ -5,18 +5,24 @@ use std::path::PathBuf;
 
 use toml::Spanned;
 
+use super::script_env::script_env;
 use super::{Section, is_plain_path};
 use crate::config::raw::RawRoute;
 use crate::config::report::Reporter;
-use crate::config::{Access, Allowed, LoginSource, RouteConfig, Upstream};
+use crate::config::secrets::SecretSource;
+use crate::config::{
+    Access, Allowed, DEFAULT_FASTCGI_INDEX, FastCgiRoute, FastCgiServer, LoginSource, RouteConfig,
+    Upstream,
+};
 
-/// Checks every `[[route]]`: no two for the same host and path, and
-/// `basic_auth` only where a users file can check it (`login_source` is
-/// `[login] source` as written, or its default).
+/// Checks every `[[route]]`: no two for the same host and path, `basic_auth`
+/// only where a users file can check it (`login_source` is `[login] source`
+/// as written, or its default); `env` secrets are read from `secrets`.
 pub(super) fn validate_routes(
     raw: Vec<Spanned<RawRoute>>,
     login_source: LoginSource,
     r: &mut Reporter<'_>,
+    secrets: &dyn SecretSource,
 ) -> Option<Vec<RouteConfig>> {
     let mut s = Section::new(r);
     let mut routes = Vec::new();
@@ -37,6 +43,21 @@ pub(super) fn validate_routes(
         let allow = route
             .allow
             .map(|list| allow_list(list, route.access, &mut s));
+        let runs_scripts = upstream.as_ref().is_none_or(Upstream::runs_scripts);
+        let env = script_env(route.env, runs_scripts, secrets, &mut s);
+        let upstream = match upstream {
+            Some(Upstream::FastCgi(fastcgi)) => {
+                script_root(fastcgi, route.root, route.index, start, &mut s)
+            }
+            other => {
+                for key in [&route.root, &route.index].into_iter().flatten() {
+                    if other.is_some() {
+                        s.error(key, "root and index are for fastcgi routes only");
+                    }
+                }
+                other
+            }
+        };
         if let Some(upstream) = upstream {
             routes.push(RouteConfig {
                 path,
@@ -45,6 +66,7 @@ pub(super) fn validate_routes(
                 access: route.access,
                 basic_auth,
                 allow,
+                env,
             });
         }
     }
@@ -160,8 +182,44 @@ fn route_host(raw: Spanned<String>, s: &mut Section<'_, '_>) -> String {
     lower
 }
 
+/// A `fastcgi` route's `root` (required: an absolute path) and `index` (a
+/// file name); `start` is where the route begins, for a missing `root`.
+fn script_root(
+    mut fastcgi: FastCgiRoute,
+    root: Option<Spanned<String>>,
+    index: Option<Spanned<String>>,
+    start: usize,
+    s: &mut Section<'_, '_>,
+) -> Option<Upstream> {
+    let Some(root) = root else {
+        s.error_at(
+            start,
+            "a fastcgi route needs root: the document root as the FastCGI server sees it, e.g. root = \"/var/www/site\"",
+        );
+        return None;
+    };
+    if !root.get_ref().starts_with('/') || root.get_ref().contains('\0') {
+        s.error(&root, "root must be an absolute path");
+        return None;
+    }
+    fastcgi.root = root.get_ref().trim_end_matches('/').to_owned();
+    if let Some(index) = index {
+        let name = index.get_ref();
+        if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+            s.error(
+                &index,
+                "index must be a file name, e.g. index = \"index.php\"",
+            );
+            return None;
+        }
+        fastcgi.index = index.into_inner();
+    }
+    Some(Upstream::FastCgi(fastcgi))
+}
+
 /// Parses a route's `upstream`: `http://host:port`, `https://host:port`,
-/// `cgi:DIR` or `static:DIR`.
+/// `cgi:DIR`, `static:DIR`, `fastcgi://host:port` or `fastcgi:unix:PATH`
+/// (whose `root` and `index` come from the route's keys).
 pub fn parse_upstream(s: &str) -> Result<Upstream, String> {
     if let Some(dir) = s.strip_prefix("cgi:") {
         if dir.is_empty() {
@@ -177,6 +235,15 @@ pub fn parse_upstream(s: &str) -> Result<Upstream, String> {
         }
         return Ok(Upstream::Static(PathBuf::from(dir)));
     }
+    if s.starts_with("fastcgi:") {
+        return parse_fastcgi(s).map(|server| {
+            Upstream::FastCgi(FastCgiRoute {
+                server,
+                root: String::new(),
+                index: DEFAULT_FASTCGI_INDEX.to_owned(),
+            })
+        });
+    }
     let uri: http::Uri = s
         .parse()
         .map_err(|e| format!("upstream {s:?} is not a URL: {e}"))?;
@@ -185,7 +252,7 @@ pub fn parse_upstream(s: &str) -> Result<Upstream, String> {
         Some("https") => http::uri::Scheme::HTTPS,
         _ => {
             return Err(format!(
-                "upstream {s:?} must start with http://, https://, cgi: or static:"
+                "upstream {s:?} must start with http://, https://, cgi:, static: or fastcgi:"
             ));
         }
     };
@@ -203,6 +270,39 @@ pub fn parse_upstream(s: &str) -> Result<Upstream, String> {
         return Err(format!("upstream {s:?} must not hold credentials"));
     }
     Ok(Upstream::Http { scheme, authority })
+}
+
+/// `fastcgi://host:port` or `fastcgi:unix:PATH`.
+fn parse_fastcgi(s: &str) -> Result<FastCgiServer, String> {
+    if let Some(path) = s.strip_prefix("fastcgi:unix:") {
+        if path.is_empty() || path.contains('\0') {
+            return Err(
+                "fastcgi:unix: needs a socket path, e.g. \"fastcgi:unix:/run/php/php-fpm.sock\""
+                    .into(),
+            );
+        }
+        return Ok(FastCgiServer::Unix(PathBuf::from(path)));
+    }
+    let wrong = || {
+        format!(
+            "upstream {s:?}: write fastcgi://HOST:PORT (e.g. fastcgi://127.0.0.1:9000) or fastcgi:unix:PATH"
+        )
+    };
+    let authority = s.strip_prefix("fastcgi://").ok_or_else(wrong)?;
+    let authority: http::uri::Authority = authority.parse().map_err(|_| wrong())?;
+    if authority.as_str().contains('@') {
+        return Err(wrong());
+    }
+    let port = authority.port_u16().filter(|&p| p != 0).ok_or_else(wrong)?;
+    let host = authority.host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    Ok(FastCgiServer::Tcp {
+        host: host.to_owned(),
+        port,
+    })
 }
 
 #[cfg(test)]
@@ -281,6 +381,89 @@ mod tests {
         ] {
             let errs = config_with(route, &format!("[login]\nbasic_realm = {bad}\n")).unwrap_err();
             assert!(errs[0].1.contains("login.basic_realm"), "{bad}: {errs:?}");
+        }
+    }
+
+    #[test]
+    fn fastcgi_upstreams_parse() {
+        let server = |s: &str| match parse_upstream(s) {
+            Ok(Upstream::FastCgi(route)) => Ok(route.server),
+            Ok(other) => panic!("{s}: {other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(
+            server("fastcgi://127.0.0.1:9000"),
+            Ok(FastCgiServer::Tcp {
+                host: "127.0.0.1".into(),
+                port: 9000
+            })
+        );
+        assert_eq!(
+            server("fastcgi://[::1]:9000"),
+            Ok(FastCgiServer::Tcp {
+                host: "::1".into(),
+                port: 9000
+            })
+        );
+        assert_eq!(
+            server("fastcgi:unix:/run/php/php-fpm.sock"),
+            Ok(FastCgiServer::Unix("/run/php/php-fpm.sock".into()))
+        );
+        for bad in [
+            "fastcgi://127.0.0.1",
+            "fastcgi://127.0.0.1:0",
+            "fastcgi://127.0.0.1:9000/x",
+            "fastcgi://u@h:9000",
+            "fastcgi:unix:",
+            "fastcgi:127.0.0.1:9000",
+        ] {
+            assert!(server(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn fastcgi_routes_need_a_root_and_only_they_take_one() {
+        use crate::config::testing::KEY;
+        let parse = |route: &str| {
+            format!("[session]\nsecret_keys = [\"{KEY}\"]\n\n[[route]]\npath = \"/\"\n{route}\n")
+                .parse::<crate::config::Config>()
+        };
+        let config = parse("upstream = \"fastcgi://127.0.0.1:9000\"\nroot = \"/var/www/site/\"")
+            .expect("valid");
+        let Upstream::FastCgi(route) = &config.routes[0].upstream else {
+            panic!("{:?}", config.routes[0].upstream);
+        };
+        assert_eq!(
+            (route.root.as_str(), route.index.as_str()),
+            ("/var/www/site", "index.php")
+        );
+        for (route, line, says) in [
+            ("upstream = \"fastcgi://127.0.0.1:9000\"", 4, "needs root"),
+            (
+                "upstream = \"fastcgi://127.0.0.1:9000\"\nroot = \"www\"",
+                7,
+                "absolute",
+            ),
+            (
+                "upstream = \"fastcgi://127.0.0.1:9000\"\nroot = \"/w\"\nindex = \"a/b.php\"",
+                8,
+                "file name",
+            ),
+            (
+                "upstream = \"cgi:/srv\"\nroot = \"/w\"",
+                7,
+                "fastcgi routes only",
+            ),
+            (
+                "upstream = \"http://127.0.0.1:1\"\nindex = \"i.php\"",
+                7,
+                "fastcgi routes only",
+            ),
+        ] {
+            let errors = parse(route).expect_err(route).0;
+            assert_eq!(errors.len(), 1, "{route}: {errors:?}");
+            assert_eq!(errors[0].line, line, "{route}: {errors:?}");
+            assert!(errors[0].message.contains(says), "{route}: {errors:?}");
         }
     }
 }

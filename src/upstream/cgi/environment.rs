@@ -12,6 +12,7 @@ use http::{Method, Version};
 
 use super::CgiContext;
 use super::locate::Script;
+use crate::config::ScriptEnv;
 use crate::upstream::hop_by_hop::is_hop_by_hop;
 
 /// `PATH` for scripts: the system directories, never the proxy's own `PATH`.
@@ -39,7 +40,7 @@ const WITHHELD: [HeaderName; 6] = [
 ///
 /// For a local redirect this is a GET of the new location without a body,
 /// carrying the original request's headers.
-pub(super) struct RequestFacts<'a> {
+pub(crate) struct RequestFacts<'a> {
     pub method: &'a Method,
     pub version: Version,
     pub headers: &'a HeaderMap,
@@ -58,20 +59,43 @@ pub(super) struct RequestFacts<'a> {
 }
 
 /// The environment variables for one script run, sorted by name.
-pub(super) type Environment = BTreeMap<String, Vec<u8>>;
+pub(crate) type Environment = BTreeMap<String, Vec<u8>>;
 
-/// Builds the CGI/1.1 environment for running `script` from `dir`.
-pub(super) fn build(
+/// Where the script is, as the program that runs it sees it.
+pub(crate) struct ScriptPaths<'a> {
+    /// `SCRIPT_NAME`: the URL path up to and including the script, decoded.
+    pub script_name: &'a [u8],
+    /// `SCRIPT_FILENAME`: the script's file.
+    pub filename: &'a [u8],
+    /// `PATH_INFO`: the decoded rest of the URL path, maybe empty.
+    pub path_info: &'a [u8],
+    /// `DOCUMENT_ROOT`.
+    pub document_root: &'a [u8],
+}
+
+impl<'a> ScriptPaths<'a> {
+    /// The paths of a CGI script found in `dir`.
+    pub(super) fn cgi(script: &'a Script, dir: &'a Path) -> Self {
+        ScriptPaths {
+            script_name: &script.script_name,
+            filename: script.filename.as_os_str().as_encoded_bytes(),
+            path_info: &script.path_info,
+            document_root: dir.as_os_str().as_encoded_bytes(),
+        }
+    }
+}
+
+/// Builds the CGI/1.1 environment for running the script at `script`.
+pub(crate) fn build(
     request: &RequestFacts<'_>,
-    script: &Script,
-    dir: &Path,
+    script: &ScriptPaths<'_>,
     ctx: &CgiContext,
 ) -> Environment {
     let mut env = Environment::new();
     let mut set = |name: &str, value: &[u8]| {
         env.insert(name.to_owned(), value.to_vec());
     };
-    let document_root = dir.as_os_str().as_encoded_bytes();
+    let document_root = script.document_root;
 
     set("PATH", SCRIPT_PATH.as_bytes());
     set("GATEWAY_INTERFACE", b"CGI/1.1");
@@ -98,6 +122,12 @@ pub(super) fn build(
     if ctx.https {
         set("HTTPS", b"on");
     }
+    // As Apache sets them after its own authentication: from the session
+    // alone. A client's `Remote-User` header is only ever HTTP_REMOTE_USER.
+    if let Some((user, auth_type)) = &ctx.remote_user {
+        set("REMOTE_USER", user.as_bytes());
+        set("AUTH_TYPE", auth_type.cgi_value().as_bytes());
+    }
     set("REQUEST_METHOD", request.method.as_str().as_bytes());
     let request_uri = match request.query {
         Some(query) => format!("{}?{query}", request.path),
@@ -106,16 +136,13 @@ pub(super) fn build(
     set("REQUEST_URI", request_uri.as_bytes());
     set("QUERY_STRING", request.query.unwrap_or("").as_bytes());
     set("DOCUMENT_ROOT", document_root);
-    set("SCRIPT_NAME", &script.script_name);
-    set(
-        "SCRIPT_FILENAME",
-        script.filename.as_os_str().as_encoded_bytes(),
-    );
-    set("PATH_INFO", &script.path_info);
+    set("SCRIPT_NAME", script.script_name);
+    set("SCRIPT_FILENAME", script.filename);
+    set("PATH_INFO", script.path_info);
     if !script.path_info.is_empty() {
         set(
             "PATH_TRANSLATED",
-            &[document_root, &script.path_info].concat(),
+            &[document_root, script.path_info].concat(),
         );
     }
     if request.has_body {
@@ -146,6 +173,15 @@ pub(super) fn build(
         }
     }
     env
+}
+
+/// Adds a route's `env` settings: a variable the gateway has set keeps its
+/// value (`check` refuses such names; this holds even if it did not).
+pub(crate) fn add_settings(env: &mut Environment, settings: &ScriptEnv) {
+    for (name, value) in settings.iter() {
+        env.entry(name.to_owned())
+            .or_insert_with(|| value.as_bytes().to_vec());
+    }
 }
 
 /// `HTTP_` + the header name uppercased with `-` as `_`, or `None` for a
@@ -209,6 +245,59 @@ mod tests {
         assert_eq!(without_port("[::1]:8080"), "[::1]");
         assert_eq!(without_port("[::1]"), "[::1]");
         assert_eq!(without_port("127.0.0.1:80"), "127.0.0.1");
+    }
+
+    #[test]
+    fn route_settings_cannot_name_what_the_gateway_sets() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, "text/plain".parse().expect("value"));
+        headers.insert(header::CONTENT_LENGTH, "1".parse().expect("value"));
+        headers.insert("remote-user", "mallory".parse().expect("value"));
+        let request = RequestFacts {
+            method: &Method::POST,
+            version: Version::HTTP_11,
+            headers: &headers,
+            authority_host: None,
+            path: "/x.cgi/more",
+            query: Some("a=1"),
+            has_body: true,
+            body_length: None,
+        };
+        let paths = ScriptPaths {
+            script_name: b"/x.cgi",
+            filename: b"/srv/x.cgi",
+            path_info: b"/more",
+            document_root: b"/srv",
+        };
+        let ctx = CgiContext {
+            remote_addr: "192.0.2.1:5000".parse().expect("address"),
+            local_addr: "127.0.0.1:8080".parse().expect("address"),
+            https: true,
+            route_prefix: "/".to_owned(),
+            remote_user: Some(("alice".into(), super::super::AuthType::Session)),
+        };
+        let mut env = build(&request, &paths, &ctx);
+        assert_eq!(env["REMOTE_USER"], b"alice");
+        assert_eq!(env["AUTH_TYPE"], b"Form");
+        assert_eq!(env["HTTP_REMOTE_USER"], b"mallory");
+        // Every variable the gateway sets is one `env` may not name
+        // (FastCGI adds REDIRECT_STATUS, reserved too).
+        for name in env.keys() {
+            assert!(
+                name.starts_with("HTTP_")
+                    || crate::config::RESERVED_SCRIPT_VARIABLES.contains(&name.as_str()),
+                "{name} is set by the gateway but not reserved"
+            );
+        }
+        // And a setting never replaces one of them.
+        let settings = ScriptEnv::new(
+            [("REMOTE_USER", "root"), ("APP", "1")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .into(),
+        );
+        add_settings(&mut env, &settings);
+        assert_eq!(env["REMOTE_USER"], b"alice");
+        assert_eq!(env["APP"], b"1");
     }
 
     #[test]

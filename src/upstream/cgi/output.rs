@@ -15,7 +15,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use crate::upstream::hop_by_hop::is_hop_by_hop;
 
 /// The most a header block may hold, blank line included.
-pub(super) const MAX_HEADER_BLOCK: usize = 64 * 1024;
+pub const MAX_HEADER_BLOCK: usize = 64 * 1024;
 
 /// Response headers a script may not set, besides the hop-by-hop ones
 /// ([`crate::upstream::hop_by_hop`]): the body is streamed (a miscounted

@@ -181,3 +181,116 @@ fn webdriver_ready(port: u16) -> bool {
         .and_then(|v| v.pointer("/value/ready")?.as_bool())
         .unwrap_or(false)
 }
+
+/// php-fpm (Debian's `php-fpm`) with a config of its own in a temporary
+/// directory: one pool on a loopback TCP port and one on a unix socket,
+/// each of two static children, serving the scripts of `docroot`.
+pub struct PhpFpm {
+    /// The TCP pool's address.
+    pub addr: std::net::SocketAddr,
+    /// The unix socket pool's path.
+    pub socket: PathBuf,
+    process: Proc,
+    _dir: tempfile::TempDir,
+}
+
+/// Children in each php-fpm pool: what a proxy's `upstream_max_connections`
+/// is best set to (see `upstream::fastcgi::pool`).
+pub const PHP_FPM_CHILDREN: usize = 2;
+
+impl PhpFpm {
+    /// Starts php-fpm, or says it is missing (see [`system_program`]).
+    pub async fn start() -> Option<PhpFpm> {
+        let binary = php_fpm_binary()?;
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        make_world_traversable(dir.path());
+        let port = free_port();
+        let socket = dir.path().join("php-fpm.sock");
+        // As root, php-fpm wants a user for its children, and -R to allow it.
+        let root = {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+        };
+        let user = if root {
+            "user = root\ngroup = root\n"
+        } else {
+            ""
+        };
+        let pool = |name: &str, listen: &str| {
+            format!(
+                "[{name}]\n{user}listen = {listen}\npm = static\npm.max_children = {PHP_FPM_CHILDREN}\n\
+                 pm.status_path = /fpm-status\ncatch_workers_output = yes\n"
+            )
+        };
+        let conf = format!(
+            "[global]\nerror_log = {}\ndaemonize = no\n\n{}\n{}",
+            dir.path().join("php-fpm.log").display(),
+            pool("tcp", &format!("127.0.0.1:{port}")),
+            pool("unix", &socket.display().to_string()),
+        );
+        let conf_path = dir.path().join("php-fpm.conf");
+        std::fs::write(&conf_path, conf).expect("write the php-fpm config");
+        let mut command = Command::new(&binary);
+        command
+            .arg("--fpm-config")
+            .arg(&conf_path)
+            .arg("--nodaemonize");
+        if root {
+            command.arg("--allow-to-run-as-root");
+        }
+        let mut process = Proc::spawn(command, "php-fpm");
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        process.wait_listening(addr).await;
+        let log = dir.path().join("php-fpm.log");
+        process
+            .until("both pools ready", async || {
+                socket.exists()
+                    && std::fs::read_to_string(&log)
+                        .is_ok_and(|l| l.contains("ready to handle connections"))
+            })
+            .await;
+        Some(PhpFpm {
+            addr,
+            socket,
+            process,
+            _dir: dir,
+        })
+    }
+
+    /// Kills php-fpm and all its children at once, as a crash would.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// php-fpm's log and output, for failure messages.
+    pub fn output(&self) -> String {
+        let log = std::fs::read_to_string(self._dir.path().join("php-fpm.log")).unwrap_or_default();
+        format!("{}--- php-fpm.log ---\n{log}", self.process.output())
+    }
+}
+
+/// The php-fpm binary: `php-fpm*` in /usr/sbin (Debian names it by version).
+fn php_fpm_binary() -> Option<PathBuf> {
+    let found = std::fs::read_dir("/usr/sbin").ok().and_then(|entries| {
+        entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("php-fpm"))
+            })
+            .max()
+    });
+    let found = found.map(|p| p.display().to_string());
+    let candidates: Vec<&str> = found.iter().map(String::as_str).collect();
+    system_program(
+        "php-fpm",
+        if candidates.is_empty() {
+            &["/usr/sbin/php-fpm"]
+        } else {
+            &candidates
+        },
+        "php-fpm",
+    )
+}

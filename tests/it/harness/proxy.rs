@@ -23,9 +23,15 @@ impl Proxy {
     /// Starts a proxy from config text; `listen` is forced to an ephemeral port.
     /// Time starts at a fixed instant and moves only with [`Proxy::advance`].
     pub async fn start(toml: &str) -> Proxy {
-        let mut config: Config = toml
+        let config: Config = toml
             .parse()
             .unwrap_or_else(|e| panic!("bad test config:\n{e}"));
+        Proxy::start_with(config).await
+    }
+
+    /// Starts a proxy from a config already parsed (with secrets of the
+    /// test's own, say), as [`Proxy::start`] does.
+    pub async fn start_with(mut config: Config) -> Proxy {
         config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
         // In-process proxies run from the repository root; a snapshot file
         // named by a shipped config must not be read or written from there.
