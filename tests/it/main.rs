@@ -28,6 +28,7 @@ mod login;
 mod login_blocks;
 mod persistence;
 mod proxy;
+mod real_apps;
 mod redis;
 mod redis_tls;
 mod revocation;
