@@ -379,6 +379,11 @@ pub struct HeaderNames {
     /// `{prefix}Groups`: the user's groups, to the backend; beside
     /// `{prefix}Login`, from it (control)
     pub groups: HeaderName,
+    /// `{prefix}Expired`: to the application's login page, the visitor's
+    /// session has ended
+    pub expired: HeaderName,
+    /// `{prefix}Login-Failed` (control): a wrong password, for the throttle
+    pub login_failed: HeaderName,
 }
 
 /// Who may reach a route.
