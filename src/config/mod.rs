@@ -21,6 +21,7 @@
 //! deserialize.rs  step 1: deserialize, report each bad key, retry without it
 //! validate/       step 2: one module per section, and the cross-section rules
 //! secrets.rs      env: / file: / env-or-generate: secrets, read through a SecretSource
+//! kept_key.rs     the generated key of env-or-generate:, kept beside the snapshot
 //! report.rs       byte offsets -> file:line:col errors
 //! summary.rs      the summary `sessiongate check` prints
 //! ```
@@ -29,6 +30,7 @@
 //! leaves (`canonical`, `hsts`, `accept`).
 
 mod deserialize;
+pub mod kept_key;
 mod raw;
 mod report;
 mod secrets;
@@ -215,6 +217,8 @@ pub struct SessionConfig {
     pub secret_keys: Vec<Vec<u8>>,
     /// Whether a key was generated at start because its variable was unset.
     pub generated_key: Option<String>,
+    /// Where that key is kept (beside the snapshot), when it is.
+    pub kept_key: Option<kept_key::KeptKey>,
     /// Inactivity before a session ends.
     pub idle_timeout: Duration,
     /// Absolute end of a session.

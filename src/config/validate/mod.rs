@@ -17,6 +17,7 @@ use std::path::Path;
 
 use super::raw::RawConfig;
 use super::report::Reporter;
+use super::kept_key::resolve_kept_key;
 use super::secrets::SecretSource;
 use super::{Config, LoginConfig, LoginSource, RouteConfig, SessionConfig};
 use admin::validate_admin;
@@ -41,8 +42,13 @@ pub(super) fn validate(
     secrets: &dyn SecretSource,
 ) -> Option<Config> {
     let server = validate_server(raw.server, r);
-    let session = validate_session(raw.session, r, secrets);
+    let mut session = validate_session(raw.session, r, secrets);
     let store = validate_store(raw.store, r);
+    if let (Some(session), Some(store)) = (&mut session, &store) {
+        if let Err(e) = resolve_kept_key(session, store, secrets) {
+            r.at(0, e.to_string());
+        }
+    }
     // Routes check `basic_auth` against the source as written, so that the
     // error points at the route even when `[login]` has errors of its own.
     let login_source = raw
