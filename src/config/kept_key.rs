@@ -246,7 +246,10 @@ mod tests {
     fn without_a_snapshot_nothing_is_kept() {
         let text = "[session]\nsecret_keys = [\"env-or-generate:SG_UNSET_DEMO_KEY\"]\n[store]\nsnapshot = \"\"\n[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:1\"\n";
         let c: Config = text.parse().unwrap();
-        assert_eq!(c.session.generated_key.as_deref(), Some("SG_UNSET_DEMO_KEY"));
+        assert_eq!(
+            c.session.generated_key.as_deref(),
+            Some("SG_UNSET_DEMO_KEY")
+        );
         assert_eq!(c.session.kept_key, None);
         assert!(keep(&c.session).unwrap().is_none());
     }

@@ -15,9 +15,9 @@ mod store;
 
 use std::path::Path;
 
+use super::kept_key::resolve_kept_key;
 use super::raw::RawConfig;
 use super::report::Reporter;
-use super::kept_key::resolve_kept_key;
 use super::secrets::SecretSource;
 use super::{Config, LoginConfig, LoginSource, RouteConfig, SessionConfig};
 use admin::validate_admin;
