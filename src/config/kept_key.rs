@@ -42,7 +42,7 @@ pub struct KeptKey {
 #[derive(Debug, thiserror::Error)]
 pub enum KeptKeyError {
     /// The file exists but cannot be used as a key.
-    #[error("the kept session key {}: {why}", path.display())]
+    #[error("the kept session key (env-or-generate:): {why}")]
     Unusable {
         /// The file.
         path: PathBuf,
@@ -92,7 +92,8 @@ pub(super) fn resolve_kept_key(
             let key = text.trim_end_matches(['\n', '\r']);
             if key.len() < MIN_SECRET_KEY_LEN {
                 return Err(unusable(format!(
-                    "it holds {} characters; at least {MIN_SECRET_KEY_LEN} are required (delete it to have a new one made)",
+                    "{} holds {} characters; at least {MIN_SECRET_KEY_LEN} are required (delete it to have a new one made)",
+                    path.display(),
                     key.len()
                 )));
             }
