@@ -262,12 +262,7 @@ fn run(path: &std::path::Path) -> ExitCode {
 }
 
 async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
-    if let Some(var) = &config.session.generated_key {
-        tracing::warn!(
-            "{var} is not set: using a random key generated at start. Sessions will not survive a restart. \
-             Fine for trying sessiongate out; in production set {var} (sessiongate gen-key prints one)."
-        );
-    }
+    announce_generated_key(&config)?;
     let store = sessiongate::server::build_store(&config, &Clock::System).await?;
     let running = sessiongate::server::start(config, store).await?;
     // One line per bound listener, with the port the OS gave for port 0:
@@ -294,6 +289,37 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A key made up for an `env-or-generate:` variable that is unset: kept in
+/// the data directory when there is one (written now if the load did not
+/// find it there), and said loudly either way.
+fn announce_generated_key(config: &Config) -> anyhow::Result<()> {
+    let Some(var) = &config.session.generated_key else {
+        return Ok(());
+    };
+    let advice = format!(
+        "This is for trying sessiongate out, never for production: there, set {var} \
+         (sessiongate gen-key prints a key) and write secret_keys = [\"env:{var}\"]."
+    );
+    match sessiongate::config::kept_key::keep(&config.session)? {
+        Some(kept) if kept.found => tracing::warn!(
+            file = %kept.path.display(),
+            "{var} is not set: signing sessions with the key kept in {}. {advice}",
+            kept.path.display()
+        ),
+        Some(kept) => tracing::warn!(
+            file = %kept.path.display(),
+            "{var} is not set: generated a key and kept it in {} (mode 0600), so that sessions \
+             survive a restart. {advice}",
+            kept.path.display()
+        ),
+        None => tracing::warn!(
+            "{var} is not set: using a random key generated at start (no snapshot directory to \
+             keep it in). Sessions will not survive a restart. {advice}"
+        ),
+    }
+    Ok(())
+}
+
 /// SIGHUP: a config that fails validation leaves the running one in place.
 /// The audit log is reopened either way (after logrotate moved it), where
 /// the config in force says.
@@ -310,6 +336,12 @@ fn reload_config(path: &std::path::Path, gate: &sessiongate::proxy::Gate) {
             return;
         }
     };
+    // A kept key the reload did not find (deleted meanwhile) is kept anew,
+    // so that the next start signs with the same key as this process.
+    if let Err(e) = announce_generated_key(&config) {
+        tracing::error!(error = %e, "reload refused, keeping the running config");
+        return;
+    }
     let admin_before = gate.setup().config.admin.listen;
     match sessiongate::setup::Setup::build(config) {
         Ok(rt) => {

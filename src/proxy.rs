@@ -5,6 +5,8 @@
 //! head size, WebSocket handshake? ......... here, upgrade
 //! built-in endpoints ...................... login::endpoints
 //! route ................................... setup (access::RouteTable)
+//! (the application's login page: throttle,  login::backend_page
+//!   the expired notice)
 //! cookie -> signature -> store lookup ..... session::found
 //! access decision (login redirect / 401, .. access
 //!   the allow list's 403)
@@ -31,13 +33,14 @@ use http::{Method, Request, Response, StatusCode};
 
 use crate::access::{self, AccessDecision, Caller, Visitor};
 use crate::access_log::AccessRecord;
-use crate::audit::Audit;
+use crate::audit::{Audit, Event, How};
 use crate::body::ResponseBody;
 use crate::canonical;
 use crate::clock::Clock;
 use crate::config::Access;
 use crate::forward::Hop;
 use crate::forwarded::{self, ClientInfo, ConnInfo};
+use crate::login::backend_page;
 use crate::login::basic::{Verdict, Witness};
 use crate::login::endpoints::Visit;
 use crate::metrics::{Metrics, RouteMeter};
@@ -86,6 +89,10 @@ struct Exchange<'a> {
     /// [`Setup::groups_of`]).
     groups: Option<String>,
     session: Option<SessionId>,
+    /// A request to the application's login page (`source = "backend"`).
+    login_page: bool,
+    /// It is told that the visitor's session has ended.
+    expired_notice: bool,
 }
 
 /// What the access decision lets through.
@@ -155,6 +162,8 @@ impl Gate {
             auth: AuthType::Session,
             groups: None,
             session: None,
+            login_page: false,
+            expired_notice: false,
         };
         let method = req.method().clone();
         // From here on the path is the normalised one: it is routed,
@@ -187,7 +196,9 @@ impl Gate {
         }
         let host = canonical::request_host(&req)?;
         let route = ex.enter(host.as_ref(), req.uri().path())?;
+        self.login_attempt(ex, &req)?;
         let (found, mut hold) = self.find_session(ex, &route, &req).await?;
+        ex.notice_expiry(&req, &found);
         let pass = match self
             .admit(ex, &route, found, &mut hold, &req, handshake)
             .await?
@@ -236,7 +247,36 @@ impl Gate {
         };
         // Boxed: the login futures are large and rare; the hot path's
         // future stays small and cheap to move.
-        Box::pin(ex.setup.login.serve(&visit, req)).await
+        let answer = Box::pin(ex.setup.login.serve(&visit, req)).await;
+        // The log names who signed in or out.
+        ex.user = answer.user;
+        ex.session = answer.session;
+        Ok(answer.response)
+    }
+
+    /// A request to the application's own login page: one that may carry a
+    /// sign-in, from an address locked by failed logins, is refused here
+    /// with 429 (see [`crate::login::backend_page`]).
+    fn login_attempt<B>(&self, ex: &mut Exchange<'_>, req: &Request<B>) -> Result<(), Reject> {
+        let Some(page) = &ex.setup.backend_page else {
+            return Ok(());
+        };
+        ex.login_page = page.is(req.uri().path());
+        if !ex.login_page {
+            return Ok(());
+        }
+        let throttle = ex.setup.login.throttle();
+        let checked = backend_page::check_attempt(throttle, req.method(), ex.client.ip, ex.now);
+        let Err(wait) = checked else {
+            return Ok(());
+        };
+        self.metrics.logins.inc_throttled();
+        tracing::warn!(client = %ex.client.ip, "sign-in at the login page throttled");
+        self.audit
+            .refused(Event::LoginThrottled, How::Backend, "", Some(ex.client.ip));
+        Err(Reject::Throttled {
+            retry_after: wait.seconds(),
+        })
     }
 
     /// The request's session, and whether it must be left alone ([`Hold`]).
@@ -445,13 +485,15 @@ impl Gate {
             store: &self.store,
             metrics: &self.metrics,
             audit: &self.audit,
+            throttle: ex.setup.login.throttle(),
             client: ex.client.ip,
             now: ex.now,
         };
         let committed = Box::pin(committer.commit(current, change)).await?;
         match committed.identity {
             Identity::Same => {}
-            Identity::SignedOut => ex.user = None,
+            // The request was still the user's own: the log names them.
+            Identity::SignedOut => {}
             Identity::Became { id, user } => {
                 ex.session = Some(id);
                 ex.user = user;
@@ -478,6 +520,14 @@ fn refuse(setup: &Setup, meter: &RouteMeter, reject: Reject) -> Response<Respons
 }
 
 impl<'a> Exchange<'a> {
+    /// On the application's login page: whether the visitor is to be told
+    /// that their session has ended.
+    fn notice_expiry<B>(&mut self, req: &Request<B>, found: &Found) {
+        let ended = matches!(found, Found::Nothing { expired: true });
+        self.expired_notice =
+            self.login_page && backend_page::expired_notice(req.uri().query(), ended);
+    }
+
     /// Finds the route for the request, and labels the exchange with it.
     fn enter(&mut self, host: Option<&HeaderValue>, path: &str) -> Result<Route<'a>, Reject> {
         let host = host.and_then(|h| h.to_str().ok());
@@ -519,6 +569,7 @@ impl<'a> Exchange<'a> {
             conn: self.conn,
             host,
             subject,
+            expired: self.expired_notice,
         };
         request_headers::rewrite(&mut parts.headers, &rewrite);
         (Request::from_parts(parts, body), failure)

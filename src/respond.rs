@@ -1,6 +1,8 @@
 //! Responses made by the proxy itself: error pages, redirects, and the
 //! one place where a failure becomes a status code ([`Reject`]).
 
+use std::borrow::Cow;
+
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
@@ -104,8 +106,8 @@ impl Reject {
     }
 
     /// The text shown to the client: short, and never internal detail.
-    fn message(&self) -> &'static str {
-        match self {
+    fn message(&self) -> Cow<'static, str> {
+        let text = match self {
             Reject::BadRequest(why) => why,
             Reject::NoRoute | Reject::NotFound => "There is nothing at this address.",
             Reject::HeadersTooLarge => "The request headers are too large.",
@@ -113,8 +115,8 @@ impl Reject {
             Reject::CredentialsRequired { .. } => {
                 "This address needs a user name and password (HTTP Basic) or a signed-in session."
             }
-            Reject::Throttled { .. } => {
-                "Too many failed sign-in attempts. Please wait a few minutes and try again."
+            Reject::Throttled { retry_after } => {
+                return Cow::Owned(crate::login::throttle::wait_message(*retry_after));
             }
             Reject::StoreUnavailable => {
                 "Sessions are unavailable right now. Please try again shortly."
@@ -127,7 +129,8 @@ impl Reject {
             Reject::Internal => "Something went wrong inside the gateway.",
             Reject::UpgradeNotSupported => "This address does not take WebSocket connections.",
             Reject::PayloadTooLarge => "The request body is too large.",
-        }
+        };
+        Cow::Borrowed(text)
     }
 
     /// The response for this rejection: a small HTML page, or JSON for API clients.
@@ -142,7 +145,7 @@ impl Reject {
                 );
                 with_type(Response::new(ResponseBody::full(body)), "application/json")
             }
-            _ => error_page(status, self.message()),
+            _ => error_page(status, &self.message()),
         };
         *resp.status_mut() = status;
         match self {
@@ -283,9 +286,16 @@ impl From<crate::canonical::TargetError> for Reject {
 }
 
 impl From<crate::session::commit::CommitError> for Reject {
-    /// A login or logout the store could not keep: the user may retry.
-    fn from(_: crate::session::commit::CommitError) -> Self {
-        Reject::StoreUnavailable
+    /// A login or logout the store could not keep: the user may retry; a
+    /// login the throttle refused: after the wait.
+    fn from(e: crate::session::commit::CommitError) -> Self {
+        use crate::session::commit::CommitError as E;
+        match e {
+            E::Store(_) => Reject::StoreUnavailable,
+            E::Throttled(wait) => Reject::Throttled {
+                retry_after: wait.seconds(),
+            },
+        }
     }
 }
 
@@ -469,6 +479,18 @@ mod tests {
         }
         let resp = Reject::Throttled { retry_after: 42 }.into_response("/.sessiongate/login");
         assert_eq!(resp.headers()[header::RETRY_AFTER], "42");
+    }
+
+    #[tokio::test]
+    async fn the_429_page_says_how_long_to_wait() {
+        use http_body_util::BodyExt as _;
+        let resp = Reject::Throttled { retry_after: 250 }.into_response("/.sessiongate/login");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let html = String::from_utf8_lossy(&body);
+        assert!(
+            html.contains("Please wait 250 seconds (about 5 minutes) and try again."),
+            "{html}"
+        );
     }
 
     #[test]

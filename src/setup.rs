@@ -10,6 +10,7 @@ use crate::access::{RouteId, RouteTable};
 use crate::canonical;
 use crate::config::{Access, Allowed, Config, FastCgiServer, RouteConfig, Upstream};
 use crate::forward::Target;
+use crate::login::backend_page::BackendPage;
 use crate::login::endpoints::LoginDesk;
 use crate::login::groups::GroupsSource;
 use crate::metrics::{RouteMeter, RouteMeters, RouteRegistry};
@@ -48,6 +49,8 @@ pub struct Setup {
     pub groups: Option<Arc<GroupsSource>>,
     /// Where visitors are sent to sign in.
     pub login_page: String,
+    /// The application's own login page (`login.source = "backend"`).
+    pub backend_page: Option<BackendPage>,
 }
 
 /// Why a setup could not be built from a valid config.
@@ -114,6 +117,7 @@ impl Setup {
             builtin_label,
             header_prefix: Arc::from(config.headers.match_prefix.as_str()),
             login_page,
+            backend_page: BackendPage::new(&config.login),
             config,
         })
     }

@@ -21,6 +21,7 @@
 //! deserialize.rs  step 1: deserialize, report each bad key, retry without it
 //! validate/       step 2: one module per section, and the cross-section rules
 //! secrets.rs      env: / file: / env-or-generate: secrets, read through a SecretSource
+//! kept_key.rs     the generated key of env-or-generate:, kept beside the snapshot
 //! report.rs       byte offsets -> file:line:col errors
 //! summary.rs      the summary `sessiongate check` prints
 //! ```
@@ -29,6 +30,7 @@
 //! leaves (`canonical`, `hsts`, `accept`).
 
 mod deserialize;
+pub mod kept_key;
 mod raw;
 mod report;
 mod secrets;
@@ -218,6 +220,8 @@ pub struct SessionConfig {
     pub secret_keys: Vec<Vec<u8>>,
     /// Whether a key was generated at start because its variable was unset.
     pub generated_key: Option<String>,
+    /// Where that key is kept (beside the snapshot), when it is.
+    pub kept_key: Option<kept_key::KeptKey>,
     /// Inactivity before a session ends.
     pub idle_timeout: Duration,
     /// Absolute end of a session.
@@ -382,6 +386,11 @@ pub struct HeaderNames {
     /// `{prefix}Groups`: the user's groups, to the backend; beside
     /// `{prefix}Login`, from it (control)
     pub groups: HeaderName,
+    /// `{prefix}Expired`: to the application's login page, the visitor's
+    /// session has ended
+    pub expired: HeaderName,
+    /// `{prefix}Login-Failed` (control): a wrong password, for the throttle
+    pub login_failed: HeaderName,
 }
 
 /// Who may reach a route.

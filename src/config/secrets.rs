@@ -1,5 +1,6 @@
 //! Secrets named in the config: inline, `env:NAME`, `file:PATH`, or
-//! `env-or-generate:NAME`.
+//! `env-or-generate:NAME` (whose generated key may be kept: see
+//! [`super::kept_key`]).
 //!
 //! Validation reads the environment and secret files only through a
 //! [`SecretSource`]: the running proxy uses [`SystemSecrets`] (the process
@@ -51,6 +52,14 @@ pub enum SecretError {
     /// The secret file holds more than [`MAX_SECRET_FILE_BYTES`].
     #[error("secret file {} is larger than {} KiB", .0.display(), MAX_SECRET_FILE_BYTES / 1024)]
     TooLarge(PathBuf),
+    /// A key file sessiongate keeps may be read by others than its owner.
+    #[error("{} has mode {mode:04o}; only its owner may read it (chmod 600 it, or delete it to have a new key made)", path.display())]
+    Exposed {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
 }
 
 /// Where `env:` and `file:` secrets are read from.
@@ -61,6 +70,20 @@ pub trait SecretSource {
 
     /// The whole text of the secret file at `path`.
     fn file(&self, path: &Path) -> Result<String, SecretError>;
+
+    /// The whole text of a key file sessiongate keeps itself
+    /// ([`super::kept_key`]); `None` when there is none yet.
+    fn kept_file(&self, path: &Path) -> Result<Option<String>, SecretError> {
+        match self.file(path) {
+            Ok(text) => Ok(Some(text)),
+            Err(SecretError::Unreadable { source, .. })
+                if source.kind() == io::ErrorKind::NotFound =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// The process environment and the file system: what the proxy runs with.
@@ -74,6 +97,10 @@ impl SecretSource for SystemSecrets {
 
     fn file(&self, path: &Path) -> Result<String, SecretError> {
         read_secret_file(path)
+    }
+
+    fn kept_file(&self, path: &Path) -> Result<Option<String>, SecretError> {
+        super::kept_key::read_kept_file(path)
     }
 }
 
@@ -136,7 +163,7 @@ pub(super) fn resolve_key(
 /// opened: reading a FIFO waits for a writer, and reading `/dev/zero` or
 /// `/dev/urandom` never ends, so a mistyped path would hang the start (or a
 /// reload) or use up the memory; opening some devices is not harmless either.
-fn read_secret_file(path: &Path) -> Result<String, SecretError> {
+pub(super) fn read_secret_file(path: &Path) -> Result<String, SecretError> {
     use std::io::Read as _;
     use std::os::unix::fs::OpenOptionsExt as _;
 

@@ -127,6 +127,20 @@ impl Config {
             humantime::format_duration(s.idle_timeout),
             humantime::format_duration(s.max_lifetime)
         )?;
+        if let Some(var) = &s.generated_key {
+            // Said here too: a production config must not come to this.
+            match &s.kept_key {
+                Some(kept) => writeln!(
+                    out,
+                    "  signing key: {var} is unset; the key kept in {} (made at the first start; for trying sessiongate only)",
+                    kept.path.display()
+                )?,
+                None => writeln!(
+                    out,
+                    "  signing key: {var} is unset; a random key made at every start (for trying sessiongate only)"
+                )?,
+            }
+        }
         match self.store.kind {
             StoreKind::Memory => writeln!(
                 out,

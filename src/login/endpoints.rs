@@ -5,8 +5,13 @@
 //! GET  {prefix}/login   ensure a pre-login session (for the CSRF token), show the page
 //! POST {prefix}/login   CSRF bound to that session -> throttle -> password
 //!                       -> NEW session id (anonymous data kept) -> 303 next
-//! GET|POST {prefix}/logout  destroy the session, clear the cookie -> 303 next or /
+//! GET|POST {prefix}/logout  destroy the session, clear the cookie -> 303 next or cookie_path
 //! ```
+//!
+//! The login page and its POST exist only where a users file is in use
+//! (`login.source = "users_file"` and the file loaded); elsewhere they are
+//! `404`, like any address with nothing behind it. Logout always exists:
+//! it ends whatever session the cookie names.
 //!
 //! Every answer carries `Cache-Control: no-store`. A login or logout the
 //! store cannot keep answers 503 and leaves the cookie alone, so that the
@@ -35,8 +40,8 @@ use crate::forwarded::ClientInfo;
 use crate::metrics::Metrics;
 use crate::respond::{Reject, redirect};
 use crate::session::{
-    AnyStore, CookieClaims, CookieOut, Current, DataChange, Found, NewSession, SessionRules,
-    SessionStore, SignIn, StoreError,
+    AnyStore, CookieClaims, CookieOut, Current, DataChange, Found, NewSession, SessionId,
+    SessionRules, SessionStore, SignIn, StoreError,
 };
 use crate::upstream::request_body::RequestBody;
 
@@ -45,8 +50,6 @@ const MAX_FORM_BYTES: usize = 16 * 1024;
 
 const MSG_INVALID: &str = "The user name or password is not right.";
 const MSG_CSRF: &str = "This sign-in form has expired. Please try again.";
-const MSG_THROTTLED: &str =
-    "Too many failed sign-in attempts. Please wait a few minutes and try again.";
 
 /// Most (user, IP) keys the login throttle tracks.
 const THROTTLE_CAPACITY: usize = 100_000;
@@ -61,6 +64,9 @@ pub struct LoginDesk {
     prefix: String,
     expired_message: String,
     basic: BasicGate,
+    /// Where a logout without `next` goes: the top of the cookie's path,
+    /// the part of the site the session belonged to.
+    logout_default: String,
     /// "Remember me": how long such a session lasts, in seconds; `None`
     /// when the page offers no such choice.
     remember_me: Option<u64>,
@@ -133,8 +139,15 @@ impl LoginDesk {
             prefix: login.prefix.clone(),
             expired_message: login.expired_message.clone(),
             basic: BasicGate::new(&login.basic_realm),
+            logout_default: config.session.cookie_path.clone(),
             remember_me: login.remember_me.map(|d| d.as_secs().max(1)),
         })
+    }
+
+    /// The failed-login throttle, shared by the login form, HTTP Basic and
+    /// the application's own login page.
+    pub fn throttle(&self) -> &Throttle {
+        &self.throttle
     }
 
     /// HTTP Basic for the `basic_auth` routes: the challenge and the cache.
@@ -179,6 +192,28 @@ impl LoginForm {
     }
 }
 
+/// A built-in endpoint's answer, and whose request it was: the access
+/// log names the user who signed in or out, and their session.
+pub struct DeskAnswer {
+    /// The response.
+    pub response: Response<ResponseBody>,
+    /// The signed-in user the request was for (the one who signed in, or
+    /// the one who signed out), if any.
+    pub user: Option<Arc<str>>,
+    /// Their session.
+    pub session: Option<SessionId>,
+}
+
+impl DeskAnswer {
+    fn anonymous(response: Response<ResponseBody>) -> Self {
+        DeskAnswer {
+            response,
+            user: None,
+            session: None,
+        }
+    }
+}
+
 /// A page to render, and what goes with it.
 struct PageAnswer<'a> {
     status: StatusCode,
@@ -190,16 +225,12 @@ struct PageAnswer<'a> {
 
 impl LoginDesk {
     /// Serves `req`, whose path is known to be under the prefix.
-    pub async fn serve(
-        &self,
-        v: &Visit<'_>,
-        req: Request<RequestBody>,
-    ) -> Result<Response<ResponseBody>, Reject> {
+    pub async fn serve(&self, v: &Visit<'_>, req: Request<RequestBody>) -> DeskAnswer {
         let prefix = &self.prefix;
         let rest = &req.uri().path()[prefix.len()..];
         let answer = match (rest, req.method()) {
             ("/login", &Method::GET | &Method::HEAD) if self.builtin_login() => {
-                self.login_page(v, req).await
+                self.login_page(v, req).await.map(DeskAnswer::anonymous)
             }
             ("/login", &Method::POST) if self.builtin_login() => self.login_post(v, req).await,
             ("/login", _) if self.builtin_login() => Err(Reject::MethodNotAllowed {
@@ -211,14 +242,21 @@ impl LoginDesk {
             }),
             _ => Err(Reject::NotFound),
         };
+        let mut answer = answer
+            .unwrap_or_else(|reject| DeskAnswer::anonymous(reject.into_response(v.login_page)));
         // Every built-in answer is no-store, refusals included.
-        Ok(no_store(answer.unwrap_or_else(|reject| {
-            reject.into_response(v.login_page)
-        })))
+        answer
+            .response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        answer
     }
 
+    /// Whether the built-in login page is served: with a users file to
+    /// check passwords against, and only then (a page whose every POST
+    /// fails would only mislead).
     fn builtin_login(&self) -> bool {
-        self.source == LoginSource::UsersFile
+        self.source == LoginSource::UsersFile && self.users.is_some()
     }
 
     /// `GET {prefix}/login`: the page, with a CSRF token bound to a
@@ -255,7 +293,7 @@ impl LoginDesk {
         &self,
         v: &Visit<'_>,
         req: Request<RequestBody>,
-    ) -> Result<Response<ResponseBody>, Reject> {
+    ) -> Result<DeskAnswer, Reject> {
         let now = v.clock.now();
         let found = v.find(req.headers(), now).await;
         let form = LoginForm::parse(&read_form(req.into_body()).await?);
@@ -276,7 +314,8 @@ impl LoginDesk {
                 // The page comes back with a token for the visitor's own
                 // session (a new one if there is none), so a retry works.
                 let fresh = page_session(found, now);
-                return Ok(self.render(v, &fresh, &again(StatusCode::FORBIDDEN, MSG_CSRF), now));
+                let answer = again(StatusCode::FORBIDDEN, MSG_CSRF);
+                return Ok(DeskAnswer::anonymous(self.render(v, &fresh, &answer, now)));
             }
             Err(e) => {
                 v.store_failed("login", &e);
@@ -292,11 +331,12 @@ impl LoginDesk {
                 username,
                 Some(v.client.ip),
             );
-            let answer = again(StatusCode::TOO_MANY_REQUESTS, MSG_THROTTLED);
+            let message = super::throttle::wait_message(wait.seconds());
+            let answer = again(StatusCode::TOO_MANY_REQUESTS, &message);
             let mut resp = self.render(v, &current, &answer, now);
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(wait.seconds()));
-            return Ok(resp);
+            return Ok(DeskAnswer::anonymous(resp));
         }
         if !self.verify(username, form.password).await {
             self.throttle.record_failure(username, v.client.ip, now);
@@ -305,7 +345,9 @@ impl LoginDesk {
             v.audit
                 .refused(Event::LoginFailed, How::Form, username, Some(v.client.ip));
             let answer = again(StatusCode::UNAUTHORIZED, MSG_INVALID);
-            return Ok(self.render(v, &current, &answer, now));
+            return Ok(DeskAnswer::anonymous(
+                self.render(v, &current, &answer, now),
+            ));
         }
         self.throttle.record_success(username, v.client.ip);
         let who = SignIn {
@@ -337,7 +379,7 @@ impl LoginDesk {
         who: &SignIn<'_>,
         next: &str,
         now: u64,
-    ) -> Result<Response<ResponseBody>, Reject> {
+    ) -> Result<DeskAnswer, Reject> {
         let username = who.user;
         let new_id = crate::session::SessionId::generate();
         let seed = NewSession {
@@ -377,16 +419,17 @@ impl LoginDesk {
         let cookie = CookieOut::Set(claims);
         v.sessions
             .apply_cookie(resp.headers_mut(), cookie, v.client.https, now);
-        Ok(resp)
+        Ok(DeskAnswer {
+            response: resp,
+            user: record.user,
+            session: Some(new_id),
+        })
     }
 
     /// `GET|POST {prefix}/logout`: destroy the session, clear the cookie;
-    /// nothing of either when the store cannot be reached.
-    async fn logout(
-        &self,
-        v: &Visit<'_>,
-        req: Request<RequestBody>,
-    ) -> Result<Response<ResponseBody>, Reject> {
+    /// nothing of either when the store cannot be reached. Without `next`,
+    /// the browser goes to the cookie's path.
+    async fn logout(&self, v: &Visit<'_>, req: Request<RequestBody>) -> Result<DeskAnswer, Reject> {
         let client = v.client;
         let now = v.clock.now();
         let found = v.find(req.headers(), now).await;
@@ -401,6 +444,7 @@ impl LoginDesk {
                 next = Some(v.into_owned());
             }
         }
+        let mut ended = None;
         let clear = match found {
             Ok(Found::Session(c)) => {
                 if let Err(e) = v.store.remove(&c.id).await {
@@ -408,11 +452,13 @@ impl LoginDesk {
                     return Err(Reject::StoreUnavailable);
                 }
                 Metrics::inc(&v.metrics.sessions_logged_out);
-                tracing::info!(client = %client.ip, session = %c.id.log_hash(), "logout");
-                if let Some(user) = c.user() {
+                let user = c.user().cloned();
+                tracing::info!(client = %client.ip, user = user.as_deref().unwrap_or("-"), session = %c.id.log_hash(), "logout");
+                if let Some(user) = &user {
                     v.audit
                         .logout(How::Form, user, Some(client.ip), c.id.log_tag());
                 }
+                ended = Some((user, c.id));
                 true
             }
             Ok(Found::Nothing { .. }) => true,
@@ -425,15 +471,18 @@ impl LoginDesk {
                 return Err(Reject::StoreUnavailable);
             }
         };
-        let mut resp = redirect(
-            StatusCode::SEE_OTHER,
-            &safe_next(next.as_deref().unwrap_or("/")),
-        );
+        let next = next.as_deref().unwrap_or(&self.logout_default);
+        let mut resp = redirect(StatusCode::SEE_OTHER, &safe_next(next));
         if clear {
             v.sessions
                 .apply_cookie(resp.headers_mut(), CookieOut::Clear, client.https, now);
         }
-        Ok(resp)
+        let (user, session) = ended.map_or((None, None), |(user, id)| (user, Some(id)));
+        Ok(DeskAnswer {
+            response: resp,
+            user,
+            session,
+        })
     }
 
     /// The request's session, or a new anonymous one (not stored).
@@ -523,10 +572,4 @@ async fn read_form(body: RequestBody) -> Result<Bytes, Reject> {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(_) => Err(Reject::BadRequest("The form is too large or was cut off.")),
     }
-}
-
-fn no_store(mut resp: Response<ResponseBody>) -> Response<ResponseBody> {
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
 }

@@ -14,6 +14,8 @@
 //! - [`departures`]: users who left the users file lose their sessions.
 //! - [`basic`]: HTTP Basic on `basic_auth` routes (scripts, cron jobs),
 //!   through the same throttle and users file, with no session.
+//! - [`backend_page`]: the application's own login page (`source =
+//!   "backend"`): the expired notice, and its failures in the same throttle.
 //!
 //! A `POST {prefix}/login` handler uses them in this order: [`safe_next`] on
 //! `next`, [`Throttle::check`] (429 when locked, even for the right
@@ -22,6 +24,7 @@
 //! [`Throttle::record_success`] and a `303` to `next`, counting each outcome
 //! in [`LoginCounters`].
 
+pub mod backend_page;
 pub mod basic;
 pub mod departures;
 pub mod endpoints;

@@ -53,6 +53,22 @@ impl RetryAfter {
     }
 }
 
+/// What a throttled visitor is told: the wait `Retry-After` holds, in
+/// seconds, and roughly in minutes when it is that long.
+pub fn wait_message(seconds: u64) -> String {
+    let plural = |n: u64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    let wait = if seconds < 60 {
+        plural(seconds, "second")
+    } else {
+        format!(
+            "{} (about {})",
+            plural(seconds, "second"),
+            plural(seconds.div_ceil(60), "minute")
+        )
+    };
+    format!("Too many failed sign-in attempts. Please wait {wait} and try again.")
+}
+
 /// What a failure counter is kept for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Key {
@@ -153,6 +169,16 @@ impl Throttle {
         }
     }
 
+    /// `Ok` when `ip` is not locked now, whoever it signs in as; otherwise
+    /// how long to wait. For a request whose user name is not known yet (a
+    /// form the backend reads).
+    pub fn check_client(&self, ip: IpAddr, now: u64) -> Result<(), RetryAfter> {
+        match self.remaining_lock(&Key::client(ip), now) {
+            Some(remaining) => Err(RetryAfter::after(remaining)),
+            None => Ok(()),
+        }
+    }
+
     /// Counts a failed login for `user` and for `ip`.
     pub fn record_failure(&self, user: &str, ip: IpAddr, now: u64) {
         self.add_failure(Key::user(user), now);
@@ -248,6 +274,28 @@ mod tests {
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))
+    }
+
+    #[test]
+    fn the_wait_is_told_in_seconds_and_roughly_in_minutes() {
+        assert_eq!(
+            wait_message(1),
+            "Too many failed sign-in attempts. Please wait 1 second and try again."
+        );
+        assert!(wait_message(59).contains("wait 59 seconds and"));
+        assert!(wait_message(60).contains("wait 60 seconds (about 1 minute) and"));
+        assert!(wait_message(299).contains("wait 299 seconds (about 5 minutes) and"));
+    }
+
+    #[test]
+    fn an_address_locked_by_failures_for_any_user_is_locked_for_all() {
+        let t = Throttle::new(2, WINDOW, 100);
+        t.record_failure("alice", ip(1), T0);
+        assert_eq!(t.check_client(ip(1), T0), Ok(()));
+        t.record_failure("bob", ip(1), T0 + 10);
+        assert_eq!(t.check_client(ip(1), T0 + 10).unwrap_err().seconds(), 290);
+        assert_eq!(t.check_client(ip(2), T0 + 10), Ok(()));
+        assert_eq!(t.check_client(ip(1), T0 + 300), Ok(()));
     }
 
     #[test]

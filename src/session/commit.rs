@@ -5,6 +5,12 @@
 //! answer says it happened, so that answer must not reach the user, and the
 //! cookie stays as it was so that the user can try again. A data change the
 //! store could not keep is logged; the response still goes out.
+//!
+//! Backend logins go through the login throttle as the built-in form's do
+//! (see [`crate::login::backend_page`]): a `Login-Failed` counts a failure,
+//! a `Login` for a locked user or address is refused (the backend's answer
+//! is replaced by `429`), and a `Login` that happens forgets the user's
+//! failures.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -14,7 +20,8 @@ use super::rules::SessionRules;
 use super::{
     AnyStore, CookieClaims, DataChange, NewSession, SessionId, SessionStore, SignIn, StoreError,
 };
-use crate::audit::{Audit, How};
+use crate::audit::{Audit, Event, How};
+use crate::login::{RetryAfter, Throttle};
 use crate::metrics::Metrics;
 
 /// What a backend asked of the session (its control headers).
@@ -33,6 +40,9 @@ pub struct SessionChange {
     pub groups: Option<String>,
     /// Destroy the session.
     pub logout: bool,
+    /// A sign-in the backend refused, for this user name
+    /// (`Login-Failed: <user>`): counted in the login throttle.
+    pub login_failed: Option<String>,
     /// Problems found, for the log (a bad user name, say).
     pub rejected: Vec<String>,
 }
@@ -45,6 +55,7 @@ impl SessionChange {
             && self.incr.is_empty()
             && self.login.is_none()
             && !self.logout
+            && self.login_failed.is_none()
     }
 }
 
@@ -88,10 +99,18 @@ pub enum Hold {
     Basic,
 }
 
-/// The store could not keep a login or logout the backend announced.
+/// Why the backend's login or logout did not happen; its answer must not
+/// reach the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the session store could not keep the {0}")]
-pub struct CommitError(pub &'static str);
+pub enum CommitError {
+    /// The store could not keep the login or logout (named).
+    #[error("the session store could not keep the {0}")]
+    Store(&'static str),
+    /// Too many failed logins for the user or the address: the login is
+    /// refused for this long.
+    #[error(transparent)]
+    Throttled(#[from] RetryAfter),
+}
 
 /// Who the session is after the commit, for the access log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,7 +181,7 @@ pub fn held_back(hold: Hold, mut change: SessionChange) -> Result<SessionChange,
                     operation = "logout",
                     "session store unreachable: the session cannot be ended"
                 );
-                return Err(CommitError("logout"));
+                return Err(CommitError::Store("logout"));
             }
         }
         change.logout = false;
@@ -201,6 +220,8 @@ pub struct Committer<'a> {
     pub metrics: &'a Metrics,
     /// The audit log.
     pub audit: &'a Audit,
+    /// The login throttle (of the built-in login, shared).
+    pub throttle: &'a Throttle,
     /// The client's address (kept with a new session).
     pub client: IpAddr,
     /// Unix seconds.
@@ -218,6 +239,14 @@ impl Committer<'_> {
         for problem in &change.rejected {
             tracing::warn!(problem = %problem, "ignoring a control header from the backend");
         }
+        if let Some(user) = &change.login_failed {
+            self.login_failed(user);
+        }
+        // Before anything changes: a refused login leaves the session as
+        // it was, logout included.
+        if let Some(user) = &change.login {
+            self.admit_login(user)?;
+        }
         let data = DataChange {
             delete: change.delete,
             set: change.set,
@@ -228,7 +257,7 @@ impl Committer<'_> {
             if let Some(c) = current.take() {
                 if let Err(e) = self.store.remove(&c.id).await {
                     self.store_failed("logout", &e);
-                    return Err(CommitError("logout"));
+                    return Err(CommitError::Store("logout"));
                 }
                 Metrics::inc(&self.metrics.sessions_logged_out);
                 if let Some(user) = c.user() {
@@ -278,6 +307,28 @@ impl Committer<'_> {
         })
     }
 
+    /// Counts a sign-in the backend refused, as the login form counts one.
+    fn login_failed(&self, user: &str) {
+        self.throttle.record_failure(user, self.client, self.now);
+        self.metrics.logins.inc_failed();
+        tracing::info!(client = %self.client, user = %user, "login failed (backend)");
+        self.audit
+            .refused(Event::LoginFailed, How::Backend, user, Some(self.client));
+    }
+
+    /// Refuses a backend's login for a user or address the throttle has
+    /// locked, even with the right password, as the login form does.
+    fn admit_login(&self, user: &str) -> Result<(), CommitError> {
+        let Err(wait) = self.throttle.check(user, self.client, self.now) else {
+            return Ok(());
+        };
+        self.metrics.logins.inc_throttled();
+        tracing::warn!(client = %self.client, user = %user, "login throttled (backend)");
+        self.audit
+            .refused(Event::LoginThrottled, How::Backend, user, Some(self.client));
+        Err(wait.into())
+    }
+
     /// Logs the session in under a new id (the fixation defence). A data
     /// change too large is refused on its own; the login still happens.
     async fn login(
@@ -320,6 +371,8 @@ impl Committer<'_> {
         }
         match result {
             Ok(record) => {
+                self.throttle.record_success(user, self.client);
+                self.metrics.logins.inc_ok();
                 Metrics::inc(&self.metrics.sessions_created);
                 self.audit
                     .login(How::Backend, user, Some(self.client), new_id.log_tag());
@@ -338,7 +391,7 @@ impl Committer<'_> {
             }
             Err(e) => {
                 self.store_failed("login", &e);
-                Err(CommitError("login"))
+                Err(CommitError::Store("login"))
             }
         }
     }

@@ -1,5 +1,6 @@
 //! Control headers: what a backend asks of the session in its response
-//! (`X-Session-Set`, `-Delete`, `-Incr`, `-Login`, `-Groups`, `-Logout`), read and then removed
+//! (`X-Session-Set`, `-Delete`, `-Incr`, `-Login`, `-Groups`, `-Logout`,
+//! `-Login-Failed`), read and then removed
 //! with everything else of the session machinery, so none of it reaches the
 //! client.
 
@@ -89,6 +90,17 @@ fn read_control(headers: &HeaderMap, cfg: &HeadersConfig, control: &mut ControlH
                 .push("Groups without Login is ignored (groups are set at sign-in)".into()),
             Ok(groups) => control.groups = Some(groups),
             Err(e) => control.rejected.push(format!("Groups refused: {e}")),
+        }
+    }
+    if let Some(v) = headers.get(&n.login_failed) {
+        match std::str::from_utf8(v.as_bytes()).map(str::trim) {
+            Ok(_) if control.login.is_some() => control
+                .rejected
+                .push("Login-Failed beside Login is ignored (the login happens)".into()),
+            Ok(user) if valid_user(user) => control.login_failed = Some(user.to_string()),
+            _ => control
+                .rejected
+                .push("Login-Failed names no valid user".into()),
         }
     }
     if let Some(v) = headers.get(&n.logout) {
@@ -183,6 +195,33 @@ mod tests {
         assert!(ctl.logout);
         assert_eq!(h.len(), 2, "{h:?}");
         assert_eq!(h.get("set-cookie").unwrap(), "theirs=1");
+    }
+
+    #[test]
+    fn a_failed_login_names_a_valid_user_and_never_comes_with_a_login() {
+        let c = cfg();
+        let mut h = HeaderMap::new();
+        h.insert("x-session-login-failed", " mallory ".parse().unwrap());
+        let ctl = take_control(&mut h, &c, "sg_session");
+        assert_eq!(ctl.login_failed.as_deref(), Some("mallory"));
+        assert!(!ctl.is_empty());
+        assert!(h.is_empty());
+
+        let mut h = HeaderMap::new();
+        h.insert("x-session-login-failed", "a\tb".parse().unwrap());
+        h.insert("x_session_login_failed", "bob".parse().unwrap());
+        let ctl = take_control(&mut h, &c, "sg_session");
+        assert_eq!(ctl.login_failed, None);
+        assert_eq!(ctl.rejected.len(), 1, "{:?}", ctl.rejected);
+        assert!(h.is_empty(), "every spelling is stripped");
+
+        let mut h = HeaderMap::new();
+        h.insert("x-session-login", "alice".parse().unwrap());
+        h.insert("x-session-login-failed", "alice".parse().unwrap());
+        let ctl = take_control(&mut h, &c, "sg_session");
+        assert_eq!(ctl.login.as_deref(), Some("alice"));
+        assert_eq!(ctl.login_failed, None);
+        assert_eq!(ctl.rejected.len(), 1);
     }
 
     #[test]

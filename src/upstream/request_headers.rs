@@ -211,6 +211,9 @@ pub struct Rewrite<'a> {
     pub host: Option<&'a HeaderValue>,
     /// Who the backend is told the request comes from.
     pub subject: Subject<'a>,
+    /// A request to the application's login page whose visitor's session
+    /// has ended: `{prefix}Expired: 1` (see [`crate::login::backend_page`]).
+    pub expired: bool,
 }
 
 /// What the backend is told of who is asking.
@@ -246,6 +249,12 @@ pub fn rewrite(headers: &mut HeaderMap, r: &Rewrite<'_>) {
         Subject::Nobody => {}
         Subject::Session(session) => inject(headers, r.config, session),
         Subject::User { user, groups } => inject_user(headers, r.config, user, *groups),
+    }
+    if r.expired {
+        headers.insert(
+            r.config.names.expired.clone(),
+            HeaderValue::from_static("1"),
+        );
     }
 }
 

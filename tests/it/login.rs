@@ -566,3 +566,132 @@ async fn requests_racing_the_builtin_login_get_no_cookie() {
         assert_eq!(seen.header("x-session-data").unwrap_or_default(), data);
     }
 }
+
+#[tokio::test]
+async fn the_throttled_page_says_how_long_to_wait() {
+    let s = site("max_attempts = 1\nattempt_window = \"5m\"").await;
+    let c = browser();
+    let csrf = login_form(&c, &s.proxy, "/").await;
+    assert_eq!(
+        post_login(&c, &s.proxy, "alice", "wrong", "/", &csrf)
+            .await
+            .status(),
+        401
+    );
+    s.proxy.advance(10);
+    let r = post_login(&c, &s.proxy, "alice", "wonderland", "/", &csrf).await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "290");
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("Please wait 290 seconds (about 5 minutes) and try again."),
+        "{html}"
+    );
+    assert!(!html.contains("a few minutes"), "{html}");
+}
+
+#[tokio::test]
+async fn without_a_users_file_the_login_endpoints_are_not_there() {
+    let backend = Backend::start().await;
+    // The built-in login is the source, but no route needs it and the
+    // file does not exist: there is no page to show.
+    let text = config(
+        &[("/", &backend.url(), "session")],
+        "\n[login]\nusers_file = \"/nonexistent/users\"\n",
+    );
+    let proxy = Proxy::start(&text).await;
+    let c = browser();
+    for (method, path) in [
+        (reqwest::Method::GET, "/.sessiongate/login"),
+        (reqwest::Method::POST, "/.sessiongate/login"),
+        (reqwest::Method::PUT, "/.sessiongate/login"),
+    ] {
+        let r = c
+            .request(method.clone(), proxy.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{method} {path}");
+    }
+    // Logout ends whatever session there is, users file or not.
+    let r = c
+        .get(proxy.url("/.sessiongate/logout"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(backend.seen().is_empty());
+}
+
+#[tokio::test]
+async fn logout_without_next_goes_to_the_cookie_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = users_file(dir.path());
+    let backend = Backend::start().await;
+    let text = config(
+        &[("/app/", &backend.url(), "login")],
+        &format!(
+            "cookie_path = \"/app/\"\n\n[login]\nusers_file = \"{}\"\nprefix = \"/app/.sessiongate\"\n",
+            users.display()
+        ),
+    );
+    let proxy = Proxy::start(&text).await;
+    let r = client()
+        .get(proxy.url("/app/.sessiongate/logout"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/app/");
+    let r = client()
+        .get(proxy.url("/app/.sessiongate/logout?next=/app/bye"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/app/bye");
+}
+
+#[tokio::test]
+async fn logouts_are_logged_with_their_user() {
+    let backend = Backend::with(|seen| match seen.uri.as_str() {
+        "/signin" => Reply::ok("hi").header("X-Session-Login", "alice"),
+        "/signout" => Reply::ok("bye").header("X-Session-Logout", "1"),
+        _ => Reply::ok("page"),
+    })
+    .await;
+    let text = config(
+        &[("/", &backend.url(), "session")],
+        "\n[login]\nsource = \"backend\"\npage = \"/signin\"\n",
+    );
+    let mut gate = Binary::new(&text).start().await;
+    let base = gate.url("");
+    let sign_in = async || {
+        let r = client().get(format!("{base}/signin")).send().await.unwrap();
+        session_cookie(&r).expect("signed in")
+    };
+
+    // The backend's X-Session-Logout.
+    let cookie = sign_in().await;
+    let r = client()
+        .get(gate.url("/signout"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert!(set_cookies(&r)[0].contains("Max-Age=0"));
+    let line = gate.logged("\"GET /signout\"").await;
+    assert!(line.contains("user=\"alice\""), "{line}");
+
+    // The built-in logout endpoint.
+    let cookie = sign_in().await;
+    let r = client()
+        .post(gate.url("/.sessiongate/logout"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let line = gate.logged("\"POST /.sessiongate/logout\"").await;
+    assert!(line.contains("user=\"alice\""), "{line}");
+    assert!(!line.contains("session=-"), "{line}");
+}

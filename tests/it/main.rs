@@ -13,6 +13,7 @@ mod harness;
 
 mod admin;
 mod audit;
+mod backend_login;
 mod basic_auth;
 mod browser;
 mod cgi_gateway;

@@ -4,7 +4,10 @@
 GET shows the form; POST checks the user name and password against the
 demo accounts below and, on success, answers X-Session-Login so that
 sessiongate marks the session as signed in (with a new session id), then
-sends the browser on to `next`.
+sends the browser on to `next`. A wrong password is reported with
+X-Session-Login-Failed, so that sessiongate throttles guessing as it does
+on its own login page. A visitor whose session ended is told so: sessiongate
+sends X-Session-Expired: 1 (and the redirect here says expired=1).
 
 DEMO ONLY: the accounts are hard-coded in plain text. A real site keeps
 password hashes, or lets sessiongate's own login page (login.source =
@@ -45,8 +48,18 @@ def password_ok(name, password):
     return expected is not None and match
 
 
-def login_form(next_path, error=""):
+EXPIRED_MESSAGE = "Your session has expired. Please sign in again."
+
+
+def session_expired(fields):
+    """Whether sessiongate says the visitor's session has ended."""
+    return os.environ.get("HTTP_X_SESSION_EXPIRED") == "1" or fields.get("expired") == "1"
+
+
+def login_form(next_path, error="", notice=""):
     parts = []
+    if notice:
+        parts.append('<p class="notice">%s</p>' % esc(notice))
     if error:
         parts.append('<p class="error">%s</p>' % esc(error))
     name = user()
@@ -70,10 +83,12 @@ def main():
     fields = form()
     next_path = safe_next(fields.get("next", ""))
     if os.environ.get("REQUEST_METHOD") != "POST":
-        return respond([("Cache-Control", "no-store")], login_form(next_path))
+        notice = EXPIRED_MESSAGE if session_expired(fields) else ""
+        return respond([("Cache-Control", "no-store")], login_form(next_path, notice=notice))
     name = fields.get("username", "").strip()
     if not password_ok(name, fields.get("password", "")):
-        return respond([("Status", "401 Unauthorized"), ("Cache-Control", "no-store")],
+        failed = [("X-Session-Login-Failed", name)] if name and name.isascii() and name.isprintable() else []
+        return respond([("Status", "401 Unauthorized"), ("Cache-Control", "no-store")] + failed,
                        login_form(next_path, "Wrong user name or password."))
     respond([("Status", "303 See Other"), ("X-Session-Login", name), ("Location", next_path)],
             '<p>Welcome, %s. <a href="%s">Continue</a>.</p>' % (esc(name), esc(next_path)))

@@ -50,6 +50,8 @@ fn header_names(prefix: &str) -> Option<HeaderNames> {
         login: name("Login")?,
         logout: name("Logout")?,
         groups: name("Groups")?,
+        expired: name("Expired")?,
+        login_failed: name("Login-Failed")?,
     })
 }
 

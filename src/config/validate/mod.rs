@@ -16,6 +16,7 @@ mod store;
 
 use std::path::Path;
 
+use super::kept_key::resolve_kept_key;
 use super::raw::RawConfig;
 use super::report::Reporter;
 use super::secrets::SecretSource;
@@ -43,8 +44,13 @@ pub(super) fn validate(
     secrets: &dyn SecretSource,
 ) -> Option<Config> {
     let server = validate_server(raw.server, r);
-    let session = validate_session(raw.session, r, secrets);
+    let mut session = validate_session(raw.session, r, secrets);
     let store = validate_store(raw.store, r);
+    if let (Some(session), Some(store)) = (&mut session, &store) {
+        if let Err(e) = resolve_kept_key(session, store, secrets) {
+            r.at(0, e.to_string());
+        }
+    }
     // Routes check `basic_auth` against the source as written, so that the
     // error points at the route even when `[login]` has errors of its own.
     let login_source = raw

@@ -49,6 +49,7 @@ pub(super) fn validate_session(
         cookie_name,
         secret_keys,
         generated_key,
+        kept_key: None,
         idle_timeout,
         max_lifetime,
         touch_interval: raw.touch_interval.map_or(DEFAULT_TOUCH_INTERVAL, |d| d.0),

@@ -42,6 +42,7 @@ pub fn command(args: &[&str]) -> Command {
 pub struct Binary {
     config: toml::Table,
     env: Vec<(String, OsString)>,
+    env_removed: Vec<String>,
     listen_as_configured: bool,
 }
 
@@ -59,6 +60,7 @@ impl Binary {
         Binary {
             config,
             env: Vec::new(),
+            env_removed: Vec::new(),
             listen_as_configured: false,
         }
     }
@@ -66,6 +68,13 @@ impl Binary {
     /// Sets an environment variable of the process.
     pub fn env(mut self, key: &str, value: impl Into<OsString>) -> Binary {
         self.env.push((key.to_string(), value.into()));
+        self
+    }
+
+    /// Starts the process without the environment variable `key`, whatever
+    /// the test's own environment holds.
+    pub fn env_remove(mut self, key: &str) -> Binary {
+        self.env_removed.push(key.to_string());
         self
     }
 
@@ -157,6 +166,9 @@ impl Binary {
         let text = toml::to_string(&self.config).expect("the config as TOML");
         std::fs::write(&path, text).expect("write the config");
         let mut command = command(&["--config"]);
+        for key in &self.env_removed {
+            command.env_remove(key);
+        }
         command.arg(&path).envs(self.env);
         (Proc::spawn(command, "sessiongate"), path, dir)
     }
