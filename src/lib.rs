@@ -67,6 +67,7 @@ pub mod audit;
 pub mod background;
 pub mod body;
 pub mod canonical;
+pub mod check;
 pub mod clock;
 pub mod config;
 pub mod connection;

@@ -101,7 +101,7 @@ pub(super) struct RawSession {
     pub(super) idle_timeout: Option<Spanned<Dur>>,
     pub(super) max_lifetime: Option<Spanned<Dur>>,
     pub(super) touch_interval: Option<Dur>,
-    pub(super) cookie_secure: Option<SecureSetting>,
+    pub(super) cookie_secure: Option<Spanned<SecureSetting>>,
     pub(super) cookie_same_site: Option<Spanned<SameSite>>,
     pub(super) cookie_path: Option<Spanned<String>>,
     pub(super) cookie_domain: Option<Spanned<String>>,
@@ -178,15 +178,15 @@ pub(super) struct RawStore {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLogin {
     pub(super) source: Option<Spanned<LoginSource>>,
-    pub(super) users_file: Option<String>,
-    pub(super) groups_file: Option<String>,
+    pub(super) users_file: Option<Spanned<String>>,
+    pub(super) groups_file: Option<Spanned<String>>,
     pub(super) remember_me: Option<Spanned<Dur>>,
     pub(super) page: Option<Spanned<String>>,
     pub(super) prefix: Option<Spanned<String>>,
     pub(super) expired_message: Option<String>,
     pub(super) max_attempts: Option<Spanned<u32>>,
     pub(super) attempt_window: Option<Spanned<Dur>>,
-    pub(super) template: Option<String>,
+    pub(super) template: Option<Spanned<String>>,
     pub(super) basic_realm: Option<Spanned<String>>,
 }
 
@@ -206,14 +206,15 @@ pub(super) struct RawRoute {
     pub(super) host: Option<Spanned<String>>,
     pub(super) upstream: Spanned<String>,
     #[serde(default = "default_access")]
-    pub(super) access: Access,
+    pub(super) access: Spanned<Access>,
     pub(super) basic_auth: Option<Spanned<bool>>,
     pub(super) allow: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
-/// Routes are public unless they say otherwise.
-fn default_access() -> Access {
-    Access::Public
+/// Routes are public unless they say otherwise (placed at the file's start:
+/// nothing was written).
+fn default_access() -> Spanned<Access> {
+    Spanned::new(0..0, Access::Public)
 }
 
 /// `[admin]` as written.
@@ -327,6 +328,29 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(total as u64))
 }
 
+/// Writes a duration the way a config does: `"1d12h"`, `"30m"`, `"90s"`
+/// as `"1m30s"`, `"250ms"`; `"0s"` for zero.
+pub fn format_duration(d: Duration) -> String {
+    let mut ms = d.as_millis();
+    if ms == 0 {
+        return "0s".to_string();
+    }
+    let mut out = String::new();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ] {
+        if ms >= size {
+            out.push_str(&format!("{}{unit}", ms / size));
+            ms %= size;
+        }
+    }
+    out
+}
+
 /// An entry of `trusted_proxies`: a CIDR, or a single address.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct CidrOrIp(pub(super) IpNet);
@@ -359,7 +383,10 @@ mod tests {
         assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(604800));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("1d12h5s").unwrap(), Duration::from_secs(129_605));
+        assert_eq!(
+            parse_duration("1d12h5s").unwrap(),
+            Duration::from_secs(129_605)
+        );
         assert_eq!(parse_duration("3650d").unwrap(), MAX_DURATION);
         assert!(parse_duration("30").unwrap_err().contains("needs a unit"));
         assert!(parse_duration("soon").is_err());
@@ -392,7 +419,22 @@ mod tests {
                 .unwrap_err()
                 .contains("the largest first")
         );
-        assert!(parse_duration("1m1m").unwrap_err().contains("each unit once"));
+        assert!(
+            parse_duration("1m1m")
+                .unwrap_err()
+                .contains("each unit once")
+        );
+    }
+
+    #[test]
+    fn durations_are_written_back_in_the_same_forms() {
+        for text in ["1d12h", "30m", "1m30s", "250ms", "0s", "3650d", "1h0m1s1ms"] {
+            let d = parse_duration(text).unwrap();
+            assert_eq!(parse_duration(&format_duration(d)).unwrap(), d, "{text}");
+        }
+        assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(format_duration(Duration::from_secs(86400)), "1d");
+        assert_eq!(format_duration(Duration::from_millis(3_600_250)), "1h250ms");
     }
 
     #[test]
