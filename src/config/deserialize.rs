@@ -211,6 +211,23 @@ mod tests {
     }
 
     #[test]
+    fn wrong_types_and_values_are_named_by_key_in_our_words() {
+        let text = minimal()
+            + "access = \"maybe\"\n\n[server]\nworkers = \"four\"\nmax_header_bytes = -1\n\n[headers]\nsend_id = \"yes\"\n";
+        let errs = text.parse::<Config>().unwrap_err().0;
+        let messages: Vec<&str> = errs.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "route.access must be one of \"public\", \"session\", \"login\", not \"maybe\"",
+                "server.workers must be a whole number of 0 or more, not the string \"four\"",
+                "server.max_header_bytes must be a whole number of 0 or more, not the number -1",
+                "headers.send_id must be a boolean, not the string \"yes\"",
+            ]
+        );
+    }
+
+    #[test]
     fn syntax_error_has_position() {
         let errs = "[server\nlisten = 1".parse::<Config>().unwrap_err().0;
         assert_eq!(errs[0].line, 1);

@@ -297,6 +297,8 @@ fn is_plain_path(p: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::testing::{FixedSecrets, KEY, minimal};
+    use crate::config::{Checked, ConfigError};
 
     #[test]
     fn semantic_errors_name_their_line() {
@@ -305,5 +307,244 @@ mod tests {
         let lines: Vec<usize> = errs.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![2, 5, 9], "{errs:?}");
         assert!(errs[1].message.contains("at least 32"));
+    }
+
+    /// `(line, col, message)` of each error.
+    fn errors(text: &str) -> Vec<(usize, usize, String)> {
+        match text.parse::<Config>() {
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                e.0.into_iter()
+                    .map(|e| (e.line, e.col, e.message))
+                    .collect()
+            }
+        }
+    }
+
+    /// What `sessiongate check` finds in `text`, the disk included.
+    fn checked(text: &str) -> Checked {
+        Config::check_text(Path::new("<config>"), text, &FixedSecrets::default())
+    }
+
+    fn positions(found: &[ConfigError]) -> Vec<(usize, usize)> {
+        found.iter().map(|e| (e.line, e.col)).collect()
+    }
+
+    /// A backend login at `page`, and `routes`.
+    fn backend_login(page: &str, routes: &str) -> String {
+        format!(
+            "[session]\nsecret_keys = [\"{KEY}\"]\n\n[login]\nsource = \"backend\"\npage = \"{page}\"\n\n{routes}"
+        )
+    }
+
+    fn route(path: &str, access: &str, host: Option<&str>) -> String {
+        let host = host.map_or(String::new(), |h| format!("host = \"{h}\"\n"));
+        format!(
+            "[[route]]\npath = \"{path}\"\n{host}upstream = \"http://127.0.0.1:9000\"\naccess = \"{access}\"\n"
+        )
+    }
+
+    #[test]
+    fn a_backend_login_page_behind_login_is_a_loop() {
+        let text = backend_login("/login.cgi", &route("/", "login", None));
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!((errs[0].0, errs[0].1), (6, 8), "{errs:?}");
+        assert!(
+            errs[0].2.contains("sent to sign in again, forever"),
+            "{errs:?}"
+        );
+        assert!(errs[0].2.contains("route \"/\""), "{errs:?}");
+
+        let own_route = format!(
+            "{}{}",
+            route("/", "login", None),
+            route("/login.cgi", "public", None)
+        );
+        assert!(errors(&backend_login("/login.cgi", &own_route)).is_empty());
+        let session_route = format!(
+            "{}{}",
+            route("/", "login", None),
+            route("/account/", "session", None)
+        );
+        assert!(errors(&backend_login("/account/login", &session_route)).is_empty());
+    }
+
+    #[test]
+    fn a_backend_login_page_on_no_route_is_refused() {
+        let text = backend_login("/login.cgi", &route("/app/", "login", None));
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!((errs[0].0, errs[0].1), (6, 8), "{errs:?}");
+        assert!(errs[0].2.contains("is on no route"), "{errs:?}");
+    }
+
+    #[test]
+    fn a_login_loop_on_one_host_is_found() {
+        let routes = format!(
+            "{}{}",
+            route("/", "public", None),
+            route("/", "login", Some("intranet.example"))
+        );
+        let errs = errors(&backend_login("/login.cgi", &routes));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].2.contains("(host intranet.example)"), "{errs:?}");
+    }
+
+    #[test]
+    fn cookie_path_must_cover_the_builtin_login_only_when_it_is_used() {
+        let session = format!("[session]\nsecret_keys = [\"{KEY}\"]\ncookie_path = \"/app\"\n\n");
+        let login_route = route("/app/", "login", None);
+        let errs = errors(&format!("{session}{login_route}"));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!((errs[0].0, errs[0].1), (3, 15), "at cookie_path: {errs:?}");
+        assert!(
+            errs[0].2.contains("does not cover login.prefix"),
+            "{errs:?}"
+        );
+        // Under the cookie path, the login pages see the cookie.
+        let inside = format!("{session}[login]\nprefix = \"/app/.sg\"\n\n{login_route}");
+        assert!(errors(&inside).is_empty(), "{:?}", errors(&inside));
+        // No login route and no users file: the built-in login is unused.
+        assert!(errors(&format!("{session}{}", route("/app/", "session", None))).is_empty());
+        // A backend login: the built-in pages are never shown.
+        let backend = backend_login("/app/login", &route("/app/", "public", None))
+            .replace("[login]", "[login]\n")
+            .replacen("\n\n[login]", "\ncookie_path = \"/app\"\n\n[login]", 1);
+        assert!(errors(&backend).is_empty(), "{:?}", errors(&backend));
+        // Only the prefix written: the error points at it.
+        let prefix_only = format!(
+            "[session]\nsecret_keys = [\"{KEY}\"]\n\n[login]\nprefix = \"/other\"\nusers_file = \"u\"\n\n{}",
+            route("/", "public", None)
+        );
+        assert!(errors(&prefix_only).is_empty(), "cookie_path / covers all");
+    }
+
+    #[test]
+    fn cookie_secure_without_https_is_a_warning_at_the_key() {
+        let text = minimal().replace("[session]\n", "[session]\ncookie_secure = true\n");
+        let found = checked(&text);
+        assert!(found.config.is_some(), "{:?}", found.errors);
+        assert_eq!(positions(&found.warnings), vec![(2, 17)]);
+        assert!(
+            found.warnings[0]
+                .message
+                .contains("browsers will not send a Secure cookie back over http://"),
+            "{:?}",
+            found.warnings
+        );
+        for https in [
+            "[server]\ntls = { cert = \"c.pem\", key = \"k.pem\" }\n\n",
+            "[server]\ntrusted_proxies = [\"10.0.0.1\"]\n\n",
+        ] {
+            let found = checked(&format!("{https}{text}"));
+            assert!(found.warnings.is_empty(), "{https}: {:?}", found.warnings);
+        }
+        // "auto" and false never warn.
+        for value in ["\"auto\"", "false"] {
+            let text = minimal().replace(
+                "[session]\n",
+                &format!("[session]\ncookie_secure = {value}\n"),
+            );
+            assert!(checked(&text).warnings.is_empty(), "{value}");
+        }
+    }
+
+    #[test]
+    fn idle_timeout_past_the_lifetime_is_a_warning() {
+        let text = minimal().replace(
+            "[session]\n",
+            "[session]\nidle_timeout = \"2d\"\nmax_lifetime = \"12h\"\n",
+        );
+        let found = checked(&text);
+        assert!(found.config.is_some(), "{:?}", found.errors);
+        assert_eq!(positions(&found.warnings), vec![(2, 16)]);
+        assert!(
+            found.warnings[0]
+                .message
+                .contains("max_lifetime wins: sessions end after 12h"),
+            "{:?}",
+            found.warnings
+        );
+        let equal = minimal().replace("[session]\n", "[session]\nidle_timeout = \"24h\"\n");
+        assert!(checked(&equal).warnings.is_empty());
+    }
+
+    #[test]
+    fn type_errors_and_rule_errors_come_in_one_pass() {
+        let text = format!(
+            "[server]\nmax_connections = \"many\"\n\n[session]\nsecret_keys = [\"{KEY}\"]\nidle_timeout = \"1.5h\"\n\n[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:99999\"\n"
+        );
+        let errs = errors(&text);
+        let at: Vec<(usize, usize)> = errs.iter().map(|e| (e.0, e.1)).collect();
+        assert_eq!(at, vec![(2, 19), (6, 16), (10, 12)], "{errs:?}");
+        assert!(
+            errs[0]
+                .2
+                .starts_with("server.max_connections must be a whole number"),
+            "{errs:?}"
+        );
+        assert!(errs[1].2.contains("\"1h30m\""), "{errs:?}");
+        assert!(errs[2].2.contains("port 99999 is out of range"), "{errs:?}");
+    }
+
+    #[test]
+    fn a_key_reported_unreadable_is_not_reported_missing_as_well() {
+        let text = format!(
+            "[server]\ntls = \"yes\"\nhsts = \"max-age=600\"\n\n[session]\nsecret_keys = \"{KEY}\"\n\n[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:9000\"\n"
+        );
+        let errs = errors(&text);
+        let lines: Vec<usize> = errs.iter().map(|e| e.0).collect();
+        assert_eq!(lines, vec![2, 6], "{errs:?}");
+        assert!(
+            errs[0].2.starts_with("server.tls must be a table"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].2.starts_with("session.secret_keys must be a list"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn named_paths_are_looked_at_only_by_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "").unwrap();
+        let text = format!(
+            "[session]\nsecret_keys = [\"{KEY}\"]\n\n[login]\ngroups_file = \"{missing}\"\ntemplate = \"{dir}\"\nusers_file = \"{missing}\"\n\n[[route]]\npath = \"/\"\nupstream = \"cgi:{file}\"\naccess = \"login\"\n\n[[route]]\npath = \"/s/\"\nupstream = \"static:{dir}\"\n",
+            missing = dir.path().join("missing").display(),
+            dir = dir.path().display(),
+            file = file.display(),
+        );
+        assert!(errors(&text).is_empty(), "a start reads them itself");
+        let found = checked(&text);
+        assert!(found.config.is_none());
+        let at = positions(&found.errors);
+        // groups file, template, the users file the login route needs,
+        // the CGI "directory"; the static directory is fine.
+        assert_eq!(
+            at,
+            vec![(5, 15), (6, 12), (7, 14), (11, 12)],
+            "{:?}",
+            found.errors
+        );
+        let messages: Vec<&str> = found.errors.iter().map(|e| e.message.as_str()).collect();
+        assert!(
+            messages[0].starts_with("login.groups_file: the groups file"),
+            "{messages:?}"
+        );
+        assert!(messages[0].ends_with("does not exist"), "{messages:?}");
+        assert!(
+            messages[1].ends_with("is a directory, not a file"),
+            "{messages:?}"
+        );
+        assert!(
+            messages[2].starts_with("login.users_file: the users file"),
+            "{messages:?}"
+        );
+        assert!(messages[3].starts_with("CGI directory"), "{messages:?}");
+        assert!(messages[3].ends_with("is not a directory"), "{messages:?}");
+        assert_eq!(found.places.get("route.1.upstream"), Some((16, 12)));
     }
 }
