@@ -16,6 +16,7 @@ mod audit;
 mod basic_auth;
 mod browser;
 mod cgi_gateway;
+mod check;
 mod cli;
 mod connections;
 mod counters;
