@@ -271,7 +271,7 @@ fn a_malformed_users_file_is_reported_at_its_own_line() {
     ));
     std::fs::write(site.path("users"), "# people\nalice\n").unwrap();
     let (_, stderr) = site.expect(1);
-    assert!(stderr.starts_with("users:2:1: users file: "), "{stderr}");
+    assert!(stderr.starts_with("users:2:1: "), "{stderr}");
 }
 
 #[test]
