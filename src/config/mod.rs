@@ -12,6 +12,10 @@
 //!    prebuilt header names.
 //!
 //! Errors are [`ConfigError`]s, each printed as `file:line:col: message`.
+//! [`Config::check`] also returns the warnings, where keys were written
+//! ([`Places`]), and looks on the disk for the files and directories the
+//! config names; a start ([`Config::load`]) leaves those to the modules
+//! that read them.
 //!
 //! Where things are:
 //!
