@@ -40,7 +40,8 @@
 //! the request path), `session` (ids, cookie codec, stores: memory with its
 //! snapshot, Redis), `login` (users file, throttle, page), `audit` (the
 //! audit log: sign-ins, logouts, revocations, on a writer thread),
-//! `metrics`, `clock`, `redact`.
+//! `metrics`, `clock`, `redact`. Beside them, `check`: `sessiongate check`,
+//! the config and what it names, each finding at its `file:line:col`.
 //!
 //! # Where new things go
 //!
@@ -51,6 +52,9 @@
 //! - **A new store**: a module under `session/` implementing
 //!   `session::SessionStore`, a variant of `session::AnyStore`, and one more
 //!   run of the store contract suite in the tests.
+//! - **A new key that names a file or directory**: `Section::names_file`
+//!   or `names_dir` where it is validated, so that `sessiongate check`
+//!   looks for it and reports it at the key.
 //! - **A new built-in page**: a route in `login::endpoints::LoginDesk::serve`
 //!   (or its own module beside it, given the same `Visit`).
 //! - **A new config key**: its raw field and its validation in `config`, a
@@ -68,6 +72,7 @@ pub mod audit;
 pub mod background;
 pub mod body;
 pub mod canonical;
+pub mod check;
 pub mod clock;
 pub mod config;
 pub mod connection;

@@ -75,6 +75,21 @@ pub enum SetupError {
     },
 }
 
+/// A warning about one route (see [`Setup::warnings`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteWarning {
+    /// The route's index in the config's list.
+    pub route: usize,
+    /// What is wrong, naming the route.
+    pub message: String,
+}
+
+impl std::fmt::Display for RouteWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// One matched route: its config, target and log label.
 pub struct Route<'a> {
     /// The route's id in the config's list.
@@ -165,12 +180,12 @@ impl Setup {
     /// a group nobody is in. Groups a backend gives at sign-in
     /// (`login.source = "backend"`) cannot be known here, so such a login
     /// gets no group warnings.
-    pub fn warnings(&self) -> Vec<String> {
+    pub fn warnings(&self) -> Vec<RouteWarning> {
         let users = self.login.users.as_ref().map(|u| u.current());
         let groups = self.groups.as_ref().map(|g| g.current());
         let backend = self.config.login.source == crate::config::LoginSource::Backend;
         let mut warnings = Vec::new();
-        for route in &self.config.routes {
+        for (index, route) in self.config.routes.iter().enumerate() {
             for allowed in route.allow.iter().flatten() {
                 let unknown = match allowed {
                     Allowed::User(name) => users.as_ref().is_some_and(|u| !u.contains(name)),
@@ -186,10 +201,10 @@ impl Setup {
                         }
                         Allowed::Group(_) => "a group nobody is in",
                     };
-                    warnings.push(format!(
-                        "route {}: allow names {allowed}, {what}",
-                        route.path
-                    ));
+                    warnings.push(RouteWarning {
+                        route: index,
+                        message: format!("route {}: allow names {allowed}, {what}", route.path),
+                    });
                 }
             }
         }

@@ -12,6 +12,10 @@
 //!    prebuilt header names.
 //!
 //! Errors are [`ConfigError`]s, each printed as `file:line:col: message`.
+//! [`Config::check`] also returns the warnings, where keys were written
+//! ([`Places`]), and looks on the disk for the files and directories the
+//! config names; a start ([`Config::load`]) leaves those to the modules
+//! that read them.
 //!
 //! Where things are:
 //!
@@ -48,16 +52,16 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use deserialize::deserialize_collecting;
-pub use raw::parse_duration;
+pub use raw::{MAX_DURATION, format_duration, parse_duration};
 use report::Reporter;
-pub use report::{ConfigError, ConfigErrors};
+pub use report::{ConfigError, ConfigErrors, Places};
 pub use secrets::{
     ENV_OR_GENERATE, MAX_SECRET_FILE_BYTES, SecretError, SecretSource, SystemSecrets, generate_key,
     resolve_secret,
 };
 use validate::validate;
 pub use validate::{
-    RESERVED_SCRIPT_VARIABLES, normalize_header_name, parse_socket_addr, parse_upstream,
+    RESERVED_SCRIPT_VARIABLES, check_port, normalize_header_name, parse_socket_addr, parse_upstream,
 };
 
 /// Where the proxy looks for its config when neither `--config` nor
@@ -618,6 +622,30 @@ pub enum AuditTarget {
 // Loading
 // ---------------------------------------------------------------------------
 
+/// What `sessiongate check` learns from a config file: the config, or every
+/// error in it; the warnings either way; and where keys were written, for
+/// the checks that only a loaded config allows (file contents, allow lists).
+#[derive(Debug)]
+pub struct Checked {
+    /// The config, when it has no error.
+    pub config: Option<Config>,
+    /// Every error, in file order; empty when `config` is some.
+    pub errors: Vec<ConfigError>,
+    /// What is valid but will not work as written, in file order.
+    pub warnings: Vec<ConfigError>,
+    /// Where keys were written (see [`Places`]).
+    pub places: Places,
+}
+
+/// Whether loading also looks at the files and directories the config names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Disk {
+    /// Only the text: a start reads them itself, tests name paths freely.
+    Ignore,
+    /// Each must exist and be readable (`sessiongate check`).
+    Look,
+}
+
 impl Config {
     /// Reads and validates the config file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
@@ -644,12 +672,56 @@ impl Config {
         text: &str,
         secrets: &dyn SecretSource,
     ) -> Result<Config, ConfigErrors> {
+        let checked = Config::read(file, text, secrets, Disk::Ignore);
+        checked.config.ok_or(ConfigErrors(checked.errors))
+    }
+
+    /// Reads the config file at `path` as `sessiongate check` does: every
+    /// error in one pass, the files and directories it names looked at on
+    /// the disk, and the warnings.
+    pub fn check(path: &Path) -> Checked {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::check_text(path, &text, &SystemSecrets),
+            Err(e) => Checked {
+                config: None,
+                errors: vec![ConfigError::whole_file(
+                    path,
+                    format!("cannot read config file: {e}"),
+                )],
+                warnings: Vec::new(),
+                places: Places::default(),
+            },
+        }
+    }
+
+    /// [`Config::check`] on text read from `file`, with secrets from `secrets`.
+    pub fn check_text(file: &Path, text: &str, secrets: &dyn SecretSource) -> Checked {
+        Config::read(file, text, secrets, Disk::Look)
+    }
+
+    /// Both steps, and the disk when asked.
+    fn read(file: &Path, text: &str, secrets: &dyn SecretSource, disk: Disk) -> Checked {
         let mut reporter = Reporter::new(file, text);
         let raw = deserialize_collecting(text, &mut reporter);
         let config = raw.and_then(|raw| validate(file, raw, &mut reporter, secrets));
+        if disk == Disk::Look {
+            reporter.check_named_paths();
+        }
+        let clean = reporter.is_clean();
+        let (errors, warnings, places) = reporter.into_parts();
         match config {
-            Some(config) if reporter.is_clean() => Ok(config),
-            _ => Err(reporter.into_errors()),
+            Some(config) if clean => Checked {
+                config: Some(config),
+                errors: Vec::new(),
+                warnings,
+                places,
+            },
+            _ => Checked {
+                config: None,
+                errors: errors.0,
+                warnings,
+                places,
+            },
         }
     }
 

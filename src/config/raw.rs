@@ -101,7 +101,7 @@ pub(super) struct RawSession {
     pub(super) idle_timeout: Option<Spanned<Dur>>,
     pub(super) max_lifetime: Option<Spanned<Dur>>,
     pub(super) touch_interval: Option<Dur>,
-    pub(super) cookie_secure: Option<SecureSetting>,
+    pub(super) cookie_secure: Option<Spanned<SecureSetting>>,
     pub(super) cookie_same_site: Option<Spanned<SameSite>>,
     pub(super) cookie_path: Option<Spanned<String>>,
     pub(super) cookie_domain: Option<Spanned<String>>,
@@ -178,15 +178,15 @@ pub(super) struct RawStore {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLogin {
     pub(super) source: Option<Spanned<LoginSource>>,
-    pub(super) users_file: Option<String>,
-    pub(super) groups_file: Option<String>,
+    pub(super) users_file: Option<Spanned<String>>,
+    pub(super) groups_file: Option<Spanned<String>>,
     pub(super) remember_me: Option<Spanned<Dur>>,
     pub(super) page: Option<Spanned<String>>,
     pub(super) prefix: Option<Spanned<String>>,
     pub(super) expired_message: Option<String>,
     pub(super) max_attempts: Option<Spanned<u32>>,
     pub(super) attempt_window: Option<Spanned<Dur>>,
-    pub(super) template: Option<String>,
+    pub(super) template: Option<Spanned<String>>,
     pub(super) basic_realm: Option<Spanned<String>>,
 }
 
@@ -206,7 +206,7 @@ pub(super) struct RawRoute {
     pub(super) host: Option<Spanned<String>>,
     pub(super) upstream: Spanned<String>,
     #[serde(default = "default_access")]
-    pub(super) access: Access,
+    pub(super) access: Spanned<Access>,
     pub(super) basic_auth: Option<Spanned<bool>>,
     pub(super) allow: Option<Spanned<Vec<Spanned<String>>>>,
     pub(super) env: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
@@ -214,9 +214,10 @@ pub(super) struct RawRoute {
     pub(super) index: Option<Spanned<String>>,
 }
 
-/// Routes are public unless they say otherwise.
-fn default_access() -> Access {
-    Access::Public
+/// Routes are public unless they say otherwise (placed at the file's start:
+/// nothing was written).
+fn default_access() -> Spanned<Access> {
+    Spanned::new(0..0, Access::Public)
 }
 
 /// `[admin]` as written.
@@ -261,15 +262,96 @@ impl de::Visitor<'_> for DurVisitor {
     }
 }
 
-/// Parses `"90s"`, `"30m"`, `"12h"`, `"7d"`, `"1h30m"`, `"250ms"`.
+/// The longest duration a config may give: ten years. Anything longer is a
+/// typo (or an attempt to say "forever"), and would overflow the clocks'
+/// arithmetic.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// The accepted forms, named in every duration error.
+const DURATION_FORMS: &str = "write a whole number and a unit, like \"90s\", \"30m\", \"12h\" or \"7d\", or a sum like \"1h30m\" (units: ms, s, m, h, d)";
+
+/// Parses `"90s"`, `"30m"`, `"12h"`, `"7d"`, `"250ms"`, and sums of them
+/// from the largest unit down, like `"1h30m"`: whole numbers only, no
+/// spaces, at most [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let trimmed = s.trim();
-    if trimmed.is_empty() || trimmed.chars().all(|c| c.is_ascii_digit()) {
-        return Err(format!(
-            "duration {s:?} needs a unit, like \"90s\", \"30m\", \"12h\" or \"7d\""
-        ));
+    if s.is_empty() {
+        return Err(format!("empty duration: {DURATION_FORMS}"));
     }
-    humantime::parse_duration(trimmed).map_err(|e| format!("invalid duration {s:?}: {e}"))
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("duration {s:?} needs a unit: {DURATION_FORMS}"));
+    }
+    let too_long = || {
+        format!(
+            "duration {s:?} is longer than ten years ({}d); leave the key out, or give a shorter time",
+            MAX_DURATION.as_secs() / 86400
+        )
+    };
+    let mut total: u128 = 0;
+    let mut last_unit: Option<u128> = None;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let letters = rest[digits..]
+            .bytes()
+            .take_while(u8::is_ascii_alphabetic)
+            .count();
+        if digits == 0 || letters == 0 {
+            return Err(format!("invalid duration {s:?}: {DURATION_FORMS}"));
+        }
+        let unit_ms: u128 = match &rest[digits..digits + letters] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            other => {
+                return Err(format!(
+                    "invalid duration {s:?}: unknown unit {other:?}; {DURATION_FORMS}"
+                ));
+            }
+        };
+        if last_unit.is_some_and(|last| unit_ms >= last) {
+            return Err(format!(
+                "invalid duration {s:?}: give each unit once, the largest first, like \"1h30m\""
+            ));
+        }
+        last_unit = Some(unit_ms);
+        // More than 38 digits cannot be held, and is too long anyway.
+        let n: u128 = rest[..digits].parse().map_err(|_| too_long())?;
+        total = n
+            .checked_mul(unit_ms)
+            .and_then(|ms| total.checked_add(ms))
+            .ok_or_else(too_long)?;
+        rest = &rest[digits + letters..];
+    }
+    if total > MAX_DURATION.as_millis() {
+        return Err(too_long());
+    }
+    // At most ten years in milliseconds: fits a u64.
+    Ok(Duration::from_millis(total as u64))
+}
+
+/// Writes a duration the way a config does: `"1d12h"`, `"30m"`, `"90s"`
+/// as `"1m30s"`, `"250ms"`; `"0s"` for zero.
+pub fn format_duration(d: Duration) -> String {
+    let mut ms = d.as_millis();
+    if ms == 0 {
+        return "0s".to_string();
+    }
+    let mut out = String::new();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ] {
+        if ms >= size {
+            out.push_str(&format!("{}{unit}", ms / size));
+            ms %= size;
+        }
+    }
+    out
 }
 
 /// An entry of `trusted_proxies`: a CIDR, or a single address.
@@ -302,7 +384,73 @@ mod tests {
         assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
         assert_eq!(parse_duration("12h").unwrap(), Duration::from_secs(43200));
         assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(604800));
-        assert!(parse_duration("30").is_err());
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(
+            parse_duration("1d12h5s").unwrap(),
+            Duration::from_secs(129_605)
+        );
+        assert_eq!(parse_duration("3650d").unwrap(), MAX_DURATION);
+        assert!(parse_duration("30").unwrap_err().contains("needs a unit"));
         assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn durations_outside_our_forms_are_refused_in_our_words() {
+        for bad in [
+            "30 minutes",
+            "1.5h",
+            " 5m",
+            "5m ",
+            "5 m",
+            "-5m",
+            "m",
+            "5M",
+            "5min",
+            "1w",
+            "",
+        ] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(
+                e.contains("\"90s\"") && e.contains("units: ms, s, m, h, d") || bad.is_empty(),
+                "{bad:?}: {e}"
+            );
+        }
+        assert!(parse_duration("").unwrap_err().contains("\"1h30m\""));
+        assert!(
+            parse_duration("30m1h")
+                .unwrap_err()
+                .contains("the largest first")
+        );
+        assert!(
+            parse_duration("1m1m")
+                .unwrap_err()
+                .contains("each unit once")
+        );
+    }
+
+    #[test]
+    fn durations_are_written_back_in_the_same_forms() {
+        for text in ["1d12h", "30m", "1m30s", "250ms", "0s", "3650d", "1h0m1s1ms"] {
+            let d = parse_duration(text).unwrap();
+            assert_eq!(parse_duration(&format_duration(d)).unwrap(), d, "{text}");
+        }
+        assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(format_duration(Duration::from_secs(86400)), "1d");
+        assert_eq!(format_duration(Duration::from_millis(3_600_250)), "1h250ms");
+    }
+
+    #[test]
+    fn absurd_durations_are_refused_not_wrapped() {
+        for bad in [
+            "3651d",
+            "99999999999d",
+            "18446744073709551616s",
+            "999999999999999999999999999999999999999999d",
+            "87601h",
+        ] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(e.contains("longer than ten years (3650d)"), "{bad:?}: {e}");
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Errors with their position: byte offsets in the text become
 //! `file:line:col` messages.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -60,6 +61,61 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
+/// Where the keys that later checks report on were written: each as
+/// `line:col` by a dotted name (`login.users_file`, `server.tls`,
+/// `route.0.upstream`, `route.0.allow`), so that a problem found after
+/// validation (a file's contents, an allow list against the users file)
+/// still points at the key it is about.
+#[derive(Debug, Clone, Default)]
+pub struct Places {
+    /// The config file.
+    file: PathBuf,
+    /// Line and column of each recorded key.
+    at: BTreeMap<String, (usize, usize)>,
+}
+
+impl Places {
+    /// Where `key` was written, if it was recorded.
+    pub fn get(&self, key: &str) -> Option<(usize, usize)> {
+        self.at.get(key).copied()
+    }
+
+    /// `message` at the first of `keys` that was recorded; at the file's
+    /// start when none was.
+    pub fn error_at(&self, keys: &[&str], message: impl Into<String>) -> ConfigError {
+        let (line, col) = keys.iter().find_map(|k| self.get(k)).unwrap_or((1, 1));
+        ConfigError {
+            file: self.file.clone(),
+            line,
+            col,
+            message: message.into(),
+        }
+    }
+}
+
+/// Whether a named path must be a file or a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PathKind {
+    /// A file to read.
+    File,
+    /// A directory to serve or run from.
+    Directory,
+}
+
+/// A file or directory the config names, which only the disk can judge;
+/// `sessiongate check` looks at each (see [`Reporter::check_named_paths`]).
+#[derive(Debug, Clone)]
+pub(super) struct NamedPath {
+    /// Where the key that names it was written.
+    offset: usize,
+    /// The path as written (relative to the working directory, as at start).
+    path: PathBuf,
+    /// File or directory.
+    kind: PathKind,
+    /// What it is, for messages: "CGI directory".
+    what: String,
+}
+
 /// Turns byte offsets into `file:line:col` errors.
 pub(super) struct Reporter<'a> {
     /// The file, for messages.
@@ -68,6 +124,16 @@ pub(super) struct Reporter<'a> {
     text: &'a str,
     /// Every problem reported so far.
     errors: Vec<ConfigError>,
+    /// Every warning so far: the config works, but not as its author may think.
+    warnings: Vec<ConfigError>,
+    /// Keys reported and taken out while deserializing, dotted
+    /// (`server.tls`, `route.access`): the checks that need them stay
+    /// silent rather than report them missing.
+    removed: Vec<String>,
+    /// Where the keys later checks report on were written.
+    places: Places,
+    /// Files and directories the config names.
+    named: Vec<NamedPath>,
 }
 
 impl<'a> Reporter<'a> {
@@ -77,26 +143,51 @@ impl<'a> Reporter<'a> {
             file,
             text,
             errors: Vec::new(),
+            warnings: Vec::new(),
+            removed: Vec::new(),
+            places: Places {
+                file: file.to_path_buf(),
+                at: BTreeMap::new(),
+            },
+            named: Vec::new(),
+        }
+    }
+
+    /// Line and column (1-based, in characters) of a byte offset.
+    fn position(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let before = &self.text[..floor_char_boundary(self.text, offset)];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, col)
+    }
+
+    /// A message at a byte offset.
+    fn error_at(&self, offset: usize, message: impl Into<String>) -> ConfigError {
+        let (line, col) = self.position(offset);
+        ConfigError {
+            file: self.file.to_path_buf(),
+            line,
+            col,
+            message: message.into(),
         }
     }
 
     /// Reports `message` at a byte offset into the text.
     pub(super) fn at(&mut self, offset: usize, message: impl Into<String>) {
-        let offset = offset.min(self.text.len());
-        let before = &self.text[..floor_char_boundary(self.text, offset)];
-        let line = before.matches('\n').count() + 1;
-        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        self.errors.push(ConfigError {
-            file: self.file.to_path_buf(),
-            line,
-            col,
-            message: message.into(),
-        });
+        let e = self.error_at(offset, message);
+        self.errors.push(e);
     }
 
     /// Reports `message` where a deserialized value was written.
     pub(super) fn span<T>(&mut self, spanned: &Spanned<T>, message: impl Into<String>) {
         self.at(spanned.span().start, message);
+    }
+
+    /// Warns with `message` at a byte offset: the config is valid.
+    pub(super) fn warn_at(&mut self, offset: usize, message: impl Into<String>) {
+        let w = self.error_at(offset, message);
+        self.warnings.push(w);
     }
 
     /// Reports a TOML syntax or deserialization error where it points.
@@ -105,21 +196,103 @@ impl<'a> Reporter<'a> {
         self.at(start, e.message().trim().to_string());
     }
 
+    /// Notes that `key` (dotted) was reported and taken out.
+    pub(super) fn removed(&mut self, key: String) {
+        self.removed.push(key);
+    }
+
+    /// Every key taken out, dotted.
+    pub(super) fn removed_keys(&self) -> impl Iterator<Item = &str> {
+        self.removed.iter().map(String::as_str)
+    }
+
+    /// Whether `key` (dotted, like `server.tls`), or a key inside it, was
+    /// reported and taken out.
+    pub(super) fn was_removed(&self, key: &str) -> bool {
+        self.removed
+            .iter()
+            .any(|k| k == key || k.strip_prefix(key).is_some_and(|r| r.starts_with('.')))
+    }
+
+    /// Records where `key` was written, for checks after validation.
+    pub(super) fn place(&mut self, key: impl Into<String>, offset: usize) {
+        let at = self.position(offset);
+        self.places.at.insert(key.into(), at);
+    }
+
+    /// Notes a file or directory the key at `offset` names.
+    pub(super) fn names_path(
+        &mut self,
+        offset: usize,
+        path: impl Into<PathBuf>,
+        kind: PathKind,
+        what: impl Into<String>,
+    ) {
+        self.named.push(NamedPath {
+            offset,
+            path: path.into(),
+            kind,
+            what: what.into(),
+        });
+    }
+
+    /// Looks at every named file and directory on the disk and reports,
+    /// at its key, each that is missing, of the wrong kind, or unreadable.
+    pub(super) fn check_named_paths(&mut self) {
+        for named in std::mem::take(&mut self.named) {
+            if let Some(problem) = path_problem(&named.path, named.kind) {
+                self.at(
+                    named.offset,
+                    format!(
+                        "{} {:?} {problem}",
+                        named.what,
+                        named.path.display().to_string()
+                    ),
+                );
+            }
+        }
+    }
+
     /// Whether nothing has been reported.
     pub(super) fn is_clean(&self) -> bool {
         self.errors.is_empty()
     }
 
-    /// Every error, in file order; a general one when the text failed
-    /// without a report.
-    pub(super) fn into_errors(self) -> ConfigErrors {
+    /// Every error, in file order (a general one when the text failed
+    /// without a report); the warnings, in file order; the places recorded.
+    pub(super) fn into_parts(self) -> (ConfigErrors, Vec<ConfigError>, Places) {
         let mut errors = self.errors;
         if errors.is_empty() {
             errors.push(ConfigError::whole_file(self.file, "invalid configuration"));
         }
         errors.sort_by_key(|e| (e.line, e.col));
         errors.dedup();
-        ConfigErrors(errors)
+        let mut warnings = self.warnings;
+        warnings.sort_by_key(|e| (e.line, e.col));
+        warnings.dedup();
+        (ConfigErrors(errors), warnings, self.places)
+    }
+}
+
+/// What is wrong with `path` for its use, in words that follow its name;
+/// `None` when it is fine.
+fn path_problem(path: &Path, kind: PathKind) -> Option<String> {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Some("does not exist".to_string());
+        }
+        Err(e) => return Some(format!("cannot be reached: {e}")),
+    };
+    match kind {
+        PathKind::File if meta.is_dir() => Some("is a directory, not a file".to_string()),
+        PathKind::File => std::fs::File::open(path)
+            .err()
+            .map(|e| format!("cannot be read: {e}")),
+        PathKind::Directory if !meta.is_dir() => Some("is not a directory".to_string()),
+        PathKind::Directory => std::fs::read_dir(path)
+            .err()
+            .map(|e| format!("cannot be read: {e}")),
     }
 }
 

@@ -17,6 +17,7 @@ mod backend_login;
 mod basic_auth;
 mod browser;
 mod cgi_gateway;
+mod check;
 mod cli;
 mod connections;
 mod counters;

@@ -31,6 +31,7 @@ pub(super) fn validate_login(raw: RawLogin, r: &mut Reporter<'_>) -> Option<Logi
     if let Some(written) = &raw.source
         && source == LoginSource::Backend
         && page.is_none()
+        && !s.was_removed("login.page")
     {
         s.error(
             written,
@@ -51,6 +52,20 @@ pub(super) fn validate_login(raw: RawLogin, r: &mut Reporter<'_>) -> Option<Logi
             )
         },
     );
+    // The users file is checked where the routes say whether it is needed
+    // (see `check_users_file`); the groups file and the template are read
+    // at every start.
+    if let Some(users_file) = &raw.users_file {
+        s.place("login.users_file", users_file);
+    }
+    if let Some(groups_file) = &raw.groups_file {
+        s.place("login.groups_file", groups_file);
+        s.names_file(groups_file, "login.groups_file: the groups file");
+    }
+    if let Some(template) = &raw.template {
+        s.place("login.template", template);
+        s.names_file(template, "login.template: the login page template");
+    }
     let remember_me = raw
         .remember_me
         .map(|d| s.seconds(Some(d), Duration::ZERO, "remember_me"));
@@ -58,9 +73,9 @@ pub(super) fn validate_login(raw: RawLogin, r: &mut Reporter<'_>) -> Option<Logi
         source,
         users_file: PathBuf::from(
             raw.users_file
-                .unwrap_or_else(|| DEFAULT_USERS_FILE.to_string()),
+                .map_or_else(|| DEFAULT_USERS_FILE.to_string(), Spanned::into_inner),
         ),
-        groups_file: raw.groups_file.map(PathBuf::from),
+        groups_file: raw.groups_file.map(|f| PathBuf::from(f.into_inner())),
         remember_me,
         page,
         prefix,
@@ -69,7 +84,7 @@ pub(super) fn validate_login(raw: RawLogin, r: &mut Reporter<'_>) -> Option<Logi
             .unwrap_or_else(|| DEFAULT_EXPIRED_MESSAGE.to_string()),
         max_attempts,
         attempt_window,
-        template: raw.template.map(PathBuf::from),
+        template: raw.template.map(|f| PathBuf::from(f.into_inner())),
         basic_realm,
     })
 }

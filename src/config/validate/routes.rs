@@ -27,22 +27,36 @@ pub(super) fn validate_routes(
     let mut s = Section::new(r);
     let mut routes = Vec::new();
     let mut seen = HashSet::new();
-    for route in raw {
+    for (i, route) in raw.into_iter().enumerate() {
         let start = route.span().start;
         let route = route.into_inner();
         let path = route_path(&route.path, &mut s);
         let host = route.host.map(|host| route_host(host, &mut s));
         let upstream = s.parsed(&route.upstream, parse_upstream(route.upstream.get_ref()));
-        let basic_auth = basic_auth(route.basic_auth, route.access, login_source, &mut s);
+        let access = *route.access.get_ref();
+        let basic_auth = basic_auth(route.basic_auth, access, login_source, &mut s);
+        s.place(format!("route.{i}"), &route.path);
+        s.place(format!("route.{i}.upstream"), &route.upstream);
+        if route.access.span().end > 0 {
+            s.place(format!("route.{i}.access"), &route.access);
+        }
+        if let Some(allow) = &route.allow {
+            s.place(format!("route.{i}.allow"), allow);
+        }
+        // A directory the route serves from: the proxy would start, then
+        // answer every request on the route with an error.
+        match &upstream {
+            Some(Upstream::Cgi(dir)) => s.names_dir(&route.upstream, dir, "CGI directory"),
+            Some(Upstream::Static(dir)) => s.names_dir(&route.upstream, dir, "static directory"),
+            _ => {}
+        }
         if !seen.insert((host.clone(), path.clone())) {
             s.error_at(
                 start,
                 format!("route path {path:?} is configured twice for the same host"),
             );
         }
-        let allow = route
-            .allow
-            .map(|list| allow_list(list, route.access, &mut s));
+        let allow = route.allow.map(|list| allow_list(list, access, &mut s));
         let runs_scripts = upstream.as_ref().is_none_or(Upstream::runs_scripts);
         let env = script_env(route.env, runs_scripts, secrets, &mut s);
         let upstream = match upstream {
@@ -63,7 +77,7 @@ pub(super) fn validate_routes(
                 path,
                 host,
                 upstream,
-                access: route.access,
+                access,
                 basic_auth,
                 allow,
                 env,
@@ -269,6 +283,7 @@ pub fn parse_upstream(s: &str) -> Result<Upstream, String> {
     if authority.as_str().contains('@') {
         return Err(format!("upstream {s:?} must not hold credentials"));
     }
+    check_port(s, &authority)?;
     Ok(Upstream::Http { scheme, authority })
 }
 
@@ -305,6 +320,29 @@ fn parse_fastcgi(s: &str) -> Result<FastCgiServer, String> {
     })
 }
 
+/// A port written in an upstream must be one a connection can reach:
+/// `http://127.0.0.1:99999` parses as a URL, and would make every request
+/// on the route a 502.
+pub fn check_port(upstream: &str, authority: &http::uri::Authority) -> Result<(), String> {
+    let written = authority.as_str();
+    let Some((_, port)) = written.rsplit_once(':') else {
+        return Ok(());
+    };
+    if written.ends_with(']') {
+        // `[::1]`: an IPv6 address without a port.
+        return Ok(());
+    }
+    match port.parse::<u16>() {
+        Ok(1..) => Ok(()),
+        _ if port.is_empty() => Err(format!(
+            "upstream {upstream:?} has no port after ':'; write one (1 to 65535) or leave the ':' out"
+        )),
+        _ => Err(format!(
+            "upstream {upstream:?}: port {port} is out of range; a port is 1 to 65535"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,6 +369,28 @@ mod tests {
             Ok(Upstream::Static(PathBuf::from("site/htdocs")))
         );
         assert!(parse_upstream("static:").is_err());
+    }
+
+    #[test]
+    fn upstream_ports_must_be_reachable() {
+        for ok in [
+            "http://127.0.0.1:1",
+            "http://127.0.0.1:65535",
+            "http://[::1]:8080",
+            "http://[::1]",
+            "https://example.org",
+        ] {
+            assert!(parse_upstream(ok).is_ok(), "{ok}");
+        }
+        for (bad, says) in [
+            ("http://127.0.0.1:99999", "port 99999 is out of range"),
+            ("http://127.0.0.1:0", "port 0 is out of range"),
+            ("https://[::1]:70000", "port 70000 is out of range"),
+            ("http://example.org:", "no port after ':'"),
+        ] {
+            let e = parse_upstream(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     fn config_with(

@@ -6,7 +6,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::config::raw::Dur;
-use crate::config::report::Reporter;
+use crate::config::report::{PathKind, Reporter};
 
 /// One section being checked. Each problem is reported where it is, and
 /// any one of them means the section yields no config; the other sections
@@ -38,6 +38,41 @@ impl<'r, 'a> Section<'r, 'a> {
     pub(super) fn error_at(&mut self, offset: usize, message: impl Into<String>) {
         self.reporter.at(offset, message);
         self.failed = true;
+    }
+
+    /// Warns about a value, at the value: the config stays valid.
+    pub(super) fn warn<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
+        self.reporter.warn_at(at.span().start, message);
+    }
+
+    /// Whether `key` (dotted) was reported as it was read and taken out:
+    /// a rule that needs it stays silent rather than call it missing.
+    pub(super) fn was_removed(&self, key: &str) -> bool {
+        self.reporter.was_removed(key)
+    }
+
+    /// Records where `key` was written, for checks after validation.
+    pub(super) fn place<T>(&mut self, key: impl Into<String>, at: &Spanned<T>) {
+        self.reporter.place(key, at.span().start);
+    }
+
+    /// Notes that the value at `at` names a file `sessiongate check` must
+    /// find readable; `what` names it in messages ("users file").
+    pub(super) fn names_file(&mut self, at: &Spanned<String>, what: &'static str) {
+        self.reporter
+            .names_path(at.span().start, at.get_ref(), PathKind::File, what);
+    }
+
+    /// Notes that the value at `at` names the directory `dir`, which
+    /// `sessiongate check` must find readable ("CGI directory").
+    pub(super) fn names_dir<T>(
+        &mut self,
+        at: &Spanned<T>,
+        dir: &std::path::Path,
+        what: &'static str,
+    ) {
+        self.reporter
+            .names_path(at.span().start, dir, PathKind::Directory, what);
     }
 
     /// The value, reported with `message` when `valid` says no. It is

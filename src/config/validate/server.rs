@@ -24,7 +24,7 @@ const MAX_WORKERS: usize = 1024;
 pub(super) fn validate_server(raw: RawServer, r: &mut Reporter<'_>) -> Option<ServerConfig> {
     let mut s = Section::new(r);
     let listen = listen(raw.listen, &mut s);
-    let tls = raw.tls.map(|t| tls_files(t.into_inner()));
+    let tls = raw.tls.map(|t| tls_files(t, &mut s));
     let redirect_http = redirect_http(raw.redirect_http.as_ref(), tls.is_some(), &listen, &mut s);
     let upstream_ca = raw.upstream_ca.and_then(|v| upstream_ca(v, &mut s));
     let max_header_bytes = s
@@ -94,8 +94,13 @@ fn listen(raw: Option<Spanned<Listen>>, s: &mut Section<'_, '_>) -> Vec<SocketAd
     listen
 }
 
-/// `tls`: the certificate and key files, checked when they are loaded.
-fn tls_files(raw: RawTls) -> TlsConfig {
+/// `tls`: the certificate and key files, read when they are loaded (and by
+/// `sessiongate check`).
+fn tls_files(raw: Spanned<RawTls>, s: &mut Section<'_, '_>) -> TlsConfig {
+    s.place("server.tls", &raw);
+    let raw = raw.into_inner();
+    s.names_file(&raw.cert, "server.tls cert: the certificate file");
+    s.names_file(&raw.key, "server.tls key: the private key file");
     TlsConfig {
         cert: PathBuf::from(raw.cert.into_inner()),
         key: PathBuf::from(raw.key.into_inner()),
@@ -113,7 +118,7 @@ fn redirect_http(
     let Some(addrs) = raw else {
         return Vec::new();
     };
-    if !has_tls {
+    if !has_tls && !s.was_removed("server.tls") {
         s.error(
             addrs,
             "server.redirect_http redirects to HTTPS, so it needs server.tls = { cert = \"...\", key = \"...\" }",
@@ -139,6 +144,8 @@ fn upstream_ca(raw: Spanned<String>, s: &mut Section<'_, '_>) -> Option<PathBuf>
         s.error(&raw, "server.upstream_ca must name a PEM file");
         return None;
     }
+    s.place("server.upstream_ca", &raw);
+    s.names_file(&raw, "server.upstream_ca: the CA file");
     Some(PathBuf::from(raw.into_inner()))
 }
 
@@ -182,7 +189,7 @@ fn max_connections(raw: Spanned<usize>, s: &mut Section<'_, '_>) -> Option<usize
 
 /// `hsts`: a valid `Strict-Transport-Security` value, only ever sent over TLS.
 fn hsts(raw: Spanned<String>, has_tls: bool, s: &mut Section<'_, '_>) -> Option<HeaderValue> {
-    if !has_tls {
+    if !has_tls && !s.was_removed("server.tls") {
         s.error(
             &raw,
             "server.hsts is only ever sent over TLS, so it needs server.tls = { cert = \"...\", key = \"...\" }",
@@ -206,6 +213,15 @@ pub fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
         if let Ok(port) = port.parse::<u16>() {
             return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
         }
+    }
+    if let Some((_, port)) = s.rsplit_once(':')
+        && port.len() > 1
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u16>().is_err()
+    {
+        return Err(format!(
+            "{s:?}: port {port} is out of range; a port is 0 to 65535 (0 lets the system choose)"
+        ));
     }
     Err(format!(
         "{s:?} is not a listen address; write it as \"IP:PORT\", e.g. \"0.0.0.0:8080\" or \"[::]:8080\""

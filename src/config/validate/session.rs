@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use toml::Spanned;
 
 use super::Section;
-use crate::config::raw::{InitialValue, RawSession};
+use crate::config::raw::{InitialValue, RawSession, format_duration};
 use crate::config::report::Reporter;
 use crate::config::secrets::{SecretSource, resolve_key};
 use crate::config::{
@@ -22,13 +22,27 @@ pub(super) fn validate_session(
     let mut s = Section::new(r);
     let cookie_name = cookie_name(raw.cookie_name, &mut s);
     let (secret_keys, generated_key) = secret_keys(raw.secret_keys, secrets, &mut s);
+    // Where a warning about the two lifetimes goes: the idle timeout if
+    // written, else the lifetime.
+    let lifetimes_at = raw
+        .idle_timeout
+        .as_ref()
+        .or(raw.max_lifetime.as_ref())
+        .map(|d| Spanned::new(d.span(), ()));
     let idle_timeout = s.seconds(raw.idle_timeout, DEFAULT_IDLE_TIMEOUT, "idle_timeout");
     let max_lifetime = s.seconds(raw.max_lifetime, DEFAULT_MAX_LIFETIME, "max_lifetime");
+    if let Some(at) = lifetimes_at
+        && idle_timeout > max_lifetime
+    {
+        s.warn(&at, lifetimes_warning(idle_timeout, max_lifetime));
+    }
     let cookie_path = cookie_path(raw.cookie_path, &mut s);
     let cookie_domain = raw
         .cookie_domain
         .map(|domain| cookie_domain(domain, &mut s));
-    let cookie_secure = raw.cookie_secure.map_or(CookieSecure::Auto, |v| v.0);
+    let cookie_secure = raw
+        .cookie_secure
+        .map_or(CookieSecure::Auto, |v| v.into_inner().0);
     let cookie_same_site = same_site(raw.cookie_same_site, cookie_secure, &mut s);
     let has_domain = cookie_domain.is_some();
     check_name_prefix(
@@ -62,6 +76,17 @@ pub(super) fn validate_session(
         max_data_bytes,
         initial,
     })
+}
+
+/// Why an idle timeout longer than the lifetime is only a warning: the
+/// config works, the idle timeout never fires.
+fn lifetimes_warning(idle: std::time::Duration, lifetime: std::time::Duration) -> String {
+    format!(
+        "session.idle_timeout ({}) is longer than session.max_lifetime ({}); max_lifetime wins: sessions end after {} however idle",
+        format_duration(idle),
+        format_duration(lifetime),
+        format_duration(lifetime)
+    )
 }
 
 /// `cookie_name`: an HTTP token.
@@ -133,6 +158,7 @@ fn secret_keys(
     let mut keys = Vec::new();
     let mut generated_key = None;
     let specs = match raw {
+        None if s.was_removed("session.secret_keys") => return (keys, generated_key),
         None => {
             s.error_at(
                 0,
