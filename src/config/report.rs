@@ -100,6 +100,10 @@ pub(super) enum PathKind {
     File,
     /// A directory to serve or run from.
     Directory,
+    /// A directory another program reads (a FastCGI server's document
+    /// root): it may live where that program runs (another container), so
+    /// not finding it here is a warning, not an error.
+    ElsewhereDirectory,
 }
 
 /// A file or directory the config names, which only the disk can judge;
@@ -241,14 +245,20 @@ impl<'a> Reporter<'a> {
     pub(super) fn check_named_paths(&mut self) {
         for named in std::mem::take(&mut self.named) {
             if let Some(problem) = path_problem(&named.path, named.kind) {
-                self.at(
-                    named.offset,
-                    format!(
-                        "{} {:?} {problem}",
-                        named.what,
-                        named.path.display().to_string()
-                    ),
+                let message = format!(
+                    "{} {:?} {problem}",
+                    named.what,
+                    named.path.display().to_string()
                 );
+                match named.kind {
+                    PathKind::ElsewhereDirectory => self.warn_at(
+                        named.offset,
+                        format!(
+                            "{message} here; fine only if the FastCGI server runs elsewhere (another container) and has it"
+                        ),
+                    ),
+                    PathKind::File | PathKind::Directory => self.at(named.offset, message),
+                }
             }
         }
     }
@@ -289,8 +299,10 @@ fn path_problem(path: &Path, kind: PathKind) -> Option<String> {
         PathKind::File => std::fs::File::open(path)
             .err()
             .map(|e| format!("cannot be read: {e}")),
-        PathKind::Directory if !meta.is_dir() => Some("is not a directory".to_string()),
-        PathKind::Directory => std::fs::read_dir(path)
+        PathKind::Directory | PathKind::ElsewhereDirectory if !meta.is_dir() => {
+            Some("is not a directory".to_string())
+        }
+        PathKind::Directory | PathKind::ElsewhereDirectory => std::fs::read_dir(path)
             .err()
             .map(|e| format!("cannot be read: {e}")),
     }

@@ -347,6 +347,28 @@ fn cookie_secure_on_plain_http_and_idle_past_lifetime_are_warnings() {
 }
 
 #[test]
+fn a_fastcgi_root_missing_here_is_a_warning() {
+    let config = format!(
+        "{}[[route]]\npath = \"/\"\nupstream = \"fastcgi://127.0.0.1:9000\"\nroot = \"/nonexistent/site\"\n",
+        session("")
+    );
+    let site = Site::new(&config);
+    let (stdout, stderr) = site.expect(0);
+    assert!(stdout.contains("(valid)"), "{stdout}");
+    line_at(
+        &stderr,
+        7,
+        8,
+        "warning: FastCGI root \"/nonexistent/site\" does not exist here; fine only if the FastCGI server runs elsewhere",
+    );
+    // One that is here says nothing.
+    let here = config.replace("/nonexistent/site", &site.dir.path().display().to_string());
+    std::fs::write(&site.config, here).unwrap();
+    let (_, stderr) = site.expect(0);
+    assert!(stderr.is_empty(), "{stderr}");
+}
+
+#[test]
 fn json_lists_every_finding_for_tools() {
     let site = Site::new(&format!(
         "{}{}",

@@ -217,6 +217,7 @@ fn script_root(
         return None;
     }
     fastcgi.root = root.get_ref().trim_end_matches('/').to_owned();
+    s.names_remote_dir(&root, "FastCGI root");
     if let Some(index) = index {
         let name = index.get_ref();
         if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {

@@ -75,6 +75,17 @@ impl<'r, 'a> Section<'r, 'a> {
             .names_path(at.span().start, dir, PathKind::Directory, what);
     }
 
+    /// Notes that the value at `at` names a FastCGI server's document root,
+    /// which `sessiongate check` warns about when it is not here.
+    pub(super) fn names_remote_dir(&mut self, at: &Spanned<String>, what: &'static str) {
+        self.reporter.names_path(
+            at.span().start,
+            at.get_ref(),
+            PathKind::ElsewhereDirectory,
+            what,
+        );
+    }
+
     /// The value, reported with `message` when `valid` says no. It is
     /// returned either way, so that the checks after it still run.
     pub(super) fn checked<T>(
