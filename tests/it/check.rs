@@ -160,7 +160,7 @@ fn unknown_upstream_schemes_name_the_accepted_ones() {
         &stderr,
         6,
         12,
-        "must start with http://, https://, cgi: or static:",
+        "must start with http://, https://, cgi:, static: or fastcgi:",
     );
 }
 
