@@ -23,6 +23,7 @@ mod connections;
 mod counters;
 mod demo;
 mod docker;
+mod docs;
 mod fastcgi;
 mod gate;
 mod groups;

@@ -67,8 +67,13 @@ impl Httpd {
     /// three substitutions that move it onto this machine and nothing else:
     /// the image's server root becomes a temporary directory (whose
     /// `modules` is `modules_dir`), `Listen 80` a free loopback port, and the
-    /// mounted site the repository's `examples/legacy-site`. Ready when `/`
-    /// answers 200, which needs a working CGI daemon.
+    /// mounted site a copy of the repository's `examples/legacy-site` in that
+    /// directory. Ready when `/` answers 200, which needs a working CGI daemon.
+    ///
+    /// The copy is what lets the test pass wherever the repository is
+    /// cloned: started as root, httpd runs its children and the CGI scripts
+    /// as `www-data`, which cannot reach a checkout inside a private
+    /// directory (a `mktemp -d`, root's home); the copy is world-readable.
     pub async fn start(binary: &Path, modules_dir: &Path, conf: &str) -> Httpd {
         let root = tempfile::tempdir().expect("a temporary directory");
         // Apache's children run as an unprivileged user when started as
@@ -81,7 +86,8 @@ impl Httpd {
             .expect("link modules/");
 
         let port = free_port();
-        let site = repo_root().join("examples/legacy-site");
+        let site = root.path().join("legacy-site");
+        copy_world_readable(&repo_root().join("examples/legacy-site"), &site);
         assert!(
             conf.lines().any(|l| l.trim() == "Listen 80"),
             "the httpd config should say `Listen 80`"
@@ -115,6 +121,36 @@ fn make_world_traversable(dir: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
         .unwrap_or_else(|e| panic!("chmod {}: {e}", dir.display()));
+}
+
+/// Copies the tree `from` to `to` (which must not exist) with directories
+/// and executables mode 0755 and other files 0644, whatever the modes (and
+/// the umask) of the checkout: readable by a server's unprivileged user.
+fn copy_world_readable(from: &Path, to: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir(to).unwrap_or_else(|e| panic!("mkdir {}: {e}", to.display()));
+    make_world_traversable(to);
+    let entries =
+        std::fs::read_dir(from).unwrap_or_else(|e| panic!("read {}: {e}", from.display()));
+    for entry in entries {
+        let entry = entry.expect("a directory entry");
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        let meta =
+            std::fs::metadata(&source).unwrap_or_else(|e| panic!("stat {}: {e}", source.display()));
+        if meta.is_dir() {
+            copy_world_readable(&source, &target);
+        } else {
+            std::fs::copy(&source, &target)
+                .unwrap_or_else(|e| panic!("copy {}: {e}", source.display()));
+            let mode = if meta.permissions().mode() & 0o100 != 0 {
+                0o755
+            } else {
+                0o644
+            };
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
+                .unwrap_or_else(|e| panic!("chmod {}: {e}", target.display()));
+        }
+    }
 }
 
 /// The status of a plain `GET path` on 127.0.0.1:port, if anything answers.
