@@ -22,7 +22,7 @@
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
-use super::secrets::{SecretError, SecretSource};
+use super::secrets::SecretSource;
 use super::{MIN_SECRET_KEY_LEN, SessionConfig, StoreConfig, StoreKind};
 
 /// The kept key's file name, in the snapshot's directory.
@@ -140,37 +140,13 @@ fn write_new_private(path: &Path, key: &[u8]) -> io::Result<()> {
     file.sync_all()
 }
 
-/// Reads a kept key file: `None` when there is none; refused when it is
-/// not a regular file or anyone but its owner may read or write it.
-pub(super) fn read_kept_file(path: &Path) -> Result<Option<String>, SecretError> {
-    use std::os::unix::fs::PermissionsExt as _;
-    match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(SecretError::Unreadable {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
-        Ok(meta) if !meta.is_file() => return Err(SecretError::NotRegular(path.to_path_buf())),
-        Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
-            return Err(SecretError::Exposed {
-                path: path.to_path_buf(),
-                mode: meta.permissions().mode() & 0o777,
-            });
-        }
-        Ok(_) => {}
-    }
-    super::secrets::read_secret_file(path).map(Some)
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt as _;
 
     use super::*;
     use crate::config::Config;
-    use crate::config::secrets::SystemSecrets;
+    use crate::config::secrets::{SecretError, SystemSecrets};
 
     fn parse(snapshot: &Path, env: &[(&str, &str)]) -> Result<Config, String> {
         struct Env<'a>(&'a [(&'a str, &'a str)]);

@@ -100,8 +100,32 @@ impl SecretSource for SystemSecrets {
     }
 
     fn kept_file(&self, path: &Path) -> Result<Option<String>, SecretError> {
-        super::kept_key::read_kept_file(path)
+        read_kept_file(path)
     }
+}
+
+/// Reads a kept key file: `None` when there is none; refused when it is
+/// not a regular file or anyone but its owner may read or write it.
+fn read_kept_file(path: &Path) -> Result<Option<String>, SecretError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(SecretError::Unreadable {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+        Ok(meta) if !meta.is_file() => return Err(SecretError::NotRegular(path.to_path_buf())),
+        Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+            return Err(SecretError::Exposed {
+                path: path.to_path_buf(),
+                mode: meta.permissions().mode() & 0o777,
+            });
+        }
+        Ok(_) => {}
+    }
+    read_secret_file(path).map(Some)
 }
 
 /// Resolves a secret: inline, `env:NAME` or `file:PATH` (without the
