@@ -255,15 +255,7 @@ impl Committer<'_> {
         let mut identity = Identity::Same;
         if change.logout {
             if let Some(c) = current.take() {
-                if let Err(e) = self.store.remove(&c.id).await {
-                    self.store_failed("logout", &e);
-                    return Err(CommitError::Store("logout"));
-                }
-                Metrics::inc(&self.metrics.sessions_logged_out);
-                if let Some(user) = c.user() {
-                    self.audit
-                        .logout(How::Backend, user, Some(self.client), c.id.log_tag());
-                }
+                self.logout(&c).await?;
             }
             identity = Identity::SignedOut;
             if change.login.is_none() {
@@ -305,6 +297,20 @@ impl Committer<'_> {
             cookie: self.update(&cur, &data).await,
             identity,
         })
+    }
+
+    /// Ends the session `c` for the backend's `Logout`.
+    async fn logout(&self, c: &Current) -> Result<(), CommitError> {
+        if let Err(e) = self.store.remove(&c.id).await {
+            self.store_failed("logout", &e);
+            return Err(CommitError::Store("logout"));
+        }
+        Metrics::inc(&self.metrics.sessions_logged_out);
+        if let Some(user) = c.user() {
+            self.audit
+                .logout(How::Backend, user, Some(self.client), c.id.log_tag());
+        }
+        Ok(())
     }
 
     /// Counts a sign-in the backend refused, as the login form counts one.
