@@ -328,7 +328,11 @@ async fn the_builtin_login_demo_shows_the_page_and_an_admins_only_office() {
         html.contains("Welcome to the office, <b>alice</b>"),
         "{html}"
     );
-    assert!(html.contains("admins"), "{html}");
+    // The script read its groups from HTTP_X_SESSION_GROUPS.
+    assert!(
+        html.contains("Your groups: <code>admins,members</code>"),
+        "{html}"
+    );
 }
 
 async fn get_text(c: &reqwest::Client, url: &str) -> (u16, String) {
