@@ -26,8 +26,8 @@
 //! given back to a pool when the body ends. The other crates (`fastcgi`,
 //! `gfcgi`, `tokio-fastcgi`) are servers, or unmaintained. The protocol a
 //! responder's client needs is small (five record types and the
-//! name-value pair encoding), so it is written here, in [`record`] and
-//! [`params`], with a fuzz target over the record decoder.
+//! name-value pair encoding), so it is written here, in `record.rs` and
+//! `params.rs`, with a fuzz target over the record decoder.
 //!
 //! # Facts a script sees
 //!
