@@ -50,7 +50,10 @@ make_files() { # dir
   { printf '<!DOCTYPE html>\n<html><head><title>4 KiB</title></head><body>\n'
     for i in $(seq 1 80); do printf '<p>line %02d of a static page of the legacy site.</p>\n' "$i"; done
     printf '</body></html>\n'
-  } | head -c 4096 > "$1/4k.html"
+  } > "$1/4k.html"
+  # Cut to size afterwards: `| head -c` could end the writer with SIGPIPE,
+  # which pipefail turns into the script's end.
+  truncate -s 4096 "$1/4k.html"
 }
 
 # Uses KEY (the signing key), UP (the upstream port) and, when set, FILES
