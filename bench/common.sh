@@ -1,6 +1,15 @@
 # Shared by bench/run.sh, bench/instructions.sh and bench/profile.sh: ports,
-# the fast upstream's locations, the static file, and sessiongate's config
-# for the benchmark routes.
+# the fast upstream's locations, the static file, sessiongate's config for
+# the benchmark routes, and the anchor.
+
+# Builds the anchor, the minimal hyper proxy of bench/anchor/ (a crate of its
+# own, not in the workspace; a few seconds once built), into
+# target/anchor/, and sets ANCHOR to the binary. It is run as
+# `$ANCHOR LISTEN UPSTREAM`.
+build_anchor() {
+  cargo build --release --locked --quiet --manifest-path bench/anchor/Cargo.toml --target-dir target/anchor
+  ANCHOR=$PWD/target/anchor/release/anchor
+}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { # port [tenths of a second to wait, 100 by default]
@@ -41,7 +50,10 @@ make_files() { # dir
   { printf '<!DOCTYPE html>\n<html><head><title>4 KiB</title></head><body>\n'
     for i in $(seq 1 80); do printf '<p>line %02d of a static page of the legacy site.</p>\n' "$i"; done
     printf '</body></html>\n'
-  } | head -c 4096 > "$1/4k.html"
+  } > "$1/4k.html"
+  # Cut to size afterwards: `| head -c` could end the writer with SIGPIPE,
+  # which pipefail turns into the script's end.
+  truncate -s 4096 "$1/4k.html"
 }
 
 # Uses KEY (the signing key), UP (the upstream port) and, when set, FILES

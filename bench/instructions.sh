@@ -18,15 +18,41 @@
 # by REQUESTS, is the cost of one request without the start and the
 # connection set-up.
 #
+# The anchor (bench/anchor/, a minimal hyper proxy that only forwards) is
+# measured the same way on the public route's request, as the ceiling: every
+# sessiongate row also shows its ratio to the anchor.
+#
 # Usage: bench/instructions.sh [BIN ...]   (default: target/release/sessiongate,
 #        built first; several binaries are measured one after the other)
 #        REQUESTS=5000 by default; TARGETS="public session new files basic fastcgi" by default.
 #        Needs: valgrind, nginx, ab (apache2-utils), curl.
+#
+# The regression check, to run before finishing a change (a few minutes):
+#        bench/instructions.sh --check [BIN]    public, session and new (and
+#          the anchor) with REQUESTS=2000, compared with
+#          bench/instructions.baseline; the change in percent per target;
+#          exits 1 when a sessiongate target grew by more than THRESHOLD
+#          percent (3 by default). The anchor's change is shown, not judged:
+#          when it moved too, valgrind or the toolchain changed, not the code.
+#        bench/instructions.sh --update [BIN]   the same, and writes the
+#          numbers to bench/instructions.baseline (commit it with the change
+#          that moved them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-REQUESTS=${REQUESTS:-5000}
-TARGETS=${TARGETS:-public session new files basic fastcgi}
+MODE=table
+case ${1:-} in --check|--update) MODE=${1#--}; shift ;; esac
+BASELINE=bench/instructions.baseline
+THRESHOLD=${THRESHOLD:-3}
+if [ "$MODE" = table ]; then
+  REQUESTS=${REQUESTS:-5000}
+  TARGETS=${TARGETS:-public session new files basic fastcgi}
+else
+  # The baseline's numbers hold for its REQUESTS and targets.
+  REQUESTS=${REQUESTS:-2000}
+  TARGETS="public session new"
+  [ $# -le 1 ] || { echo "instructions: --$MODE measures one binary" >&2; exit 2; }
+fi
 for tool in valgrind callgrind_control nginx ab curl; do
   command -v "$tool" >/dev/null || { echo "instructions: $tool is missing" >&2; exit 1; }
 done
@@ -41,6 +67,7 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 . bench/common.sh
+build_anchor
 
 UP=$(free_port)
 upstream_nginx_conf "$WORK/up.conf" "$UP" "$WORK"
@@ -49,7 +76,9 @@ wait_port "$UP"
 KEY=instructions-key-0123456789-abcdefghijklmnop
 FILES=$WORK/files
 make_files "$FILES"
-php_fpm_start "$WORK" "" sg || TARGETS=${TARGETS/fastcgi/}
+if [[ " $TARGETS " == *" fastcgi "* ]]; then
+  php_fpm_start "$WORK" "" sg || TARGETS=${TARGETS/fastcgi/}
+fi
 
 # Total instructions of one proxy run that served `count` requests of a target.
 total_for() { # bin target count
@@ -85,8 +114,8 @@ total_for() { # bin target count
 # The same for nginx as a plain reverse proxy (one process, no master), the
 # reference: its access log on, like sessiongate's. Path /files/4k.html is
 # the static file, served by nginx itself.
-nginx_total_for() { # count path
-  local count=$1 path=$2 port pid out
+nginx_total_for() { # path count
+  local path=$1 count=$2 port pid out
   port=$(free_port)
   cat > "$WORK/px.conf" <<NGINX
 master_process off; daemon off; worker_processes 1; pid $WORK/px.pid; error_log $WORK/px.err warn;
@@ -107,16 +136,72 @@ NGINX
   awk '/^summary:|^totals:/ { print $2; exit }' "$out"*
 }
 
-printf '| build | target | instructions per request |\n|---|---|---:|\n'
+# The same for the anchor, the minimal hyper proxy: the public route's request.
+anchor_total_for() { # count
+  local count=$1 port pid out
+  port=$(free_port)
+  out=$WORK/callgrind.out
+  rm -f "$out"*
+  valgrind --tool=callgrind --callgrind-out-file="$out" "$ANCHOR" "127.0.0.1:$port" "127.0.0.1:$UP" \
+    2> "$WORK/valgrind.log" & pid=$!
+  wait_port "$port" 600   # valgrind starts slowly
+  ab -q -k -c 8 -n "$count" "http://127.0.0.1:$port/public/" > "$WORK/ab.log"
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  awk '/^summary:|^totals:/ { print $2; exit }' "$out"*
+}
+
+# Instructions per request: the difference of a run of REQUESTS and one of
+# 2 x REQUESTS, divided by REQUESTS.
+per_request() { # function args... (the count is appended)
+  local one two
+  one=$("$@" "$REQUESTS")
+  two=$("$@" $((2 * REQUESTS)))
+  echo $(((two - one) / REQUESTS))
+}
+ANCHOR_IPR=$(per_request anchor_total_for)
+
+if [ "$MODE" != table ]; then
+  declare -A NOW=([anchor]=$ANCHOR_IPR)
+  for target in $TARGETS; do NOW[$target]=$(per_request total_for "$BIN" "$target"); done
+  if [ "$MODE" = update ]; then
+    { echo "# Instructions per request (bench/instructions.sh --update), REQUESTS=$REQUESTS,"
+      echo "# $(date +%F), $(valgrind --version), $(rustc --version 2>/dev/null | cut -d' ' -f1-2)."
+      echo "# target instructions"
+      for target in anchor $TARGETS; do echo "$target ${NOW[$target]}"; done
+    } > "$BASELINE"
+    echo "instructions: wrote $BASELINE" >&2
+  fi
+  [ -f "$BASELINE" ] || { echo "instructions: no $BASELINE (run with --update)" >&2; exit 2; }
+  printf '| target | baseline | now | change | vs anchor |\n|---|---:|---:|---:|---:|\n'
+  grown=()
+  for target in anchor $TARGETS; do
+    was=$(awk -v t="$target" '$1 == t { print $2 }' "$BASELINE")
+    [ -n "$was" ] || { echo "instructions: $target is not in $BASELINE" >&2; exit 2; }
+    now=${NOW[$target]}
+    change=$(echo "scale=4; ($now - $was) * 100 / $was" | bc)
+    printf '| %s | %d | %d | %+.1f%% | %.2fx |\n' "$target" "$was" "$now" "$change" \
+      "$(echo "$now / $ANCHOR_IPR" | bc -l)"
+    if [ "$target" != anchor ] && [ "$(echo "$change > $THRESHOLD" | bc)" = 1 ]; then
+      grown+=("$target")
+    fi
+  done
+  if [ ${#grown[@]} -gt 0 ]; then
+    echo "instructions: grew by more than $THRESHOLD% since the baseline: ${grown[*]}" >&2
+    exit 1
+  fi
+  exit 0
+fi
+
+ratio() { printf '%.2fx' "$(echo "$1 / $ANCHOR_IPR" | bc -l)"; }
+printf '| build | target | instructions per request | vs anchor |\n|---|---|---:|---:|\n'
+printf '| anchor (ceiling) | plain proxy | %d | 1.00x |\n' "$ANCHOR_IPR"
 for ref in "plain proxy|/public/" "4 KiB static file|/files/4k.html"; do
-  one=$(nginx_total_for "$REQUESTS" "${ref#*|}")
-  two=$(nginx_total_for $((2 * REQUESTS)) "${ref#*|}")
-  printf '| nginx (reference) | %s | %d |\n' "${ref%|*}" $(((two - one) / REQUESTS))
+  ipr=$(per_request nginx_total_for "${ref#*|}")
+  printf '| nginx (reference) | %s | %d | %s |\n' "${ref%|*}" "$ipr" "$(ratio "$ipr")"
 done
 for bin in "$@"; do
   for target in $TARGETS; do
-    one=$(total_for "$bin" "$target" "$REQUESTS")
-    two=$(total_for "$bin" "$target" $((2 * REQUESTS)))
-    printf '| %s | %s | %d |\n' "$(basename "$bin")" "$target" $(((two - one) / REQUESTS))
+    ipr=$(per_request total_for "$bin" "$target")
+    printf '| %s | %s | %d | %s |\n' "$(basename "$bin")" "$target" "$ipr" "$(ratio "$ipr")"
   done
 done

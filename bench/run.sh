@@ -3,6 +3,9 @@
 # run, on the same fast upstream:
 #
 #   (a) the upstream directly            (b) nginx as a plain reverse proxy
+#   (m) the anchor: a minimal hyper proxy (bench/anchor/) that only
+#       forwards, on sessiongate's own stack; the ceiling of what
+#       sessiongate could reach
 #   (c) sessiongate, public route        (d) sessiongate, logged-in session
 #   (e) sessiongate, a new stored session on every request
 #   (f) sessiongate with the Redis store, logged-in session
@@ -24,9 +27,13 @@
 # in turn, so that a slow minute of a shared machine falls on all of them
 # alike. The median of each target's rounds is kept; ratios are to (b), or
 # to (b2) for the two-core pair, to (k) for the static file, and to (h) for FastCGI.
+# The proxy targets to the fast upstream, (a) to (g), are also given as a
+# ratio to (m), the anchor ("vs anchor"); the others do other work than it.
 #
 # Usage: bench/run.sh            (DURATION=10s CONNS=64 REPEAT=3 by default)
-#        ONLY="b d" bench/run.sh  (only the targets named; (b) is the base of the ratios)
+#        ONLY="b m d" bench/run.sh  (only the targets named; (b) and (m) are the bases of the ratios)
+#        BIN=path bench/run.sh   (a sessiongate build to measure instead of
+#                                 building target/release/sessiongate)
 #        COMPARE_BIN=path bench/run.sh   (also runs (c*) (d*) (e*) on another
 #                                 sessiongate build, e.g. the one before a change)
 set -euo pipefail
@@ -44,8 +51,10 @@ for tool in nginx wrk redis-server taskset curl; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install -y nginx wrk redis-server curl)" >&2; exit 1; }
 done
 
-cargo build --release --quiet
-BIN=$PWD/target/release/sessiongate
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  BIN=$PWD/target/release/sessiongate
+fi
 COMPARE_BIN=${COMPARE_BIN:-}
 WORK=$(mktemp -d)
 PIDS=()
@@ -57,10 +66,11 @@ cleanup() {
 trap cleanup EXIT
 
 . bench/common.sh
+build_anchor
 FILES=$WORK/files
 make_files "$FILES"
 
-UP=$(free_port); AP=$(free_port); NGX=$(free_port); NGX2=$(free_port); SG=$(free_port); SG2=$(free_port); SGR=$(free_port); RDS=$(free_port); SGC=$(free_port)
+UP=$(free_port); AP=$(free_port); NGX=$(free_port); NGX2=$(free_port); SG=$(free_port); SG2=$(free_port); SGR=$(free_port); RDS=$(free_port); SGC=$(free_port); ANC=$(free_port)
 
 nginx_conf() { # name workers body
   mkdir -p "$WORK/$1"
@@ -103,6 +113,7 @@ proxy_nginx() { # name workers port
 proxy_nginx nginx1 1 "$NGX"
 proxy_nginx nginx2 2 "$NGX2"
 taskset -c "$SERVER_CORE" nginx -c "$WORK/nginx1/nginx.conf" -g 'daemon off;' & PIDS+=($!)
+taskset -c "$SERVER_CORE" "$ANCHOR" "127.0.0.1:$ANC" "127.0.0.1:$UP" & PIDS+=($!)
 
 sg_conf "$WORK/sg.toml" "$SG" 'kind = "memory"
 max_sessions = 5000000' 1
@@ -191,7 +202,7 @@ APACHE
   APACHE_OK=1
 fi
 
-wait_port "$UP"; wait_port "$NGX"; wait_port "$SG"; wait_port "$NGX2"; wait_port "$SG2"
+wait_port "$UP"; wait_port "$NGX"; wait_port "$ANC"; wait_port "$SG"; wait_port "$NGX2"; wait_port "$SG2"
 [ "$REDIS_OK" = 1 ] && wait_port "$SGR"
 [ -n "$COMPARE_BIN" ] && wait_port "$SGC"
 
@@ -244,6 +255,7 @@ fi
 TARGETS=(
   "(a) upstream directly|pin|http://127.0.0.1:$UP/public/|"
   "(b) nginx reverse proxy|pin|http://127.0.0.1:$NGX/public/|"
+  "(m) anchor: minimal hyper proxy|pin|http://127.0.0.1:$ANC/public/|"
   "(c) sessiongate public route|pin|http://127.0.0.1:$SG/public/|"
   "(d) sessiongate logged-in session|pin|http://127.0.0.1:$SG/session/|$COOKIE"
   "(e) sessiongate new session each time|pin|http://127.0.0.1:$SG/new/|"
@@ -311,14 +323,21 @@ base=${R["(b) nginx reverse proxy"]:-}; base=${base%% *}
 base2=${R["(b2) nginx, 2 workers"]:-}; base2=${base2%% *}
 base_files=${R["(k) nginx, 4 KiB static file"]:-}; base_files=${base_files%% *}
 base3=${R["(h) nginx fastcgi_pass to php-fpm"]:-}; base3=${base3%% *}
-printf '\n| target | req/s | vs nginx | p50 ms | p99 ms | non-2xx |\n|---|---:|---:|---:|---:|---:|\n'
+anchor=${R["(m) anchor: minimal hyper proxy"]:-}; anchor=${anchor%% *}
+printf '\n| target | req/s | vs nginx | vs anchor | p50 ms | p99 ms | non-2xx |\n|---|---:|---:|---:|---:|---:|---:|\n'
 for t in "${TARGETS[@]}"; do
   label=${t%%|*}
   [ -n "${R[$label]:-}" ] || continue
   read -r rps p50 p99 bad <<<"${R[$label]}"
   b=$base; case $label in "(b2)"*|"(d2)"*) b=$base2;; "(k)"*|"(s)"*) b=$base_files;; "(h)"*|"(i)"*) b=$base3;; esac
   ratio=-; [ -n "$b" ] && ratio=$(printf '%.2fx' "$(echo "$rps / $b" | bc -l)")
-  printf '| %s | %s | %s | %s | %s | %s |\n' "$label" "$rps" "$ratio" "$p50" "$p99" "$bad"
+  # The anchor proxies the fast upstream on one thread: only the targets
+  # doing the same are compared with it.
+  vs_anchor=-
+  case $label in "(a)"*|"(b)"*|"(m)"*|"(c"*|"(d)"*|"(d*)"*|"(e"*|"(f)"*|"(g)"*)
+    [ -n "$anchor" ] && vs_anchor=$(printf '%.2fx' "$(echo "$rps / $anchor" | bc -l)") ;;
+  esac
+  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$rps" "$ratio" "$vs_anchor" "$p50" "$p99" "$bad"
 done
 echo
 echo "sessiongate RSS at the end (one thread, every round of (c)-(e)): $(rss_mb "$SG_PID") MB; nginx: $(ps -o rss= -C nginx | awk '{s+=$1} END {printf "%.1f", s/1024}') MB in all nginx processes"
