@@ -137,8 +137,10 @@ impl Gate {
 
     /// Replaces the setup (SIGHUP); requests in flight finish on the old
     /// one. Request totals run on, by route label.
+    /// Failed-login counts carry over when the limits stay the same.
     pub fn swap_setup(&self, mut setup: Setup) {
         setup.bind_meters(&self.metrics.routes);
+        setup.login.keep_throttle_of(&self.setup.load().login);
         self.setup.store(Arc::new(setup));
     }
 

@@ -59,7 +59,7 @@ pub struct LoginDesk {
     /// Users of the built-in login (`None` when no users file is in use).
     pub users: Option<Arc<UsersSource>>,
     page: LoginPage,
-    throttle: Throttle,
+    throttle: Arc<Throttle>,
     source: LoginSource,
     prefix: String,
     expired_message: String,
@@ -134,7 +134,11 @@ impl LoginDesk {
         Ok(LoginDesk {
             users,
             page,
-            throttle: Throttle::new(login.max_attempts, login.attempt_window, THROTTLE_CAPACITY),
+            throttle: Arc::new(Throttle::new(
+                login.max_attempts,
+                login.attempt_window,
+                THROTTLE_CAPACITY,
+            )),
             source: login.source,
             prefix: login.prefix.clone(),
             expired_message: login.expired_message.clone(),
@@ -142,6 +146,15 @@ impl LoginDesk {
             logout_default: config.session.cookie_path.clone(),
             remember_me: login.remember_me.map(|d| d.as_secs().max(1)),
         })
+    }
+
+    /// Takes over the failed-login counts of `before` (the desk of the
+    /// config in force until a reload) when its limits are the same, so
+    /// that a reload (SIGHUP) does not give an attacker a fresh window.
+    pub fn keep_throttle_of(&mut self, before: &LoginDesk) {
+        if self.throttle.same_limits(&before.throttle) {
+            self.throttle = Arc::clone(&before.throttle);
+        }
     }
 
     /// The failed-login throttle, shared by the login form, HTTP Basic and

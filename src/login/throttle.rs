@@ -156,6 +156,13 @@ impl Throttle {
         }
     }
 
+    /// Whether `other` counts with the same limits (attempts, window,
+    /// capacity), so that its counts can stand for this one's.
+    pub fn same_limits(&self, other: &Throttle) -> bool {
+        (self.max_attempts, self.window, self.capacity)
+            == (other.max_attempts, other.window, other.capacity)
+    }
+
     /// `Ok` when `user` may try to log in from `ip` now; otherwise how long
     /// to wait (the longer of the user's and the address's locks).
     pub fn check(&self, user: &str, ip: IpAddr, now: u64) -> Result<(), RetryAfter> {

@@ -20,6 +20,8 @@ fn users_file(dir: &Path) -> std::path::PathBuf {
 struct Site {
     backend: Backend,
     proxy: Proxy,
+    /// The config text the proxy runs, for reloads.
+    text: String,
     _dir: tempfile::TempDir,
 }
 
@@ -44,6 +46,7 @@ async fn site(login_extra: &str) -> Site {
     Site {
         proxy: Proxy::start(&text).await,
         backend,
+        text,
         _dir: dir,
     }
 }
@@ -257,6 +260,36 @@ async fn throttling_locks_even_the_right_password() {
     assert!(retry > 0 && retry <= 3600, "{retry}");
     assert_eq!(s.proxy.gate().metrics.logins.throttled(), 1);
     assert_eq!(s.proxy.gate().metrics.logins.failed(), 3);
+}
+
+/// Puts `text` in force in the running proxy, as SIGHUP does.
+fn reload(proxy: &Proxy, text: &str) {
+    let config: sessiongate::config::Config = text.parse().unwrap();
+    proxy
+        .gate()
+        .swap_setup(sessiongate::setup::Setup::build(config).unwrap());
+}
+
+#[tokio::test]
+async fn a_reload_keeps_the_failed_login_counts() {
+    let s = site("max_attempts = 2\nattempt_window = \"1h\"").await;
+    let c = browser();
+    let csrf = login_form(&c, &s.proxy, "/").await;
+    for _ in 0..2 {
+        let r = post_login(&c, &s.proxy, "alice", "wrong", "/", &csrf).await;
+        assert_eq!(r.status(), 401);
+    }
+    // The same limits after a reload: still locked, no fresh window.
+    reload(&s.proxy, &s.text);
+    let r = post_login(&c, &s.proxy, "alice", "wonderland", "/", &csrf).await;
+    assert_eq!(r.status(), 429);
+    // New limits are a new throttle.
+    reload(
+        &s.proxy,
+        &s.text.replace("max_attempts = 2", "max_attempts = 5"),
+    );
+    let r = post_login(&c, &s.proxy, "alice", "wonderland", "/", &csrf).await;
+    assert_eq!(r.status(), 303);
 }
 
 #[tokio::test]
