@@ -6,7 +6,6 @@
 //! every other host.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use http::Method;
 
@@ -164,29 +163,6 @@ pub enum AccessDecision {
     /// Answer 401 with the route's `WWW-Authenticate: Basic` challenge
     /// (a `basic_auth` route, a client that is not a browser).
     Challenge,
-}
-
-/// Who the request is, once it is let through: what the access log names,
-/// what the backend is told, and what a check of who may enter looks at.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
-    /// Nobody signed in (no session, or an anonymous one).
-    Anonymous,
-    /// The user of a signed-in session.
-    Session(Arc<str>),
-    /// A user whose HTTP Basic credentials the users file confirmed; there
-    /// is no session.
-    Basic(Arc<str>),
-}
-
-impl Caller {
-    /// The user, however they proved it.
-    pub fn user(&self) -> Option<&Arc<str>> {
-        match self {
-            Caller::Anonymous => None,
-            Caller::Session(user) | Caller::Basic(user) => Some(user),
-        }
-    }
 }
 
 /// Applies the SPEC's access table.
@@ -390,10 +366,6 @@ mod tests {
         assert!(!accepts_html(Some(&v("*/*"))));
         assert!(!accepts_html(Some(&v("text/htmlx, application/json"))));
         assert!(!accepts_html(None));
-        let alice: Arc<str> = Arc::from("alice");
-        assert_eq!(Caller::Basic(alice.clone()).user(), Some(&alice));
-        assert_eq!(Caller::Session(alice.clone()).user(), Some(&alice));
-        assert_eq!(Caller::Anonymous.user(), None);
     }
 
     #[test]

@@ -31,7 +31,7 @@ use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
-use crate::access::{self, AccessDecision, Caller, Visitor};
+use crate::access::{self, AccessDecision, Visitor};
 use crate::access_log::AccessRecord;
 use crate::audit::{Audit, Event, How};
 use crate::body::ResponseBody;
@@ -97,18 +97,10 @@ struct Exchange<'a> {
 
 /// What the access decision lets through.
 enum Admitted {
-    /// Forward.
-    Forward(Pass),
+    /// Forward, with this session (`None`: without one).
+    Forward(Option<Current>),
     /// Answer here (the login redirect).
     Answer(Response<ResponseBody>),
-}
-
-/// A request let through: with which session, and who is asking.
-struct Pass {
-    /// The session to forward with (`None`: without one).
-    current: Option<Current>,
-    /// Who is asking (a check of who may enter looks here).
-    caller: Caller,
 }
 
 impl Gate {
@@ -201,14 +193,14 @@ impl Gate {
         self.login_attempt(ex, &req)?;
         let (found, mut hold) = self.find_session(ex, &route, &req).await?;
         ex.notice_expiry(&req, &found);
-        let pass = match self
+        let current = match self
             .admit(ex, &route, found, &mut hold, &req, handshake)
             .await?
         {
-            Admitted::Forward(pass) => pass,
+            Admitted::Forward(current) => current,
             Admitted::Answer(resp) => return Ok(resp),
         };
-        let (mut req, body_failure) = ex.prepare(req, host.as_ref(), &route, &pass);
+        let (mut req, body_failure) = ex.prepare(req, host.as_ref(), &route, current.as_ref());
         let tunnel = open_tunnel(&route, &mut req, handshake)?;
         let mut resp = route
             .target
@@ -220,9 +212,9 @@ impl Gate {
             ex.setup.sessions.jar.name(),
         );
         if let Some(tunnel) = tunnel {
-            tunnel.complete(&mut resp, self.watch(ex, &route, pass.current.as_ref()))?;
+            tunnel.complete(&mut resp, self.watch(ex, &route, current.as_ref()))?;
         }
-        let cookie = self.commit(ex, pass.current, hold, change).await?;
+        let cookie = self.commit(ex, current, hold, change).await?;
         let https = ex.client.https;
         ex.setup
             .sessions
@@ -346,12 +338,7 @@ impl Gate {
                 *hold = Some(Hold::Basic);
                 ex.user = Some(user.clone());
                 ex.auth = AuthType::Basic;
-                let caller = Caller::Basic(user);
-                let pass = Pass {
-                    current: None,
-                    caller,
-                };
-                return Ok(self.allowed(ex, route, pass, json));
+                return Ok(self.allowed(ex, route, None, json));
             }
         }
         let mut decision = access::decide(route.config.access, visitor, req.method(), json);
@@ -380,16 +367,15 @@ impl Gate {
             AccessDecision::Unauthorized => return Err(Reject::Unauthorized { json }),
             AccessDecision::Challenge => return Err(challenge(ex.setup, json)),
         };
-        let user = current.as_ref().and_then(|c| c.user().cloned());
         if let Some(c) = &current {
             ex.session = Some(c.id);
-            ex.user = user.clone();
+            ex.user = c.user().cloned();
         }
-        let caller = user.map_or(Caller::Anonymous, Caller::Session);
-        Ok(self.allowed(ex, route, Pass { current, caller }, json))
+        Ok(self.allowed(ex, route, current, json))
     }
 
-    /// Lets a pass through if the route's `allow` list admits its user
+    /// Lets the request through (with `current`) if the route's `allow`
+    /// list admits its user
     /// (by name, or by the groups [`Setup::groups_of`] gives them, which go
     /// to the backend too); a signed-in user it leaves out gets the 403
     /// page, never the login page they would only come back from.
@@ -397,14 +383,13 @@ impl Gate {
         &self,
         ex: &mut Exchange<'_>,
         route: &Route<'_>,
-        pass: Pass,
+        current: Option<Current>,
         json: bool,
     ) -> Admitted {
         let Some(user) = ex.user.clone() else {
-            return Admitted::Forward(pass);
+            return Admitted::Forward(current);
         };
-        let session_groups = pass
-            .current
+        let session_groups = current
             .as_ref()
             .and_then(|c| c.record.as_ref()?.groups.as_deref());
         ex.groups = ex.setup.groups_of(&user, session_groups);
@@ -415,7 +400,7 @@ impl Gate {
             let logout = format!("{}/logout", ex.setup.config.login.prefix);
             return Admitted::Answer(respond::not_admitted(&user, &logout, json));
         }
-        Admitted::Forward(pass)
+        Admitted::Forward(current)
     }
 
     /// The user a `basic_auth` route's request proves with HTTP Basic
@@ -546,7 +531,7 @@ impl<'a> Exchange<'a> {
         req: Request<RequestBody>,
         host: Option<&HeaderValue>,
         route: &Route<'_>,
-        pass: &Pass,
+        current: Option<&Current>,
     ) -> (Request<RequestBody>, ClientBodyFailure) {
         let (mut parts, body) = req.into_parts();
         let (body, failure) = body.watch(&self.setup.header_prefix);
@@ -556,13 +541,14 @@ impl<'a> Exchange<'a> {
             // password.
             parts.headers.remove(header::AUTHORIZATION);
         }
-        let subject = match (&pass.caller, &pass.current) {
-            (Caller::Basic(user), _) => Subject::User {
+        let subject = match (self.auth, self.user.as_deref(), current) {
+            // HTTP Basic: a user, and no session.
+            (AuthType::Basic, Some(user), _) => Subject::User {
                 user,
                 groups: self.groups.as_deref(),
             },
-            (_, Some(c)) => Subject::Session(self.injection(c)),
-            (_, None) => Subject::Nobody,
+            (_, _, Some(c)) => Subject::Session(self.injection(c)),
+            (_, _, None) => Subject::Nobody,
         };
         let rewrite = Rewrite {
             config: &self.setup.config.headers,
