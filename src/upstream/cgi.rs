@@ -259,16 +259,7 @@ impl CgiGateway {
         let mut slot = None;
         for _ in 0..=MAX_LOCAL_REDIRECTS {
             let request = match &redirect {
-                None => RequestFacts {
-                    method: &parts.method,
-                    version: parts.version,
-                    headers: &parts.headers,
-                    authority_host: parts.uri.host(),
-                    path: parts.uri.path(),
-                    query: parts.uri.query(),
-                    has_body: true,
-                    body_length,
-                },
+                None => RequestFacts::of(&parts, body_length),
                 Some((path, query)) => RequestFacts {
                     method: &Method::GET,
                     version: parts.version,

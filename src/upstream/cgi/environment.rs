@@ -58,6 +58,23 @@ pub(crate) struct RequestFacts<'a> {
     pub body_length: Option<u64>,
 }
 
+impl<'a> RequestFacts<'a> {
+    /// The request whose head is `parts`, with its body (of exactly
+    /// `body_length` bytes, when that is known without a Content-Length).
+    pub(crate) fn of(parts: &'a http::request::Parts, body_length: Option<u64>) -> Self {
+        RequestFacts {
+            method: &parts.method,
+            version: parts.version,
+            headers: &parts.headers,
+            authority_host: parts.uri.host(),
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            has_body: true,
+            body_length,
+        }
+    }
+}
+
 /// The environment variables for one script run, sorted by name.
 pub(crate) type Environment = BTreeMap<String, Vec<u8>>;
 

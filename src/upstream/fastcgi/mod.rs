@@ -166,16 +166,7 @@ impl FastCgiUpstream {
             path_info: &script.path_info,
             document_root: self.root.as_bytes(),
         };
-        let facts = RequestFacts {
-            method: &parts.method,
-            version: parts.version,
-            headers: &parts.headers,
-            authority_host: parts.uri.host(),
-            path: parts.uri.path(),
-            query: parts.uri.query(),
-            has_body: true,
-            body_length: body.size_hint().exact(),
-        };
+        let facts = RequestFacts::of(&parts, body.size_hint().exact());
         let mut env = environment::build(&facts, &paths, ctx);
         env.remove("PATH");
         env.insert("REDIRECT_STATUS".to_owned(), b"200".to_vec());
