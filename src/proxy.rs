@@ -54,7 +54,7 @@ use crate::upgrade::{self, Handshake, PendingTunnel, SessionWatch};
 use crate::upstream::cgi::AuthType;
 use crate::upstream::control::take_control;
 use crate::upstream::request_body::{ClientBodyFailure, RequestBody};
-use crate::upstream::request_headers::{self, Injection, Rewrite, Subject};
+use crate::upstream::request_headers::{self, Injection, Rewrite, Signing, Subject};
 
 /// The proxy: the setup in force, the store, the counters, the clock,
 /// the audit log.
@@ -558,6 +558,12 @@ impl<'a> Exchange<'a> {
             host,
             subject,
             expired: self.expired_notice,
+            signing: self.setup.signer.as_ref().map(|signer| Signing {
+                signer,
+                method: parts.method.as_str(),
+                target: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+                now: self.now,
+            }),
         };
         request_headers::rewrite(&mut parts.headers, &rewrite);
         (Request::from_parts(parts, body), failure)

@@ -19,6 +19,7 @@ use crate::upstream::cgi::{CgiGateway, CgiOptions};
 use crate::upstream::fastcgi::{FastCgiServerPool, FastCgiUpstream};
 use crate::upstream::files::StaticFiles;
 use crate::upstream::http::HttpUpstream;
+use crate::upstream::signed_assertion::AssertionSigner;
 
 /// How many requests may wait for a CGI slot, per slot.
 const CGI_QUEUE_PER_SLOT: usize = 4;
@@ -51,6 +52,8 @@ pub struct Setup {
     pub login_page: String,
     /// The application's own login page (`login.source = "backend"`).
     pub backend_page: Option<BackendPage>,
+    /// Signs forwarded requests, when `headers.sign_key` is set.
+    pub signer: Option<AssertionSigner>,
 }
 
 /// Why a setup could not be built from a valid config.
@@ -133,6 +136,7 @@ impl Setup {
             header_prefix: Arc::from(config.headers.match_prefix.as_str()),
             login_page,
             backend_page: BackendPage::new(&config.login),
+            signer: AssertionSigner::new(&config.headers),
             config,
         })
     }

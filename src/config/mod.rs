@@ -360,6 +360,40 @@ pub struct HeadersConfig {
     pub send_id: bool,
     /// Prebuilt header names.
     pub names: HeaderNames,
+    /// `sign_key`, resolved: the first signs `{prefix}Signature`, the
+    /// others are listed for the backends' rotation. Empty: no signature.
+    pub sign_keys: Vec<SignKey>,
+}
+
+/// One key of `headers.sign_key`, with its key id.
+#[derive(Clone)]
+pub struct SignKey {
+    /// The key id: [`sign_key_id`] of the key.
+    pub kid: String,
+    /// The key, as written or read.
+    pub key: Vec<u8>,
+}
+
+impl fmt::Debug for SignKey {
+    // The key never reaches a log, not even through Debug.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The key id of a signing key: the first 8 hex digits of
+/// SHA-256(`"sessiongate-kid"` || key). A verifier holding several keys
+/// finds the one a signature names by computing this for each; it tells
+/// nothing of the key.
+pub fn sign_key_id(key: &[u8]) -> String {
+    use sha2::{Digest as _, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"sessiongate-kid")
+        .chain_update(key)
+        .finalize();
+    digest[..4].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Every header name derived from `[headers] prefix`, built once at load.
@@ -395,6 +429,8 @@ pub struct HeaderNames {
     pub expired: HeaderName,
     /// `{prefix}Login-Failed` (control): a wrong password, for the throttle
     pub login_failed: HeaderName,
+    /// `{prefix}Signature`: the signed assertion, to the backend
+    pub signature: HeaderName,
 }
 
 /// Who may reach a route.

@@ -196,6 +196,42 @@ pub(super) struct RawLogin {
 pub(super) struct RawHeaders {
     pub(super) prefix: Option<Spanned<String>>,
     pub(super) send_id: Option<bool>,
+    pub(super) sign_key: Option<Spanned<SignKeySpecs>>,
+}
+
+/// `headers.sign_key`: one secret, or a list of them (the first signs).
+#[derive(Debug)]
+pub(super) enum SignKeySpecs {
+    /// `sign_key = "env:SIGN_KEY"`: placed at the key's own value.
+    One(String),
+    /// `sign_key = ["env:NEW", "env:OLD"]`: each placed at its element.
+    Many(Vec<Spanned<String>>),
+}
+
+impl<'de> Deserialize<'de> for SignKeySpecs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = SignKeySpecs;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a secret like \"env:SIGN_KEY\", or a list of them")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<SignKeySpecs, E> {
+                Ok(SignKeySpecs::One(v.to_string()))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<SignKeySpecs, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<Spanned<String>>()? {
+                    out.push(s);
+                }
+                Ok(SignKeySpecs::Many(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// One `[[route]]` as written; `access` is `public` unless given.

@@ -10,3 +10,4 @@ pub mod http;
 pub mod mount;
 pub mod request_body;
 pub mod request_headers;
+pub mod signed_assertion;

@@ -11,6 +11,7 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use super::hop_by_hop::{hop_by_hop_index, remove_hop_by_hop};
+use super::signed_assertion::AssertionSigner;
 use crate::config::HeadersConfig;
 use crate::forwarded::{ClientInfo, ConnInfo, ip_header};
 use crate::session::SessionId;
@@ -214,6 +215,22 @@ pub struct Rewrite<'a> {
     /// A request to the application's login page whose visitor's session
     /// has ended: `{prefix}Expired: 1` (see [`crate::login::backend_page`]).
     pub expired: bool,
+    /// With `headers.sign_key`: the signer and the request line it signs.
+    pub signing: Option<Signing<'a>>,
+}
+
+/// What `{prefix}Signature` is made with, besides the session headers
+/// (see [`super::signed_assertion`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Signing<'a> {
+    /// The signer of the config in force.
+    pub signer: &'a AssertionSigner,
+    /// The request method.
+    pub method: &'a str,
+    /// The normalised path and query, as forwarded.
+    pub target: &'a str,
+    /// Now, unix seconds.
+    pub now: u64,
 }
 
 /// What the backend is told of who is asking.
@@ -255,6 +272,10 @@ pub fn rewrite(headers: &mut HeaderMap, r: &Rewrite<'_>) {
             r.config.names.expired.clone(),
             HeaderValue::from_static("1"),
         );
+    }
+    // Last: it signs the values just set, exactly as they go.
+    if let Some(s) = &r.signing {
+        s.signer.sign(headers, r.config, s.method, s.target, s.now);
     }
 }
 

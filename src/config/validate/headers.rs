@@ -1,15 +1,29 @@
-//! `[headers]`: the names of injected and control headers.
+//! `[headers]`: the names of injected and control headers, and the keys
+//! of the signed assertion.
 
 use http::HeaderName;
+use toml::Spanned;
 
 use super::Section;
-use crate::config::raw::RawHeaders;
+use crate::config::raw::{RawHeaders, SignKeySpecs};
 use crate::config::report::Reporter;
-use crate::config::{DEFAULT_HEADER_PREFIX, HeaderNames, HeadersConfig};
+use crate::config::secrets::{ENV_OR_GENERATE, SecretSource, resolve_secret};
+use crate::config::{
+    DEFAULT_HEADER_PREFIX, HeaderNames, HeadersConfig, MIN_SECRET_KEY_LEN, SignKey, sign_key_id,
+};
 
-/// Checks `[headers]` and builds every header name its prefix makes.
-pub(super) fn validate_headers(raw: RawHeaders, r: &mut Reporter<'_>) -> Option<HeadersConfig> {
+/// Checks `[headers]`, resolving `sign_key` from `secrets`, and builds
+/// every header name its prefix makes.
+pub(super) fn validate_headers(
+    raw: RawHeaders,
+    r: &mut Reporter<'_>,
+    secrets: &dyn SecretSource,
+) -> Option<HeadersConfig> {
     let mut s = Section::new(r);
+    let sign_keys = raw
+        .sign_key
+        .map(|specs| sign_keys(specs, secrets, &mut s))
+        .unwrap_or_default();
     let prefix = raw.prefix.map_or_else(
         || DEFAULT_HEADER_PREFIX.to_string(),
         |prefix| {
@@ -26,7 +40,76 @@ pub(super) fn validate_headers(raw: RawHeaders, r: &mut Reporter<'_>) -> Option<
         prefix,
         send_id: raw.send_id.unwrap_or(false),
         names,
+        sign_keys,
     })
+}
+
+/// `sign_key`, resolved. Each key is at least [`MIN_SECRET_KEY_LEN`]
+/// long, holds no space or control character (verifiers take a list of
+/// keys in one variable, separated by spaces), and has a key id of its
+/// own. Messages name a key by its place, never by its text.
+fn sign_keys(
+    raw: Spanned<SignKeySpecs>,
+    secrets: &dyn SecretSource,
+    s: &mut Section<'_, '_>,
+) -> Vec<SignKey> {
+    let specs = match raw.get_ref() {
+        SignKeySpecs::One(spec) => vec![Spanned::new(raw.span(), spec.clone())],
+        SignKeySpecs::Many(specs) if specs.is_empty() => {
+            s.error(&raw, "headers.sign_key must hold at least one key");
+            return Vec::new();
+        }
+        SignKeySpecs::Many(specs) => specs.clone(),
+    };
+    let mut keys: Vec<SignKey> = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let n = i + 1;
+        if spec.get_ref().starts_with(ENV_OR_GENERATE) {
+            s.error(
+                spec,
+                "headers.sign_key cannot be env-or-generate: the backends must hold the same key (sessiongate gen-key prints one)",
+            );
+            continue;
+        }
+        let Some(key) = s.parsed(spec, resolve_secret(spec.get_ref(), secrets)) else {
+            continue;
+        };
+        if key.len() < MIN_SECRET_KEY_LEN {
+            s.error(
+                spec,
+                format!(
+                    "sign key {n} is {} characters; at least {MIN_SECRET_KEY_LEN} are required (sessiongate gen-key prints one)",
+                    key.len()
+                ),
+            );
+            continue;
+        }
+        if key
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            s.error(
+                spec,
+                format!(
+                    "sign key {n} holds a space or control character; verifiers read their keys as one list separated by spaces (sessiongate gen-key prints a key without any)"
+                ),
+            );
+            continue;
+        }
+        let kid = sign_key_id(key.as_bytes());
+        if let Some(m) = keys.iter().position(|k| k.kid == kid) {
+            s.error(
+                spec,
+                format!("sign key {n} is sign key {} again (key id {kid})", m + 1),
+            );
+            continue;
+        }
+        keys.push(SignKey {
+            kid,
+            key: key.into_bytes(),
+        });
+    }
+    keys
 }
 
 /// Whether `prefix` starts a header name.
@@ -52,6 +135,7 @@ fn header_names(prefix: &str) -> Option<HeaderNames> {
         groups: name("Groups")?,
         expired: name("Expired")?,
         login_failed: name("Login-Failed")?,
+        signature: name("Signature")?,
     })
 }
 

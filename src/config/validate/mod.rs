@@ -119,7 +119,7 @@ pub(super) fn validate(
         }
     }
     let login = validate_login(raw.login, r);
-    let headers = validate_headers(raw.headers, r);
+    let headers = validate_headers(raw.headers, r, secrets);
     let routes = validate_routes(raw.route, login_source, r, secrets);
     let admin = validate_admin(raw.admin, r, secrets);
     let log = validate_log(raw.log, r);
