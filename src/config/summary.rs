@@ -35,7 +35,25 @@ impl Config {
         self.write_connections(out)?;
         self.write_routes(out)?;
         self.write_session_and_store(out)?;
+        self.write_signature(out)?;
         self.write_login_and_admin(out)
+    }
+
+    /// The signed assertion: its header and key ids, never the keys.
+    fn write_signature(&self, out: &mut String) -> fmt::Result {
+        let Some((first, others)) = self.headers.sign_keys.split_first() else {
+            return Ok(());
+        };
+        write!(
+            out,
+            "signed assertion: {}Signature, signed with key id {}",
+            self.headers.prefix, first.kid
+        )?;
+        if !others.is_empty() {
+            let kids: Vec<&str> = others.iter().map(|k| k.kid.as_str()).collect();
+            write!(out, "; also listed (for verifiers): {}", kids.join(", "))?;
+        }
+        writeln!(out)
     }
 
     /// Listen addresses, TLS files, redirects, upstream trust.

@@ -152,7 +152,104 @@ pub fn normalize_header_name(name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
+    use crate::config::testing::{FixedSecrets, KEY, ROUTE};
+    use crate::config::{Config, ConfigError};
+
+    const SIGN_KEY: &str = "sign-key-0123456789-abcdefghijklmnop";
+    const OLD_SIGN_KEY: &str = "old-sign-key-0123456789-abcdefghijk";
+
+    fn parse(sign_key: &str, secrets: &FixedSecrets) -> Result<Config, Vec<ConfigError>> {
+        let text = format!(
+            "[session]\nsecret_keys = [\"{KEY}\"]\n\n[headers]\nsign_key = {sign_key}\n\n{ROUTE}"
+        );
+        Config::parse_with_secrets(Path::new("<config>"), &text, secrets).map_err(|e| e.0)
+    }
+
+    #[test]
+    fn one_sign_key_or_a_list_from_any_secret_form_the_first_signs() {
+        let secrets = FixedSecrets::default()
+            .with_env("SIGN_KEY", SIGN_KEY)
+            .with_file("/run/secrets/old", &format!("{OLD_SIGN_KEY}\n"));
+        let c = parse("\"env:SIGN_KEY\"", &secrets).unwrap();
+        assert_eq!(c.headers.sign_keys.len(), 1);
+        assert_eq!(c.headers.sign_keys[0].key, SIGN_KEY.as_bytes());
+        assert_eq!(c.headers.sign_keys[0].kid, sign_key_id(SIGN_KEY.as_bytes()));
+
+        let c = parse("[\"env:SIGN_KEY\", \"file:/run/secrets/old\"]", &secrets).unwrap();
+        let kids: Vec<&str> = c.headers.sign_keys.iter().map(|k| k.kid.as_str()).collect();
+        assert_eq!(
+            kids,
+            [
+                sign_key_id(SIGN_KEY.as_bytes()),
+                sign_key_id(OLD_SIGN_KEY.as_bytes())
+            ]
+        );
+        assert_eq!(c.headers.names.signature.as_str(), "x-session-signature");
+
+        let c = parse(&format!("\"{SIGN_KEY}\""), &secrets).unwrap();
+        assert_eq!(c.headers.sign_keys[0].key, SIGN_KEY.as_bytes());
+    }
+
+    #[test]
+    fn key_ids_are_eight_hex_digits_of_a_labelled_sha256() {
+        // SHA-256("sessiongate-kid" || "sign-key-0123456789-abcdefghijklmnop"),
+        // as `printf %s ... | sha256sum` gives it.
+        let kid = sign_key_id(SIGN_KEY.as_bytes());
+        assert_eq!(kid.len(), 8);
+        assert!(
+            kid.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        assert_ne!(kid, sign_key_id(OLD_SIGN_KEY.as_bytes()));
+    }
+
+    #[test]
+    fn bad_sign_keys_are_refused_at_the_key_without_showing_it() {
+        let short = "short-sign-key";
+        let spaced = "sign key 0123456789 abcdefghijklmnop";
+        let secrets = FixedSecrets::default()
+            .with_env("SHORT", short)
+            .with_env("SPACED", spaced);
+        for (value, message) in [
+            (
+                "\"env:SHORT\"",
+                "sign key 1 is 14 characters; at least 32 are required",
+            ),
+            (
+                "[\"env:SPACED\"]",
+                "sign key 1 holds a space or control character",
+            ),
+            (
+                &format!("[\"{SIGN_KEY}\", \"{SIGN_KEY}\"]"),
+                "sign key 2 is sign key 1 again",
+            ),
+            ("[]", "headers.sign_key must hold at least one key"),
+            ("\"env:UNSET\"", "environment variable UNSET is not set"),
+            (
+                "\"env-or-generate:SIGN\"",
+                "headers.sign_key cannot be env-or-generate",
+            ),
+        ] {
+            let errs = parse(value, &secrets).unwrap_err();
+            assert_eq!(errs.len(), 1, "{value}: {errs:?}");
+            assert!(errs[0].message.starts_with(message), "{value}: {errs:?}");
+            assert_eq!(errs[0].line, 5, "{value}: {errs:?}");
+            for key in [short, spaced, SIGN_KEY] {
+                assert!(!errs[0].message.contains(key), "{errs:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn sign_keys_never_reach_debug_output() {
+        let c = parse(&format!("\"{SIGN_KEY}\""), &FixedSecrets::default()).unwrap();
+        let shown = format!("{:?}", c.headers);
+        assert!(!shown.contains(SIGN_KEY), "{shown}");
+        assert!(shown.contains(&c.headers.sign_keys[0].kid), "{shown}");
+    }
 
     #[test]
     fn header_names_fold_underscores_and_dots() {
