@@ -37,6 +37,7 @@ mod redis_tls;
 mod revocation;
 mod rotation;
 mod script_env;
+mod signed_assertion;
 mod static_files;
 mod store_contract;
 mod tls;
