@@ -6,6 +6,7 @@
 //! chunked framing) is the client's `400`, never the backend's `502`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -18,6 +19,7 @@ use crate::upstream::fastcgi::FastCgiUpstream;
 use crate::upstream::files::StaticFiles;
 use crate::upstream::http::HttpUpstream;
 use crate::upstream::request_body::{ClientBodyFailure, RequestBody};
+use crate::upstream::signed_assertion::{AssertionSigner, Resign};
 
 /// Where a route sends its requests, prepared once per config.
 pub enum Target {
@@ -47,6 +49,10 @@ pub struct Hop<'a> {
     /// The signed-in user and how they signed in: `REMOTE_USER` and
     /// `AUTH_TYPE` for scripts; `None` for anyone else.
     pub remote_user: Option<(&'a str, AuthType)>,
+    /// With `headers.sign_key`: the signer and the request's `t`, for a
+    /// CGI local redirect to be signed again (borrowed: only a script
+    /// gateway takes a share of it).
+    pub resign: Option<(&'a Arc<AssertionSigner>, u64)>,
 }
 
 impl Target {
@@ -96,5 +102,9 @@ fn script_context(hop: &Hop<'_>) -> CgiContext {
         https: hop.client.https,
         route_prefix: hop.route_path.to_owned(),
         remote_user: hop.remote_user.map(|(user, how)| (user.into(), how)),
+        resign: hop.resign.map(|(signer, t)| Resign {
+            signer: Arc::clone(signer),
+            t,
+        }),
     }
 }

@@ -602,6 +602,7 @@ impl<'a> Exchange<'a> {
             // The user of the session forwarded: set by the access decision,
             // changed by the commit only after the backend has answered.
             remote_user: self.user.as_deref().map(|u| (u, self.auth)),
+            resign: self.setup.signer.as_ref().map(|signer| (signer, self.now)),
         }
     }
 

@@ -53,7 +53,7 @@ pub struct Setup {
     /// The application's own login page (`login.source = "backend"`).
     pub backend_page: Option<BackendPage>,
     /// Signs forwarded requests, when `headers.sign_key` is set.
-    pub signer: Option<AssertionSigner>,
+    pub signer: Option<Arc<AssertionSigner>>,
 }
 
 /// Why a setup could not be built from a valid config.
@@ -136,7 +136,7 @@ impl Setup {
             header_prefix: Arc::from(config.headers.match_prefix.as_str()),
             login_page,
             backend_page: BackendPage::new(&config.login),
-            signer: AssertionSigner::new(&config.headers),
+            signer: AssertionSigner::new(&config.headers).map(Arc::new),
             config,
         })
     }

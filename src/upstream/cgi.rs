@@ -40,6 +40,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 pub use process::CgiBody;
 
+use super::signed_assertion::Resign;
 use crate::config::ScriptEnv;
 use environment::RequestFacts;
 
@@ -81,6 +82,9 @@ pub struct CgiContext {
     /// `AUTH_TYPE`); `None` for an anonymous visitor. Never taken from
     /// anything the client sent.
     pub remote_user: Option<(Arc<str>, AuthType)>,
+    /// With `headers.sign_key`: signs the request of a local redirect
+    /// again, for its method and path (see [`super::signed_assertion`]).
+    pub resign: Option<Resign>,
 }
 
 /// How a visitor proved who they are, as a script reads it in `AUTH_TYPE`.
@@ -256,6 +260,8 @@ impl CgiGateway {
         let mut body = Some(body);
         // Set by a local redirect: the path and query to run next, as a GET.
         let mut redirect: Option<(String, Option<String>)> = None;
+        // The headers of that GET, when their signature had to be made again.
+        let mut resigned: Option<http::HeaderMap> = None;
         let mut slot = None;
         for _ in 0..=MAX_LOCAL_REDIRECTS {
             let request = match &redirect {
@@ -263,7 +269,7 @@ impl CgiGateway {
                 Some((path, query)) => RequestFacts {
                     method: &Method::GET,
                     version: parts.version,
-                    headers: &parts.headers,
+                    headers: resigned.as_ref().unwrap_or(&parts.headers),
                     authority_host: parts.uri.host(),
                     path,
                     query: query.as_deref(),
@@ -302,6 +308,17 @@ impl CgiGateway {
             if !self.may_follow(path, ctx) {
                 tracing::debug!(target: "cgi", %location, "local redirect leaves the route: sent to the client");
                 return Ok(client_redirect(&location));
+            }
+            if let Some(resign) = &ctx.resign {
+                // The script run next must be able to verify what it gets:
+                // a GET of its own path, not the request first signed.
+                let target = match query {
+                    Some(query) => format!("{path}?{query}"),
+                    None => path.to_owned(),
+                };
+                let mut headers = parts.headers.clone();
+                resign.sign(&mut headers, Method::GET.as_str(), &target);
+                resigned = Some(headers);
             }
             redirect = Some((path.to_owned(), query.map(str::to_owned)));
         }

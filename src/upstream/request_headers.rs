@@ -275,7 +275,7 @@ pub fn rewrite(headers: &mut HeaderMap, r: &Rewrite<'_>) {
     }
     // Last: it signs the values just set, exactly as they go.
     if let Some(s) = &r.signing {
-        s.signer.sign(headers, r.config, s.method, s.target, s.now);
+        s.signer.sign(headers, s.method, s.target, s.now);
     }
 }
 

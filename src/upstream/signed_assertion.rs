@@ -61,27 +61,7 @@ pub struct Assertion<'a> {
     pub data: &'a [u8],
 }
 
-impl<'a> Assertion<'a> {
-    /// The assertion for a request whose session headers `names` are set
-    /// in `headers` (absent ones are empty).
-    pub fn of(
-        headers: &'a HeaderMap,
-        cfg: &HeadersConfig,
-        method: &'a str,
-        target: &'a str,
-        t: u64,
-    ) -> Self {
-        let value = |name: &HeaderName| headers.get(name).map_or(&b""[..], HeaderValue::as_bytes);
-        Assertion {
-            method,
-            target,
-            t,
-            user: value(&cfg.names.user),
-            groups: value(&cfg.names.groups),
-            data: value(&cfg.names.data),
-        }
-    }
-
+impl Assertion<'_> {
     /// Feeds the canonical string to `out`, piece by piece.
     fn write(&self, mut out: impl FnMut(&[u8])) {
         let mut t = itoa::Buffer::new();
@@ -134,6 +114,10 @@ pub struct AssertionSigner {
     keyed: Hmac<Sha256>,
     /// `{prefix}Signature`.
     name: HeaderName,
+    /// `{prefix}User`, `{prefix}Groups`, `{prefix}Data`: what is signed.
+    user: HeaderName,
+    groups: HeaderName,
+    data: HeaderName,
 }
 
 impl std::fmt::Debug for AssertionSigner {
@@ -151,11 +135,35 @@ impl AssertionSigner {
         let key = cfg.sign_keys.first()?;
         // HMAC takes a key of any length: this cannot fail.
         let keyed = Hmac::<Sha256>::new_from_slice(&key.key).ok()?;
+        let names = &cfg.names;
         Some(AssertionSigner {
             kid: key.kid.clone(),
             keyed,
-            name: cfg.names.signature.clone(),
+            name: names.signature.clone(),
+            user: names.user.clone(),
+            groups: names.groups.clone(),
+            data: names.data.clone(),
         })
+    }
+
+    /// The assertion of a request whose session headers are set in
+    /// `headers` (absent ones are empty).
+    pub fn assertion<'a>(
+        &self,
+        headers: &'a HeaderMap,
+        method: &'a str,
+        target: &'a str,
+        t: u64,
+    ) -> Assertion<'a> {
+        let value = |name: &HeaderName| headers.get(name).map_or(&b""[..], HeaderValue::as_bytes);
+        Assertion {
+            method,
+            target,
+            t,
+            user: value(&self.user),
+            groups: value(&self.groups),
+            data: value(&self.data),
+        }
     }
 
     /// The key id signatures name.
@@ -204,16 +212,27 @@ impl AssertionSigner {
 
     /// Sets `{prefix}Signature` on a request about to be forwarded, over
     /// the session headers already set in `headers`.
-    pub fn sign(
-        &self,
-        headers: &mut HeaderMap,
-        cfg: &HeadersConfig,
-        method: &str,
-        target: &str,
-        t: u64,
-    ) {
-        let value = self.value(&Assertion::of(headers, cfg, method, target, t));
+    pub fn sign(&self, headers: &mut HeaderMap, method: &str, target: &str, t: u64) {
+        let value = self.value(&self.assertion(headers, method, target, t));
         headers.insert(self.name.clone(), value);
+    }
+}
+
+/// What the CGI gateway needs to sign again the request a script's local
+/// redirect makes (a GET of another path, with the same session headers):
+/// the signer and the time of the original request.
+#[derive(Debug, Clone)]
+pub struct Resign {
+    /// The signer of the config the request came under.
+    pub signer: std::sync::Arc<AssertionSigner>,
+    /// The original request's `t`.
+    pub t: u64,
+}
+
+impl Resign {
+    /// `headers` signed for `method target` instead.
+    pub fn sign(&self, headers: &mut HeaderMap, method: &str, target: &str) {
+        self.signer.sign(headers, method, target, self.t);
     }
 }
 
@@ -256,8 +275,8 @@ mod tests {
     #[test]
     fn absent_fields_are_empty_lines_and_the_digest_of_nothing() {
         let headers = HeaderMap::new();
-        let cfg = headers_config();
-        let a = Assertion::of(&headers, &cfg, "GET", "/", 5);
+        let signer = AssertionSigner::new(&headers_config()).expect("a signer");
+        let a = signer.assertion(&headers, "GET", "/", 5);
         assert_eq!(
             a.canonical(),
             b"v1\nGET\n/\n5\n\n\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -271,7 +290,8 @@ mod tests {
         headers.insert(cfg.names.user.clone(), HeaderValue::from_static("alice"));
         headers.insert(cfg.names.groups.clone(), HeaderValue::from_static("a,b"));
         headers.insert(cfg.names.data.clone(), HeaderValue::from_static("k=v"));
-        let a = Assertion::of(&headers, &cfg, "GET", "/x?q", 7);
+        let signer = AssertionSigner::new(&cfg).expect("a signer");
+        let a = signer.assertion(&headers, "GET", "/x?q", 7);
         assert_eq!(
             (a.user, a.groups, a.data),
             (&b"alice"[..], &b"a,b"[..], &b"k=v"[..])
@@ -286,7 +306,7 @@ mod tests {
         assert_eq!(signer.kid().len(), 8);
         let mut headers = HeaderMap::new();
         headers.insert(cfg.names.user.clone(), HeaderValue::from_static("alice"));
-        signer.sign(&mut headers, &cfg, "GET", "/a?b", 1_700_000_000);
+        signer.sign(&mut headers, "GET", "/a?b", 1_700_000_000);
         let value = headers[&cfg.names.signature].to_str().expect("ASCII");
         let prefix = format!("v1;kid={};t=1700000000;sig=", signer.kid());
         let sig = value.strip_prefix(&prefix).expect(value);
@@ -294,7 +314,11 @@ mod tests {
 
         let mut mac =
             Hmac::<Sha256>::new_from_slice(b"sign-key-0123456789-abcdefghijklmnop").expect("key");
-        mac.update(&Assertion::of(&headers, &cfg, "GET", "/a?b", 1_700_000_000).canonical());
+        mac.update(
+            &signer
+                .assertion(&headers, "GET", "/a?b", 1_700_000_000)
+                .canonical(),
+        );
         assert_eq!(sig, URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()));
 
         // Another method, path or time signs differently.
@@ -303,7 +327,7 @@ mod tests {
             ("GET", "/a", 1_700_000_000),
             ("GET", "/a?b", 1_700_000_001),
         ] {
-            let other = signer.value(&Assertion::of(&headers, &cfg, method, target, t));
+            let other = signer.value(&signer.assertion(&headers, method, target, t));
             assert!(
                 !other.to_str().expect("ASCII").ends_with(sig),
                 "{method} {target} {t}"

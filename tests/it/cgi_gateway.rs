@@ -84,6 +84,7 @@ fn context(route_prefix: &str) -> CgiContext {
         https: true,
         route_prefix: route_prefix.to_owned(),
         remote_user: None,
+        resign: None,
     }
 }
 

@@ -408,7 +408,8 @@ async fn a_key_rotation_keeps_every_signature_verifiable() {
 }
 
 /// A CGI directory: `check.sh` runs all three verifiers as programs,
-/// `perl.cgi` and `python.cgi` use them as the docs say a script would.
+/// `perl.cgi` and `python.cgi` use them as the docs say a script would,
+/// `redirect.cgi` hands over to `check.sh` by a local redirect.
 fn cgi_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -440,6 +441,11 @@ fn cgi_dir() -> tempfile::TempDir {
                  why = verify(os.environ)\n\
                  print(\"Content-Type: text/plain\\r\\n\\r\\n\" + (\"refused: \" + why if why else \"verified: \" + os.environ.get(\"HTTP_X_SESSION_USER\", \"\")), end=\"\")\n"
             ),
+        ),
+        (
+            "redirect.cgi",
+            "#!/bin/sh\nprintf 'Location: %s\\r\\n\\r\\n' \"${SCRIPT_NAME%/*}/check.sh?from=redirect\"\n"
+                .to_owned(),
         ),
     ];
     for (name, text) in scripts {
@@ -500,6 +506,14 @@ async fn cgi_scripts_verify_what_the_gateway_gives_them() {
             .header("cookie", &alice);
         assert_eq!(body(get).await, "verified: alice");
     }
+
+    // A local redirect runs another script as a GET of its own path: it is
+    // signed again for that.
+    let redirected = http
+        .post(proxy.url("/members-cgi/redirect.cgi"))
+        .header("cookie", &alice)
+        .body("amount=10");
+    assert_eq!(body(redirected).await, all_ok);
 
     // A forged assertion sent straight at a script is stripped on the way:
     // the script sees sessiongate's, which says who really asks.

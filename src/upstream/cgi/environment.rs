@@ -292,6 +292,7 @@ mod tests {
             https: true,
             route_prefix: "/".to_owned(),
             remote_user: Some(("alice".into(), super::super::AuthType::Session)),
+            resign: None,
         };
         let mut env = build(&request, &paths, &ctx);
         assert_eq!(env["REMOTE_USER"], b"alice");
