@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Counts the instructions sessiongate itself executes per request (user
 # space: sessiongate, its libraries, libc), under valgrind's callgrind, for
-# the benchmark targets (c) public, (d) logged-in session, (e) a new
-# stored session, (s) a 4 KiB file from a static: route, (h) HTTP Basic
-# on a basic_auth route with the cache of verified passwords warm (its one
-# argon2 run falls in both runs of the target, so the difference leaves it
-# out) and (i) a FastCGI route to php-fpm when php-fpm is installed
-# (sessiongate's share only, not php-fpm's), with nginx as a plain proxy and
-# nginx serving the same file as the references. Unlike requests/s, the
+# the benchmark targets (c) public, (d) logged-in session, (d') the same
+# with headers.sign_key set (target "signed": the signed assertion's cost
+# is its difference to "session"), (e) a new stored session, (s) a 4 KiB
+# file from a static: route, (h) HTTP Basic on a basic_auth route with
+# the cache of verified passwords warm (its one argon2 run falls in both
+# runs of the target, so the difference leaves it out) and (i) a FastCGI
+# route to php-fpm when php-fpm is installed (sessiongate's share only, not
+# php-fpm's), with nginx as a plain proxy and nginx serving the same file as
+# the references. Unlike requests/s, the
 # count does not move with what else the shared machine is doing, so it
 # tells whether a change made the request
 # path cheaper by a few percent. The kernel's share (the loopback TCP work,
@@ -24,7 +26,7 @@
 #
 # Usage: bench/instructions.sh [BIN ...]   (default: target/release/sessiongate,
 #        built first; several binaries are measured one after the other)
-#        REQUESTS=5000 by default; TARGETS="public session new files basic fastcgi" by default.
+#        REQUESTS=5000 by default; TARGETS="public session signed new files basic fastcgi" by default.
 #        Needs: valgrind, nginx, ab (apache2-utils), curl.
 #
 # The regression check, to run before finishing a change (a few minutes):
@@ -46,7 +48,7 @@ BASELINE=bench/instructions.baseline
 THRESHOLD=${THRESHOLD:-3}
 if [ "$MODE" = table ]; then
   REQUESTS=${REQUESTS:-5000}
-  TARGETS=${TARGETS:-public session new files basic fastcgi}
+  TARGETS=${TARGETS:-public session signed new files basic fastcgi}
 else
   # The baseline's numbers hold for its REQUESTS and targets.
   REQUESTS=${REQUESTS:-2000}
@@ -91,6 +93,9 @@ total_for() { # bin target count
   else
     sg_conf "$WORK/sg.toml" "$port" 'kind = "memory"' 1
   fi
+  if [ "$target" = signed ]; then
+    printf '[headers]\nsign_key = "%s"\n' "sign-$KEY" >> "$WORK/sg.toml"
+  fi
   out=$WORK/callgrind.out
   rm -f "$out"*
   valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" --config "$WORK/sg.toml" \
@@ -99,7 +104,7 @@ total_for() { # bin target count
   local hdr=()
   case $target in
     public) url=/public/ ;;
-    session) url=/session/; hdr=(-H "Cookie: $(login_cookie "$port")") ;;
+    session|signed) url=/session/; hdr=(-H "Cookie: $(login_cookie "$port")") ;;
     new) url=/new/ ;;
     files) url=/files/4k.html ;;
     basic) url=/basic/; hdr=(-H "$BASIC_RIGHT") ;;

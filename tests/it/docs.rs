@@ -13,6 +13,8 @@ use crate::harness::{Binary, repo_root};
 
 /// A key for configs that read `env:SESSIONGATE_KEY`.
 const KEY: &str = "docs-test-key-0123456789-abcdefghijklmn";
+/// A key for configs that read `env:SESSIONGATE_SIGN_KEY`.
+const SIGN_KEY: &str = "docs-test-sign-key-0123456789-abcdefgh";
 
 /// A fenced block of a Markdown file.
 struct Block {
@@ -119,6 +121,7 @@ fn every_whole_config_in_the_docs_passes_check() {
         let out = sessiongate(&["check", "--config", "config-under-test.toml"])
             .current_dir(dir.path())
             .env("SESSIONGATE_KEY", KEY)
+            .env("SESSIONGATE_SIGN_KEY", SIGN_KEY)
             .output()
             .expect("run sessiongate check");
         assert!(
