@@ -22,6 +22,7 @@
 //!   login::basic    HTTP Basic on basic_auth routes (throttle, cache, argon2)
 //!   session::found  cookie -> signature -> one store lookup
 //!   upstream::request_headers  strip client session headers, inject ours
+//!     upstream::signed_assertion  and sign them (with headers.sign_key)
 //!   forward         to the route's target: upstream::http, upstream::cgi
 //!                   or upstream::fastcgi
 //!   upstream::control  take the backend's control headers
