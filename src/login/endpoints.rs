@@ -39,6 +39,7 @@ use crate::config::{Access, Config, LoginSource};
 use crate::forwarded::ClientInfo;
 use crate::metrics::Metrics;
 use crate::respond::{Reject, redirect};
+use crate::session::browser::describe_header;
 use crate::session::{
     AnyStore, CookieClaims, CookieOut, Current, DataChange, Found, NewSession, SessionId,
     SessionRules, SessionStore, SignIn, StoreError,
@@ -309,6 +310,7 @@ impl LoginDesk {
     ) -> Result<DeskAnswer, Reject> {
         let now = v.clock.now();
         let found = v.find(req.headers(), now).await;
+        let browser = describe_header(req.headers().get(header::USER_AGENT));
         let form = LoginForm::parse(&read_form(req.into_body()).await?);
         let next = safe_next(&form.next);
         let username = form.username.trim();
@@ -367,6 +369,7 @@ impl LoginDesk {
             user: username,
             groups: "",
             remember: self.remember_me.filter(|_| form.remember),
+            browser: browser.as_deref(),
         };
         self.sign_in(v, &current, &who, &next, now).await
     }
