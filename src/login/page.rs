@@ -279,6 +279,7 @@ color:var(--on-accent);background:var(--accent);border:0;border-radius:.25rem;cu
 .sessions{list-style:none;margin:0 0 1rem;padding:0}\
 .sessions li{padding:1rem 0;border-top:1px solid var(--border)}\
 .sessions p{margin:0 0 .25rem}.meta{font-size:.875rem}\
+.sessions button{padding:.5rem;color:var(--accent);background:transparent;border:1px solid var(--accent)}\
 @media (forced-colors:active){button{border:1px solid}}";
 
 fn builtin_csp() -> &'static str {

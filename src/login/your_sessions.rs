@@ -447,12 +447,13 @@ impl Page<'_> {
                 .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
             let _ = write!(
                 html,
-                "<li>\n<p><strong>{browser}</strong>{marker}</p>\n\
+                "<li>\n<p id=\"s-{tag}\"><strong>{browser}</strong>{marker}</p>\n\
                  <p class=\"meta\">Signed in {created} · last seen {seen} · from {client}</p>\n\
                  <form method=\"post\" action=\"{end}\">\n\
                  <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
                  <input type=\"hidden\" name=\"session\" value=\"{tag}\">\n\
-                 <button type=\"submit\">{label}</button>\n</form>\n</li>\n",
+                 <button type=\"submit\" aria-describedby=\"s-{tag}\">{label}</button>\n\
+                 </form>\n</li>\n",
                 browser = esc(browser),
                 marker = if this { " (this browser)" } else { "" },
                 created = time_element(s.created),
