@@ -63,7 +63,8 @@ pub enum Event {
     LoginThrottled,
     /// A signed-in session was ended by its user (or the backend).
     Logout,
-    /// An operator ended sessions through the admin API.
+    /// An operator ended sessions through the admin API, or a user ended
+    /// one of their other sessions on their sessions page.
     Revoked,
     /// A user left the users file; their sessions were ended.
     UserRemoved,
@@ -83,6 +84,9 @@ pub enum How {
     Basic,
     /// The admin API.
     Admin,
+    /// The user's own sessions page (`{prefix}/sessions`): the user named
+    /// ended a session of theirs.
+    SessionsPage,
     /// The users file changed.
     UsersFile,
 }
@@ -286,6 +290,19 @@ impl Audit {
             client,
             session,
             ended: Some(ended),
+        });
+    }
+
+    /// `user` ended their own session tagged `session` on their sessions
+    /// page, from `client`.
+    pub fn revoked_by_owner(&self, user: &str, session: Option<LogTag>, client: Option<IpAddr>) {
+        self.record(&Entry {
+            event: Event::Revoked,
+            how: How::SessionsPage,
+            user: Some(user),
+            client,
+            session,
+            ended: Some(1),
         });
     }
 

@@ -93,6 +93,8 @@ struct Exchange<'a> {
     login_page: bool,
     /// It is told that the visitor's session has ended.
     expired_notice: bool,
+    /// The request's `User-Agent`, which a backend's sign-in describes.
+    user_agent: Option<HeaderValue>,
 }
 
 /// What the access decision lets through.
@@ -158,6 +160,7 @@ impl Gate {
             session: None,
             login_page: false,
             expired_notice: false,
+            user_agent: None,
         };
         let method = req.method().clone();
         // From here on the path is the normalised one: it is routed,
@@ -200,6 +203,7 @@ impl Gate {
             Admitted::Forward(current) => current,
             Admitted::Answer(resp) => return Ok(resp),
         };
+        ex.user_agent = req.headers().get(header::USER_AGENT).cloned();
         let (mut req, body_failure) = ex.prepare(req, host.as_ref(), &route, current.as_ref());
         let tunnel = open_tunnel(&route, &mut req, handshake)?;
         let mut resp = route
@@ -474,6 +478,7 @@ impl Gate {
             audit: &self.audit,
             throttle: ex.setup.login.throttle(),
             client: ex.client.ip,
+            user_agent: ex.user_agent.as_ref(),
             now: ex.now,
         };
         let committed = Box::pin(committer.commit(current, change)).await?;

@@ -174,6 +174,7 @@ mod tests {
                 last_seen: 2,
                 expires: 3,
                 client: Some("192.0.2.7".parse().unwrap()),
+                browser: None,
             })],
         };
         assert_eq!(
@@ -186,6 +187,7 @@ mod tests {
             last_seen: 2,
             expires: 3,
             client: None,
+            browser: None,
         });
         assert!(
             serde_json::to_string(&none)

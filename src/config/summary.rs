@@ -199,6 +199,11 @@ impl Config {
                 writeln!(out, "login: by the backend at {}", self.login.login_page())?;
             }
         }
+        writeln!(
+            out,
+            "users' own sessions: {}/sessions (list, sign out others)",
+            self.login.prefix
+        )?;
         if let Some(admin) = self.admin.listen {
             writeln!(out, "admin: http://{admin}")?;
         }

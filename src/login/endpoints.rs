@@ -6,6 +6,7 @@
 //! POST {prefix}/login   CSRF bound to that session -> throttle -> password
 //!                       -> NEW session id (anonymous data kept) -> 303 next
 //! GET|POST {prefix}/logout  destroy the session, clear the cookie -> 303 next or cookie_path
+//! GET  {prefix}/sessions    the signed-in user's sessions (see `your_sessions`)
 //! ```
 //!
 //! The login page and its POST exist only where a users file is in use
@@ -31,6 +32,7 @@ use http_body_util::{BodyExt as _, Limited};
 use std::sync::Arc;
 
 use super::basic::{BasicGate, Verdict, Witness};
+use super::your_sessions;
 use super::{LoginPage, PageContext, PageError, Throttle, UsersError, UsersSource, safe_next};
 use crate::audit::{Audit, Event, How};
 use crate::body::ResponseBody;
@@ -39,6 +41,7 @@ use crate::config::{Access, Config, LoginSource};
 use crate::forwarded::ClientInfo;
 use crate::metrics::Metrics;
 use crate::respond::{Reject, redirect};
+use crate::session::browser::describe_header;
 use crate::session::{
     AnyStore, CookieClaims, CookieOut, Current, DataChange, Found, NewSession, SessionId,
     SessionRules, SessionStore, SignIn, StoreError,
@@ -218,7 +221,8 @@ pub struct DeskAnswer {
 }
 
 impl DeskAnswer {
-    fn anonymous(response: Response<ResponseBody>) -> Self {
+    /// `response`, for nobody signed in.
+    pub(super) fn anonymous(response: Response<ResponseBody>) -> Self {
         DeskAnswer {
             response,
             user: None,
@@ -252,6 +256,19 @@ impl LoginDesk {
             ("/logout", &Method::GET | &Method::HEAD | &Method::POST) => self.logout(v, req).await,
             ("/logout", _) => Err(Reject::MethodNotAllowed {
                 allow: Some("GET, HEAD, POST"),
+            }),
+            (your_sessions::LIST, &Method::GET | &Method::HEAD) => {
+                your_sessions::list(v, prefix, req).await
+            }
+            (your_sessions::END, &Method::POST) => your_sessions::end_one(v, prefix, req).await,
+            (your_sessions::END_OTHERS, &Method::POST) => {
+                your_sessions::end_others(v, prefix, req).await
+            }
+            (your_sessions::LIST, _) => Err(Reject::MethodNotAllowed {
+                allow: Some("GET, HEAD"),
+            }),
+            (your_sessions::END | your_sessions::END_OTHERS, _) => Err(Reject::MethodNotAllowed {
+                allow: Some("POST"),
             }),
             _ => Err(Reject::NotFound),
         };
@@ -309,6 +326,7 @@ impl LoginDesk {
     ) -> Result<DeskAnswer, Reject> {
         let now = v.clock.now();
         let found = v.find(req.headers(), now).await;
+        let browser = describe_header(req.headers().get(header::USER_AGENT));
         let form = LoginForm::parse(&read_form(req.into_body()).await?);
         let next = safe_next(&form.next);
         let username = form.username.trim();
@@ -367,6 +385,7 @@ impl LoginDesk {
             user: username,
             groups: "",
             remember: self.remember_me.filter(|_| form.remember),
+            browser: browser.as_deref(),
         };
         self.sign_in(v, &current, &who, &next, now).await
     }
@@ -581,7 +600,12 @@ fn page_session(found: Found, now: u64) -> Current {
 }
 
 async fn read_form(body: RequestBody) -> Result<Bytes, Reject> {
-    match Limited::new(body, MAX_FORM_BYTES).collect().await {
+    read_form_limited(body, MAX_FORM_BYTES).await
+}
+
+/// A form body of at most `max` bytes; more, or one cut off, is a `400`.
+pub(super) async fn read_form_limited(body: RequestBody, max: usize) -> Result<Bytes, Reject> {
+    match Limited::new(body, max).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(_) => Err(Reject::BadRequest("The form is too large or was cut off.")),
     }

@@ -16,6 +16,8 @@
 //!   through the same throttle and users file, with no session.
 //! - [`backend_page`]: the application's own login page (`source =
 //!   "backend"`): the expired notice, and its failures in the same throttle.
+//! - [`your_sessions`]: `{prefix}/sessions`, where a signed-in user sees
+//!   their sessions and ends the ones they no longer want.
 //!
 //! A `POST {prefix}/login` handler uses them in this order: [`safe_next`] on
 //! `next`, [`Throttle::check`] (429 when locked, even for the right
@@ -36,6 +38,7 @@ pub mod password;
 pub mod throttle;
 pub mod users;
 pub mod watched;
+pub mod your_sessions;
 
 pub use basic::{BasicGate, Verdict};
 pub use departures::Departures;

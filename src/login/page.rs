@@ -276,6 +276,10 @@ color:var(--on-accent);background:var(--accent);border:0;border-radius:.25rem;cu
 .check{display:flex;gap:.5rem;align-items:center}\
 .check input{display:inline;width:auto;margin:0}.check label{margin:0;font-weight:400}\
 .who{margin:0 0 1rem}\
+.sessions{list-style:none;margin:0 0 1rem;padding:0}\
+.sessions li{padding:1rem 0;border-top:1px solid var(--border)}\
+.sessions p{margin:0 0 .25rem}.meta{font-size:.875rem}\
+.sessions button{padding:.5rem;color:var(--accent);background:transparent;border:1px solid var(--accent)}\
 @media (forced-colors:active){button{border:1px solid}}";
 
 fn builtin_csp() -> &'static str {
@@ -291,7 +295,7 @@ fn builtin_csp() -> &'static str {
 }
 
 /// The start of a built-in page, up to and including its `<h1>`.
-fn page_start(html: &mut String, title: &str) {
+pub(super) fn page_start(html: &mut String, title: &str) {
     html.push_str(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\

@@ -15,6 +15,8 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use http::HeaderValue;
+
 use super::found::Current;
 use super::rules::SessionRules;
 use super::{
@@ -224,6 +226,8 @@ pub struct Committer<'a> {
     pub throttle: &'a Throttle,
     /// The client's address (kept with a new session).
     pub client: IpAddr,
+    /// The request's `User-Agent`: a sign-in keeps a short description.
+    pub user_agent: Option<&'a HeaderValue>,
     /// Unix seconds.
     pub now: u64,
 }
@@ -266,10 +270,12 @@ impl Committer<'_> {
             }
         }
         if let Some(user) = change.login {
+            let browser = super::browser::describe_header(self.user_agent);
             let who = SignIn {
                 user: &user,
                 groups: change.groups.as_deref().unwrap_or_default(),
                 remember: None,
+                browser: browser.as_deref(),
             };
             return self.login(current.as_ref(), &who, &data).await;
         }

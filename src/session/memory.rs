@@ -298,6 +298,7 @@ impl MemoryStore {
             ip: seed.ip,
             groups: None,
             remember: None,
+            browser: None,
         }
     }
 }
@@ -452,6 +453,7 @@ impl SessionStore for MemoryStore {
             ip: seed.ip.or(old_ip),
             groups: (!who.groups.is_empty()).then(|| Arc::from(who.groups)),
             remember: who.remember,
+            browser: who.browser.map(|b| Arc::from(super::browser::capped(b))),
         };
         let previous = self.map.insert(*new, Box::new(record.clone()));
         if let Some(previous) = &previous {

@@ -2,6 +2,7 @@
 //! and the memory store's snapshot file.
 
 pub mod any;
+pub mod browser;
 pub mod commit;
 pub mod cookie;
 pub mod data;

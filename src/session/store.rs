@@ -32,6 +32,11 @@ pub struct SessionRecord {
     /// "Remember me": this session's own lifetime, idle or not, in seconds;
     /// `None` for the policy's lifetimes.
     pub remember: Option<u64>,
+    /// A short description of the browser that signed in ("Firefox on
+    /// Linux", see [`super::browser`]), at most
+    /// [`super::browser::MAX_BROWSER_BYTES`]; `None` for anonymous sessions
+    /// and those stored before it was kept.
+    pub browser: Option<Arc<str>>,
 }
 
 impl SessionRecord {
@@ -162,6 +167,9 @@ pub struct SignIn<'a> {
     pub groups: &'a str,
     /// "Remember me": the session lasts this many seconds, idle or not.
     pub remember: Option<u64>,
+    /// The browser that signs in, described short (see
+    /// [`super::browser::describe`]); `None` when it sent no `User-Agent`.
+    pub browser: Option<&'a str>,
 }
 
 impl<'a> SignIn<'a> {
@@ -224,6 +232,8 @@ pub struct SessionSummary {
     pub expires: u64,
     /// The client IP it was created from.
     pub client: Option<IpAddr>,
+    /// The browser that signed in, described short.
+    pub browser: Option<Arc<str>>,
 }
 
 impl SessionSummary {
@@ -235,6 +245,7 @@ impl SessionSummary {
             last_seen: record.last_seen,
             expires: record.expires_at(policy),
             client: record.ip,
+            browser: record.browser.clone(),
         }
     }
 }

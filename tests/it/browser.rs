@@ -308,3 +308,107 @@ async fn the_builtin_login_page_in_chromium() {
 
     b.close().await;
 }
+
+/// Signs alice in through the built-in form as a client that calls itself
+/// `user_agent`; returns the client, which keeps the cookie.
+async fn alice_elsewhere(
+    gate: &crate::harness::RunningBinary,
+    user_agent: &str,
+) -> reqwest::Client {
+    let c = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(user_agent)
+        .build()
+        .expect("a client");
+    let page = c.get(gate.url("/.sessiongate/login")).send().await.unwrap();
+    let csrf = crate::harness::form::csrf_of(&page.text().await.unwrap());
+    let resp = c
+        .post(gate.url("/.sessiongate/login"))
+        .form(&[
+            ("username", "alice"),
+            ("password", "wonderland"),
+            ("next", "/"),
+            ("csrf", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303, "{}", gate.output());
+    c
+}
+
+/// Whether `c` is let into the members' page.
+async fn lets_in(gate: &crate::harness::RunningBinary, c: &reqwest::Client) -> bool {
+    let resp = c.get(gate.url("/members.cgi")).send().await.unwrap();
+    resp.status() == 200
+}
+
+/// The users' own sessions page: alice, signed in on two other devices,
+/// opens it in Chromium and presses "Sign out all others".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_out_all_other_sessions_in_chromium() {
+    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let mut config = repo_toml("config/sessiongate.toml");
+    set(&mut config, "login", "source", "users_file".into());
+    set(&mut config, "login", "users_file", "config/users".into());
+    if let Some(login) = config.get_mut("login").and_then(|l| l.as_table_mut()) {
+        login.remove("page");
+    }
+    let gate = Binary::from_table(config).start().await;
+    let phone = alice_elsewhere(
+        &gate,
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+    )
+    .await;
+    let laptop = alice_elsewhere(
+        &gate,
+        "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+    )
+    .await;
+    assert!(lets_in(&gate, &phone).await && lets_in(&gate, &laptop).await);
+
+    // Sent to sign in, and back to the page afterwards.
+    b.goto(&gate.url("/.sessiongate/sessions")).await;
+    b.wait_for_path("/.sessiongate/login").await;
+    b.fill("#username", "alice").await;
+    b.fill("#password", "wonderland").await;
+    b.click(Locator::Css("button[type=submit]")).await;
+    b.wait_for_path("/.sessiongate/sessions").await;
+    let page = b.body_text().await;
+    assert!(page.contains("Signed in as alice"), "{page}");
+    assert!(page.contains("Safari on iOS"), "{page}");
+    assert!(page.contains("Firefox on Linux"), "{page}");
+    assert!(
+        page.contains("Headless Chrome on Linux (this browser)"),
+        "{page}"
+    );
+    b.screenshot("your-sessions").await;
+
+    b.click(Locator::XPath("//button[text()='Sign out all others']"))
+        .await;
+    let arrived = within(BUDGET, async || {
+        b.body_text()
+            .await
+            .contains("Signed out 2 sessions.")
+            .then_some(())
+    })
+    .await;
+    assert!(arrived.is_some(), "{}", b.body_text().await);
+    b.wait_for_path("/.sessiongate/sessions").await;
+    let page = b.body_text().await;
+    assert!(!page.contains("Safari on iOS"), "{page}");
+    assert!(!page.contains("Sign out all others"), "{page}");
+    assert!(!lets_in(&gate, &phone).await, "the phone is signed out");
+    assert!(!lets_in(&gate, &laptop).await, "the laptop is signed out");
+
+    // This browser is still signed in.
+    b.goto(&gate.url("/members.cgi")).await;
+    b.wait_for_path("/members.cgi").await;
+    assert!(b.body_text().await.contains("Welcome to the lounge, alice"));
+
+    b.close().await;
+}

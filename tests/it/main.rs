@@ -44,3 +44,4 @@ mod tls;
 mod tls_binary;
 mod upstream_pool;
 mod websocket;
+mod your_sessions;

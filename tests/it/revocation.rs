@@ -171,6 +171,7 @@ async fn a_snapshot_written_before_the_user_index_restores_it() {
                 last_seen: 1_700_000_600,
                 expires: 1_700_004_200,
                 client: Some("192.0.2.10".parse().unwrap()),
+                browser: None,
             },
             SessionSummary {
                 tag: id(2).log_hash(),
@@ -178,6 +179,7 @@ async fn a_snapshot_written_before_the_user_index_restores_it() {
                 last_seen: 1_700_000_300,
                 expires: 1_700_003_900,
                 client: Some("2001:db8::5".parse().unwrap()),
+                browser: None,
             },
         ]
     );

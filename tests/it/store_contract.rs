@@ -416,6 +416,7 @@ async fn a_users_sessions_are_listed_by_tag<S: SessionStore>(s: Arc<S>) {
             last_seen: 20,
             expires: 120,
             client: ip("192.0.2.1"),
+            browser: None,
         },
         SessionSummary {
             tag: second.log_hash(),
@@ -423,6 +424,7 @@ async fn a_users_sessions_are_listed_by_tag<S: SessionStore>(s: Arc<S>) {
             last_seen: 5,
             expires: 105,
             client: ip("2001:db8::2"),
+            browser: None,
         },
     ];
     assert_eq!(listed, expected, "oldest login first");
@@ -758,6 +760,7 @@ async fn groups_live_with_the_session<S: SessionStore>(s: Arc<S>) {
         user: "carol",
         groups: "admins,staff",
         remember: None,
+        browser: None,
     };
     let r = s
         .login(None, &id, &who, &set("a", "1"), seed(0), 0, &p)
@@ -796,6 +799,7 @@ async fn remembered_sessions_last_their_own_lifetime<S: SessionStore>(s: Arc<S>)
         user: "dora",
         groups: "",
         remember: Some(5000),
+        browser: None,
     };
     let r = s
         .login(None, &id, &who, &DataChange::default(), seed(0), 0, &p)
@@ -810,6 +814,68 @@ async fn remembered_sessions_last_their_own_lifetime<S: SessionStore>(s: Arc<S>)
     assert_eq!(r.expires_at(&p), 5000);
     assert_eq!(s.sessions_of("dora", 4000, &p).await.unwrap().len(), 1);
     assert!(s.load(&id, 5000, &p).await.unwrap().is_none());
+}
+
+/// The browser a sign-in names stays with the session through loads,
+/// touches and updates, shows in the user's listing, and is capped; a
+/// session signed in without one has none.
+async fn browsers_live_with_the_session<S: SessionStore>(s: Arc<S>) {
+    let p = policy();
+    let id = SessionId::generate();
+    let who = SignIn {
+        browser: Some("Firefox on Linux"),
+        ..SignIn::user("erin")
+    };
+    let r = s
+        .login(None, &id, &who, &set("a", "1"), seed(0), 0, &p)
+        .await
+        .unwrap();
+    assert_eq!(r.browser.as_deref(), Some("Firefox on Linux"));
+    let touched = s.load(&id, 50, &p).await.unwrap().unwrap();
+    assert_eq!(touched.browser.as_deref(), Some("Firefox on Linux"));
+    let r = s.update(&id, &set("b", "2"), None, 60, &p).await.unwrap();
+    assert_eq!(r.browser.as_deref(), Some("Firefox on Linux"));
+    let listed = s.sessions_of("erin", 61, &p).await.unwrap();
+    assert_eq!(listed[0].browser.as_deref(), Some("Firefox on Linux"));
+
+    let long = "y".repeat(300);
+    let capped = SessionId::generate();
+    let who = SignIn {
+        browser: Some(&long),
+        ..SignIn::user("erin")
+    };
+    let r = s
+        .login(
+            None,
+            &capped,
+            &who,
+            &DataChange::default(),
+            seed(70),
+            70,
+            &p,
+        )
+        .await
+        .unwrap();
+    let max = sessiongate::session::browser::MAX_BROWSER_BYTES;
+    assert_eq!(r.browser.as_deref(), Some(&long[..max]));
+    let loaded = s.load(&capped, 71, &p).await.unwrap().unwrap();
+    assert_eq!(loaded.browser.as_deref(), Some(&long[..max]));
+
+    let plain = SessionId::generate();
+    let r = s
+        .login(
+            Some(&id),
+            &plain,
+            &SignIn::user("erin"),
+            &DataChange::default(),
+            seed(80),
+            80,
+            &p,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.browser, None);
+    assert_eq!(s.load(&plain, 81, &p).await.unwrap().unwrap().browser, None);
 }
 
 macro_rules! contract {
@@ -880,6 +946,7 @@ contract!(
     changes_match_data_change_apply,
     groups_live_with_the_session,
     remembered_sessions_last_their_own_lifetime,
+    browsers_live_with_the_session,
 );
 
 /// Redis only: a user who logs in again and again does not grow their index

@@ -143,6 +143,7 @@ async fn the_kept_count_follows_every_insert_and_removal() {
             ip: None,
             groups: None,
             remember: None,
+            browser: None,
         },
     );
     counted(&s);

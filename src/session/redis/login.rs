@@ -71,7 +71,8 @@ impl RedisStore {
                     .arg(login.seed.initial)
                     .arg(ip_arg(login.seed.ip))
                     .arg(login.who.groups)
-                    .arg(remember_arg(login.who));
+                    .arg(remember_arg(login.who))
+                    .arg(browser_arg(login.who));
                 push_change(&mut inv, login.change);
                 inv.invoke_async::<Value>(&mut c).await
             })
@@ -139,7 +140,8 @@ impl RedisStore {
                     .arg(&base)
                     .arg(&ip)
                     .arg(login.who.groups)
-                    .arg(remember_arg(login.who));
+                    .arg(remember_arg(login.who))
+                    .arg(browser_arg(login.who));
                 match put_change {
                     Some(change) => {
                         inv.arg(1);
@@ -159,4 +161,12 @@ impl RedisStore {
 /// A login's "remember me" lifetime as a script argument: empty for none.
 fn remember_arg(who: &SignIn<'_>) -> String {
     who.remember.map(|r| r.to_string()).unwrap_or_default()
+}
+
+/// A login's browser description as a script argument: empty for none,
+/// capped as every store keeps it.
+fn browser_arg<'a>(who: &SignIn<'a>) -> &'a str {
+    who.browser
+        .map(crate::session::browser::capped)
+        .unwrap_or_default()
 }

@@ -16,8 +16,8 @@ use crate::session::store::{Lookup, Policy, SessionRecord, StoreError};
 
 /// The fields of a session key that hold a session, in the order
 /// [`record_from_fields`] reads them: created, last_seen, data, user, ip,
-/// groups, remember.
-pub(super) const RECORD_FIELDS: [&str; 7] = ["c", "s", "d", "u", "i", "g", "k"];
+/// groups, remember, browser.
+pub(super) const RECORD_FIELDS: [&str; 8] = ["c", "s", "d", "u", "i", "g", "k", "b"];
 /// The field of a session key that holds the mark of a moved id: the time
 /// of the login that moved it.
 pub(super) const MARK_FIELD: &str = "r";
@@ -70,7 +70,7 @@ pub(super) fn parse_lookup(reply: Value) -> Result<Lookup, StoreError> {
 }
 
 /// Reads `{status, ...}` replies: `{"ok", created, last_seen, data, user|nil,
-/// ip|nil, groups|nil, remember|nil}`, `{"gone"}` or `{"too_large", size}`.
+/// ip|nil, groups|nil, remember|nil, browser|nil}`, `{"gone"}` or `{"too_large", size}`.
 pub(super) fn parse_record(reply: Value) -> Result<SessionRecord, StoreError> {
     complete_record(status_fields(reply)?)
 }
@@ -107,6 +107,10 @@ pub(super) fn record_from_fields(fields: Vec<Value>) -> Result<Option<SessionRec
         None | Some(Value::Nil) => None,
         Some(v) => Some(number(v).ok_or_else(|| malformed("remember"))?),
     };
+    let browser = it
+        .next()
+        .and_then(text)
+        .map(|b| Arc::from(crate::session::browser::capped(&b)));
     Ok(Some(SessionRecord {
         created,
         last_seen,
@@ -115,6 +119,7 @@ pub(super) fn record_from_fields(fields: Vec<Value>) -> Result<Option<SessionRec
         ip,
         groups,
         remember,
+        browser,
     }))
 }
 

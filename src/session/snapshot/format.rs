@@ -9,13 +9,14 @@
 //!          | data length u32 + bytes
 //!          | groups length u32 + bytes (if flags has GROUPS)
 //!          | remember u64 (if flags has REMEMBER)
+//!          | browser length u32 + bytes (if flags has BROWSER)
 //! trailer  SHA-256 of everything before it (32)
 //! ```
 //!
 //! The `\r\n` in the magic catches a file mangled by a text-mode copy. The
 //! version comes before the checksum so that a file from a newer release is
 //! refused for what it is, not reported as damaged. Fields added since
-//! version 1 (groups, remember) come with flags of their own, so every
+//! version 1 (groups, remember, browser) come with flags of their own, so every
 //! version-1 file is read as it was written.
 
 use std::io::{self, Write};
@@ -24,6 +25,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use crate::session::browser::capped;
 use crate::session::id::{ID_LEN, SessionId};
 use crate::session::store::SessionRecord;
 
@@ -42,7 +44,9 @@ const FLAG_IPV4: u8 = 0b0010;
 const FLAG_IPV6: u8 = 0b0100;
 const FLAG_GROUPS: u8 = 0b1000;
 const FLAG_REMEMBER: u8 = 0b1_0000;
-const KNOWN_FLAGS: u8 = FLAG_USER | FLAG_IPV4 | FLAG_IPV6 | FLAG_GROUPS | FLAG_REMEMBER;
+const FLAG_BROWSER: u8 = 0b10_0000;
+const KNOWN_FLAGS: u8 =
+    FLAG_USER | FLAG_IPV4 | FLAG_IPV6 | FLAG_GROUPS | FLAG_REMEMBER | FLAG_BROWSER;
 
 /// One session as the snapshot holds it.
 pub type Entry = (SessionId, SessionRecord);
@@ -104,6 +108,9 @@ pub fn encode(entries: &[Entry], out: impl Write) -> io::Result<()> {
         if r.remember.is_some() {
             flags |= FLAG_REMEMBER;
         }
+        if r.browser.is_some() {
+            flags |= FLAG_BROWSER;
+        }
         out.write_all(&[flags])?;
         match r.ip {
             Some(IpAddr::V4(ip)) => out.write_all(&ip.octets())?,
@@ -119,6 +126,9 @@ pub fn encode(entries: &[Entry], out: impl Write) -> io::Result<()> {
         }
         if let Some(remember) = r.remember {
             out.write_all(&remember.to_le_bytes())?;
+        }
+        if let Some(browser) = &r.browser {
+            write_bytes(&mut out, browser.as_bytes())?;
         }
     }
     let digest = out.hasher.finalize();
@@ -219,6 +229,13 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Entry>, FormatError> {
         } else {
             None
         };
+        let browser = if flags & FLAG_BROWSER != 0 {
+            let browser = cur.text().ok_or_else(short)?;
+            let browser = browser.map_err(|_| bad("browser is not UTF-8"))?;
+            Some(Arc::from(capped(browser)))
+        } else {
+            None
+        };
         entries.push((
             SessionId::from_bytes(id),
             SessionRecord {
@@ -229,6 +246,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Entry>, FormatError> {
                 ip,
                 groups,
                 remember,
+                browser,
             },
         ));
     }
@@ -292,6 +310,7 @@ pub(super) mod tests {
             ip: ip.map(|i| i.parse().unwrap()),
             groups: None,
             remember: None,
+            browser: None,
         }
     }
 
@@ -312,6 +331,7 @@ pub(super) mod tests {
                 SessionRecord {
                     groups: Some(Arc::from("admins,staff")),
                     remember: Some(30 * 86_400),
+                    browser: Some(Arc::from("Firefox on Linux")),
                     ..record(400, Some("carol"), "a=1", None)
                 },
             ),
@@ -345,6 +365,23 @@ pub(super) mod tests {
         out.extend_from_slice(&digest);
         let entries = decode(&out).unwrap();
         assert_eq!(entries[0].1, record(10, Some("alice"), "a=1", None));
+    }
+
+    /// A description longer than any this build writes (a file from
+    /// another program) is cut to the cap as it loads.
+    #[test]
+    fn an_overlong_browser_is_capped_on_load() {
+        let long = "x".repeat(500);
+        let entries = vec![(
+            SessionId::generate(),
+            SessionRecord {
+                browser: Some(Arc::from(long.as_str())),
+                ..record(1, Some("dave"), "", None)
+            },
+        )];
+        let loaded = decode(&bytes_of(&entries)).unwrap();
+        let browser = loaded[0].1.browser.as_deref().unwrap();
+        assert_eq!(browser, &long[..crate::session::browser::MAX_BROWSER_BYTES]);
     }
 
     #[test]

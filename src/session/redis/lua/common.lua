@@ -11,7 +11,8 @@
 -- A session key is a hash: c created, s last_seen, d data (urlencoded),
 -- u user (absent while anonymous), i client IP, g the groups the backend
 -- gave the user (absent when none), k the seconds a "remember me" session
--- lasts, idle or not (absent for an ordinary session); or, once a login
+-- lasts, idle or not (absent for an ordinary session), b a short
+-- description of the browser that signed in (absent when unknown); or, once a login
 -- moved the session away, only r, the time of that login.
 
 local function expires_at(created, last_seen, idle, life)
@@ -120,7 +121,7 @@ end
 -- A live session's fields, with its own idle timeout and lifetime; or nil,
 -- and true when it existed but had expired (it is deleted on the way).
 local function live(key, now, idle, life)
-  local r = redis.call('HMGET', key, 'c', 's', 'd', 'u', 'i', 'g', 'k')
+  local r = redis.call('HMGET', key, 'c', 's', 'd', 'u', 'i', 'g', 'k', 'b')
   local c, s = tonumber(r[1]), tonumber(r[2])
   if not c or not s then
     return nil, false
@@ -130,12 +131,12 @@ local function live(key, now, idle, life)
     redis.call('DEL', key)
     return nil, true
   end
-  return {c = c, s = s, d = r[3] or '', u = r[4], i = r[5], g = r[6], k = r[7], idle = idle, life = life}
+  return {c = c, s = s, d = r[3] or '', u = r[4], i = r[5], g = r[6], k = r[7], b = r[8], idle = idle, life = life}
 end
 
 -- The reply that carries a session's record, as record.rs reads it.
 local function record(r)
-  return {'ok', r.c, r.s, r.d, r.u or false, r.i or false, r.g or false, r.k or false}
+  return {'ok', r.c, r.s, r.d, r.u or false, r.i or false, r.g or false, r.k or false, r.b or false}
 end
 
 -- Whether key holds the mark a login leaves on the id it moved a session
@@ -154,9 +155,9 @@ local function mark_rotated(key, now)
   redis.call('EXPIRE', key, ROTATED_FOR)
 end
 
--- Creates a logged-in session under a new id; ip, groups and remember
--- ('' for none) as the login scripts take them.
-local function put(key, now, idle, life, user, data, ip, groups, remember)
+-- Creates a logged-in session under a new id; ip, groups, remember and
+-- browser ('' for none) as the login scripts take them.
+local function put(key, now, idle, life, user, data, ip, groups, remember, browser)
   redis.call('DEL', key)
   redis.call('HSET', key, 'c', now, 's', now, 'u', user, 'd', data)
   local r = {c = now, s = now, d = data, u = user}
@@ -171,6 +172,10 @@ local function put(key, now, idle, life, user, data, ip, groups, remember)
   if remember ~= '' then
     redis.call('HSET', key, 'k', remember)
     r.k = remember
+  end
+  if browser ~= '' then
+    redis.call('HSET', key, 'b', browser)
+    r.b = browser
   end
   idle, life = lifetimes(idle, life, tonumber(remember))
   redis.call('EXPIRE', key, ttl(now, now, idle, life, now))

@@ -4,7 +4,7 @@
 -- KEYS[1]  the session key
 -- ARGV     now, idle_timeout, max_lifetime, touch_interval
 --
--- Returns  {'ok', created, last_seen, data, user, ip, groups, remember}
+-- Returns  {'ok', created, last_seen, data, user, ip, groups, remember, browser}
 --          (nil for those a session lacks) for a
 --          live session (last_seen and the TTL moved on when due);
 --          {'rotated'} for the mark of an id a login moved away;

@@ -12,9 +12,11 @@
 --          (base64url, the set's member), initial data (used when the old
 --          session is not live), ip ('' to keep the old session's),
 --          groups ('' for none), remember (seconds, '' for none),
+--          browser ('' for none),
 --          then the change (see apply_change in common.lua)
 --
--- Returns  {'ok', created, last_seen, data, user, ip, groups, remember};
+-- Returns  {'ok', created, last_seen, data, user, ip, groups, remember,
+--          browser};
 --          {'too_large', size, max_data_bytes}, nothing changed.
 
 local now, idle, life, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -28,7 +30,7 @@ if KEYS[4] then
     end
   end
 end
-local data = apply_change(base, 11)
+local data = apply_change(base, 12)
 if #data > max then
   return {'too_large', #data, max}
 end
@@ -38,4 +40,4 @@ end
 local _, new_life = lifetimes(idle, life, tonumber(ARGV[10]))
 index(KEYS[2], ARGV[6], now, new_life)
 index(KEYS[3], ARGV[6], now, new_life)
-return put(KEYS[1], now, idle, life, ARGV[5], data, ip, ARGV[9], ARGV[10])
+return put(KEYS[1], now, idle, life, ARGV[5], data, ip, ARGV[9], ARGV[10], ARGV[11])

@@ -8,7 +8,7 @@
 --          (the last three used only to create),
 --          then the change (see apply_change in common.lua)
 --
--- Returns  {'ok', created, last_seen, data, user, ip, groups, remember}
+-- Returns  {'ok', created, last_seen, data, user, ip, groups, remember, browser}
 --          (nil for those a session lacks);
 --          {'gone'} when there is no session and none may be made;
 --          {'too_large', size, max_data_bytes}, nothing changed.
