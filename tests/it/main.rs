@@ -21,6 +21,7 @@ mod check;
 mod cli;
 mod connections;
 mod counters;
+mod csrf;
 mod demo;
 mod docker;
 mod docs;
