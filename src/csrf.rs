@@ -210,7 +210,10 @@ mod tests {
     #[test]
     fn safe_methods_pass_whatever_they_carry() {
         for method in [Method::GET, Method::HEAD, Method::OPTIONS, Method::TRACE] {
-            let mut c = post(&[("sec-fetch-site", "cross-site"), ("origin", "https://evil.test")]);
+            let mut c = post(&[
+                ("sec-fetch-site", "cross-site"),
+                ("origin", "https://evil.test"),
+            ]);
             c.method = method.clone();
             assert_eq!(c.check(&[]), Ok(()), "{method}");
         }
@@ -221,12 +224,18 @@ mod tests {
         }
         let mut custom = post(&[("origin", "https://evil.test")]);
         custom.method = Method::from_bytes(b"PROPPATCH").unwrap();
-        assert!(custom.check(&[]).is_err(), "an unknown method changes things");
+        assert!(
+            custom.check(&[]).is_err(),
+            "an unknown method changes things"
+        );
     }
 
     #[test]
     fn sec_fetch_site_decides_when_present() {
-        assert_eq!(post(&[("sec-fetch-site", "same-origin")]).check(&[]), Ok(()));
+        assert_eq!(
+            post(&[("sec-fetch-site", "same-origin")]).check(&[]),
+            Ok(())
+        );
         assert_eq!(post(&[("sec-fetch-site", "none")]).check(&[]), Ok(()));
         for site in ["cross-site", "same-site", "Same-Origin", "whatever", ""] {
             assert_eq!(
@@ -242,7 +251,10 @@ mod tests {
         ]);
         assert!(own.check(&[]).is_err());
         // ...and over a foreign one.
-        let same = post(&[("sec-fetch-site", "same-origin"), ("origin", "https://evil.test")]);
+        let same = post(&[
+            ("sec-fetch-site", "same-origin"),
+            ("origin", "https://evil.test"),
+        ]);
         assert_eq!(same.check(&[]), Ok(()));
     }
 
@@ -254,7 +266,10 @@ mod tests {
                 ("origin", "https://Partner.example.net:443"),
             ]);
             assert_eq!(c.check(&trusted()), Ok(()), "{site}");
-            assert!(c.check(&[]).is_err(), "{site}: not trusted without the list");
+            assert!(
+                c.check(&[]).is_err(),
+                "{site}: not trusted without the list"
+            );
         }
         let referer_only = post(&[
             ("sec-fetch-site", "cross-site"),
@@ -272,7 +287,10 @@ mod tests {
 
     #[test]
     fn origin_must_be_our_own_when_sec_fetch_site_is_absent() {
-        assert_eq!(post(&[("origin", "https://app.example.org")]).check(&[]), Ok(()));
+        assert_eq!(
+            post(&[("origin", "https://app.example.org")]).check(&[]),
+            Ok(())
+        );
         assert_eq!(
             post(&[("origin", "https://APP.example.org:443")]).check(&[]),
             Ok(())
@@ -282,13 +300,20 @@ mod tests {
             Err(Refusal::Foreign("https://evil.test".into()))
         );
         // Scheme and port are part of the origin.
-        assert!(post(&[("origin", "http://app.example.org")]).check(&[]).is_err());
+        assert!(
+            post(&[("origin", "http://app.example.org")])
+                .check(&[])
+                .is_err()
+        );
         assert!(
             post(&[("origin", "https://app.example.org:8443")])
                 .check(&[])
                 .is_err()
         );
-        assert_eq!(post(&[("origin", "null")]).check(&[]), Err(Refusal::NullOrigin));
+        assert_eq!(
+            post(&[("origin", "null")]).check(&[]),
+            Err(Refusal::NullOrigin)
+        );
         assert_eq!(
             post(&[("origin", "https://app.example.org/path")]).check(&[]),
             Err(Refusal::Unreadable("https://app.example.org/path".into()))
@@ -376,7 +401,10 @@ mod tests {
     #[test]
     fn a_refusal_says_what_was_seen() {
         assert_eq!(Refusal::NullOrigin.seen(), "null");
-        assert_eq!(Refusal::Foreign("https://e.test".into()).seen(), "https://e.test");
+        assert_eq!(
+            Refusal::Foreign("https://e.test".into()).seen(),
+            "https://e.test"
+        );
         let long = HeaderValue::from_str(&"x".repeat(500)).unwrap();
         assert_eq!(lossy(&long).len(), 200);
     }

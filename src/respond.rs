@@ -158,9 +158,9 @@ impl Reject {
                 Response::new(ResponseBody::full(r#"{"error":"cross_site_request"}"#)),
                 "application/json",
             ),
-            Reject::CrossSite { json: false } => builtin_page(
-                crate::login::page::render_cross_site(),
-            ),
+            Reject::CrossSite { json: false } => {
+                builtin_page(crate::login::page::render_cross_site())
+            }
             _ => error_page(status, &self.message()),
         };
         *resp.status_mut() = status;

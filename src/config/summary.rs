@@ -126,7 +126,11 @@ impl Config {
                 if route.basic_auth { " +basic" } else { "" }
             )?;
             writeln!(out, "      who may enter: {}", route.who_may_enter())?;
-            writeln!(out, "      cross-site shield: {}", route.cross_site_shield())?;
+            writeln!(
+                out,
+                "      cross-site shield: {}",
+                route.cross_site_shield()
+            )?;
             if let super::Upstream::FastCgi(fastcgi) = &route.upstream {
                 writeln!(out, "    root {}, index {}", fastcgi.root, fastcgi.index)?;
             }

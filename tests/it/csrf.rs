@@ -213,7 +213,10 @@ async fn a_login_route_refuses_before_the_login_redirect_and_public_routes_choos
         .await
         .unwrap();
     assert_eq!(mine.status(), StatusCode::OK);
-    assert_eq!(s.backend.last().header("x-session-user").as_deref(), Some("alice"));
+    assert_eq!(
+        s.backend.last().header("x-session-user").as_deref(),
+        Some("alice")
+    );
     assert_eq!(s.refused("/members/"), 2);
 
     // Public: off unless the route says origin; `csrf = "off"` on a
@@ -283,7 +286,10 @@ async fn scripts_with_basic_credentials_pass_and_browsers_carrying_them_do_not()
     let s = site("").await;
     let url = s.proxy.url("/scripts/run");
     assert_eq!(curl(&url, &[]).await, "200");
-    assert_eq!(curl(&url, &["-H", "Origin: https://evil.example"]).await, "200");
+    assert_eq!(
+        curl(&url, &["-H", "Origin: https://evil.example"]).await,
+        "200"
+    );
     assert_eq!(s.reached(), 2);
     let cross = [
         "-H",

@@ -16,6 +16,7 @@ mod audit;
 mod backend_login;
 mod basic_auth;
 mod browser;
+mod browser_csrf;
 mod cgi_gateway;
 mod check;
 mod cli;

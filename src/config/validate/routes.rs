@@ -11,8 +11,8 @@ use crate::config::raw::RawRoute;
 use crate::config::report::Reporter;
 use crate::config::secrets::SecretSource;
 use crate::config::{
-    Access, Allowed, CsrfMode, DEFAULT_FASTCGI_INDEX, FastCgiRoute, FastCgiServer, LoginSource, RouteConfig,
-    Upstream,
+    Access, Allowed, CsrfMode, DEFAULT_FASTCGI_INDEX, FastCgiRoute, FastCgiServer, LoginSource,
+    RouteConfig, Upstream,
 };
 
 /// Checks every `[[route]]`: no two for the same host and path, `basic_auth`

@@ -10,13 +10,13 @@ use toml::Spanned;
 use super::Section;
 use crate::config::raw::{Dur, Listen, RawServer, RawTls};
 use crate::config::report::Reporter;
-use crate::origin::Origin;
 use crate::config::{
     DEFAULT_CGI_MAX_CONCURRENT, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_LISTEN,
     DEFAULT_MAX_HEADER_BYTES, DEFAULT_REQUEST_HEADER_TIMEOUT, DEFAULT_SHUTDOWN_GRACE,
     DEFAULT_UPSTREAM_MAX_CONNECTIONS, DEFAULT_UPSTREAM_TIMEOUT, MIN_MAX_HEADER_BYTES, ServerConfig,
     TlsConfig,
 };
+use crate::origin::Origin;
 
 /// The most `workers` a config may ask for.
 const MAX_WORKERS: usize = 1024;
@@ -260,20 +260,31 @@ mod tests {
             "[server]\ntrusted_origins = [\"HTTPS://App.Example.org:443\", \"http://127.0.0.1:8080\"]\n\n[session]",
         );
         let c: Config = text.parse().unwrap();
-        let shown: Vec<String> = c.server.trusted_origins.iter().map(|o| o.to_string()).collect();
+        let shown: Vec<String> = c
+            .server
+            .trusted_origins
+            .iter()
+            .map(|o| o.to_string())
+            .collect();
         assert_eq!(shown, ["https://app.example.org", "http://127.0.0.1:8080"]);
         for (bad, says) in [
             ("\"https://app.example.org/path\"", "no path"),
             ("\"app.example.org\"", "http:// or https://"),
             ("\"https://a.example:99999\"", "port"),
-            ("\"https://a.example\", \"https://A.example:443\"", "listed twice"),
+            (
+                "\"https://a.example\", \"https://A.example:443\"",
+                "listed twice",
+            ),
         ] {
             let text = minimal().replace(
                 "[session]",
                 &format!("[server]\ntrusted_origins = [{bad}]\n\n[session]"),
             );
             let errs = text.parse::<Config>().unwrap_err().0;
-            assert!(errs.iter().any(|e| e.message.contains(says)), "{bad}: {errs:?}");
+            assert!(
+                errs.iter().any(|e| e.message.contains(says)),
+                "{bad}: {errs:?}"
+            );
         }
     }
 
