@@ -368,6 +368,9 @@ mod tests {
         let modes: Vec<CsrfMode> = c.routes.iter().map(|r| r.csrf).collect();
         use CsrfMode::{Off, Origin};
         assert_eq!(modes, [Off, Origin, Origin, Origin, Off]);
+        let summary = c.summary();
+        let on = "cross-site shield: on (state-changing requests from other origins refused)\n";
+        assert_eq!(summary.matches(on).count(), 3, "{summary}");
         let bad = text.replace("csrf = \"off\"", "csrf = \"token\"");
         assert!(bad.parse::<Config>().is_err());
     }

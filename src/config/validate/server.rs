@@ -267,6 +267,12 @@ mod tests {
             .map(|o| o.to_string())
             .collect();
         assert_eq!(shown, ["https://app.example.org", "http://127.0.0.1:8080"]);
+        let summary = c.summary();
+        assert!(
+            summary.contains("trusted origins: https://app.example.org, http://127.0.0.1:8080\n"),
+            "{summary}"
+        );
+        assert!(summary.contains("cross-site shield: off\n"), "{summary}");
         for (bad, says) in [
             ("\"https://app.example.org/path\"", "no path"),
             ("\"app.example.org\"", "http:// or https://"),
