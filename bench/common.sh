@@ -88,6 +88,11 @@ access = "session"
 path = "/login"
 upstream = "http://127.0.0.1:$UP"
 access = "public"
+[[route]]
+path = "/unshielded/"
+upstream = "http://127.0.0.1:$UP"
+access = "login"
+csrf = "off"
 TOML
   if [ -n "${FILES:-}" ]; then
     printf '[[route]]\npath = "/files/"\nupstream = "static:%s"\naccess = "public"\n' "$FILES" >> "$1"

@@ -6,10 +6,12 @@
 # is its difference to "session"), (e) a new stored session, (s) a 4 KiB
 # file from a static: route, (h) HTTP Basic on a basic_auth route with
 # the cache of verified passwords warm (its one argon2 run falls in both
-# runs of the target, so the difference leaves it out) and (i) a FastCGI
+# runs of the target, so the difference leaves it out), (i) a FastCGI
 # route to php-fpm when php-fpm is installed (sessiongate's share only, not
-# php-fpm's), with nginx as a plain proxy and nginx serving the same file as
-# the references. Unlike requests/s, the
+# php-fpm's), (x) a form POST with a same-origin Origin through the
+# cross-site shield on the logged-in route and (y) the same POST on a route
+# with csrf = "off" (x - y is the shield's cost), with nginx as a plain
+# proxy and nginx serving the same file as the references. Unlike requests/s, the
 # count does not move with what else the shared machine is doing, so it
 # tells whether a change made the request
 # path cheaper by a few percent. The kernel's share (the loopback TCP work,
@@ -26,7 +28,7 @@
 #
 # Usage: bench/instructions.sh [BIN ...]   (default: target/release/sessiongate,
 #        built first; several binaries are measured one after the other)
-#        REQUESTS=5000 by default; TARGETS="public session signed new files basic fastcgi" by default.
+#        REQUESTS=5000 by default; TARGETS="public session signed new files basic fastcgi shield unshielded" by default.
 #        Needs: valgrind, nginx, ab (apache2-utils), curl.
 #
 # The regression check, to run before finishing a change (a few minutes):
@@ -48,7 +50,7 @@ BASELINE=bench/instructions.baseline
 THRESHOLD=${THRESHOLD:-3}
 if [ "$MODE" = table ]; then
   REQUESTS=${REQUESTS:-5000}
-  TARGETS=${TARGETS:-public session signed new files basic fastcgi}
+  TARGETS=${TARGETS:-public session signed new files basic fastcgi shield unshielded}
 else
   # The baseline's numbers hold for its REQUESTS and targets.
   REQUESTS=${REQUESTS:-2000}
@@ -101,7 +103,7 @@ total_for() { # bin target count
   valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" --config "$WORK/sg.toml" \
     > "$WORK/sg.log" 2> "$WORK/valgrind.log" & pid=$!
   wait_port "$port" 600   # valgrind starts slowly
-  local hdr=()
+  local hdr=() post=()
   case $target in
     public) url=/public/ ;;
     session|signed) url=/session/; hdr=(-H "Cookie: $(login_cookie "$port")") ;;
@@ -109,8 +111,13 @@ total_for() { # bin target count
     files) url=/files/4k.html ;;
     basic) url=/basic/; hdr=(-H "$BASIC_RIGHT") ;;
     fastcgi) url=/hello.php ;;
+    shield|unshielded)
+      [ "$target" = shield ] && url=/session/form || url=/unshielded/form
+      printf 'comment=a+short+form&submit=Send' > "$WORK/form.txt"
+      post=(-p "$WORK/form.txt" -T application/x-www-form-urlencoded)
+      hdr=(-H "Cookie: $(login_cookie "$port")" -H "Origin: http://127.0.0.1:$port") ;;
   esac
-  ab -q -k -c 8 -n "$count" "${hdr[@]}" "http://127.0.0.1:$port$url" > "$WORK/ab.log"
+  ab -q -k -c 8 -n "$count" "${hdr[@]}" "${post[@]}" "http://127.0.0.1:$port$url" > "$WORK/ab.log"
   grep -q '^Non-2xx' "$WORK/ab.log" && { echo "instructions: $target answered non-2xx" >&2; exit 1; }
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   awk '/^summary:|^totals:/ { print $2; exit }' "$out"*

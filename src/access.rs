@@ -253,6 +253,7 @@ mod tests {
             upstream: parse_upstream("http://127.0.0.1:1").unwrap(),
             access: Access::Public,
             basic_auth: false,
+            csrf: crate::config::CsrfMode::Off,
             allow: None,
             env: Default::default(),
         }

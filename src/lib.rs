@@ -19,6 +19,8 @@
 //!   forwarded       who the client is (X-Forwarded-* only from trusted proxies)
 //!   login::endpoints  built-in login page, login POST, logout
 //!   access          route table (longest prefix), public / session / login
+//!   csrf            the cross-site shield: state-changing requests from
+//!                   other origins refused (and on the built-in endpoints)
 //!   login::basic    HTTP Basic on basic_auth routes (throttle, cache, argon2)
 //!   session::found  cookie -> signature -> one store lookup
 //!   upstream::request_headers  strip client session headers, inject ours
@@ -77,6 +79,7 @@ pub mod check;
 pub mod clock;
 pub mod config;
 pub mod connection;
+pub mod csrf;
 pub mod forward;
 pub mod forwarded;
 pub mod hsts;
@@ -84,6 +87,7 @@ pub mod https_redirect;
 pub mod logging;
 pub mod login;
 pub mod metrics;
+pub mod origin;
 pub mod proxy;
 pub mod redact;
 pub mod respond;

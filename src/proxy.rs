@@ -5,6 +5,7 @@
 //! head size, WebSocket handshake? ......... here, upgrade
 //! built-in endpoints ...................... login::endpoints
 //! route ................................... setup (access::RouteTable)
+//! cross-site shield (403) ................. csrf
 //! (the application's login page: throttle,  login::backend_page
 //!   the expired notice)
 //! cookie -> signature -> store lookup ..... session::found
@@ -37,7 +38,8 @@ use crate::audit::{Audit, Event, How};
 use crate::body::ResponseBody;
 use crate::canonical;
 use crate::clock::Clock;
-use crate::config::Access;
+use crate::config::{Access, CsrfMode};
+use crate::csrf;
 use crate::forward::Hop;
 use crate::forwarded::{self, ClientInfo, ConnInfo};
 use crate::login::backend_page;
@@ -193,6 +195,7 @@ impl Gate {
         }
         let host = canonical::request_host(&req)?;
         let route = ex.enter(host.as_ref(), req.uri().path())?;
+        ex.shield(&req, host.as_ref(), Some(&route))?;
         self.login_attempt(ex, &req)?;
         let (found, mut hold) = self.find_session(ex, &route, &req).await?;
         ex.notice_expiry(&req, &found);
@@ -234,6 +237,12 @@ impl Gate {
     ) -> Result<Response<ResponseBody>, Reject> {
         ex.route = ex.setup.builtin_label.clone();
         ex.meter = ex.setup.meters.builtin();
+        // Every state-changing endpoint is shielded, whatever its own
+        // token: the login form posts from its own page, on this origin.
+        if !csrf::is_safe(req.method()) {
+            let host = canonical::request_host(&req)?;
+            ex.shield(&req, host.as_ref(), None)?;
+        }
         let visit = Visit {
             sessions: &ex.setup.sessions,
             store: &self.store,
@@ -518,6 +527,42 @@ impl<'a> Exchange<'a> {
         let ended = matches!(found, Found::Nothing { expired: true });
         self.expired_notice =
             self.login_page && backend_page::expired_notice(req.uri().query(), ended);
+    }
+
+    /// The cross-site shield ([`crate::csrf`]): on a route with `csrf =
+    /// "origin"` (`route`; `None`: the built-in endpoints, always), a
+    /// state-changing request from another origin is refused here, before
+    /// a session is made for it or the backend sees it.
+    fn shield<B>(
+        &self,
+        req: &Request<B>,
+        host: Option<&HeaderValue>,
+        route: Option<&Route<'_>>,
+    ) -> Result<(), Reject> {
+        if route.is_some_and(|r| r.config.csrf == CsrfMode::Off) {
+            return Ok(());
+        }
+        let facts = csrf::Facts {
+            method: req.method(),
+            headers: req.headers(),
+            https: self.client.https,
+            host,
+            basic_route: route.is_some_and(|r| r.config.basic_auth),
+        };
+        let Err(refusal) = csrf::check(&facts, &self.setup.config.server.trusted_origins) else {
+            return Ok(());
+        };
+        self.meter.csrf_refusal();
+        tracing::info!(
+            client = %self.client.ip,
+            route = %self.route,
+            method = %req.method(),
+            origin = %refusal.seen(),
+            reason = refusal.reason(),
+            "cross-site request refused"
+        );
+        let json = access::accepts_json(req.headers().get(header::ACCEPT));
+        Err(Reject::CrossSite { json })
     }
 
     /// Finds the route for the request, and labels the exchange with it.

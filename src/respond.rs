@@ -81,6 +81,12 @@ pub enum Reject {
     /// A request body larger than the target can take.
     #[error("request body too large")]
     PayloadTooLarge,
+    /// A state-changing request from another origin (see [`crate::csrf`]).
+    #[error("cross-site request refused")]
+    CrossSite {
+        /// Answer in JSON.
+        json: bool,
+    },
 }
 
 impl Reject {
@@ -98,7 +104,7 @@ impl Reject {
             Reject::BadGateway => StatusCode::BAD_GATEWAY,
             Reject::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             Reject::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Reject::Forbidden => StatusCode::FORBIDDEN,
+            Reject::Forbidden | Reject::CrossSite { .. } => StatusCode::FORBIDDEN,
             Reject::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Reject::UpgradeNotSupported => StatusCode::NOT_IMPLEMENTED,
             Reject::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -129,6 +135,9 @@ impl Reject {
             Reject::Internal => "Something went wrong inside the gateway.",
             Reject::UpgradeNotSupported => "This address does not take WebSocket connections.",
             Reject::PayloadTooLarge => "The request body is too large.",
+            Reject::CrossSite { .. } => {
+                "This request came from another site, so it was not passed on."
+            }
         };
         Cow::Borrowed(text)
     }
@@ -145,11 +154,18 @@ impl Reject {
                 );
                 with_type(Response::new(ResponseBody::full(body)), "application/json")
             }
+            Reject::CrossSite { json: true } => with_type(
+                Response::new(ResponseBody::full(r#"{"error":"cross_site_request"}"#)),
+                "application/json",
+            ),
+            Reject::CrossSite { json: false } => {
+                builtin_page(crate::login::page::render_cross_site())
+            }
             _ => error_page(status, &self.message()),
         };
         *resp.status_mut() = status;
         match self {
-            Reject::Unauthorized { .. } => {
+            Reject::Unauthorized { .. } | Reject::CrossSite { .. } => {
                 resp.headers_mut()
                     .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             }
@@ -186,22 +202,26 @@ pub fn not_admitted(user: &str, logout: &str, json: bool) -> Response<ResponseBo
         let body = format!("{{\"error\":\"forbidden\",\"user\":{}}}", json_string(user));
         with_type(Response::new(ResponseBody::full(body)), "application/json")
     } else {
-        let html = crate::login::page::render_not_admitted(user, logout);
-        let mut resp = with_type(
-            Response::new(ResponseBody::full(html)),
-            "text/html; charset=utf-8",
-        );
-        let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(crate::login::page::builtin_page_csp()),
-        );
-        h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-        resp
+        builtin_page(crate::login::page::render_not_admitted(user, logout))
     };
     *resp.status_mut() = StatusCode::FORBIDDEN;
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// A page in the built-in pages' style, with their CSP, never framed.
+fn builtin_page(html: String) -> Response<ResponseBody> {
+    let mut resp = with_type(
+        Response::new(ResponseBody::full(html)),
+        "text/html; charset=utf-8",
+    );
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(crate::login::page::builtin_page_csp()),
+    );
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     resp
 }
 
@@ -405,12 +425,29 @@ mod tests {
             (Reject::Internal, 500),
             (Reject::UpgradeNotSupported, 501),
             (Reject::PayloadTooLarge, 413),
+            (Reject::CrossSite { json: false }, 403),
+            (Reject::CrossSite { json: true }, 403),
         ];
         for (reject, status) in cases {
             let resp = reject.clone().into_response("/.sessiongate/login");
             assert_eq!(resp.status().as_u16(), status, "{reject:?}");
             assert_eq!(reject.status().as_u16(), status);
         }
+    }
+
+    #[tokio::test]
+    async fn a_cross_site_refusal_explains_itself_in_html_or_json() {
+        use http_body_util::BodyExt as _;
+        let page = Reject::CrossSite { json: false }.into_response("/login");
+        assert_eq!(page.headers()[header::CACHE_CONTROL], "no-store");
+        assert!(page.headers().contains_key(header::CONTENT_SECURITY_POLICY));
+        let body = page.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("sent from another site"), "{text}");
+        let json = Reject::CrossSite { json: true }.into_response("/login");
+        assert_eq!(json.headers()[header::CONTENT_TYPE], "application/json");
+        let body = json.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], br#"{"error":"cross_site_request"}"#);
     }
 
     #[test]

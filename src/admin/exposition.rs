@@ -12,6 +12,7 @@
 //! sessiongate_requests_total{route,status}            counter
 //! sessiongate_request_duration_seconds{route}         histogram (time to the response head)
 //! sessiongate_upstream_errors_total{route}            counter
+//! sessiongate_csrf_refused_total{route}               counter (the cross-site shield)
 //! sessiongate_sessions_active                         gauge (memory store only)
 //! sessiongate_sessions_created_total                  counter
 //! sessiongate_sessions_ended_total{reason}            counter: logout, revoked; expired and
@@ -139,6 +140,15 @@ impl Collector for GateCollector {
             "sessiongate_upstream_errors",
             "Requests whose upstream failed or timed out (502, 504), by route.",
             upstream_errors,
+        )?;
+        let csrf_refused = meters
+            .iter()
+            .map(|meter| ([("route", meter.label())], meter.csrf_refused()));
+        counter_family(
+            &mut encoder,
+            "sessiongate_csrf_refused",
+            "State-changing requests from another origin refused by the cross-site shield, by route.",
+            csrf_refused,
         )?;
         let memory = gate.store.as_memory();
         if let Some(store) = memory {

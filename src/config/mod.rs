@@ -141,6 +141,9 @@ pub struct ServerConfig {
     pub upstream_ca: Option<PathBuf>,
     /// Peers whose `X-Forwarded-For` / `-Proto` / `-Host` are believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Other origins whose pages may send state-changing requests
+    /// (`trusted_origins`; see [`crate::csrf`]).
+    pub trusted_origins: Vec<crate::origin::Origin>,
     /// The most a request's header block may hold.
     pub max_header_bytes: usize,
     /// Time an upstream (or CGI script) has to start its response.
@@ -547,12 +550,44 @@ pub struct RouteConfig {
     /// A `login` route that also takes HTTP Basic credentials from the
     /// users file (scripts, cron jobs), without a session.
     pub basic_auth: bool,
+    /// The cross-site shield on this route (`csrf`).
+    pub csrf: CsrfMode,
     /// On a `login` route: who of the signed-in users may enter; any of
     /// them when `None`.
     pub allow: Option<Vec<Allowed>>,
     /// Variables added to every script's environment (`env`; `cgi:` and
     /// `fastcgi` routes only).
     pub env: ScriptEnv,
+}
+
+/// A route's `csrf`: whether state-changing requests from other origins
+/// are refused (see [`crate::csrf`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CsrfMode {
+    /// Refused unless the browser says they come from this origin or a
+    /// trusted one (the default on `session` and `login` routes).
+    Origin,
+    /// Not checked (the default on `public` routes).
+    Off,
+}
+
+impl CsrfMode {
+    /// The mode a route with this access has when it says nothing.
+    pub fn default_for(access: Access) -> CsrfMode {
+        match access {
+            Access::Public => CsrfMode::Off,
+            Access::Session | Access::Login => CsrfMode::Origin,
+        }
+    }
+
+    /// Name as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CsrfMode::Origin => "origin",
+            CsrfMode::Off => "off",
+        }
+    }
 }
 
 /// One entry of a route's `allow` list.

@@ -11,7 +11,7 @@ use serde::de;
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
-use super::{Access, CookieSecure, LogFormat, LoginSource, SameSite, StoreKind};
+use super::{Access, CookieSecure, CsrfMode, LogFormat, LoginSource, SameSite, StoreKind};
 
 /// The whole file, as written; a missing section is its defaults.
 #[derive(Debug, Default, Deserialize)]
@@ -45,6 +45,8 @@ pub(super) struct RawServer {
     pub(super) upstream_ca: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) trusted_proxies: Vec<Spanned<CidrOrIp>>,
+    #[serde(default)]
+    pub(super) trusted_origins: Vec<Spanned<String>>,
     pub(super) max_header_bytes: Option<Spanned<usize>>,
     pub(super) upstream_timeout: Option<Spanned<Dur>>,
     pub(super) shutdown_grace: Option<Dur>,
@@ -244,6 +246,7 @@ pub(super) struct RawRoute {
     #[serde(default = "default_access")]
     pub(super) access: Spanned<Access>,
     pub(super) basic_auth: Option<Spanned<bool>>,
+    pub(super) csrf: Option<Spanned<CsrfMode>>,
     pub(super) allow: Option<Spanned<Vec<Spanned<String>>>>,
     pub(super) env: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     pub(super) root: Option<Spanned<String>>,

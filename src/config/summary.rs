@@ -19,6 +19,21 @@ impl RouteConfig {
     }
 }
 
+impl RouteConfig {
+    /// What the cross-site shield does here, in words.
+    pub fn cross_site_shield(&self) -> &'static str {
+        match (self.csrf, self.basic_auth) {
+            (super::CsrfMode::Off, _) => "off",
+            (super::CsrfMode::Origin, false) => {
+                "on (state-changing requests from other origins refused)"
+            }
+            (super::CsrfMode::Origin, true) => {
+                "on (state-changing requests from other origins refused; scripts' Basic credentials exempt)"
+            }
+        }
+    }
+}
+
 impl Config {
     /// A one-screen summary for `sessiongate check`.
     pub fn summary(&self) -> String {
@@ -81,6 +96,14 @@ impl Config {
         if let Some(ca) = &server.upstream_ca {
             writeln!(out, "upstream ca: {}", ca.display())?;
         }
+        if !server.trusted_origins.is_empty() {
+            let origins: Vec<String> = server
+                .trusted_origins
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            writeln!(out, "trusted origins: {}", origins.join(", "))?;
+        }
         Ok(())
     }
 
@@ -121,6 +144,11 @@ impl Config {
                 if route.basic_auth { " +basic" } else { "" }
             )?;
             writeln!(out, "      who may enter: {}", route.who_may_enter())?;
+            writeln!(
+                out,
+                "      cross-site shield: {}",
+                route.cross_site_shield()
+            )?;
             if let super::Upstream::FastCgi(fastcgi) = &route.upstream {
                 writeln!(out, "    root {}, index {}", fastcgi.root, fastcgi.index)?;
             }

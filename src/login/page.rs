@@ -390,6 +390,22 @@ pub fn render_not_admitted(user: &str, logout_action: &str) -> String {
     html
 }
 
+/// The page for a state-changing request refused because it came from
+/// another site (see [`crate::csrf`]): what happened, and what to do if it
+/// was meant. Same style as the built-in login page.
+pub fn render_cross_site() -> String {
+    let mut html = String::with_capacity(2048);
+    page_start(&mut html, "Request refused");
+    html.push_str(
+        "<p class=\"error\" role=\"alert\">This form was sent from another site, \
+         so it was not passed on.</p>\n\
+         <p>If you meant to send it, go back to the page on this site where the \
+         form is, reload it, and send it from there.</p>\n\
+         <p><a href=\"/\">Go to the start page</a></p>\n</main>\n</body>\n</html>\n",
+    );
+    html
+}
+
 /// The `Content-Security-Policy` of the built-in pages.
 pub fn builtin_page_csp() -> &'static str {
     builtin_csp()

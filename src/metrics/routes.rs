@@ -1,5 +1,5 @@
 //! Request counters by route: answers by status, the duration histogram,
-//! upstream errors.
+//! upstream errors, cross-site refusals.
 //!
 //! A request adds to three atomics of its route's [`RouteMeter`] (its
 //! status, its duration bucket, the duration sum), with no lock and no
@@ -53,6 +53,8 @@ pub struct RouteMeter {
     sum_micros: AtomicU64,
     /// Upstream failures (502/504).
     upstream_errors: AtomicU64,
+    /// State-changing requests the cross-site shield refused.
+    csrf_refused: AtomicU64,
 }
 
 impl std::fmt::Debug for RouteMeter {
@@ -85,6 +87,7 @@ impl RouteMeter {
             buckets: Default::default(),
             sum_micros: AtomicU64::new(0),
             upstream_errors: AtomicU64::new(0),
+            csrf_refused: AtomicU64::new(0),
         }
     }
 
@@ -115,6 +118,16 @@ impl RouteMeter {
     /// Counts an upstream failure.
     pub fn upstream_error(&self) {
         self.upstream_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a request the cross-site shield refused.
+    pub fn csrf_refusal(&self) {
+        self.csrf_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests the cross-site shield refused so far.
+    pub fn csrf_refused(&self) -> u64 {
+        self.csrf_refused.load(Ordering::Relaxed)
     }
 
     /// Every status answered at least once, with its count, lowest first.

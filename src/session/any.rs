@@ -117,6 +117,20 @@ impl SessionStore for AnyStore {
         delegate!(self, s => s.end_session_tagged(tag, now, policy))
     }
 
+    async fn keep_request(
+        &self,
+        id: &SessionId,
+        request: &[u8],
+        now: u64,
+        ttl: u64,
+    ) -> Result<(), StoreError> {
+        delegate!(self, s => s.keep_request(id, request, now, ttl))
+    }
+
+    async fn take_request(&self, id: &SessionId, now: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        delegate!(self, s => s.take_request(id, now))
+    }
+
     async fn count(&self) -> Result<usize, StoreError> {
         delegate!(self, s => s.count())
     }

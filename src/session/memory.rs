@@ -16,8 +16,12 @@
 //! or updates its session. The index is not in the snapshot either: a
 //! restore rebuilds it as it inserts the sessions, so a snapshot written
 //! before the index existed loads as any other.
+//!
+//! Requests kept across a sign-in (`kept.rs`) live beside the sessions,
+//! swept with them, bounded in total size, never in the snapshot.
 
 mod index;
+mod kept;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -28,6 +32,8 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
 use self::index::UserIndex;
+use self::kept::KeptRequests;
+pub use self::kept::MAX_KEPT_BYTES;
 use super::data::DataChange;
 use super::id::{IdHashBuilder, LogTag, SessionId};
 use super::store::{
@@ -75,6 +81,8 @@ pub struct MemoryStore {
     expired: AtomicU64,
     /// Sessions evicted to make room under `max_sessions`, since the start.
     evicted: AtomicU64,
+    /// Requests kept across a sign-in (not sessions; not in the snapshot).
+    kept: KeptRequests,
 }
 
 impl Default for MemoryStore {
@@ -89,6 +97,7 @@ impl Default for MemoryStore {
             index: UserIndex::default(),
             expired: AtomicU64::default(),
             evicted: AtomicU64::default(),
+            kept: KeptRequests::default(),
         }
     }
 }
@@ -112,6 +121,7 @@ impl MemoryStore {
     /// returns how many sessions.
     pub fn sweep(&self, now: u64, policy: &Policy) -> usize {
         self.rotated.retain(|_, at| still_rotated(*at, now));
+        self.kept.sweep(now);
         let before = self.map.len();
         let mut signed_in = Vec::new();
         self.map.retain(|id, r| {
@@ -533,6 +543,20 @@ impl SessionStore for MemoryStore {
             ended |= !record.is_expired(now, policy);
         }
         Ok(ended)
+    }
+
+    async fn keep_request(
+        &self,
+        id: &SessionId,
+        request: &[u8],
+        now: u64,
+        ttl: u64,
+    ) -> Result<(), StoreError> {
+        self.kept.keep(id, request, now.saturating_add(ttl))
+    }
+
+    async fn take_request(&self, id: &SessionId, now: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.kept.take(id, now))
     }
 
     async fn count(&self) -> Result<usize, StoreError> {

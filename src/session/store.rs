@@ -346,6 +346,27 @@ pub trait SessionStore: Send + Sync + 'static {
         policy: &Policy,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Keeps `request` (opaque bytes: a request interrupted by a sign-in)
+    /// under the fresh random id `id` until `now + ttl` seconds; it is no
+    /// session, and [`SessionStore::count`] does not count it. Fails with
+    /// [`StoreError::TooLarge`] when the store has no room for it.
+    fn keep_request(
+        &self,
+        id: &SessionId,
+        request: &[u8],
+        now: u64,
+        ttl: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Takes what [`SessionStore::keep_request`] kept under `id`, once: in
+    /// the same step it is deleted, so of two requests racing for it one
+    /// gets it and the other `None`. `None` too once its time is over.
+    fn take_request(
+        &self,
+        id: &SessionId,
+        now: u64,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+
     /// Number of stored sessions (marks of moved ids are not sessions).
     fn count(&self) -> impl Future<Output = Result<usize, StoreError>> + Send;
 

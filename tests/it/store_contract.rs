@@ -816,6 +816,46 @@ async fn remembered_sessions_last_their_own_lifetime<S: SessionStore>(s: Arc<S>)
     assert!(s.load(&id, 5000, &p).await.unwrap().is_none());
 }
 
+/// A request kept across a sign-in: taken once, whoever asks first; over
+/// after its time; not a session; its bytes exactly as kept.
+async fn kept_requests_are_taken_once<S: SessionStore>(s: Arc<S>) {
+    let id = SessionId::generate();
+    let request: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    s.keep_request(&id, &request, 1000, 600).await.unwrap();
+    assert_eq!(s.count().await.unwrap(), 0, "a kept request is no session");
+    assert_eq!(s.load(&id, 1000, &policy()).await.unwrap(), None);
+    assert_eq!(s.take_request(&id, 1599).await.unwrap(), Some(request));
+    assert_eq!(s.take_request(&id, 1599).await.unwrap(), None, "only once");
+
+    // Over at its end, and gone even so.
+    let late = SessionId::generate();
+    s.keep_request(&late, b"a=1", 1000, 600).await.unwrap();
+    assert_eq!(s.take_request(&late, 1600).await.unwrap(), None);
+    assert_eq!(s.take_request(&late, 1000).await.unwrap(), None);
+
+    // Never stored: nothing.
+    let never = SessionId::generate();
+    assert_eq!(s.take_request(&never, 1000).await.unwrap(), None);
+
+    // Two takers at once: one gets it.
+    let raced = SessionId::generate();
+    s.keep_request(&raced, b"form=1", 1000, 600).await.unwrap();
+    let (a, b) = tokio::join!(s.take_request(&raced, 1001), s.take_request(&raced, 1001));
+    let got: Vec<Vec<u8>> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
+    assert_eq!(got, [b"form=1".to_vec()]);
+
+    // A session with the same id is another thing.
+    let both = SessionId::generate();
+    s.update(&both, &set("k", "v"), Some(seed(1000)), 1000, &policy())
+        .await
+        .unwrap();
+    s.keep_request(&both, b"x=y", 1000, 600).await.unwrap();
+    assert_eq!(
+        s.take_request(&both, 1000).await.unwrap(),
+        Some(b"x=y".to_vec())
+    );
+    assert!(s.load(&both, 1000, &policy()).await.unwrap().is_some());
+    assert_eq!(s.count().await.unwrap(), 1);
 /// The browser a sign-in names stays with the session through loads,
 /// touches and updates, shows in the user's listing, and is capped; a
 /// session signed in without one has none.
@@ -876,6 +916,8 @@ async fn browsers_live_with_the_session<S: SessionStore>(s: Arc<S>) {
         .unwrap();
     assert_eq!(r.browser, None);
     assert_eq!(s.load(&plain, 81, &p).await.unwrap().unwrap().browser, None);
+}
+
 }
 
 macro_rules! contract {
@@ -946,6 +988,7 @@ contract!(
     changes_match_data_change_apply,
     groups_live_with_the_session,
     remembered_sessions_last_their_own_lifetime,
+    kept_requests_are_taken_once,
     browsers_live_with_the_session,
 );
 

@@ -11,8 +11,8 @@ use crate::config::raw::RawRoute;
 use crate::config::report::Reporter;
 use crate::config::secrets::SecretSource;
 use crate::config::{
-    Access, Allowed, DEFAULT_FASTCGI_INDEX, FastCgiRoute, FastCgiServer, LoginSource, RouteConfig,
-    Upstream,
+    Access, Allowed, CsrfMode, DEFAULT_FASTCGI_INDEX, FastCgiRoute, FastCgiServer, LoginSource,
+    RouteConfig, Upstream,
 };
 
 /// Checks every `[[route]]`: no two for the same host and path, `basic_auth`
@@ -35,6 +35,9 @@ pub(super) fn validate_routes(
         let upstream = s.parsed(&route.upstream, parse_upstream(route.upstream.get_ref()));
         let access = *route.access.get_ref();
         let basic_auth = basic_auth(route.basic_auth, access, login_source, &mut s);
+        let csrf = route
+            .csrf
+            .map_or(CsrfMode::default_for(access), |c| *c.get_ref());
         s.place(format!("route.{i}"), &route.path);
         s.place(format!("route.{i}.upstream"), &route.upstream);
         if route.access.span().end > 0 {
@@ -79,6 +82,7 @@ pub(super) fn validate_routes(
                 upstream,
                 access,
                 basic_auth,
+                csrf,
                 allow,
                 env,
             });
@@ -347,6 +351,29 @@ pub fn check_port(upstream: &str, authority: &http::uri::Authority) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csrf_defaults_by_access_and_may_be_set() {
+        use crate::config::Config;
+        use crate::config::testing::KEY;
+        let text = format!(
+            "[session]\nsecret_keys = [\"{KEY}\"]\n\
+             [[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:9000\"\n\
+             [[route]]\npath = \"/s/\"\nupstream = \"http://127.0.0.1:9000\"\naccess = \"session\"\n\
+             [[route]]\npath = \"/l/\"\nupstream = \"http://127.0.0.1:9000\"\naccess = \"login\"\n\
+             [[route]]\npath = \"/p/\"\nupstream = \"http://127.0.0.1:9000\"\ncsrf = \"origin\"\n\
+             [[route]]\npath = \"/api/\"\nupstream = \"http://127.0.0.1:9000\"\naccess = \"login\"\ncsrf = \"off\"\n"
+        );
+        let c: Config = text.parse().unwrap();
+        let modes: Vec<CsrfMode> = c.routes.iter().map(|r| r.csrf).collect();
+        use CsrfMode::{Off, Origin};
+        assert_eq!(modes, [Off, Origin, Origin, Origin, Off]);
+        let summary = c.summary();
+        let on = "cross-site shield: on (state-changing requests from other origins refused)\n";
+        assert_eq!(summary.matches(on).count(), 3, "{summary}");
+        let bad = text.replace("csrf = \"off\"", "csrf = \"token\"");
+        assert!(bad.parse::<Config>().is_err());
+    }
 
     #[test]
     fn upstreams_parse() {

@@ -16,6 +16,7 @@ use crate::config::{
     DEFAULT_UPSTREAM_MAX_CONNECTIONS, DEFAULT_UPSTREAM_TIMEOUT, MIN_MAX_HEADER_BYTES, ServerConfig,
     TlsConfig,
 };
+use crate::origin::Origin;
 
 /// The most `workers` a config may ask for.
 const MAX_WORKERS: usize = 1024;
@@ -54,12 +55,14 @@ pub(super) fn validate_server(raw: RawServer, r: &mut Reporter<'_>) -> Option<Se
         .at_least(raw.upstream_max_connections, 1, "upstream_max_connections")
         .unwrap_or(DEFAULT_UPSTREAM_MAX_CONNECTIONS);
     let hsts = raw.hsts.and_then(|v| hsts(v, tls.is_some(), &mut s));
+    let trusted_origins = trusted_origins(&raw.trusted_origins, &mut s);
     s.finish(|| ServerConfig {
         listen,
         tls,
         redirect_http,
         upstream_ca,
         trusted_proxies: raw.trusted_proxies.iter().map(|c| c.get_ref().0).collect(),
+        trusted_origins,
         max_header_bytes,
         upstream_timeout,
         shutdown_grace: raw.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0),
@@ -71,6 +74,22 @@ pub(super) fn validate_server(raw: RawServer, r: &mut Reporter<'_>) -> Option<Se
         upstream_max_connections,
         hsts,
     })
+}
+
+/// `trusted_origins`: `scheme://host[:port]` each, normalised (case,
+/// default ports), without repeats.
+fn trusted_origins(raw: &[Spanned<String>], s: &mut Section<'_, '_>) -> Vec<Origin> {
+    let mut origins: Vec<Origin> = Vec::new();
+    for text in raw {
+        match Origin::parse(text.get_ref()) {
+            Ok(o) if origins.contains(&o) => {
+                s.error(text, format!("trusted origin {o} is listed twice"));
+            }
+            Ok(o) => origins.push(o),
+            Err(e) => s.error(text, format!("trusted_origins: {:?}: {e}", text.get_ref())),
+        }
+    }
+    origins
 }
 
 /// `listen`: at least one address; [`DEFAULT_LISTEN`] when absent.
@@ -233,6 +252,47 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::config::testing::minimal;
+
+    #[test]
+    fn trusted_origins_are_normalised_and_checked() {
+        let text = minimal().replace(
+            "[session]",
+            "[server]\ntrusted_origins = [\"HTTPS://App.Example.org:443\", \"http://127.0.0.1:8080\"]\n\n[session]",
+        );
+        let c: Config = text.parse().unwrap();
+        let shown: Vec<String> = c
+            .server
+            .trusted_origins
+            .iter()
+            .map(|o| o.to_string())
+            .collect();
+        assert_eq!(shown, ["https://app.example.org", "http://127.0.0.1:8080"]);
+        let summary = c.summary();
+        assert!(
+            summary.contains("trusted origins: https://app.example.org, http://127.0.0.1:8080\n"),
+            "{summary}"
+        );
+        assert!(summary.contains("cross-site shield: off\n"), "{summary}");
+        for (bad, says) in [
+            ("\"https://app.example.org/path\"", "no path"),
+            ("\"app.example.org\"", "http:// or https://"),
+            ("\"https://a.example:99999\"", "port"),
+            (
+                "\"https://a.example\", \"https://A.example:443\"",
+                "listed twice",
+            ),
+        ] {
+            let text = minimal().replace(
+                "[session]",
+                &format!("[server]\ntrusted_origins = [{bad}]\n\n[session]"),
+            );
+            let errs = text.parse::<Config>().unwrap_err().0;
+            assert!(
+                errs.iter().any(|e| e.message.contains(says)),
+                "{bad}: {errs:?}"
+            );
+        }
+    }
 
     #[test]
     fn redirect_http_needs_tls() {

@@ -12,6 +12,7 @@
 //!                                 scored by the end of their absolute lifetime
 //! {key_prefix}tag:{tag}           sorted set, the same for the ids whose log tag
 //!                                 (SessionId::log_hash) is {tag}: almost always one
+//! {key_prefix}kept:{id}           string: a request kept across a sign-in (kept.rs)
 //! ```
 //!
 //! The tag's set lets an operator end one session by the tag the logs and
@@ -55,10 +56,12 @@
 //! user_index.rs   each user's and each tag's set of ids: log out
 //!                 everywhere, list, end by tag, and logout's cleanup
 //! count.rs        counting sessions, node by node
+//! kept.rs         requests kept across a sign-in: SET PX, taken once by a script
 //! ```
 
 mod connection;
 mod count;
+mod kept;
 mod login;
 mod record;
 mod scripts;
@@ -280,6 +283,20 @@ impl SessionStore for RedisStore {
             Some(tag) => self.end_tagged(&tag, now, policy).await,
             None => Ok(false),
         }
+    }
+
+    async fn keep_request(
+        &self,
+        id: &SessionId,
+        request: &[u8],
+        now: u64,
+        ttl: u64,
+    ) -> Result<(), StoreError> {
+        self.keep(id, request, now, ttl).await
+    }
+
+    async fn take_request(&self, id: &SessionId, now: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.take(id, now).await
     }
 
     async fn count(&self) -> Result<usize, StoreError> {

@@ -2,7 +2,7 @@
 //! into the binary and hashed once.
 //!
 //! Each file opens with what it does, its KEYS and ARGV, and what it
-//! returns. All but `drop_if_user.lua` and `end.lua` run behind
+//! returns. All but `drop_if_user.lua`, `end.lua` and `take_kept.lua` run behind
 //! `common.lua`, the functions they share, and behind the one constant they share with Rust,
 //! [`ROTATED_FOR`].
 
@@ -33,6 +33,8 @@ pub(super) struct Scripts {
     pub(super) end: Script,
     /// `lua/end_if_live.lua`: ends a live signed-in session, named by tag.
     pub(super) end_if_live: Script,
+    /// `lua/take_kept.lua`: takes a kept request, once.
+    pub(super) take_kept: Script,
 }
 
 impl Scripts {
@@ -50,6 +52,7 @@ impl Scripts {
             drop_if_user: Script::new(include_str!("lua/drop_if_user.lua")),
             end: Script::new(include_str!("lua/end.lua")),
             end_if_live: with_common(include_str!("lua/end_if_live.lua")),
+            take_kept: Script::new(include_str!("lua/take_kept.lua")),
         }
     }
 }
