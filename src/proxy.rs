@@ -238,6 +238,7 @@ impl Gate {
             clock: &self.clock,
             client: &ex.client,
             login_page: &ex.setup.login_page,
+            groups: ex.setup.groups.as_deref(),
         };
         // Boxed: the login futures are large and rare; the hot path's
         // future stays small and cheap to move.

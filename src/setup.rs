@@ -160,19 +160,7 @@ impl Setup {
     /// groups file gives `user` now, and those the backend gave the
     /// session (`session`, joined the same way). `None` when there are none.
     pub fn groups_of(&self, user: &str, session: Option<&str>) -> Option<String> {
-        let file = self.groups.as_ref().map(|g| g.peek());
-        let mut all: Vec<&str> = file
-            .as_ref()
-            .map(|f| f.groups_of(user).iter().map(|g| &**g).collect())
-            .unwrap_or_default();
-        all.extend(session.into_iter().flat_map(|s| s.split(',')));
-        all.retain(|g| !g.is_empty());
-        if all.is_empty() {
-            return None;
-        }
-        all.sort_unstable();
-        all.dedup();
-        Some(all.join(","))
+        crate::login::groups::joined(self.groups.as_deref(), user, session)
     }
 
     /// What `sessiongate check` warns about without refusing the config:

@@ -99,18 +99,24 @@ pub struct Visit<'a> {
     pub client: &'a ClientInfo,
     /// Where visitors sign in (named in 401 answers).
     pub login_page: &'a str,
+    /// The groups file, when one is in use.
+    pub groups: Option<&'a super::groups::GroupsSource>,
 }
 
 impl Visit<'_> {
     /// The visitor's session, as the request's cookie names it.
-    async fn find(&self, headers: &http::HeaderMap, now: u64) -> Result<Found, StoreError> {
+    pub(super) async fn find(
+        &self,
+        headers: &http::HeaderMap,
+        now: u64,
+    ) -> Result<Found, StoreError> {
         self.sessions
             .find(self.store, headers, self.client.ip, now)
             .await
     }
 
     /// Counts and logs a store operation that failed.
-    fn store_failed(&self, what: &str, e: &StoreError) {
+    pub(super) fn store_failed(&self, what: &str, e: &StoreError) {
         crate::session::commit::store_failed(self.metrics, what, e);
     }
 }
@@ -218,7 +224,8 @@ pub struct DeskAnswer {
 }
 
 impl DeskAnswer {
-    fn anonymous(response: Response<ResponseBody>) -> Self {
+    /// An answer that names no user or session.
+    pub fn anonymous(response: Response<ResponseBody>) -> Self {
         DeskAnswer {
             response,
             user: None,
@@ -253,15 +260,28 @@ impl LoginDesk {
             ("/logout", _) => Err(Reject::MethodNotAllowed {
                 allow: Some("GET, HEAD, POST"),
             }),
+            ("/status", &Method::GET | &Method::HEAD) => super::expiry::status(v, &req).await,
+            ("/keepalive", &Method::POST) => super::expiry::keepalive(v, &req).await,
+            ("/session.js", &Method::GET | &Method::HEAD) => {
+                Ok(DeskAnswer::anonymous(super::expiry::script(&req)))
+            }
+            ("/status" | "/session.js", _) => Err(Reject::MethodNotAllowed {
+                allow: Some("GET, HEAD"),
+            }),
+            ("/keepalive", _) => Err(Reject::MethodNotAllowed {
+                allow: Some("POST"),
+            }),
             _ => Err(Reject::NotFound),
         };
         let mut answer = answer
             .unwrap_or_else(|reject| DeskAnswer::anonymous(reject.into_response(v.login_page)));
-        // Every built-in answer is no-store, refusals included.
+        // Every built-in answer is no-store, refusals included; only the
+        // script (`session.js`, the same for everyone) says otherwise.
         answer
             .response
             .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            .entry(header::CACHE_CONTROL)
+            .or_insert(HeaderValue::from_static("no-store"));
         answer
     }
 
