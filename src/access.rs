@@ -255,6 +255,7 @@ mod tests {
             basic_auth: false,
             allow: None,
             env: Default::default(),
+            inject_expiry_warning: false,
         }
     }
 

@@ -16,6 +16,7 @@ use crate::login::groups::GroupsSource;
 use crate::metrics::{RouteMeter, RouteMeters, RouteRegistry};
 use crate::session::SessionRules;
 use crate::upstream::cgi::{CgiGateway, CgiOptions};
+use crate::upstream::expiry_warning::ExpiryWarning;
 use crate::upstream::fastcgi::{FastCgiServerPool, FastCgiUpstream};
 use crate::upstream::files::StaticFiles;
 use crate::upstream::http::HttpUpstream;
@@ -51,6 +52,8 @@ pub struct Setup {
     pub login_page: String,
     /// The application's own login page (`login.source = "backend"`).
     pub backend_page: Option<BackendPage>,
+    /// The expiry warning's tag, for routes that add it to their pages.
+    pub expiry_warning: ExpiryWarning,
 }
 
 /// Why a setup could not be built from a valid config.
@@ -133,6 +136,7 @@ impl Setup {
             header_prefix: Arc::from(config.headers.match_prefix.as_str()),
             login_page,
             backend_page: BackendPage::new(&config.login),
+            expiry_warning: ExpiryWarning::new(&config),
             config,
         })
     }

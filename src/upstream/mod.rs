@@ -3,6 +3,7 @@
 
 pub mod cgi;
 pub mod control;
+pub mod expiry_warning;
 pub mod fastcgi;
 pub mod files;
 pub mod hop_by_hop;
@@ -10,3 +11,4 @@ pub mod http;
 pub mod mount;
 pub mod request_body;
 pub mod request_headers;
+pub mod tag_splice;
