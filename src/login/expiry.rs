@@ -88,7 +88,11 @@ pub async fn status<B>(v: &Visit<'_>, req: &Request<B>) -> Result<DeskAnswer, Re
 /// whose CSRF token the request carries, and answers its new times.
 pub async fn keepalive<B>(v: &Visit<'_>, req: &Request<B>) -> Result<DeskAnswer, Reject> {
     let now = v.clock.now();
-    let found = v.find(req.headers(), now).await;
+    // Read without touching: a request whose token fails extends nothing.
+    let found = v
+        .sessions
+        .peek(v.store, req.headers(), v.client.ip, now)
+        .await;
     let mut current = session_or_refuse(v, found, "keepalive")?;
     if !token_matches(v, &current, req.headers()) {
         tracing::warn!(client = %v.client.ip, "keepalive refused: missing or wrong CSRF token");

@@ -24,6 +24,7 @@ mod counters;
 mod demo;
 mod docker;
 mod docs;
+mod expiry;
 mod fastcgi;
 mod gate;
 mod groups;
