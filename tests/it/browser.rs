@@ -37,18 +37,18 @@ const CHROMIUM_ARGS: &[&str] = &[
 
 /// One browser at a time: two Chromiums on the two cores CI has would slow
 /// each other into timeouts.
-static ONE_BROWSER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static ONE_BROWSER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A WebDriver session of headless Chromium; the driver stops on drop.
-struct Browser {
-    client: Client,
+pub(crate) struct Browser {
+    pub(crate) client: Client,
     driver: ChromeDriver,
     _profile: tempfile::TempDir,
 }
 
 impl Browser {
     /// `None` when Chromium or chromedriver is missing (and this is not CI).
-    async fn start() -> Option<Browser> {
+    pub(crate) async fn start() -> Option<Browser> {
         let chromium = system_program("Chromium", CHROMIUM, "chromium")?;
         let chromedriver = system_program("chromedriver", CHROMEDRIVER, "chromium-driver")?;
         let driver = ChromeDriver::start(&chromedriver).await;
@@ -74,7 +74,7 @@ impl Browser {
         })
     }
 
-    async fn goto(&self, url: &str) {
+    pub(crate) async fn goto(&self, url: &str) {
         self.client
             .goto(url)
             .await
@@ -82,7 +82,7 @@ impl Browser {
     }
 
     /// Waits until the page's path is `path`, and returns the whole URL.
-    async fn wait_for_path(&self, path: &str) -> url::Url {
+    pub(crate) async fn wait_for_path(&self, path: &str) -> url::Url {
         let arrived = within(BUDGET, async || {
             let url = self.client.current_url().await.expect("the current URL");
             (url.path() == path).then_some(url)
@@ -99,7 +99,7 @@ impl Browser {
     }
 
     /// The page's visible text.
-    async fn body_text(&self) -> String {
+    pub(crate) async fn body_text(&self) -> String {
         match self.client.find(Locator::Css("body")).await {
             Ok(body) => body.text().await.unwrap_or_default(),
             Err(e) => format!("(no page body: {e})"),
@@ -107,14 +107,14 @@ impl Browser {
     }
 
     /// The element, or a failure that shows the page it was looked for on.
-    async fn find(&self, locator: Locator<'_>) -> fantoccini::elements::Element {
+    pub(crate) async fn find(&self, locator: Locator<'_>) -> fantoccini::elements::Element {
         match self.client.find(locator).await {
             Ok(element) => element,
             Err(e) => panic!("find {locator:?}: {e}\n{}", self.body_text().await),
         }
     }
 
-    async fn click(&self, locator: Locator<'_>) {
+    pub(crate) async fn click(&self, locator: Locator<'_>) {
         self.find(locator)
             .await
             .click()
@@ -145,7 +145,7 @@ impl Browser {
     }
 
     /// Saves a screenshot under target/tmp/browser/ and says where.
-    async fn screenshot(&self, name: &str) {
+    pub(crate) async fn screenshot(&self, name: &str) {
         let png = self.client.screenshot().await.expect("a screenshot");
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
         std::fs::create_dir_all(&dir).expect("the screenshot directory");
@@ -154,7 +154,7 @@ impl Browser {
         eprintln!("screenshot: {}", path.display());
     }
 
-    async fn close(self) {
+    pub(crate) async fn close(self) {
         let Browser { client, driver, .. } = self;
         if let Err(e) = client.close().await {
             panic!("closing the browser: {e}\n{}", driver.output());

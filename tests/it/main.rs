@@ -25,6 +25,7 @@ mod demo;
 mod docker;
 mod docs;
 mod expiry;
+mod expiry_warning;
 mod fastcgi;
 mod gate;
 mod groups;
