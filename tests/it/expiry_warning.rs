@@ -19,17 +19,23 @@ use crate::harness::{BUDGET, Backend, KEY, Proxy, Reply};
 /// look (62 s left) schedules the next one two seconds later.
 const IDLE: u64 = 62;
 
+/// Every page names an icon of its own (`data:`), so that the browser
+/// fetches no `/favicon.ico`: that request would extend the session at a
+/// moment of the browser's choosing.
 async fn app() -> Backend {
     Backend::with(|seen| {
-        let html = |body: &str| Reply::ok(body).header("content-type", "text/html; charset=utf-8");
+        let html = |body: &str| {
+            let body = body.replace(
+                "<html>",
+                "<html><head><link rel=\"icon\" href=\"data:,\"></head>",
+            );
+            Reply::ok(&body).header("content-type", "text/html; charset=utf-8")
+        };
         match seen.uri.split('?').next().unwrap_or("") {
             "/signin" => html("<!DOCTYPE html><html><body><p>signed in</p></body></html>")
                 .header("X-Session-Login", "alice"),
             "/login" => html("<!DOCTYPE html><html><body><p>please sign in</p></body></html>"),
-            _ => html(
-                "<!DOCTYPE html><html><head><title>Legacy</title></head>\
-                 <body><h1>The legacy page</h1></body></html>",
-            ),
+            _ => html("<!DOCTYPE html><html><body><h1>The legacy page</h1></body></html>"),
         }
     })
     .await
@@ -75,10 +81,19 @@ async fn banner_saying(b: &Browser, text: &str) -> Element {
     .await;
     match found {
         Some(el) => el,
-        None => panic!(
-            "no warning saying {text:?} after {BUDGET:?}\n{}",
-            b.body_text().await
-        ),
+        None => {
+            let asked = b
+                .client
+                .execute_async(
+                    "const done = arguments[0]; fetch('/.sessiongate/status').then(r => r.text()).then(done, e => done(String(e)))",
+                    vec![],
+                )
+                .await;
+            panic!(
+                "no warning saying {text:?} after {BUDGET:?}\n{}\n/status now: {asked:?}",
+                b.body_text().await
+            )
+        }
     }
 }
 
@@ -166,6 +181,64 @@ async fn the_warning_shows_keeps_the_session_and_says_when_it_ended() {
     // The session really ended: the page sends the browser to sign in.
     b.goto(&proxy.url("/app/page")).await;
     b.wait_for_path("/login").await;
+
+    b.close().await;
+}
+
+/// Two windows of one session: both warn; "Stay signed in" in one, and
+/// the other puts its warning away when it next asks (it asks again
+/// before the end, never trusting its own countdown alone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keepalive_in_one_window_is_seen_by_the_other() {
+    let _turn = ONE_BROWSER_AT_A_TIME.lock().await;
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let backend = app().await;
+    let proxy = Proxy::start(&config(&backend)).await;
+
+    b.goto(&proxy.url("/signin")).await;
+    b.goto(&proxy.url("/app/first")).await;
+    let first = b.client.window().await.expect("the first window");
+    let second = b.client.new_window(false).await.expect("a second window");
+    b.client
+        .switch_to_window(second.handle.clone())
+        .await
+        .expect("to the second window");
+    b.goto(&proxy.url("/app/second")).await;
+
+    // Eight seconds left: both warn.
+    proxy.advance(IDLE - 8);
+    let banner = banner_saying(&b, "You will be signed out in").await;
+    b.client
+        .switch_to_window(first.clone())
+        .await
+        .expect("to the first window");
+    banner_saying(&b, "You will be signed out in").await;
+
+    // The second window keeps the session; the first one sees it.
+    b.client
+        .switch_to_window(second.handle)
+        .await
+        .expect("to the second window");
+    banner
+        .find(Locator::Css("button"))
+        .await
+        .expect("the button")
+        .click()
+        .await
+        .expect("press the button");
+    banner_gone(&b).await;
+    b.client
+        .switch_to_window(first)
+        .await
+        .expect("to the first window");
+    banner_gone(&b).await;
+    // Past the old deadline the first window's page still works.
+    proxy.advance(10);
+    b.client.refresh().await.expect("reload");
+    b.wait_for_path("/app/first").await;
+    assert!(b.body_text().await.contains("The legacy page"));
 
     b.close().await;
 }
