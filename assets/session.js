@@ -237,5 +237,12 @@
     }
   });
 
+  // A page brought back from the back/forward cache has slept too.
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted && state !== null && !ended) {
+      check();
+    }
+  });
+
   check();
 })();
