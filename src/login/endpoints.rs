@@ -6,6 +6,8 @@
 //! POST {prefix}/login   CSRF bound to that session -> throttle -> password
 //!                       -> NEW session id (anonymous data kept) -> 303 next
 //! GET|POST {prefix}/logout  destroy the session, clear the cookie -> 303 next or cookie_path
+//! GET  {prefix}/status, POST {prefix}/keepalive, GET {prefix}/session.js
+//!                       the expiry warning's (see `expiry`)
 //! ```
 //!
 //! The login page and its POST exist only where a users file is in use

@@ -27,7 +27,7 @@ use sha2::{Digest as _, Sha256};
 use super::endpoints::{DeskAnswer, Visit};
 use crate::body::ResponseBody;
 use crate::respond::Reject;
-use crate::session::{Current, DataChange, Found, SessionStore as _, StoreError};
+use crate::session::{Current, DataChange, Found, Policy, SessionStore as _, StoreError};
 
 /// The warning script, as shipped in the binary.
 pub const SCRIPT: &str = include_str!("../../assets/session.js");
@@ -71,6 +71,32 @@ struct SessionTimes<'a> {
     csrf_token: &'a str,
     /// Where to sign in again.
     login: &'a str,
+}
+
+/// A session's deadlines, in seconds from now (see [`SessionTimes`]).
+#[derive(Debug, PartialEq, Eq)]
+struct Clock {
+    idle_seconds: Option<u64>,
+    expires_seconds: u64,
+    idle_timeout: u64,
+    remembered: bool,
+}
+
+impl Clock {
+    /// The deadlines of `current` at `now`, by the lifetimes it has: the
+    /// policy's, or "remember me"'s own.
+    fn of(policy: &Policy, current: &Current, now: u64) -> Self {
+        let record = current.record.as_ref();
+        let remember = record.and_then(|r| r.remember);
+        let (idle, life) = policy.lifetimes(remember);
+        let created = record.map_or(current.created, |r| r.created);
+        Clock {
+            idle_seconds: record.map(|r| r.last_seen.saturating_add(idle).saturating_sub(now)),
+            expires_seconds: created.saturating_add(life).saturating_sub(now),
+            idle_timeout: idle,
+            remembered: remember.is_some(),
+        }
+    }
 }
 
 /// `GET {prefix}/status`: the session's times, without extending it.
@@ -199,11 +225,8 @@ fn token_matches(v: &Visit<'_>, current: &Current, headers: &HeaderMap) -> bool 
 
 /// The session's times, as JSON.
 fn answer(v: &Visit<'_>, current: &Current, now: u64) -> DeskAnswer {
-    let policy = &v.sessions.policy;
     let record = current.record.as_ref();
-    let remember = record.and_then(|r| r.remember);
-    let (idle, life) = policy.lifetimes(remember);
-    let created = record.map_or(current.created, |r| r.created);
+    let clock = Clock::of(&v.sessions.policy, current, now);
     let user = record.and_then(|r| r.user.as_deref());
     let groups = user.and_then(|u| {
         crate::login::groups::joined(v.groups, u, record.and_then(|r| r.groups.as_deref()))
@@ -214,10 +237,10 @@ fn answer(v: &Visit<'_>, current: &Current, now: u64) -> DeskAnswer {
         groups: groups
             .as_deref()
             .map_or_else(Vec::new, |g| g.split(',').collect()),
-        idle_seconds: record.map(|r| r.last_seen.saturating_add(idle).saturating_sub(now)),
-        expires_seconds: created.saturating_add(life).saturating_sub(now),
-        idle_timeout: idle,
-        remembered: remember.is_some(),
+        idle_seconds: clock.idle_seconds,
+        expires_seconds: clock.expires_seconds,
+        idle_timeout: clock.idle_timeout,
+        remembered: clock.remembered,
         csrf_token: &csrf,
         login: v.login_page,
     };
@@ -262,6 +285,60 @@ mod tests {
         }
         assert!(SCRIPT.contains("/keepalive"));
         assert!(SCRIPT.contains("/status"));
+    }
+
+    #[test]
+    fn times_follow_the_sessions_own_lifetimes() {
+        use crate::session::{SessionId, SessionRecord};
+        let policy = Policy {
+            idle_timeout: 100,
+            max_lifetime: 1000,
+            touch_interval: 10,
+            max_data_bytes: 64,
+            max_sessions: 10,
+            remember_me: Some(5000),
+        };
+        let record = |remember| SessionRecord {
+            created: 0,
+            last_seen: 40,
+            user: Some("ann".into()),
+            data: "".into(),
+            ip: None,
+            groups: None,
+            remember,
+        };
+        let current = |r: Option<SessionRecord>| Current {
+            id: SessionId::generate(),
+            created: 0,
+            stored_cookie: r.is_some(),
+            record: r,
+            new: false,
+        };
+        let plain = Clock::of(&policy, &current(Some(record(None))), 50);
+        let want = Clock {
+            idle_seconds: Some(90),
+            expires_seconds: 950,
+            idle_timeout: 100,
+            remembered: false,
+        };
+        assert_eq!(plain, want);
+        // Remembered: both windows are remember_me's, idle or not.
+        let remembered = Clock::of(&policy, &current(Some(record(Some(5000)))), 50);
+        let want = Clock {
+            idle_seconds: Some(4990),
+            expires_seconds: 4950,
+            idle_timeout: 5000,
+            remembered: true,
+        };
+        assert_eq!(remembered, want);
+        // An anonymous session that never held anything: no idle deadline.
+        let empty = Clock::of(&policy, &current(None), 50);
+        assert_eq!((empty.idle_seconds, empty.expires_seconds), (None, 950));
+        // Past the end: zero, never a wrap.
+        assert_eq!(
+            Clock::of(&policy, &current(Some(record(None))), 2000).expires_seconds,
+            0
+        );
     }
 
     #[test]

@@ -44,8 +44,9 @@ use crate::config::Config;
 /// The tag and the per-route notes of one config.
 pub struct ExpiryWarning {
     tag: Bytes,
-    /// By route id: a CSP refusal was logged for the route.
-    csp_noted: Vec<AtomicBool>,
+    /// By route id: the route's path, and whether a CSP refusal was
+    /// logged for it.
+    csp_noted: Vec<(String, AtomicBool)>,
 }
 
 /// One request's page, as far as the warning is concerned.
@@ -70,7 +71,7 @@ impl ExpiryWarning {
             csp_noted: config
                 .routes
                 .iter()
-                .map(|_| AtomicBool::new(false))
+                .map(|r| (r.path.clone(), AtomicBool::new(false)))
                 .collect(),
         }
     }
@@ -86,12 +87,10 @@ impl ExpiryWarning {
             return;
         }
         if !csp_allows(resp.headers(), page.origin.as_deref()) {
-            let noted = self.csp_noted.get(page.route);
-            if noted.is_some_and(|n| !n.swap(true, Ordering::Relaxed)) {
-                tracing::warn!(
-                    route = page.route,
-                    "expiry warning not added: the page's Content-Security-Policy does not allow a same-origin script (logged once per route)"
-                );
+            if let Some((route, noted)) = self.csp_noted.get(page.route)
+                && !noted.swap(true, Ordering::Relaxed)
+            {
+                tracing::warn!(route = %route, "expiry warning not added: the page's Content-Security-Policy does not allow a same-origin script (logged once per route)");
             }
             return;
         }
@@ -316,6 +315,42 @@ mod tests {
         assert!(!allows("script-src 'self'; script-src-elem 'none'"));
         assert!(!allows("script-src http://app.example"));
         assert!(!policy_allows("script-src https://app.example", None));
+    }
+
+    #[test]
+    fn a_page_its_csp_forbids_is_left_alone_and_noted_once() {
+        let config: Config = r#"
+[session]
+secret_keys = ["expiry-warning-key-0123456789-abcdefgh"]
+
+[[route]]
+path = "/"
+upstream = "http://127.0.0.1:9"
+access = "session"
+inject_expiry_warning = true
+"#
+        .parse()
+        .expect("config");
+        let warning = ExpiryWarning::new(&config);
+        assert_eq!(
+            warning.tag(),
+            b"<script src=\"/.sessiongate/session.js\" defer></script>"
+        );
+        let page = Page::new(0, &Method::GET, Some("http://site.example".into()));
+        for _ in 0..2 {
+            let mut resp = Response::new(ResponseBody::full("<body></body>"));
+            let h = resp.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(13));
+            h.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("script-src https://cdn.example"),
+            );
+            warning.apply(&page, &mut resp);
+            assert_eq!(resp.headers()[header::CONTENT_LENGTH], "13");
+            assert_eq!(resp.body().size_hint().exact(), Some(13));
+            assert!(warning.csp_noted[0].1.load(Ordering::Relaxed));
+        }
     }
 
     #[test]
