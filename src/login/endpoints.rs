@@ -107,11 +107,7 @@ pub struct Visit<'a> {
 
 impl Visit<'_> {
     /// The visitor's session, as the request's cookie names it.
-    pub(super) async fn find(
-        &self,
-        headers: &http::HeaderMap,
-        now: u64,
-    ) -> Result<Found, StoreError> {
+    async fn find(&self, headers: &http::HeaderMap, now: u64) -> Result<Found, StoreError> {
         self.sessions
             .find(self.store, headers, self.client.ip, now)
             .await
@@ -250,6 +246,7 @@ impl LoginDesk {
     pub async fn serve(&self, v: &Visit<'_>, req: Request<RequestBody>) -> DeskAnswer {
         let prefix = &self.prefix;
         let rest = &req.uri().path()[prefix.len()..];
+        let cached = rest == "/session.js";
         let answer = match (rest, req.method()) {
             ("/login", &Method::GET | &Method::HEAD) if self.builtin_login() => {
                 self.login_page(v, req).await.map(DeskAnswer::anonymous)
@@ -277,13 +274,14 @@ impl LoginDesk {
         };
         let mut answer = answer
             .unwrap_or_else(|reject| DeskAnswer::anonymous(reject.into_response(v.login_page)));
-        // Every built-in answer is no-store, refusals included; only the
-        // script (`session.js`, the same for everyone) says otherwise.
-        answer
-            .response
-            .headers_mut()
-            .entry(header::CACHE_CONTROL)
-            .or_insert(HeaderValue::from_static("no-store"));
+        // Every built-in answer is no-store, refusals included, but for
+        // the script (`session.js`, the same for everyone), cached.
+        if !cached {
+            answer
+                .response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
         answer
     }
 
