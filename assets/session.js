@@ -184,7 +184,7 @@
     if (fresh) {
       ui.spoken.textContent = final
         ? "Your session ends in about a minute. Save your work."
-        : "You will be signed out in about a minute. Choose Stay signed in to stay.";
+        : "Your session will end in about a minute unless you choose Stay signed in.";
     }
     countdown();
     clearInterval(ticker);
@@ -194,9 +194,13 @@
   // The visible countdown: this browser's clock only, no requests.
   function countdown() {
     var left = Math.max(0, Math.ceil(secondsLeft()));
-    ui.text.textContent = endIsFinal()
-      ? "Your session ends in " + left + " s. Save your work."
-      : "You will be signed out in " + left + " s.";
+    if (endIsFinal()) {
+      ui.text.textContent = "Your session ends in " + left + " s. Save your work.";
+    } else if (state.user === null) {
+      ui.text.textContent = "Your session will end in " + left + " s.";
+    } else {
+      ui.text.textContent = "You will be signed out in " + left + " s.";
+    }
   }
 
   function hideBanner() {
