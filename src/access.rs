@@ -256,6 +256,7 @@ mod tests {
             csrf: crate::config::CsrfMode::Off,
             allow: None,
             env: Default::default(),
+            inject_expiry_warning: false,
         }
     }
 

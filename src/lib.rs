@@ -18,6 +18,7 @@
 //!   canonical       normalise the path; one host per request
 //!   forwarded       who the client is (X-Forwarded-* only from trusted proxies)
 //!   login::endpoints  built-in login page, login POST, logout
+//!   login::expiry     status, keepalive, the expiry warning's script
 //!   access          route table (longest prefix), public / session / login
 //!   csrf            the cross-site shield: state-changing requests from
 //!                   other origins refused (and on the built-in endpoints)
@@ -31,6 +32,7 @@
 //!   upgrade         WebSocket handshakes: open the tunnel, copy both ways
 //!   session::commit  apply the change atomically in the store
 //!   session::set_cookie  set / clear the cookie
+//!   upstream::expiry_warning  the warning's script tag in HTML pages
 //! body            stream the response; when it ends:
 //!   access_log      the access log line
 //!   logging         log lines buffered in memory, written out by one thread

@@ -18,6 +18,7 @@
 //! (WebSocket: open the tunnel) ............ upgrade
 //! commit the session ...................... session::commit
 //! set / clear the cookie .................. session::set_cookie
+//! (the expiry warning's script tag) ....... upstream::expiry_warning
 //! access log, when the body ends .......... body, access_log
 //! ```
 //!
@@ -55,6 +56,7 @@ use crate::setup::{Route, Setup};
 use crate::upgrade::{self, Handshake, PendingTunnel, SessionWatch};
 use crate::upstream::cgi::AuthType;
 use crate::upstream::control::take_control;
+use crate::upstream::expiry_warning::{self, Page};
 use crate::upstream::request_body::{ClientBodyFailure, RequestBody};
 use crate::upstream::request_headers::{self, Injection, Rewrite, Signing, Subject};
 
@@ -206,6 +208,7 @@ impl Gate {
             Admitted::Forward(current) => current,
             Admitted::Answer(resp) => return Ok(resp),
         };
+        let page = ex.page(&route, current.as_ref(), &req, host.as_ref());
         ex.user_agent = req.headers().get(header::USER_AGENT).cloned();
         let (mut req, body_failure) = ex.prepare(req, host.as_ref(), &route, current.as_ref());
         let tunnel = open_tunnel(&route, &mut req, handshake)?;
@@ -226,6 +229,9 @@ impl Gate {
         ex.setup
             .sessions
             .apply_cookie(resp.headers_mut(), cookie, https, ex.now);
+        if let Some(page) = page {
+            ex.setup.expiry_warning.apply(&page, &mut resp);
+        }
         Ok(resp)
     }
 
@@ -251,6 +257,7 @@ impl Gate {
             clock: &self.clock,
             client: &ex.client,
             login_page: &ex.setup.login_page,
+            groups: ex.setup.groups.as_deref(),
         };
         // Boxed: the login futures are large and rare; the hot path's
         // future stays small and cheap to move.
@@ -572,6 +579,23 @@ impl<'a> Exchange<'a> {
         self.route = route.label.clone();
         self.meter = route.meter;
         Ok(route)
+    }
+
+    /// On a route with `inject_expiry_warning`, the page the warning may go
+    /// into: only where the request has a session to watch.
+    fn page<B>(
+        &self,
+        route: &Route<'_>,
+        current: Option<&Current>,
+        req: &Request<B>,
+        host: Option<&HeaderValue>,
+    ) -> Option<Page> {
+        if !route.config.inject_expiry_warning || current.is_none() || self.auth == AuthType::Basic
+        {
+            return None;
+        }
+        let origin = expiry_warning::origin(self.client.https, host);
+        Some(Page::new(route.id, req.method(), origin))
     }
 
     /// The request as the backend gets it: headers stripped, then set; the

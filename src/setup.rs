@@ -16,6 +16,7 @@ use crate::login::groups::GroupsSource;
 use crate::metrics::{RouteMeter, RouteMeters, RouteRegistry};
 use crate::session::SessionRules;
 use crate::upstream::cgi::{CgiGateway, CgiOptions};
+use crate::upstream::expiry_warning::ExpiryWarning;
 use crate::upstream::fastcgi::{FastCgiServerPool, FastCgiUpstream};
 use crate::upstream::files::StaticFiles;
 use crate::upstream::http::HttpUpstream;
@@ -52,6 +53,8 @@ pub struct Setup {
     pub login_page: String,
     /// The application's own login page (`login.source = "backend"`).
     pub backend_page: Option<BackendPage>,
+    /// The expiry warning's tag, for routes that add it to their pages.
+    pub expiry_warning: ExpiryWarning,
     /// Signs forwarded requests, when `headers.sign_key` is set.
     pub signer: Option<Arc<AssertionSigner>>,
 }
@@ -136,6 +139,7 @@ impl Setup {
             header_prefix: Arc::from(config.headers.match_prefix.as_str()),
             login_page,
             backend_page: BackendPage::new(&config.login),
+            expiry_warning: ExpiryWarning::new(&config),
             signer: AssertionSigner::new(&config.headers).map(Arc::new),
             config,
         })
@@ -164,19 +168,7 @@ impl Setup {
     /// groups file gives `user` now, and those the backend gave the
     /// session (`session`, joined the same way). `None` when there are none.
     pub fn groups_of(&self, user: &str, session: Option<&str>) -> Option<String> {
-        let file = self.groups.as_ref().map(|g| g.peek());
-        let mut all: Vec<&str> = file
-            .as_ref()
-            .map(|f| f.groups_of(user).iter().map(|g| &**g).collect())
-            .unwrap_or_default();
-        all.extend(session.into_iter().flat_map(|s| s.split(',')));
-        all.retain(|g| !g.is_empty());
-        if all.is_empty() {
-            return None;
-        }
-        all.sort_unstable();
-        all.dedup();
-        Some(all.join(","))
+        crate::login::groups::joined(self.groups.as_deref(), user, session)
     }
 
     /// What `sessiongate check` warns about without refusing the config:

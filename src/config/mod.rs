@@ -558,6 +558,10 @@ pub struct RouteConfig {
     /// Variables added to every script's environment (`env`; `cgi:` and
     /// `fastcgi` routes only).
     pub env: ScriptEnv,
+    /// Add the expiry warning's `<script>` tag to the route's HTML pages
+    /// (`session` and `login` routes only; see
+    /// [`crate::upstream::expiry_warning`]).
+    pub inject_expiry_warning: bool,
 }
 
 /// A route's `csrf`: whether state-changing requests from other origins

@@ -251,6 +251,7 @@ pub(super) struct RawRoute {
     pub(super) env: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     pub(super) root: Option<Spanned<String>>,
     pub(super) index: Option<Spanned<String>>,
+    pub(super) inject_expiry_warning: Option<Spanned<bool>>,
 }
 
 /// Routes are public unless they say otherwise (placed at the file's start:

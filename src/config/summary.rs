@@ -152,6 +152,12 @@ impl Config {
             if let super::Upstream::FastCgi(fastcgi) = &route.upstream {
                 writeln!(out, "    root {}, index {}", fastcgi.root, fastcgi.index)?;
             }
+            if route.inject_expiry_warning {
+                writeln!(
+                    out,
+                    "    expiry warning: script tag added to HTML pages (unless their CSP forbids it)"
+                )?;
+            }
             if !route.env.is_empty() {
                 // Names only: values may be secrets.
                 let names: Vec<&str> = route.env.names().collect();

@@ -6,6 +6,8 @@
 //! POST {prefix}/login   CSRF bound to that session -> throttle -> password
 //!                       -> NEW session id (anonymous data kept) -> 303 next
 //! GET|POST {prefix}/logout  destroy the session, clear the cookie -> 303 next or cookie_path
+//! GET  {prefix}/status, POST {prefix}/keepalive, GET {prefix}/session.js
+//!                       the expiry warning's (see `expiry`)
 //! GET  {prefix}/sessions    the signed-in user's sessions (see `your_sessions`)
 //! ```
 //!
@@ -102,6 +104,8 @@ pub struct Visit<'a> {
     pub client: &'a ClientInfo,
     /// Where visitors sign in (named in 401 answers).
     pub login_page: &'a str,
+    /// The groups file, when one is in use.
+    pub groups: Option<&'a super::groups::GroupsSource>,
 }
 
 impl Visit<'_> {
@@ -113,7 +117,7 @@ impl Visit<'_> {
     }
 
     /// Counts and logs a store operation that failed.
-    fn store_failed(&self, what: &str, e: &StoreError) {
+    pub(super) fn store_failed(&self, what: &str, e: &StoreError) {
         crate::session::commit::store_failed(self.metrics, what, e);
     }
 }
@@ -221,8 +225,8 @@ pub struct DeskAnswer {
 }
 
 impl DeskAnswer {
-    /// `response`, for nobody signed in.
-    pub(super) fn anonymous(response: Response<ResponseBody>) -> Self {
+    /// An answer that names no user or session.
+    pub fn anonymous(response: Response<ResponseBody>) -> Self {
         DeskAnswer {
             response,
             user: None,
@@ -245,6 +249,7 @@ impl LoginDesk {
     pub async fn serve(&self, v: &Visit<'_>, req: Request<RequestBody>) -> DeskAnswer {
         let prefix = &self.prefix;
         let rest = &req.uri().path()[prefix.len()..];
+        let cached = rest == "/session.js";
         let answer = match (rest, req.method()) {
             ("/login", &Method::GET | &Method::HEAD) if self.builtin_login() => {
                 self.login_page(v, req).await.map(DeskAnswer::anonymous)
@@ -256,6 +261,17 @@ impl LoginDesk {
             ("/logout", &Method::GET | &Method::HEAD | &Method::POST) => self.logout(v, req).await,
             ("/logout", _) => Err(Reject::MethodNotAllowed {
                 allow: Some("GET, HEAD, POST"),
+            }),
+            ("/status", &Method::GET | &Method::HEAD) => super::expiry::status(v, &req).await,
+            ("/keepalive", &Method::POST) => super::expiry::keepalive(v, &req).await,
+            ("/session.js", &Method::GET | &Method::HEAD) => {
+                Ok(DeskAnswer::anonymous(super::expiry::script(&req)))
+            }
+            ("/status" | "/session.js", _) => Err(Reject::MethodNotAllowed {
+                allow: Some("GET, HEAD"),
+            }),
+            ("/keepalive", _) => Err(Reject::MethodNotAllowed {
+                allow: Some("POST"),
             }),
             (your_sessions::LIST, &Method::GET | &Method::HEAD) => {
                 your_sessions::list(v, prefix, req).await
@@ -274,11 +290,14 @@ impl LoginDesk {
         };
         let mut answer = answer
             .unwrap_or_else(|reject| DeskAnswer::anonymous(reject.into_response(v.login_page)));
-        // Every built-in answer is no-store, refusals included.
-        answer
-            .response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        // Every built-in answer is no-store, refusals included, but for
+        // the script (`session.js`, the same for everyone), cached.
+        if !cached {
+            answer
+                .response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
         answer
     }
 

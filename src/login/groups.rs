@@ -135,6 +135,26 @@ impl Parsed for GroupsFile {
 /// The groups file as currently loaded, re-read when it changes.
 pub type GroupsSource = Watched<GroupsFile>;
 
+/// A signed-in user's groups, sorted and joined by commas: those the
+/// groups file (`file`, when one is in use) gives `user` now, and those the
+/// backend gave the session (`session`, joined the same way). `None` when
+/// there are none.
+pub fn joined(file: Option<&GroupsSource>, user: &str, session: Option<&str>) -> Option<String> {
+    let file = file.map(|g| g.peek());
+    let mut all: Vec<&str> = file
+        .as_ref()
+        .map(|f| f.groups_of(user).iter().map(|g| &**g).collect())
+        .unwrap_or_default();
+    all.extend(session.into_iter().flat_map(|s| s.split(',')));
+    all.retain(|g| !g.is_empty());
+    if all.is_empty() {
+        return None;
+    }
+    all.sort_unstable();
+    all.dedup();
+    Some(all.join(","))
+}
+
 /// Checks a group name, from the groups file or from a backend: not empty,
 /// at most [`MAX_GROUP_LEN`] bytes, without whitespace, control
 /// characters, commas (they separate groups in `X-Session-Groups`) or

@@ -14,6 +14,8 @@
 //! - [`departures`]: users who left the users file lose their sessions.
 //! - [`basic`]: HTTP Basic on `basic_auth` routes (scripts, cron jobs),
 //!   through the same throttle and users file, with no session.
+//! - [`expiry`]: `{prefix}/status`, `{prefix}/keepalive` and the warning
+//!   script `{prefix}/session.js`.
 //! - [`backend_page`]: the application's own login page (`source =
 //!   "backend"`): the expired notice, and its failures in the same throttle.
 //! - [`your_sessions`]: `{prefix}/sessions`, where a signed-in user sees
@@ -30,6 +32,7 @@ pub mod backend_page;
 pub mod basic;
 pub mod departures;
 pub mod endpoints;
+pub mod expiry;
 pub mod groups;
 pub mod metrics;
 pub mod next;

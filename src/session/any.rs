@@ -66,6 +66,10 @@ impl SessionStore for AnyStore {
         delegate!(self, s => s.lookup(id, now, policy))
     }
 
+    async fn peek(&self, id: &SessionId, now: u64, policy: &Policy) -> Result<Lookup, StoreError> {
+        delegate!(self, s => s.peek(id, now, policy))
+    }
+
     async fn update(
         &self,
         id: &SessionId,

@@ -67,6 +67,15 @@ pub enum Found {
     Session(Current),
 }
 
+/// Whether finding a session may refresh its idle deadline.
+#[derive(Clone, Copy)]
+enum Look {
+    /// As a request does: [`SessionStore::lookup`].
+    Lookup,
+    /// Read only: [`SessionStore::peek`].
+    Peek,
+}
+
 impl SessionRules {
     /// Verifies the cookie and loads its session: at most one store lookup,
     /// which also tells an id a login just moved from one that ended.
@@ -76,6 +85,31 @@ impl SessionRules {
         headers: &HeaderMap,
         client: IpAddr,
         now: u64,
+    ) -> Result<Found, StoreError> {
+        self.find_as(store, headers, client, now, Look::Lookup)
+            .await
+    }
+
+    /// Finds the session as [`SessionRules::find`] does, without refreshing
+    /// its idle deadline ([`SessionStore::peek`]): asking how long a
+    /// session has left does not extend it.
+    pub async fn peek(
+        &self,
+        store: &AnyStore,
+        headers: &HeaderMap,
+        client: IpAddr,
+        now: u64,
+    ) -> Result<Found, StoreError> {
+        self.find_as(store, headers, client, now, Look::Peek).await
+    }
+
+    async fn find_as(
+        &self,
+        store: &AnyStore,
+        headers: &HeaderMap,
+        client: IpAddr,
+        now: u64,
+        look: Look,
     ) -> Result<Found, StoreError> {
         let mut expired = false;
         let mut claims = None;
@@ -98,7 +132,11 @@ impl SessionRules {
         let Some(claims) = claims else {
             return Ok(Found::Nothing { expired });
         };
-        Ok(match store.lookup(&claims.id, now, &self.policy).await? {
+        let lookup = match look {
+            Look::Lookup => store.lookup(&claims.id, now, &self.policy).await?,
+            Look::Peek => store.peek(&claims.id, now, &self.policy).await?,
+        };
+        Ok(match lookup {
             Lookup::Live(record) => {
                 if self.bind_ip && record.ip.is_some_and(|ip| ip != client) {
                     tracing::warn!(session = %claims.id.log_hash(), client = %client, "session cookie presented from another IP");

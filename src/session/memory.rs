@@ -359,6 +359,17 @@ impl SessionStore for MemoryStore {
         Ok(Lookup::Live(record))
     }
 
+    async fn peek(&self, id: &SessionId, now: u64, policy: &Policy) -> Result<Lookup, StoreError> {
+        // Read only: an expired session is left for the sweeper or the
+        // next lookup to remove.
+        Ok(match self.map.get(id) {
+            None if self.is_rotated(id, now) => Lookup::Rotated,
+            None => Lookup::Absent,
+            Some(r) if r.is_expired(now, policy) => Lookup::Absent,
+            Some(r) => Lookup::Live(SessionRecord::clone(&r)),
+        })
+    }
+
     async fn update(
         &self,
         id: &SessionId,

@@ -270,6 +270,16 @@ pub trait SessionStore: Send + Sync + 'static {
         policy: &Policy,
     ) -> impl Future<Output = Result<Lookup, StoreError>> + Send;
 
+    /// Finds what `id` names, as [`SessionStore::lookup`] does, but never
+    /// refreshes the idle deadline: for a page asking how long its session
+    /// has left (`{prefix}/status`), which must not extend it by asking.
+    fn peek(
+        &self,
+        id: &SessionId,
+        now: u64,
+        policy: &Policy,
+    ) -> impl Future<Output = Result<Lookup, StoreError>> + Send;
+
     /// Loads a live session, as [`SessionStore::lookup`] does; anything
     /// else is `None`.
     fn load(

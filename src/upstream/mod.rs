@@ -3,6 +3,7 @@
 
 pub mod cgi;
 pub mod control;
+pub mod expiry_warning;
 pub mod fastcgi;
 pub mod files;
 pub mod hop_by_hop;
@@ -11,3 +12,4 @@ pub mod mount;
 pub mod request_body;
 pub mod request_headers;
 pub mod signed_assertion;
+pub mod tag_splice;

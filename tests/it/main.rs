@@ -26,6 +26,8 @@ mod csrf;
 mod demo;
 mod docker;
 mod docs;
+mod expiry;
+mod expiry_warning;
 mod fastcgi;
 mod gate;
 mod groups;

@@ -123,6 +123,61 @@ async fn loads_touch_at_most_every_touch_interval<S: SessionStore>(s: Arc<S>) {
     assert!(s.load(&id, 209, &p).await.unwrap().is_none());
 }
 
+async fn peeks_never_touch<S: SessionStore>(s: Arc<S>) {
+    let id = SessionId::generate();
+    let p = policy();
+    s.update(&id, &set("a", "1"), Some(seed(0)), 0, &p)
+        .await
+        .unwrap();
+    let peeked = |l: Lookup| match l {
+        Lookup::Live(r) => r,
+        other => panic!("not live: {other:?}"),
+    };
+    // Long past touch_interval, again and again: the deadline stays put.
+    for now in [10, 50, 99] {
+        let r = peeked(s.peek(&id, now, &p).await.unwrap());
+        assert_eq!((r.last_seen, &*r.data), (0, "a=1"), "at {now}");
+    }
+    assert_eq!(s.peek(&id, 100, &p).await.unwrap(), Lookup::Absent);
+    assert!(
+        s.load(&id, 100, &p).await.unwrap().is_none(),
+        "peeks kept nothing alive"
+    );
+
+    // A lookup does touch, and a peek then sees it.
+    let id = SessionId::generate();
+    s.update(&id, &set("a", "1"), Some(seed(0)), 0, &p)
+        .await
+        .unwrap();
+    assert_eq!(s.load(&id, 60, &p).await.unwrap().unwrap().last_seen, 60);
+    assert_eq!(peeked(s.peek(&id, 61, &p).await.unwrap()).last_seen, 60);
+    assert_eq!(s.peek(&id, 160, &p).await.unwrap(), Lookup::Absent);
+
+    // Nothing, and an id a login moved, read as a lookup reads them.
+    assert_eq!(
+        s.peek(&SessionId::generate(), 0, &p).await.unwrap(),
+        Lookup::Absent
+    );
+    let old = SessionId::generate();
+    let new = SessionId::generate();
+    s.login(
+        Some(&old),
+        &new,
+        &SignIn::user("ann"),
+        &DataChange::default(),
+        seed(200),
+        200,
+        &p,
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.peek(&old, 201, &p).await.unwrap(), Lookup::Rotated);
+    assert_eq!(
+        peeked(s.peek(&new, 201, &p).await.unwrap()).user.as_deref(),
+        Some("ann")
+    );
+}
+
 async fn too_large_changes_nothing<S: SessionStore>(s: Arc<S>) {
     let id = SessionId::generate();
     let p = policy();
@@ -856,6 +911,8 @@ async fn kept_requests_are_taken_once<S: SessionStore>(s: Arc<S>) {
     );
     assert!(s.load(&both, 1000, &policy()).await.unwrap().is_some());
     assert_eq!(s.count().await.unwrap(), 1);
+}
+
 /// The browser a sign-in names stays with the session through loads,
 /// touches and updates, shows in the user's listing, and is capped; a
 /// session signed in without one has none.
@@ -918,8 +975,6 @@ async fn browsers_live_with_the_session<S: SessionStore>(s: Arc<S>) {
     assert_eq!(s.load(&plain, 81, &p).await.unwrap().unwrap().browser, None);
 }
 
-}
-
 macro_rules! contract {
     ($($check:ident),* $(,)?) => {
         mod memory {
@@ -975,6 +1030,7 @@ contract!(
     update_creates_only_when_asked,
     idle_and_absolute_expiry,
     loads_touch_at_most_every_touch_interval,
+    peeks_never_touch,
     too_large_changes_nothing,
     login_moves_the_session_to_a_new_id,
     login_without_a_live_session_starts_from_initial,

@@ -35,6 +35,7 @@ pub(super) fn validate_routes(
         let upstream = s.parsed(&route.upstream, parse_upstream(route.upstream.get_ref()));
         let access = *route.access.get_ref();
         let basic_auth = basic_auth(route.basic_auth, access, login_source, &mut s);
+        let inject_expiry_warning = expiry_warning(route.inject_expiry_warning, access, &mut s);
         let csrf = route
             .csrf
             .map_or(CsrfMode::default_for(access), |c| *c.get_ref());
@@ -85,6 +86,7 @@ pub(super) fn validate_routes(
                 csrf,
                 allow,
                 env,
+                inject_expiry_warning,
             });
         }
     }
@@ -186,6 +188,21 @@ fn basic_auth(
         );
     }
     true
+}
+
+/// `inject_expiry_warning`: only where a session can be watched; a public
+/// route's pages would poll for a session they do not need.
+fn expiry_warning(raw: Option<Spanned<bool>>, access: Access, s: &mut Section<'_, '_>) -> bool {
+    let Some(raw) = raw else {
+        return false;
+    };
+    if *raw.get_ref() && access == Access::Public {
+        s.error(
+            &raw,
+            "inject_expiry_warning needs access = \"session\" or \"login\": a public route's visitors have no session to warn about",
+        );
+    }
+    *raw.get_ref()
 }
 
 /// A route's host, lowercased: a name or `[IPv6]`, no scheme, port or path.

@@ -140,30 +140,19 @@ impl RedisStore {
     }
 }
 
-impl SessionStore for RedisStore {
-    async fn lookup(
-        &self,
-        id: &SessionId,
-        now: u64,
-        policy: &Policy,
-    ) -> Result<Lookup, StoreError> {
-        let key = self.session_key(id);
-        // Most lookups only read: one HMGET, cheaper for Redis than a
-        // script, which also reads the mark a login may have left. Only
-        // when the idle deadline is due for a refresh (at most once per
-        // touch_interval) does the load script read and touch atomically.
+impl RedisStore {
+    /// What the session key `key` holds, read with one HMGET and left as
+    /// it is: the idle deadline is not refreshed.
+    async fn read(&self, key: &str, now: u64, policy: &Policy) -> Result<Lookup, StoreError> {
         let mut fields: Vec<Value> = self
             .conn
-            .run(|mut c| {
-                let key = &key;
-                async move {
-                    redis::cmd("HMGET")
-                        .arg(key)
-                        .arg(&RECORD_FIELDS)
-                        .arg(MARK_FIELD)
-                        .query_async(&mut c)
-                        .await
-                }
+            .run(|mut c| async move {
+                redis::cmd("HMGET")
+                    .arg(key)
+                    .arg(&RECORD_FIELDS)
+                    .arg(MARK_FIELD)
+                    .query_async(&mut c)
+                    .await
             })
             .await?;
         let mark = (fields.len() == RECORD_FIELDS.len() + 1)
@@ -179,6 +168,26 @@ impl SessionStore for RedisStore {
         if record.is_expired(now, policy) {
             return Ok(Lookup::Absent);
         }
+        Ok(Lookup::Live(record))
+    }
+}
+
+impl SessionStore for RedisStore {
+    async fn lookup(
+        &self,
+        id: &SessionId,
+        now: u64,
+        policy: &Policy,
+    ) -> Result<Lookup, StoreError> {
+        let key = self.session_key(id);
+        // Most lookups only read: one HMGET, cheaper for Redis than a
+        // script, which also reads the mark a login may have left. Only
+        // when the idle deadline is due for a refresh (at most once per
+        // touch_interval) does the load script read and touch atomically.
+        let record = match self.read(&key, now, policy).await? {
+            Lookup::Live(record) => record,
+            other => return Ok(other),
+        };
         if !(now.saturating_sub(record.last_seen) >= policy.touch_interval
             && now > record.last_seen)
         {
@@ -197,6 +206,10 @@ impl SessionStore for RedisStore {
             })
             .await?;
         parse_lookup(reply)
+    }
+
+    async fn peek(&self, id: &SessionId, now: u64, policy: &Policy) -> Result<Lookup, StoreError> {
+        self.read(&self.session_key(id), now, policy).await
     }
 
     async fn update(
