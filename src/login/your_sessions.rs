@@ -97,21 +97,11 @@ pub async fn end_one(
     req: Request<RequestBody>,
 ) -> Result<DeskAnswer, Reject> {
     let json = wants_json(&req);
-    let owner = match signed_in(v, &req).await? {
-        Ok(owner) => owner,
-        Err(answer) => return Ok(DeskAnswer::anonymous(answer)),
+    let (owner, form, mine) = match checked_post(v, prefix, req, json).await? {
+        Ok(checked) => checked,
+        Err(answer) => return Ok(answer),
     };
-    let form = EndForm::read(req).await?;
-    if !v.sessions.signer.verify_csrf(&owner.current.id, &form.csrf) {
-        return refused(v, prefix, &owner, json, StatusCode::FORBIDDEN, MSG_CSRF).await;
-    }
     let now = v.clock.now();
-    let policy = &v.sessions.policy;
-    let mine = v
-        .store
-        .sessions_of(&owner.user, now, policy)
-        .await
-        .map_err(|e| failed(v, &e))?;
     let tag = form.session.to_ascii_lowercase();
     if !mine.iter().any(|s| s.tag == tag) {
         tracing::warn!(client = %v.client.ip, user = %owner.user, session = %tag, "a session that is not the user's was asked to end");
@@ -136,26 +126,42 @@ pub async fn end_others(
     req: Request<RequestBody>,
 ) -> Result<DeskAnswer, Reject> {
     let json = wants_json(&req);
-    let owner = match signed_in(v, &req).await? {
-        Ok(owner) => owner,
-        Err(answer) => return Ok(DeskAnswer::anonymous(answer)),
+    let (owner, _, mine) = match checked_post(v, prefix, req, json).await? {
+        Ok(checked) => checked,
+        Err(answer) => return Ok(answer),
     };
-    let form = EndForm::read(req).await?;
-    if !v.sessions.signer.verify_csrf(&owner.current.id, &form.csrf) {
-        return refused(v, prefix, &owner, json, StatusCode::FORBIDDEN, MSG_CSRF).await;
-    }
-    let policy = &v.sessions.policy;
-    let mine = v
-        .store
-        .sessions_of(&owner.user, v.clock.now(), policy)
-        .await
-        .map_err(|e| failed(v, &e))?;
     let current = owner.current.id.log_hash();
     let mut ended = 0;
     for other in mine.iter().filter(|s| s.tag != current) {
         ended += usize::from(end_tagged(v, &owner, &other.tag).await?);
     }
     Ok(ended_answer(prefix, &owner, ended, json))
+}
+
+/// A POST's signed-in owner, its form and the owner's sessions as they
+/// are now, once the form's token is right; otherwise the answer to give
+/// (the login redirect or 401, or the refusal of a bad token).
+async fn checked_post(
+    v: &Visit<'_>,
+    prefix: &str,
+    req: Request<RequestBody>,
+    json: bool,
+) -> Result<Result<(Owner, EndForm, Vec<SessionSummary>), DeskAnswer>, Reject> {
+    let owner = match signed_in(v, &req).await? {
+        Ok(owner) => owner,
+        Err(answer) => return Ok(Err(DeskAnswer::anonymous(answer))),
+    };
+    let form = EndForm::read(req).await?;
+    if !v.sessions.signer.verify_csrf(&owner.current.id, &form.csrf) {
+        let status = StatusCode::FORBIDDEN;
+        return refused(v, prefix, &owner, json, status, MSG_CSRF).await.map(Err);
+    }
+    let mine = v
+        .store
+        .sessions_of(&owner.user, v.clock.now(), &v.sessions.policy)
+        .await
+        .map_err(|e| failed(v, &e))?;
+    Ok(Ok((owner, form, mine)))
 }
 
 /// Ends the session tagged `tag`, already found in the owner's listing;
