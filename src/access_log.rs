@@ -275,8 +275,7 @@ mod tests {
                         bytes: [0, 1, 99_999, u64::MAX, 12][i],
                         route: Arc::from("/cgi-bin/"),
                         user: user.map(Arc::from),
-                        session: (i % 2 == 1)
-                            .then(|| LogTag::parse("0a1b2c3d4e5f").expect("tag")),
+                        session: (i % 2 == 1).then(|| LogTag::parse("0a1b2c3d4e5f").expect("tag")),
                         aborted: i == 3,
                     };
                     let mut line = String::new();
