@@ -214,15 +214,13 @@ pub fn admits(allow: &[Allowed], user: &str, groups: Option<&str>) -> bool {
 
 /// Whether an `Accept` header asks for JSON.
 pub fn accepts_json(accept: Option<&http::HeaderValue>) -> bool {
+    // Compared in place, without a lower-cased copy of each part: every
+    // request to a protected route asks this.
     accept.and_then(|v| v.to_str().ok()).is_some_and(|v| {
         v.split(',').any(|part| {
-            let media = part
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            media == "application/json" || media.ends_with("+json")
+            let media = part.split(';').next().unwrap_or("").trim().as_bytes();
+            media.eq_ignore_ascii_case(b"application/json")
+                || media.len() >= 5 && media[media.len() - 5..].eq_ignore_ascii_case(b"+json")
         })
     })
 }

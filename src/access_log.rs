@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::session::LogTag;
+
 /// One access log line: client, method, path, status, bytes, duration,
 /// route, user, and a short hash of the session id (never the id).
 #[derive(Debug)]
@@ -32,7 +34,7 @@ pub struct AccessRecord {
     /// Logged-in user.
     pub user: Option<Arc<str>>,
     /// Short hash of the session id.
-    pub session: Option<String>,
+    pub session: Option<LogTag>,
     /// The body ended with an error or the client went away.
     pub aborted: bool,
 }
@@ -69,7 +71,11 @@ impl AccessRecord {
         let micros = self.started.elapsed().as_micros();
         let duration = format_args!("{}.{:03}", micros / 1000, micros % 1000);
         let user = self.user.as_deref().unwrap_or("-");
-        let session = self.session.as_deref().unwrap_or("-");
+        let hex = self.session.map(|tag| tag.hex());
+        let session = hex
+            .as_ref()
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .unwrap_or("-");
         if !STRUCTURED.load(Ordering::Relaxed) {
             tracing::info!(
                 target: "access",
@@ -152,7 +158,10 @@ impl AccessRecord {
         line.push_str(" user=");
         push_debug_str(line, self.user.as_deref().unwrap_or("-"));
         line.push_str(" session=");
-        line.push_str(self.session.as_deref().unwrap_or("-"));
+        match self.session {
+            Some(tag) => tag.push_to(line),
+            None => line.push('-'),
+        }
         if self.aborted {
             line.push_str(" aborted");
         }
@@ -229,7 +238,7 @@ mod tests {
             micros % 1000,
             r.route,
             r.user.as_deref().unwrap_or("-"),
-            r.session.as_deref().unwrap_or("-"),
+            r.session.map_or("-".to_string(), |t| t.to_string()),
             if r.aborted { " aborted" } else { "" },
         )
     }
@@ -266,7 +275,7 @@ mod tests {
                         bytes: [0, 1, 99_999, u64::MAX, 12][i],
                         route: Arc::from("/cgi-bin/"),
                         user: user.map(Arc::from),
-                        session: (i % 2 == 1).then(|| "0a1b2c3d4e5f".to_string()),
+                        session: (i % 2 == 1).then(|| LogTag::parse("0a1b2c3d4e5f").expect("tag")),
                         aborted: i == 3,
                     };
                     let mut line = String::new();

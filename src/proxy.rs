@@ -703,7 +703,7 @@ impl<'a> Exchange<'a> {
             bytes: 0,
             route: self.route,
             user: self.user,
-            session: self.session.map(|id| id.log_hash()),
+            session: self.session.map(|id| id.log_tag()),
             aborted: false,
         });
         Response::from_parts(parts, body)

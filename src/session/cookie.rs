@@ -67,10 +67,35 @@ pub enum CookieError {
 ///
 /// Each key's HMAC state is keyed once at load and cloned per use, so a
 /// request pays for the hash only, not for the key schedule.
+///
+/// The last value a thread verified is remembered with the signer that
+/// verified it (see [`LAST_VERIFIED`]): the requests of a session on a
+/// connection present the same cookie one after another, and the same
+/// bytes under the same keys verify the same way. A value is compared with
+/// the remembered one in constant time; the age check is made every time.
 #[derive(Clone)]
 pub struct Signer {
     keys: Vec<HmacSha256>,
+    /// Tells this signer's keys from those of any other signer made in
+    /// this process (a reload makes a new one); clones share it.
+    generation: u64,
 }
+
+/// A cookie value verified by the signer of `generation`, and its bytes.
+struct Verified {
+    generation: u64,
+    value: [u8; VALUE_LEN],
+    raw: [u8; RAW_LEN],
+}
+
+thread_local! {
+    /// The last cookie value this thread verified.
+    static LAST_VERIFIED: std::cell::RefCell<Option<Verified>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Numbers signers, so that no two share a [`Signer::generation`].
+static SIGNERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Signer {
     /// Builds a signer; `keys` must not be empty (the config guarantees it).
@@ -79,7 +104,8 @@ impl Signer {
             .iter()
             .filter_map(|k| HmacSha256::new_from_slice(k).ok())
             .collect();
-        Signer { keys }
+        let generation = SIGNERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Signer { keys, generation }
     }
 
     /// The cookie value for a session.
@@ -118,23 +144,15 @@ impl Signer {
         if value.len() != VALUE_LEN {
             return Err(CookieError::Malformed);
         }
-        let mut raw = [0u8; RAW_LEN];
-        match URL_SAFE_NO_PAD.decode_slice(value.as_bytes(), &mut raw) {
-            Ok(RAW_LEN) => {}
-            _ => return Err(CookieError::Malformed),
-        }
-        let (signed, mac) = raw.split_at(SIGNED_LEN);
-        // Every key is tried even after a match would be found, so timing
-        // does not reveal which key signed.
-        let mut verified = false;
-        for key in &self.keys {
-            let mut m = key.clone();
-            m.update(signed);
-            verified |= m.verify_slice(mac).is_ok();
-        }
-        if !verified {
-            return Err(CookieError::BadSignature);
-        }
+        let raw = match self.recall(value) {
+            Some(raw) => raw,
+            None => {
+                let raw = self.verify(value)?;
+                self.remember(value, &raw);
+                raw
+            }
+        };
+        let signed = &raw[..SIGNED_LEN];
         if signed[0] != VERSION {
             return Err(CookieError::Malformed);
         }
@@ -158,6 +176,52 @@ impl Signer {
             stored: signed[1] & STORED != 0,
             remembered,
         })
+    }
+
+    /// The bytes of `value` (of [`VALUE_LEN`]) if their MAC is one of our keys'.
+    fn verify(&self, value: &str) -> Result<[u8; RAW_LEN], CookieError> {
+        let mut raw = [0u8; RAW_LEN];
+        match URL_SAFE_NO_PAD.decode_slice(value.as_bytes(), &mut raw) {
+            Ok(RAW_LEN) => {}
+            _ => return Err(CookieError::Malformed),
+        }
+        let (signed, mac) = raw.split_at(SIGNED_LEN);
+        // Every key is tried even after a match would be found, so timing
+        // does not reveal which key signed.
+        let mut verified = false;
+        for key in &self.keys {
+            let mut m = key.clone();
+            m.update(signed);
+            verified |= m.verify_slice(mac).is_ok();
+        }
+        if !verified {
+            return Err(CookieError::BadSignature);
+        }
+        Ok(raw)
+    }
+
+    /// The bytes of `value` if it is the value this signer verified last on
+    /// this thread. Compared in constant time: a forged value learns
+    /// nothing of the remembered one from how long the comparison takes.
+    fn recall(&self, value: &str) -> Option<[u8; RAW_LEN]> {
+        use subtle::ConstantTimeEq as _;
+        LAST_VERIFIED.with_borrow(|last| {
+            let last = last.as_ref()?;
+            let same = last.generation == self.generation
+                && bool::from(value.as_bytes().ct_eq(&last.value));
+            same.then_some(last.raw)
+        })
+    }
+
+    /// Remembers `value` (of [`VALUE_LEN`]) as verified, with its bytes.
+    fn remember(&self, value: &str, raw: &[u8; RAW_LEN]) {
+        let mut text = [0u8; VALUE_LEN];
+        text.copy_from_slice(value.as_bytes());
+        LAST_VERIFIED.set(Some(Verified {
+            generation: self.generation,
+            value: text,
+            raw: *raw,
+        }));
     }
 
     /// A CSRF token bound to a session id: HMAC with the signing key over a
@@ -278,11 +342,17 @@ impl CookieJar {
     /// me" session's cookie is `persistent` whatever `persistent_cookie` says.
     pub fn set(&self, value: &str, secure: bool, remaining: u64, persistent: bool) -> String {
         let tail = self.tail(secure);
+        // Pushed piece by piece into one allocation of the right size.
+        let mut out = String::with_capacity(self.name.len() + 1 + value.len() + tail.len() + 30);
+        out.push_str(&self.name);
+        out.push('=');
+        out.push_str(value);
+        out.push_str(tail);
         if self.persistent || persistent {
-            format!("{}={value}{tail}; Max-Age={remaining}", self.name)
-        } else {
-            format!("{}={value}{tail}", self.name)
+            out.push_str("; Max-Age=");
+            out.push_str(itoa::Buffer::new().format(remaining));
         }
+        out
     }
 
     /// `Set-Cookie` that removes the cookie, repeating Path, Domain and SameSite.
@@ -360,6 +430,33 @@ mod tests {
             s.decode(&"A".repeat(VALUE_LEN), 1_001, 100),
             Err(CookieError::BadSignature)
         );
+    }
+
+    #[test]
+    fn a_value_verified_just_before_is_still_judged_by_its_own_bytes_and_keys() {
+        let s = signer(&[K1]);
+        let c = claims();
+        let v = s.encode(&c);
+        assert_eq!(s.decode(&v, 1_001, 100), Ok(c));
+        // Remembered now: the same value again, then every change of it.
+        assert_eq!(s.decode(&v, 1_001, 100), Ok(c));
+        for i in 0..VALUE_LEN {
+            let mut bytes = v.clone().into_bytes();
+            bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+            let tampered = String::from_utf8(bytes).unwrap();
+            assert!(s.decode(&tampered, 1_001, 100).is_err(), "byte {i}");
+            // Checked against the remembered value after a failure too.
+            assert_eq!(s.decode(&v, 1_001, 100), Ok(c));
+        }
+        // Its age is checked every time.
+        assert_eq!(s.decode(&v, 1_100, 100), Err(CookieError::TooOld));
+        // Another signer (a reload with other keys) verifies it afresh.
+        assert_eq!(
+            signer(&[K2]).decode(&v, 1_001, 100),
+            Err(CookieError::BadSignature)
+        );
+        // A clone shares the keys, and the remembered value.
+        assert_eq!(s.clone().decode(&v, 1_001, 100), Ok(c));
     }
 
     #[test]

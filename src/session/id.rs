@@ -1,6 +1,6 @@
 //! Session ids: 32 bytes from the operating system's CSPRNG.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 
 use base64::Engine as _;
@@ -75,7 +75,26 @@ impl SessionId {
     }
 
     /// The tag [`SessionId::log_hash`] shows, as bytes.
+    ///
+    /// The last id's tag is kept per thread: a signed-in user's requests
+    /// come one after another on a connection, and each would otherwise
+    /// hash the same id again for its log line. (The id kept is one the
+    /// store holds anyway while the session lives.)
     pub fn log_tag(&self) -> LogTag {
+        thread_local! {
+            static LAST: Cell<Option<(SessionId, LogTag)>> = const { Cell::new(None) };
+        }
+        LAST.with(|last| match last.get() {
+            Some((id, tag)) if id == *self => tag,
+            _ => {
+                let tag = self.hash_tag();
+                last.set(Some((*self, tag)));
+                tag
+            }
+        })
+    }
+
+    fn hash_tag(&self) -> LogTag {
         let digest = Sha256::digest(self.0);
         let mut tag = [0u8; TAG_LEN];
         tag.copy_from_slice(&digest[..TAG_LEN]);
@@ -114,6 +133,23 @@ impl LogTag {
         Some(LogTag(tag))
     }
 
+    /// The tag as its 12 lowercase hex digits.
+    pub fn hex(&self) -> [u8; 2 * TAG_LEN] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut text = [0u8; 2 * TAG_LEN];
+        for (pair, b) in text.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0xf)];
+        }
+        text
+    }
+
+    /// Appends the tag's hex digits to `out`.
+    pub fn push_to(&self, out: &mut String) {
+        // Hex digits are ASCII.
+        out.extend(self.hex().map(char::from));
+    }
+
     /// The tag as a number, for maps keyed by it.
     pub fn as_u64(&self) -> u64 {
         let mut wide = [0u8; 8];
@@ -124,10 +160,8 @@ impl LogTag {
 
 impl fmt::Display for LogTag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in &self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        let hex = self.hex();
+        f.write_str(std::str::from_utf8(&hex).unwrap_or_default())
     }
 }
 

@@ -237,9 +237,14 @@ impl MemoryStore {
         }
     }
 
+    /// Whether the kept count says the store is at `max_sessions`.
+    fn is_full(&self, policy: &Policy) -> bool {
+        self.size.load(Ordering::Relaxed) >= policy.max_sessions
+    }
+
     /// Makes room for one more session when the store is full.
     fn make_room(&self, now: u64, policy: &Policy) {
-        if self.size.load(Ordering::Relaxed) < policy.max_sessions {
+        if !self.is_full(policy) {
             return;
         }
         let Ok(_guard) = self.evicting.lock() else {
@@ -378,7 +383,9 @@ impl SessionStore for MemoryStore {
         now: u64,
         policy: &Policy,
     ) -> Result<SessionRecord, StoreError> {
-        if create.is_some() && !self.map.contains_key(id) {
+        // Only a full store needs to know whether the id is new: the
+        // common update looks the id up once, in `entry` below.
+        if create.is_some() && self.is_full(policy) && !self.map.contains_key(id) {
             self.make_room(now, policy);
         }
         // Counted up front: an update that ends up changing nothing only

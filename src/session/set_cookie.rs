@@ -24,7 +24,8 @@ impl SessionRules {
             }
             CookieOut::Clear => self.jar.clear(secure),
         };
-        if let Ok(v) = HeaderValue::from_str(&value) {
+        // The string's own buffer becomes the value: no copy.
+        if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
             headers.append(header::SET_COOKIE, v);
             no_store_on_cookie(headers);
         }

@@ -42,45 +42,83 @@ pub fn take_control(
     control
 }
 
+/// The single-valued control headers of a response (the first of each).
+#[derive(Default)]
+struct Singles<'h> {
+    login: Option<&'h HeaderValue>,
+    groups: Option<&'h HeaderValue>,
+    login_failed: Option<&'h HeaderValue>,
+    logout: Option<&'h HeaderValue>,
+}
+
+/// Reads every control header in one pass over the response's headers
+/// (in the order the map keeps a name's values, as `get_all` gives them),
+/// rather than looking up each of the seven names.
 fn read_control(headers: &HeaderMap, cfg: &HeadersConfig, control: &mut ControlHeaders) {
     let n = &cfg.names;
-    for v in headers.get_all(&n.set) {
-        for (k, val) in form_urlencoded::parse(v.as_bytes()) {
-            if k.is_empty() {
-                control.rejected.push("empty key in Set".into());
-                continue;
-            }
-            control.set.push((k.into_owned(), val.into_owned()));
+    let mut singles = Singles::default();
+    for (name, v) in headers {
+        if *name == n.set {
+            read_set(v, control);
+        } else if *name == n.delete {
+            read_delete(v, control);
+        } else if *name == n.incr {
+            read_incr(v, control);
+        } else if *name == n.login {
+            singles.login.get_or_insert(v);
+        } else if *name == n.groups {
+            singles.groups.get_or_insert(v);
+        } else if *name == n.login_failed {
+            singles.login_failed.get_or_insert(v);
+        } else if *name == n.logout {
+            singles.logout.get_or_insert(v);
         }
     }
-    for v in headers.get_all(&n.delete) {
-        match std::str::from_utf8(v.as_bytes()) {
-            Ok(s) => control.delete.extend(
-                s.split(',')
-                    .map(str::trim)
-                    .filter(|k| !k.is_empty())
-                    .map(str::to_string),
-            ),
-            Err(_) => control.rejected.push("Delete is not UTF-8".into()),
+    read_singles(&singles, control);
+}
+
+fn read_set(v: &HeaderValue, control: &mut ControlHeaders) {
+    for (k, val) in form_urlencoded::parse(v.as_bytes()) {
+        if k.is_empty() {
+            control.rejected.push("empty key in Set".into());
+            continue;
+        }
+        control.set.push((k.into_owned(), val.into_owned()));
+    }
+}
+
+fn read_delete(v: &HeaderValue, control: &mut ControlHeaders) {
+    match std::str::from_utf8(v.as_bytes()) {
+        Ok(s) => control.delete.extend(
+            s.split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(str::to_string),
+        ),
+        Err(_) => control.rejected.push("Delete is not UTF-8".into()),
+    }
+}
+
+fn read_incr(v: &HeaderValue, control: &mut ControlHeaders) {
+    for (k, amount) in form_urlencoded::parse(v.as_bytes()) {
+        match parse_amount(&amount) {
+            Some(by) if !k.is_empty() => control.incr.push((k.into_owned(), by)),
+            _ => control
+                .rejected
+                .push(format!("Incr {k}={amount}: not a key and a whole number")),
         }
     }
-    for v in headers.get_all(&n.incr) {
-        for (k, amount) in form_urlencoded::parse(v.as_bytes()) {
-            match parse_amount(&amount) {
-                Some(by) if !k.is_empty() => control.incr.push((k.into_owned(), by)),
-                _ => control
-                    .rejected
-                    .push(format!("Incr {k}={amount}: not a key and a whole number")),
-            }
-        }
-    }
-    if let Some(v) = headers.get(&n.login) {
+}
+
+/// Login, Groups, Login-Failed and Logout, which depend on each other.
+fn read_singles(singles: &Singles<'_>, control: &mut ControlHeaders) {
+    if let Some(v) = singles.login {
         match std::str::from_utf8(v.as_bytes()).map(str::trim) {
             Ok(user) if valid_user(user) => control.login = Some(user.to_string()),
             _ => control.rejected.push("Login names no valid user".into()),
         }
     }
-    if let Some(v) = headers.get(&n.groups) {
+    if let Some(v) = singles.groups {
         let groups = std::str::from_utf8(v.as_bytes())
             .map_err(|_| "not UTF-8".to_string())
             .and_then(parse_session_groups);
@@ -92,7 +130,7 @@ fn read_control(headers: &HeaderMap, cfg: &HeadersConfig, control: &mut ControlH
             Err(e) => control.rejected.push(format!("Groups refused: {e}")),
         }
     }
-    if let Some(v) = headers.get(&n.login_failed) {
+    if let Some(v) = singles.login_failed {
         match std::str::from_utf8(v.as_bytes()).map(str::trim) {
             Ok(_) if control.login.is_some() => control
                 .rejected
@@ -103,7 +141,7 @@ fn read_control(headers: &HeaderMap, cfg: &HeadersConfig, control: &mut ControlH
                 .push("Login-Failed names no valid user".into()),
         }
     }
-    if let Some(v) = headers.get(&n.logout) {
+    if let Some(v) = singles.logout {
         let s = v.to_str().unwrap_or("").trim().to_ascii_lowercase();
         control.logout = !matches!(s.as_str(), "" | "0" | "false" | "no" | "off");
     }

@@ -17,7 +17,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let mut present = [false; HOP_BY_HOP.len()];
     let mut any = false;
     for name in headers.keys() {
-        if let Some(i) = hop_by_hop_index(name.as_str()) {
+        if let Some(i) = lower_case_index(name.as_str()) {
             present[i] = true;
             any = true;
         }
@@ -39,7 +39,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // Other names the `Connection` header lists. Its usual values, `close`
     // and `keep-alive`, add nothing to remove (a `Keep-Alive` header was
     // found above), so they cost neither a parse nor an allocation.
-    let listed: Vec<HeaderName> = if present[CONNECTION_INDEX] {
+    let listed: Vec<HeaderName> = if present[CONNECTION_INDEX] && !lists_nothing_more(headers) {
         headers
             .get_all(header::CONNECTION)
             .iter()
@@ -61,6 +61,21 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     if takes_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
+}
+
+/// Whether every `Connection` header lists only `close` or hop-by-hop
+/// names (`keep-alive`, in practice): then it names nothing else to
+/// remove. A plain scan of the bytes, for the usual values; anything
+/// unusual is left to the full parse.
+fn lists_nothing_more(headers: &HeaderMap) -> bool {
+    headers.get_all(header::CONNECTION).iter().all(|v| {
+        v.as_bytes().split(|&b| b == b',').all(|token| {
+            let token = token.trim_ascii();
+            token.is_empty()
+                || token.eq_ignore_ascii_case(b"close")
+                || std::str::from_utf8(token).is_ok_and(|t| hop_by_hop_index(t).is_some())
+        })
+    })
 }
 
 /// Header names that describe one connection and never travel past a proxy,
@@ -87,9 +102,36 @@ const TE_INDEX: usize = 5;
 
 /// Where `name` (in any case) is in [`HOP_BY_HOP`].
 pub(crate) fn hop_by_hop_index(name: &str) -> Option<usize> {
-    HOP_BY_HOP
+    candidates(name)
         .iter()
-        .position(|(h, _)| h.len() == name.len() && h.eq_ignore_ascii_case(name))
+        .copied()
+        .find(|&i| HOP_BY_HOP[i].0.eq_ignore_ascii_case(name))
+}
+
+/// [`hop_by_hop_index`] for a name already in lower case, as a
+/// [`HeaderName`] keeps it: compared byte for byte.
+fn lower_case_index(name: &str) -> Option<usize> {
+    candidates(name)
+        .iter()
+        .copied()
+        .find(|&i| HOP_BY_HOP[i].0 == name)
+}
+
+/// The places in [`HOP_BY_HOP`] of the names as long as `name`.
+fn candidates(name: &str) -> &'static [usize] {
+    // By length first: most names have none of these lengths, and no two
+    // of the names share one but `connection` and `keep-alive`.
+    match name.len() {
+        10 => &[0, 1],
+        16 => &[2],
+        18 => &[3],
+        19 => &[4],
+        2 => &[5],
+        17 => &[6],
+        7 => &[7],
+        14 => &[8],
+        _ => &[],
+    }
 }
 
 /// Whether `name` (in any case) is a hop-by-hop field.
@@ -100,6 +142,16 @@ pub fn is_hop_by_hop(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_name_of_the_table_is_found_at_its_place() {
+        for (i, (name, header)) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name), Some(i), "{name}");
+            assert_eq!(hop_by_hop_index(header.as_str()), Some(i), "{name}");
+            assert_eq!(hop_by_hop_index(&name.to_ascii_uppercase()), Some(i));
+            assert_eq!(lower_case_index(name), Some(i), "{name}");
+        }
+    }
 
     #[test]
     fn the_hop_by_hop_table_knows_every_name_in_any_case() {
@@ -138,6 +190,24 @@ mod tests {
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-fine"));
+    }
+
+    #[test]
+    fn only_a_connection_header_naming_other_fields_needs_the_full_parse() {
+        for (value, nothing_more) in [
+            ("keep-alive", true),
+            ("Keep-Alive", true),
+            ("close", true),
+            (" close , keep-alive,", true),
+            ("TE", true),
+            ("keep-alive, x-private", false),
+            ("x-private", false),
+            ("closed", false),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert("connection", value.parse().unwrap());
+            assert_eq!(lists_nothing_more(&h), nothing_more, "{value}");
+        }
     }
 
     #[test]

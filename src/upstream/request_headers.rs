@@ -31,15 +31,13 @@ pub fn has_prefix(name: &str, prefix: &str) -> bool {
 
 /// Removes every header whose name carries the prefix.
 pub fn strip_prefixed(headers: &mut HeaderMap, prefix: &str) {
-    if !headers.keys().any(|n| has_prefix(n.as_str(), prefix)) {
-        return;
-    }
-    let doomed: Vec<HeaderName> = headers
+    // One name at a time: there are seldom more than a few, and no list
+    // of them is allocated.
+    while let Some(name) = headers
         .keys()
-        .filter(|n| has_prefix(n.as_str(), prefix))
+        .find(|n| has_prefix(n.as_str(), prefix))
         .cloned()
-        .collect();
-    for name in doomed {
+    {
         headers.remove(name);
     }
 }
@@ -47,15 +45,24 @@ pub fn strip_prefixed(headers: &mut HeaderMap, prefix: &str) {
 /// Takes our cookie out of the `Cookie` header(s); other cookies pass as they were.
 pub fn strip_cookie(headers: &mut HeaderMap, cookie_name: &str) {
     let mut ours = false;
+    let mut only_ours = true;
     for v in headers.get_all(header::COOKIE) {
-        if v.to_str().map_or(true, |s| {
-            s.split(';')
-                .any(|p| p.trim().split('=').next().map(str::trim) == Some(cookie_name))
-        }) {
-            ours = true;
+        match v.to_str() {
+            Ok(s) => s.split(';').for_each(|p| {
+                let mine = cookie_pair_name(p) == cookie_name;
+                ours |= mine;
+                only_ours &= mine || p.trim().is_empty();
+            }),
+            Err(_) => ours = true,
         }
     }
     if !ours {
+        return;
+    }
+    // A browser with no other cookie for the site sends ours alone: the
+    // header goes without a string built to replace it.
+    if only_ours {
+        headers.remove(header::COOKIE);
         return;
     }
     let kept: Vec<&str> = headers
@@ -64,7 +71,7 @@ pub fn strip_cookie(headers: &mut HeaderMap, cookie_name: &str) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .map(str::trim)
-        .filter(|p| !p.is_empty() && p.split('=').next().map(str::trim) != Some(cookie_name))
+        .filter(|p| !p.is_empty() && cookie_pair_name(p) != cookie_name)
         .collect();
     let joined = kept.join("; ");
     headers.remove(header::COOKIE);
@@ -73,6 +80,11 @@ pub fn strip_cookie(headers: &mut HeaderMap, cookie_name: &str) {
             headers.insert(header::COOKIE, v);
         }
     }
+}
+
+/// The name of one `name=value` pair of a `Cookie` header, trimmed.
+fn cookie_pair_name(pair: &str) -> &str {
+    pair.split_once('=').map_or(pair, |(name, _)| name).trim()
 }
 
 /// Whether `name` (lower case, as [`HeaderName`] keeps it) is a header that
@@ -318,8 +330,8 @@ pub fn inject(headers: &mut HeaderMap, cfg: &HeadersConfig, s: &Injection<'_>) {
     if let Ok(v) = HeaderValue::from_bytes(s.data.as_bytes()) {
         headers.insert(n.data.clone(), v);
     }
-    headers.insert(n.created.clone(), HeaderValue::from(s.created));
-    headers.insert(n.expires.clone(), HeaderValue::from(s.expires));
+    headers.insert(n.created.clone(), number(Number::Created, s.created));
+    headers.insert(n.expires.clone(), number(Number::Expires, s.expires));
     if s.new {
         headers.insert(n.new.clone(), HeaderValue::from_static("1"));
     }
@@ -328,6 +340,32 @@ pub fn inject(headers: &mut HeaderMap, cfg: &HeadersConfig, s: &Injection<'_>) {
             headers.insert(n.id.clone(), v);
         }
     }
+}
+
+/// The numbers [`inject`] sends, each with a value of its own remembered.
+#[derive(Clone, Copy)]
+enum Number {
+    Created = 0,
+    Expires = 1,
+}
+
+/// `n` as a header value. The last value of each [`Number`] is kept per
+/// thread: a session's requests send the same times until its idle deadline
+/// moves, and a kept value is shared (a reference count) rather than
+/// formatted and allocated again.
+fn number(which: Number, n: u64) -> HeaderValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<[Option<(u64, HeaderValue)>; 2]> =
+            const { std::cell::RefCell::new([None, None]) };
+    }
+    LAST.with_borrow_mut(|last| match &last[which as usize] {
+        Some((kept, v)) if *kept == n => v.clone(),
+        _ => {
+            let v = HeaderValue::from(n);
+            last[which as usize] = Some((n, v.clone()));
+            v
+        }
+    })
 }
 
 #[cfg(test)]
