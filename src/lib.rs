@@ -86,6 +86,7 @@ pub mod forward;
 pub mod forwarded;
 pub mod hsts;
 pub mod https_redirect;
+pub mod idle_memory;
 pub mod logging;
 pub mod login;
 pub mod metrics;

@@ -252,6 +252,7 @@ fn run(path: &std::path::Path) -> ExitCode {
         }
         None => tokio::runtime::Builder::new_multi_thread(),
     };
+    builder.on_thread_park(sessiongate::idle_memory::on_park);
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -273,6 +274,9 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
     announce_generated_key(&config)?;
     let store = sessiongate::server::build_store(&config, &Clock::System).await?;
     let running = sessiongate::server::start(config, store).await?;
+    // Wakes this thread each second, so that a burst's memory goes back
+    // to the system even when no request comes after it.
+    tokio::spawn(sessiongate::idle_memory::tick());
     // One line per bound listener, with the port the OS gave for port 0:
     // the readiness line the tests (tests/it/harness/binary.rs) wait for.
     for addr in &running.addrs {
