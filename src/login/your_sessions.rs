@@ -154,7 +154,9 @@ async fn checked_post(
     let form = EndForm::read(req).await?;
     if !v.sessions.signer.verify_csrf(&owner.current.id, &form.csrf) {
         let status = StatusCode::FORBIDDEN;
-        return refused(v, prefix, &owner, json, status, MSG_CSRF).await.map(Err);
+        return refused(v, prefix, &owner, json, status, MSG_CSRF)
+            .await
+            .map(Err);
     }
     let mine = v
         .store
