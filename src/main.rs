@@ -356,8 +356,16 @@ fn reload_config(path: &std::path::Path, gate: &sessiongate::proxy::Gate) {
         return;
     }
     let admin_before = gate.setup().config.admin.listen;
+    let threads_before = threads(&gate.setup().config);
     match sessiongate::setup::Setup::build(config) {
         Ok(rt) => {
+            if threads(&rt.config) != threads_before {
+                // The runtime and its threads are made once, at start.
+                tracing::warn!(
+                    "server.workers or server.thread_per_core changed; they apply at the next \
+                     restart"
+                );
+            }
             if rt.config.admin.listen != admin_before {
                 // Like server.tls: listeners are bound once, at start.
                 tracing::warn!(
@@ -370,4 +378,10 @@ fn reload_config(path: &std::path::Path, gate: &sessiongate::proxy::Gate) {
         }
         Err(e) => tracing::error!(error = %e, "reload refused, keeping the running config"),
     }
+}
+
+/// What the runtime was built from: `server.workers` and
+/// `server.thread_per_core`.
+fn threads(config: &Config) -> (Option<usize>, bool) {
+    (config.server.workers, config.server.thread_per_core)
 }

@@ -168,7 +168,8 @@ pub async fn build_store(config: &Config, clock: &Clock) -> Result<AnyStore, Sta
                 );
             }
             let url = config.store.url.as_deref().unwrap_or_default();
-            let store = RedisStore::open(url, &config.store.key_prefix)?;
+            let workers = config.server.thread_per_core_workers().unwrap_or(0);
+            let store = RedisStore::open_for_workers(url, &config.store.key_prefix, workers)?;
             let probe = tokio::time::timeout(REDIS_START_PROBE, store.ping())
                 .await
                 .unwrap_or_else(|_| Err(StoreError::Unavailable("no answer".into())));

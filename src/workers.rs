@@ -13,10 +13,14 @@
 //! FastCGI limits, audit log), the `max_connections` slots and each
 //! origin's `upstream_max_connections`.
 //!
+//! The Redis store keeps one connection per worker, plus one for the main
+//! runtime, each driven by the runtime that uses it, so that a store call
+//! never waits on another thread (see `session::redis::connection`).
+//!
 //! The rest runs once, on the main runtime: signals (SIGHUP reload,
-//! SIGTERM drain), the admin listener, the HTTPS redirect listener,
+//! SIGTERM drain), the admin listener, the HTTPS redirect listener and
 //! background tasks (sweeper, certificate and users file watchers,
-//! snapshots) and the Redis connection's own task.
+//! snapshots).
 //!
 //! A listener on port 0 is bound first on one socket; the others are
 //! bound to the port the OS gave it, so every worker listens on the same
@@ -31,18 +35,23 @@ use socket2::{Domain, Protocol, Socket, Type};
 const BACKLOG: i32 = 1024;
 
 thread_local! {
-    static INDEX: Cell<usize> = const { Cell::new(0) };
+    static INDEX: Cell<Option<usize>> = const { Cell::new(None) };
 }
 
 /// This thread's worker number: 0 to `workers - 1` on a worker thread, 0
 /// anywhere else (the multi-threaded runtime, the main runtime, tests).
 pub fn current() -> usize {
+    worker().unwrap_or(0)
+}
+
+/// This thread's worker number, `None` outside the workers.
+pub fn worker() -> Option<usize> {
     INDEX.with(Cell::get)
 }
 
 /// Marks this thread as worker `index`, for [`current`].
 pub(crate) fn enter(index: usize) {
-    INDEX.with(|i| i.set(index));
+    INDEX.with(|i| i.set(Some(index)));
 }
 
 /// `addr` bound `count` times with `SO_REUSEPORT`, all on the same port
@@ -99,13 +108,13 @@ mod tests {
 
     #[test]
     fn outside_a_worker_the_index_is_zero() {
-        assert_eq!(current(), 0);
+        assert_eq!((current(), worker()), (0, None));
         std::thread::spawn(|| {
             enter(3);
-            assert_eq!(current(), 3);
+            assert_eq!((current(), worker()), (3, Some(3)));
         })
         .join()
         .unwrap();
-        assert_eq!(current(), 0);
+        assert_eq!((current(), worker()), (0, None));
     }
 }

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use crate::harness::redis_server::{Redis, redis_available};
+use crate::harness::site::redis_store;
 use crate::harness::{
     BUDGET, Backend, Proxy, Reply, client, config, eventually, raw, session_cookie,
 };
@@ -19,12 +21,17 @@ const WORKERS: &str = "[server]\nworkers = 2\nthread_per_core = true\n";
 const CONNECTIONS: usize = 16;
 
 async fn two_workers(backend: &Backend) -> Proxy {
+    two_workers_with(backend, "").await
+}
+
+/// Two workers with `store` as the `[store]` section (memory when empty).
+async fn two_workers_with(backend: &Backend, store: &str) -> Proxy {
     let text = config(
         &[
             ("/", &backend.url(), "public"),
             ("/app/", &backend.url(), "session"),
         ],
-        WORKERS,
+        &format!("{WORKERS}{store}"),
     );
     Proxy::start(&text).await
 }
@@ -57,8 +64,23 @@ async fn both_workers_take_connections_on_one_port() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_made_on_one_worker_is_found_on_the_other() {
+    one_session_across_workers("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_session_made_on_one_worker_is_found_on_the_other() {
+    if !redis_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path()).await;
+    // Each worker talks to Redis on a connection of its own.
+    one_session_across_workers(&redis_store(&redis.url(), "sg:")).await;
+}
+
+async fn one_session_across_workers(store: &str) {
     let backend = Backend::with(|_| Reply::ok("counted").header("X-Session-Incr", "hits=1")).await;
-    let proxy = two_workers(&backend).await;
+    let proxy = two_workers_with(&backend, store).await;
     let first = client().get(proxy.url("/app/")).send().await.unwrap();
     let cookie = session_cookie(&first).expect("a session");
     let hit = async || {
