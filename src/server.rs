@@ -248,8 +248,13 @@ pub async fn start_with_clock(
                     source,
                 })?;
                 addrs.push(local);
+                let acceptor =
+                    Acceptor::new(listener, slots.clone()).map_err(|source| StartError::Bind {
+                        addr: local,
+                        source,
+                    })?;
                 tasks.push(tokio::spawn(serve(
-                    Acceptor::new(listener, slots.clone()),
+                    acceptor,
                     Arc::new(listening(local)),
                     shutdown.subscribe(),
                 )));
@@ -265,19 +270,15 @@ pub async fn start_with_clock(
                 let mut serving = Vec::with_capacity(sockets.len());
                 for (socket, local) in sockets.into_iter().zip(&workers.addrs) {
                     // Registered with the worker's own runtime.
-                    let listener = {
+                    let acceptor = {
                         let _in_worker = runtime.enter();
-                        TcpListener::from_std(socket)
+                        Acceptor::from_std(socket, slots.clone())
                     }
                     .map_err(|source| StartError::Bind {
                         addr: *local,
                         source,
                     })?;
-                    serving.push((
-                        Acceptor::new(listener, slots.clone()),
-                        Arc::new(listening(*local)),
-                        shutdown.subscribe(),
-                    ));
+                    serving.push((acceptor, Arc::new(listening(*local)), shutdown.subscribe()));
                 }
                 tasks.push(spawn_worker(index, runtime, serving)?);
             }
@@ -290,8 +291,13 @@ pub async fn start_with_clock(
         if let Ok(local) = listener.local_addr() {
             redirect_addrs.push(local);
         }
+        let acceptor =
+            Acceptor::new(listener, slots.clone()).map_err(|source| StartError::Bind {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source,
+            })?;
         tasks.push(tokio::spawn(crate::https_redirect::serve(
-            Acceptor::new(listener, slots.clone()),
+            acceptor,
             https_port,
             crate::https_redirect::Timing {
                 request_header_timeout: server.request_header_timeout,
@@ -486,9 +492,13 @@ fn spawn_worker(
     listeners: Vec<(Acceptor, Arc<Listening>, watch::Receiver<bool>)>,
 ) -> Result<tokio::task::JoinHandle<()>, StartError> {
     let (done, finished) = tokio::sync::oneshot::channel::<()>();
+    // Logs go where the starting thread's go (the global subscriber, or a
+    // scoped one when the proxy runs inside another program or a test).
+    let logs = tracing::dispatcher::get_default(Clone::clone);
     std::thread::Builder::new()
         .name(format!("sessiongate-worker-{index}"))
         .spawn(move || {
+            let _logs = tracing::dispatcher::set_default(&logs);
             crate::workers::enter(index);
             runtime.block_on(async move {
                 let serving: Vec<_> = listeners
