@@ -106,6 +106,8 @@ pub fn default_max_connections() -> (usize, FdLimit) {
 pub struct ConnectionSlots {
     semaphore: Arc<Semaphore>,
     limit: usize,
+    /// "Every slot is in use", once a second for all listeners together.
+    full: Arc<std::sync::Mutex<LogLimiter>>,
 }
 
 impl ConnectionSlots {
@@ -115,6 +117,7 @@ impl ConnectionSlots {
         ConnectionSlots {
             semaphore: Arc::new(Semaphore::new(limit)),
             limit,
+            full: Arc::default(),
         }
     }
 
@@ -152,7 +155,6 @@ pub struct Accepted {
 pub struct Acceptor {
     listener: AsyncFd<std::net::TcpListener>,
     slots: ConnectionSlots,
-    full: LogLimiter,
     failed: LogLimiter,
     backoff: Duration,
 }
@@ -176,7 +178,6 @@ impl Acceptor {
         Ok(Acceptor {
             listener,
             slots,
-            full: LogLimiter::default(),
             failed: LogLimiter::default(),
             backoff: Duration::ZERO,
         })
@@ -201,7 +202,13 @@ impl Acceptor {
             let permit = match self.slots.semaphore.clone().try_acquire_owned() {
                 Ok(permit) => permit,
                 Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => {
-                    if let Some(suppressed) = self.full.allow(Instant::now()) {
+                    let logged = self
+                        .slots
+                        .full
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .allow(Instant::now());
+                    if let Some(suppressed) = logged {
                         tracing::warn!(
                             max_connections = self.slots.limit,
                             suppressed,
