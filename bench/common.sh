@@ -58,11 +58,12 @@ make_files() { # dir
 
 # Uses KEY (the signing key), UP (the upstream port) and, when set, FILES
 # (a directory made by make_files, served at /files/).
-sg_conf() { # file port store-section workers
+sg_conf() { # file port store-section workers [more server keys]
   cat > "$1" <<TOML
 [server]
 listen = ["127.0.0.1:$2"]
 workers = $4
+${5:-}
 [session]
 secret_keys = ["$KEY"]
 [store]

@@ -21,12 +21,14 @@
 #
 # Servers (upstream, proxy, Redis) share one core, the load generator (wrk)
 # has the other; nginx runs one worker and sessiongate one tokio worker
-# thread. Two more targets give both cores to nginx (2 workers) and to
-# sessiongate (2 threads), with wrk unpinned. Every server is started once;
+# thread. More targets give both cores to nginx (2 workers, (b2)) and to
+# sessiongate, with wrk unpinned: (c2) (d2) (e2) on one runtime of 2
+# threads, (c2t) (d2t) (e2t) as 2 thread-per-core workers
+# (`thread_per_core = true`). Every server is started once;
 # the targets then run in REPEAT rounds, each round visiting every target
 # in turn, so that a slow minute of a shared machine falls on all of them
 # alike. The median of each target's rounds is kept; ratios are to (b), or
-# to (b2) for the two-core pair, to (k) for the static file, and to (h) for FastCGI.
+# to (b2) for the two-core targets, to (k) for the static file, and to (h) for FastCGI.
 # The proxy targets to the fast upstream, (a) to (g), are also given as a
 # ratio to (m), the anchor ("vs anchor"); the others do other work than it.
 #
@@ -70,7 +72,7 @@ build_anchor
 FILES=$WORK/files
 make_files "$FILES"
 
-UP=$(free_port); AP=$(free_port); NGX=$(free_port); NGX2=$(free_port); SG=$(free_port); SG2=$(free_port); SGR=$(free_port); RDS=$(free_port); SGC=$(free_port); ANC=$(free_port)
+UP=$(free_port); AP=$(free_port); NGX=$(free_port); NGX2=$(free_port); SG=$(free_port); SG2=$(free_port); SGR=$(free_port); RDS=$(free_port); SGC=$(free_port); ANC=$(free_port); SG2T=$(free_port)
 
 nginx_conf() { # name workers body
   mkdir -p "$WORK/$1"
@@ -119,10 +121,13 @@ sg_conf "$WORK/sg.toml" "$SG" 'kind = "memory"
 max_sessions = 5000000' 1
 sg_conf "$WORK/sg2.toml" "$SG2" 'kind = "memory"
 max_sessions = 5000000' 2
+sg_conf "$WORK/sg2t.toml" "$SG2T" 'kind = "memory"
+max_sessions = 5000000' 2 'thread_per_core = true'
 taskset -c "$SERVER_CORE" "$BIN" --config "$WORK/sg.toml" > "$WORK/sg.log" & SG_PID=$!; PIDS+=($SG_PID)
 # The two-core pair runs unpinned; idle while the other targets run.
 nginx -c "$WORK/nginx2/nginx.conf" -g 'daemon off;' & PIDS+=($!)
 "$BIN" --config "$WORK/sg2.toml" > "$WORK/sg2.log" & PIDS+=($!)
+"$BIN" --config "$WORK/sg2t.toml" > "$WORK/sg2t.log" & PIDS+=($!)
 if [ -n "$COMPARE_BIN" ]; then
   sg_conf "$WORK/sgc.toml" "$SGC" 'kind = "memory"
 max_sessions = 5000000' 1
@@ -202,7 +207,7 @@ APACHE
   APACHE_OK=1
 fi
 
-wait_port "$UP"; wait_port "$NGX"; wait_port "$ANC"; wait_port "$SG"; wait_port "$NGX2"; wait_port "$SG2"
+wait_port "$UP"; wait_port "$NGX"; wait_port "$ANC"; wait_port "$SG"; wait_port "$NGX2"; wait_port "$SG2"; wait_port "$SG2T"
 [ "$REDIS_OK" = 1 ] && wait_port "$SGR"
 [ -n "$COMPARE_BIN" ] && wait_port "$SGC"
 
@@ -215,6 +220,7 @@ for port in "$SG" "$NGX"; do
     || { echo "bench: /files/4k.html is not served on port $port" >&2; exit 1; }
 done
 COOKIE2=$(login_cookie "$SG2")
+COOKIE2T=$(login_cookie "$SG2T")
 [ "$REDIS_OK" = 1 ] && RCOOKIE=$(login_cookie "$SGR")
 [ -n "$COMPARE_BIN" ] && CCOOKIE=$(login_cookie "$SGC")
 if [ "$APACHE_OK" = 1 ]; then
@@ -277,7 +283,12 @@ TARGETS+=(
 )
 TARGETS+=(
   "(b2) nginx, 2 workers|free|http://127.0.0.1:$NGX2/public/|"
+  "(c2) sessiongate, 2 threads, public|free|http://127.0.0.1:$SG2/public/|"
   "(d2) sessiongate, 2 threads, session|free|http://127.0.0.1:$SG2/session/|$COOKIE2"
+  "(e2) sessiongate, 2 threads, new session|free|http://127.0.0.1:$SG2/new/|"
+  "(c2t) thread-per-core, 2 workers, public|free|http://127.0.0.1:$SG2T/public/|"
+  "(d2t) thread-per-core, 2 workers, session|free|http://127.0.0.1:$SG2T/session/|$COOKIE2T"
+  "(e2t) thread-per-core, 2 workers, new session|free|http://127.0.0.1:$SG2T/new/|"
 )
 
 # One wrk run: prints "rps p50_ms p99_ms non2xx".
@@ -329,12 +340,13 @@ for t in "${TARGETS[@]}"; do
   label=${t%%|*}
   [ -n "${R[$label]:-}" ] || continue
   read -r rps p50 p99 bad <<<"${R[$label]}"
-  b=$base; case $label in "(b2)"*|"(d2)"*) b=$base2;; "(k)"*|"(s)"*) b=$base_files;; "(h)"*|"(i)"*) b=$base3;; esac
+  b=$base; case $label in "(b2)"*|"(c2"*|"(d2"*|"(e2"*) b=$base2;; "(k)"*|"(s)"*) b=$base_files;; "(h)"*|"(i)"*) b=$base3;; esac
   ratio=-; [ -n "$b" ] && ratio=$(printf '%.2fx' "$(echo "$rps / $b" | bc -l)")
   # The anchor proxies the fast upstream on one thread: only the targets
   # doing the same are compared with it.
   vs_anchor=-
-  case $label in "(a)"*|"(b)"*|"(m)"*|"(c"*|"(d)"*|"(d*)"*|"(e"*|"(f)"*|"(g)"*)
+  case $label in "(c2"*|"(e2"*) ;;
+    "(a)"*|"(b)"*|"(m)"*|"(c"*|"(d)"*|"(d*)"*|"(e"*|"(f)"*|"(g)"*)
     [ -n "$anchor" ] && vs_anchor=$(printf '%.2fx' "$(echo "$rps / $anchor" | bc -l)") ;;
   esac
   printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$rps" "$ratio" "$vs_anchor" "$p50" "$p99" "$bad"

@@ -3,8 +3,10 @@
 //!
 //! Every client connection holds a [`Slot`], one of `server.max_connections`
 //! shared by all listeners, from accept until its socket is closed (a
-//! WebSocket tunnel keeps its connection's slot). A slot is taken *before*
-//! `accept` is called: when every slot is in use the proxy stops accepting,
+//! WebSocket tunnel keeps its connection's slot). A slot is taken once a
+//! connection is waiting on the listener and *before* `accept` is called (a
+//! listener with nothing waiting holds none, so it never keeps a slot from
+//! another listener or worker): when every slot is in use the proxy stops accepting,
 //! and new connections wait in the kernel's listen queue until one frees,
 //! rather than being accepted into a process that has no descriptor left
 //! for them, or making `accept` fail in a loop.
@@ -20,6 +22,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::time::Instant;
@@ -102,6 +106,8 @@ pub fn default_max_connections() -> (usize, FdLimit) {
 pub struct ConnectionSlots {
     semaphore: Arc<Semaphore>,
     limit: usize,
+    /// "Every slot is in use", once a second for all listeners together.
+    full: Arc<std::sync::Mutex<LogLimiter>>,
 }
 
 impl ConnectionSlots {
@@ -111,6 +117,7 @@ impl ConnectionSlots {
         ConnectionSlots {
             semaphore: Arc::new(Semaphore::new(limit)),
             limit,
+            full: Arc::default(),
         }
     }
 
@@ -141,46 +148,91 @@ pub struct Accepted {
     pub slot: Slot,
 }
 
-/// One listener's side of accepting: the slot first, then the socket.
+/// One listener's side of accepting: a connection waiting, then a slot for
+/// it, then the socket. No slot is held while nothing is waiting, so that
+/// listeners (or thread-per-core workers) with no connection to take never
+/// keep a slot from one that has.
 pub struct Acceptor {
-    listener: TcpListener,
+    listener: AsyncFd<std::net::TcpListener>,
     slots: ConnectionSlots,
-    full: LogLimiter,
     failed: LogLimiter,
     backoff: Duration,
 }
 
 impl Acceptor {
-    /// Accepts from `listener`, within `slots`.
-    pub fn new(listener: TcpListener, slots: ConnectionSlots) -> Self {
-        Acceptor {
+    /// Accepts from `listener`, within `slots`. Must be called within the
+    /// Tokio runtime that will accept.
+    pub fn new(listener: TcpListener, slots: ConnectionSlots) -> io::Result<Self> {
+        Acceptor::from_std(listener.into_std()?, slots)
+    }
+
+    /// [`Acceptor::new`] for a listener not yet registered with a runtime.
+    pub fn from_std(listener: std::net::TcpListener, slots: ConnectionSlots) -> io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        // Deprecated because an `AsRawFd` type could hand out another
+        // descriptor later; a std `TcpListener` owns its one descriptor for
+        // its whole life, which is what the replacement (an `unsafe fn`,
+        // forbidden in this crate) asks its caller to promise.
+        #[allow(deprecated)]
+        let listener = AsyncFd::with_interest(listener, Interest::READABLE)?;
+        Ok(Acceptor {
             listener,
             slots,
-            full: LogLimiter::default(),
             failed: LogLimiter::default(),
             backoff: Duration::ZERO,
-        }
+        })
+    }
+
+    /// The listener's address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.get_ref().local_addr()
     }
 
     /// The next connection, once a slot is free for it. Cancel-safe: a
     /// slot taken for a connection not yet accepted is simply given back.
     pub async fn accept(&mut self) -> Accepted {
-        let permit = match self.slots.semaphore.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => {
-                if let Some(suppressed) = self.full.allow(Instant::now()) {
-                    tracing::warn!(
-                        max_connections = self.slots.limit,
-                        suppressed,
-                        "every connection slot is in use; new connections wait in the listen queue"
-                    );
-                }
-                self.wait_for_slot().await
-            }
-        };
         loop {
-            match self.listener.accept().await {
-                Ok((stream, peer)) => {
+            let mut ready = match self.listener.readable().await {
+                Ok(ready) => ready,
+                Err(e) => {
+                    self.failed_accept(&e).await;
+                    continue;
+                }
+            };
+            let permit = match self.slots.semaphore.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => {
+                    let logged = self
+                        .slots
+                        .full
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .allow(Instant::now());
+                    if let Some(suppressed) = logged {
+                        tracing::warn!(
+                            max_connections = self.slots.limit,
+                            suppressed,
+                            "every connection slot is in use; new connections wait in the listen queue"
+                        );
+                    }
+                    self.wait_for_slot().await
+                }
+            };
+            match ready.try_io(|listener| listener.get_ref().accept()) {
+                // Nothing left to take (another taker, or a client that gave
+                // up): wait for the next one, slot given back.
+                Err(_would_block) => continue,
+                Ok(Ok((stream, peer))) => {
+                    let stream = match stream
+                        .set_nonblocking(true)
+                        .and_then(|()| TcpStream::from_std(stream))
+                    {
+                        Ok(stream) => stream,
+                        Err(e) => {
+                            self.failed_accept(&e).await;
+                            continue;
+                        }
+                    };
                     self.backoff = Duration::ZERO;
                     return Accepted {
                         stream,
@@ -190,22 +242,28 @@ impl Acceptor {
                 }
                 // The client gave up before we took its connection: nothing
                 // is wrong on our side.
-                Err(e) if is_peer_error(&e) => continue,
-                Err(e) => {
-                    self.backoff = (self.backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);
-                    if let Some(suppressed) = self.failed.allow(Instant::now()) {
-                        tracing::warn!(
-                            error = %e,
-                            suppressed,
-                            backoff = ?self.backoff,
-                            open_connections = self.slots.in_use(),
-                            "accept failed; retrying"
-                        );
-                    }
-                    tokio::time::sleep(self.backoff).await;
+                Ok(Err(e)) if is_peer_error(&e) => continue,
+                Ok(Err(e)) => {
+                    drop(permit);
+                    self.failed_accept(&e).await;
                 }
             }
         }
+    }
+
+    /// Logs a failed `accept` (at most once a second) and backs off.
+    async fn failed_accept(&mut self, e: &io::Error) {
+        self.backoff = (self.backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);
+        if let Some(suppressed) = self.failed.allow(Instant::now()) {
+            tracing::warn!(
+                error = %e,
+                suppressed,
+                backoff = ?self.backoff,
+                open_connections = self.slots.in_use(),
+                "accept failed; retrying"
+            );
+        }
+        tokio::time::sleep(self.backoff).await;
     }
 
     async fn wait_for_slot(&self) -> OwnedSemaphorePermit {
@@ -291,11 +349,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_listener_with_nothing_waiting_holds_no_slot() {
+        let slots = ConnectionSlots::new(1);
+        let idle = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let busy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let busy_addr = busy.local_addr().unwrap();
+        let mut idle = Acceptor::new(idle, slots.clone()).unwrap();
+        let mut busy = Acceptor::new(busy, slots.clone()).unwrap();
+        let _client = TcpStream::connect(busy_addr).await.unwrap();
+        // The idle listener waits for a connection (polled first, all the
+        // while) without keeping the only slot from the busy one.
+        let idle_wait = idle.accept();
+        let accepted = tokio::select! {
+            biased;
+            _ = idle_wait => panic!("accepted with no connection waiting"),
+            accepted = tokio::time::timeout(Duration::from_secs(5), busy.accept()) => accepted,
+        };
+        let accepted = accepted.expect("the idle listener kept the only slot");
+        assert_eq!(slots.in_use(), 1);
+        drop(accepted);
+        assert_eq!(slots.in_use(), 0);
+    }
+
+    #[tokio::test]
     async fn no_accept_without_a_slot() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let slots = ConnectionSlots::new(1);
-        let mut acceptor = Acceptor::new(listener, slots.clone());
+        let mut acceptor = Acceptor::new(listener, slots.clone()).unwrap();
         let _a = TcpStream::connect(addr).await.unwrap();
         let first = acceptor.accept().await;
         assert_eq!(slots.in_use(), 1);

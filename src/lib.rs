@@ -100,3 +100,4 @@ pub mod setup;
 pub mod tls;
 pub mod upgrade;
 pub mod upstream;
+pub mod workers;

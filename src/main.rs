@@ -242,9 +242,14 @@ fn run(path: &std::path::Path) -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
+    let per_core = config.server.thread_per_core_workers().is_some();
     let mut builder = match config.server.workers {
         // One worker: a single-threaded runtime has no work-stealing to pay for.
         Some(1) => tokio::runtime::Builder::new_current_thread(),
+        // Thread-per-core: the workers are threads of their own (see
+        // sessiongate::workers); this runtime only keeps signals, the admin
+        // listener and the background tasks.
+        Some(_) if per_core => tokio::runtime::Builder::new_current_thread(),
         Some(n) => {
             let mut b = tokio::runtime::Builder::new_multi_thread();
             b.worker_threads(n);
@@ -355,8 +360,16 @@ fn reload_config(path: &std::path::Path, gate: &sessiongate::proxy::Gate) {
         return;
     }
     let admin_before = gate.setup().config.admin.listen;
+    let threads_before = threads(&gate.setup().config);
     match sessiongate::setup::Setup::build(config) {
         Ok(rt) => {
+            if threads(&rt.config) != threads_before {
+                // The runtime and its threads are made once, at start.
+                tracing::warn!(
+                    "server.workers or server.thread_per_core changed; they apply at the next \
+                     restart"
+                );
+            }
             if rt.config.admin.listen != admin_before {
                 // Like server.tls: listeners are bound once, at start.
                 tracing::warn!(
@@ -369,4 +382,10 @@ fn reload_config(path: &std::path::Path, gate: &sessiongate::proxy::Gate) {
         }
         Err(e) => tracing::error!(error = %e, "reload refused, keeping the running config"),
     }
+}
+
+/// What the runtime was built from: `server.workers` and
+/// `server.thread_per_core`.
+fn threads(config: &Config) -> (Option<usize>, bool) {
+    (config.server.workers, config.server.thread_per_core)
 }

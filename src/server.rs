@@ -66,6 +66,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// A worker thread or its runtime could not be started.
+    #[error("cannot start a worker thread: {0}")]
+    Worker(std::io::Error),
     /// The runtime could not be prepared.
     #[error(transparent)]
     Setup(#[from] crate::setup::SetupError),
@@ -165,7 +168,8 @@ pub async fn build_store(config: &Config, clock: &Clock) -> Result<AnyStore, Sta
                 );
             }
             let url = config.store.url.as_deref().unwrap_or_default();
-            let store = RedisStore::open(url, &config.store.key_prefix)?;
+            let workers = config.server.thread_per_core_workers().unwrap_or(0);
+            let store = RedisStore::open_for_workers(url, &config.store.key_prefix, workers)?;
             let probe = tokio::time::timeout(REDIS_START_PROBE, store.ping())
                 .await
                 .unwrap_or_else(|_| Err(StoreError::Unavailable("no answer".into())));
@@ -196,7 +200,10 @@ pub async fn start_with_clock(
         Some(files) => Some(Arc::new(ServerCert::load(files)?)),
         None => None,
     };
-    let listeners = bind_all(&config.server.listen).await?;
+    let listeners = match config.server.thread_per_core_workers() {
+        Some(workers) => Bound::PerWorker(bind_per_worker(&config.server.listen, workers)?),
+        None => Bound::Shared(bind_all(&config.server.listen).await?),
+    };
     let redirect_listeners = bind_all(&config.server.redirect_http).await?;
     let admin_listener = bind_all(config.admin.listen.as_slice()).await?.pop();
     let snapshotting = match (store.as_memory(), &config.store.snapshot) {
@@ -223,27 +230,59 @@ pub async fn start_with_clock(
     let (shutdown, _) = watch::channel(false);
     let mut addrs = Vec::new();
     let mut tasks = Vec::new();
-    for listener in listeners {
-        let local = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            source,
-        })?;
-        addrs.push(local);
-        let listening = Listening {
-            gate: gate.clone(),
-            local,
-            tls: tls.as_ref().map(|t| t.acceptor()),
-            protocols: Protocols::new(&server),
-            // Never over plain HTTP (the config refuses hsts without tls).
-            hsts: server.hsts.clone().filter(|_| tls.is_some()),
-            request_header_timeout: server.request_header_timeout,
-            keepalive_timeout: server.keepalive_timeout,
-        };
-        tasks.push(tokio::spawn(serve(
-            Acceptor::new(listener, slots.clone()),
-            Arc::new(listening),
-            shutdown.subscribe(),
-        )));
+    let listening = |local: SocketAddr| Listening {
+        gate: gate.clone(),
+        local,
+        tls: tls.as_ref().map(|t| t.acceptor()),
+        protocols: Protocols::new(&server),
+        // Never over plain HTTP (the config refuses hsts without tls).
+        hsts: server.hsts.clone().filter(|_| tls.is_some()),
+        request_header_timeout: server.request_header_timeout,
+        keepalive_timeout: server.keepalive_timeout,
+    };
+    match listeners {
+        Bound::Shared(listeners) => {
+            for listener in listeners {
+                let local = listener.local_addr().map_err(|source| StartError::Bind {
+                    addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                    source,
+                })?;
+                addrs.push(local);
+                let acceptor =
+                    Acceptor::new(listener, slots.clone()).map_err(|source| StartError::Bind {
+                        addr: local,
+                        source,
+                    })?;
+                tasks.push(tokio::spawn(serve(
+                    acceptor,
+                    Arc::new(listening(local)),
+                    shutdown.subscribe(),
+                )));
+            }
+        }
+        Bound::PerWorker(workers) => {
+            addrs.clone_from(&workers.addrs);
+            for (index, sockets) in workers.sockets.into_iter().enumerate() {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(StartError::Worker)?;
+                let mut serving = Vec::with_capacity(sockets.len());
+                for (socket, local) in sockets.into_iter().zip(&workers.addrs) {
+                    // Registered with the worker's own runtime.
+                    let acceptor = {
+                        let _in_worker = runtime.enter();
+                        Acceptor::from_std(socket, slots.clone())
+                    }
+                    .map_err(|source| StartError::Bind {
+                        addr: *local,
+                        source,
+                    })?;
+                    serving.push((acceptor, Arc::new(listening(*local)), shutdown.subscribe()));
+                }
+                tasks.push(spawn_worker(index, runtime, serving)?);
+            }
+        }
     }
     let mut redirect_addrs = Vec::new();
     // Redirects point at the first HTTPS listener's port.
@@ -252,8 +291,13 @@ pub async fn start_with_clock(
         if let Ok(local) = listener.local_addr() {
             redirect_addrs.push(local);
         }
+        let acceptor =
+            Acceptor::new(listener, slots.clone()).map_err(|source| StartError::Bind {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source,
+            })?;
         tasks.push(tokio::spawn(crate::https_redirect::serve(
-            Acceptor::new(listener, slots.clone()),
+            acceptor,
             https_port,
             crate::https_redirect::Timing {
                 request_header_timeout: server.request_header_timeout,
@@ -323,6 +367,43 @@ async fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, StartError> 
         listeners.push(listener);
     }
     Ok(listeners)
+}
+
+/// The `server.listen` sockets: shared by the threads of one runtime, or
+/// one set per thread-per-core worker.
+enum Bound {
+    Shared(Vec<TcpListener>),
+    PerWorker(WorkerSockets),
+}
+
+/// Every `server.listen` address bound once per worker.
+struct WorkerSockets {
+    /// The addresses as bound (port 0 resolved), in `server.listen` order.
+    addrs: Vec<SocketAddr>,
+    /// For each worker, one socket per address, in the same order.
+    sockets: Vec<Vec<std::net::TcpListener>>,
+}
+
+/// Binds every address `workers` times with `SO_REUSEPORT`.
+fn bind_per_worker(addrs: &[SocketAddr], workers: usize) -> Result<WorkerSockets, StartError> {
+    let mut bound = WorkerSockets {
+        addrs: Vec::with_capacity(addrs.len()),
+        sockets: (0..workers)
+            .map(|_| Vec::with_capacity(addrs.len()))
+            .collect(),
+    };
+    for addr in addrs {
+        let failed = |source| StartError::Bind {
+            addr: *addr,
+            source,
+        };
+        let sockets = crate::workers::bind_shared(*addr, workers).map_err(failed)?;
+        bound.addrs.push(sockets[0].local_addr().map_err(failed)?);
+        for (worker, socket) in bound.sockets.iter_mut().zip(sockets) {
+            worker.push(socket);
+        }
+    }
+    Ok(bound)
 }
 
 /// How a listener's connections are served; fixed at start.
@@ -401,6 +482,45 @@ impl Protocols {
     }
 }
 
+/// Starts worker `index`: a thread that serves its listeners on its own
+/// runtime until shutdown has drained them all, then drops the runtime (and
+/// with it any connection still open past `shutdown_grace`). The returned
+/// task, on the calling runtime, ends when the thread has.
+fn spawn_worker(
+    index: usize,
+    runtime: tokio::runtime::Runtime,
+    listeners: Vec<(Acceptor, Arc<Listening>, watch::Receiver<bool>)>,
+) -> Result<tokio::task::JoinHandle<()>, StartError> {
+    let (done, finished) = tokio::sync::oneshot::channel::<()>();
+    // Logs go where the starting thread's go (the global subscriber, or a
+    // scoped one when the proxy runs inside another program or a test).
+    let logs = tracing::dispatcher::get_default(Clone::clone);
+    std::thread::Builder::new()
+        .name(format!("sessiongate-worker-{index}"))
+        .spawn(move || {
+            let _logs = tracing::dispatcher::set_default(&logs);
+            crate::workers::enter(index);
+            runtime.block_on(async move {
+                let serving: Vec<_> = listeners
+                    .into_iter()
+                    .map(|(acceptor, listening, stop)| {
+                        tokio::spawn(serve(acceptor, listening, stop))
+                    })
+                    .collect();
+                for task in serving {
+                    let _ = task.await;
+                }
+            });
+            drop(runtime);
+            let _ = done.send(());
+        })
+        .map_err(StartError::Worker)?;
+    // A worker that panicked drops `done` too: either way it is over.
+    Ok(tokio::spawn(async move {
+        let _ = finished.await;
+    }))
+}
+
 /// Accepts connections until shutdown, then drains them.
 async fn serve(mut acceptor: Acceptor, listening: Arc<Listening>, mut stop: watch::Receiver<bool>) {
     let drain = Drain::default();
@@ -409,6 +529,7 @@ async fn serve(mut acceptor: Acceptor, listening: Arc<Listening>, mut stop: watc
             accepted = acceptor.accept() => accepted,
             _ = stop.changed() => break,
         };
+        listening.gate.metrics.worker_connections.accepted();
         // The clock for the first request head starts now.
         let first_head = Instant::now() + listening.request_header_timeout;
         let _ = accepted.stream.set_nodelay(true);

@@ -240,7 +240,8 @@ fn build_targets(config: &Config, routes: &Arc<RouteTable>) -> Result<Vec<Target
                 Some(shared) => Target::Http(shared.clone()),
                 None => {
                     let max = config.server.upstream_max_connections;
-                    let new = HttpUpstream::new(scheme, authority, &upstream_tls, max)
+                    let lanes = config.server.thread_per_core_workers().unwrap_or(1);
+                    let new = HttpUpstream::new(scheme, authority, &upstream_tls, max, lanes)
                         .map_err(|e| failed(e.to_string()))?;
                     origins.insert((scheme, authority), new.clone());
                     Target::Http(new)

@@ -20,6 +20,8 @@
 //! sessiongate_logins_total{result}                    counter: ok, failed, throttled
 //! sessiongate_store_errors_total                      counter
 //! sessiongate_session_updates_refused_total           counter
+//! sessiongate_worker_connections_total{worker}        counter: client connections accepted by each
+//!                                                     thread-per-core worker (all under 0 without)
 //! process_cpu_seconds_total, process_resident_memory_bytes, process_virtual_memory_bytes,
 //! process_open_fds, process_max_fds, process_start_time_seconds
 //! ```
@@ -202,6 +204,18 @@ impl Collector for GateCollector {
             "sessiongate_session_updates_refused",
             "Session updates from the backend refused for exceeding max_data_bytes.",
             Metrics::get(&m.updates_too_large),
+        )?;
+        let workers: Vec<(String, u64)> = m
+            .worker_connections
+            .counts()
+            .into_iter()
+            .map(|(worker, n)| (worker.to_string(), n))
+            .collect();
+        counter_family(
+            &mut encoder,
+            "sessiongate_worker_connections",
+            "Client connections accepted, by thread-per-core worker (all under 0 without them).",
+            workers.iter().map(|(w, n)| ([("worker", w.as_str())], *n)),
         )
     }
 }

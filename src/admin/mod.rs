@@ -304,7 +304,13 @@ pub async fn serve(
         b.timer(TokioTimer::new()).header_read_timeout(None);
         b
     });
-    let mut acceptor = Acceptor::new(listener, ConnectionSlots::new(MAX_CONNECTIONS));
+    let mut acceptor = match Acceptor::new(listener, ConnectionSlots::new(MAX_CONNECTIONS)) {
+        Ok(acceptor) => acceptor,
+        Err(e) => {
+            tracing::error!(error = %e, "admin listener cannot accept; not serving");
+            return;
+        }
+    };
     let drain = Drain::default();
     loop {
         let accepted = tokio::select! {

@@ -155,6 +155,11 @@ pub struct ServerConfig {
     /// Threads serving requests; `None`: one per CPU core. `1` runs a
     /// single-threaded runtime, like one nginx worker.
     pub workers: Option<usize>,
+    /// With more than one worker: each worker is a thread of its own with a
+    /// single-threaded runtime, its own listening sockets (`SO_REUSEPORT`)
+    /// and its own idle upstream connections, instead of one runtime whose
+    /// threads share everything (see [`crate::workers`]).
+    pub thread_per_core: bool,
     /// Time from accept to a complete first request head, the TLS handshake
     /// and protocol detection included.
     pub request_header_timeout: Duration,
@@ -170,6 +175,14 @@ pub struct ServerConfig {
     /// `Strict-Transport-Security` sent on every response over TLS; off
     /// when `None`.
     pub hsts: Option<http::HeaderValue>,
+}
+
+impl ServerConfig {
+    /// The number of thread-per-core workers, when the config asks for
+    /// them (`thread_per_core` with more than one worker).
+    pub fn thread_per_core_workers(&self) -> Option<usize> {
+        self.workers.filter(|&n| n > 1 && self.thread_per_core)
+    }
 }
 
 /// Certificate chain and private key files, PEM.

@@ -52,6 +52,7 @@ pub(super) struct RawServer {
     pub(super) shutdown_grace: Option<Dur>,
     pub(super) cgi_max_concurrent: Option<Spanned<usize>>,
     pub(super) workers: Option<Spanned<usize>>,
+    pub(super) thread_per_core: Option<bool>,
     pub(super) request_header_timeout: Option<Spanned<Dur>>,
     pub(super) keepalive_timeout: Option<Spanned<Dur>>,
     pub(super) max_connections: Option<Spanned<usize>>,

@@ -35,6 +35,40 @@ pub struct Metrics {
     pub store_errors: AtomicU64,
     /// Built-in logins: ok, failed, throttled.
     pub logins: crate::login::LoginCounters,
+    /// Client connections accepted, by thread-per-core worker.
+    pub worker_connections: WorkerConnections,
+}
+
+/// The most workers counted apart; the config allows no more.
+pub const MAX_COUNTED_WORKERS: usize = 1024;
+
+/// Client connections accepted by each thread-per-core worker (all under
+/// worker 0 without them): shows how the kernel spreads connections.
+#[derive(Debug)]
+pub struct WorkerConnections(Box<[AtomicU64; MAX_COUNTED_WORKERS]>);
+
+impl Default for WorkerConnections {
+    fn default() -> Self {
+        WorkerConnections(Box::new(std::array::from_fn(|_| AtomicU64::new(0))))
+    }
+}
+
+impl WorkerConnections {
+    /// Counts a connection accepted by the calling worker.
+    pub fn accepted(&self) {
+        let worker = crate::workers::current().min(MAX_COUNTED_WORKERS - 1);
+        Metrics::inc(&self.0[worker]);
+    }
+
+    /// `(worker, connections)` for every worker that accepted any.
+    pub fn counts(&self) -> Vec<(usize, u64)> {
+        self.0
+            .iter()
+            .map(Metrics::get)
+            .enumerate()
+            .filter(|&(_, n)| n > 0)
+            .collect()
+    }
 }
 
 impl Metrics {

@@ -106,7 +106,10 @@ struct Origin {
     port: u16,
     /// Set for `https://` origins.
     tls: Option<(TlsConnector, ServerName<'static>)>,
-    idle: Mutex<VecDeque<Idle>>,
+    /// The idle connections, one list per thread-per-core worker (a single
+    /// one otherwise): a worker reuses the connections its own runtime
+    /// drives, and takes another worker's only when it would otherwise wait.
+    idle: Box<[Mutex<VecDeque<Idle>>]>,
     /// One permit per open connection, held by its task.
     slots: Arc<Semaphore>,
     /// Told when a connection goes back to the idle list while requests
@@ -124,12 +127,14 @@ struct Idle {
 impl HttpUpstream {
     /// The pool for `scheme://authority`, of at most `max_connections`
     /// connections (at least one); `tls` says whom `https://` upstreams are
-    /// trusted by (see [`crate::tls::upstream_client_config`]).
+    /// trusted by (see [`crate::tls::upstream_client_config`]); `lanes`
+    /// idle lists, one per thread-per-core worker (1 otherwise).
     pub fn new(
         scheme: &Scheme,
         authority: &Authority,
         tls: &Arc<rustls::ClientConfig>,
         max_connections: usize,
+        lanes: usize,
     ) -> Result<Self, OriginError> {
         let https = *scheme == Scheme::HTTPS;
         let host = authority.host();
@@ -150,7 +155,9 @@ impl HttpUpstream {
                 host: host.into(),
                 port: authority.port_u16().unwrap_or(if https { 443 } else { 80 }),
                 tls,
-                idle: Mutex::new(VecDeque::new()),
+                idle: (0..lanes.max(1))
+                    .map(|_| Mutex::new(VecDeque::new()))
+                    .collect(),
                 slots: Arc::new(Semaphore::new(
                     max_connections.clamp(1, Semaphore::MAX_PERMITS),
                 )),
@@ -274,7 +281,7 @@ enum Waited {
 impl Origin {
     /// The most recently returned idle connection that can take a request.
     fn checkout(&self) -> Option<SendRequest<RequestBody>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.own_idle();
         for _ in 0..idle.len() {
             let entry = idle.pop_back()?;
             if entry.sender.is_closed() || entry.since.elapsed() > POOL_IDLE_TIMEOUT {
@@ -293,13 +300,26 @@ impl Origin {
     /// The most recently returned idle connection, ready or about to be:
     /// for a request that waited, and would otherwise wait on.
     fn take_idle(&self) -> Option<SendRequest<RequestBody>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(entry) = idle.pop_back() {
-            if !entry.sender.is_closed() && entry.since.elapsed() <= POOL_IDLE_TIMEOUT {
-                return Some(entry.sender);
+        let own = crate::workers::current() % self.idle.len();
+        // This worker's connections first, then the other workers'.
+        (0..self.idle.len()).find_map(|i| {
+            let mut idle = self.idle[(own + i) % self.idle.len()]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            while let Some(entry) = idle.pop_back() {
+                if !entry.sender.is_closed() && entry.since.elapsed() <= POOL_IDLE_TIMEOUT {
+                    return Some(entry.sender);
+                }
             }
-        }
-        None
+            None
+        })
+    }
+
+    /// This worker's idle list.
+    fn own_idle(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
+        self.idle[crate::workers::current() % self.idle.len()]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Waits, at most `wait`, for an idle connection or a free slot.
@@ -338,7 +358,7 @@ impl Origin {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.own_idle();
         while idle
             .front()
             .is_some_and(|e| e.since.elapsed() > POOL_IDLE_TIMEOUT)

@@ -48,4 +48,5 @@ mod tls;
 mod tls_binary;
 mod upstream_pool;
 mod websocket;
+mod workers;
 mod your_sessions;

@@ -49,9 +49,13 @@ pub enum RedisSetupError {
     },
 }
 
-/// The shared connection, and whether it last got an answer.
+/// The connection (one per thread-per-core worker, and one for every other
+/// thread), and whether it last got an answer.
 pub(super) struct Connection {
-    link: Link,
+    /// Lane 0 outside the workers, lane `1 + n` on worker `n`: each lane
+    /// connects on its first use, so its task runs on the runtime of the
+    /// thread that uses it.
+    links: Box<[Link]>,
     /// Whether the last operation got an answer. Lets the proxy refuse
     /// protected requests at once while Redis is away, instead of handing
     /// out sessions it cannot keep.
@@ -96,9 +100,20 @@ impl ConnectionLike for Link {
 }
 
 impl Connection {
-    /// Prepares the connection for `url` without connecting; it is made on
-    /// first use. Must be called within a Tokio runtime.
-    pub(super) fn open(url: &str) -> Result<Connection, RedisSetupError> {
+    /// Prepares the connection for `url` without connecting, for `workers`
+    /// thread-per-core workers (0 without them); it is made on first use.
+    /// Must be called within a Tokio runtime.
+    pub(super) fn open(url: &str, workers: usize) -> Result<Connection, RedisSetupError> {
+        let links = (0..=workers)
+            .map(|_| Self::make_link(url))
+            .collect::<Result<_, _>>()?;
+        Ok(Connection {
+            links,
+            answering: AtomicBool::new(true),
+        })
+    }
+
+    fn make_link(url: &str) -> Result<Link, RedisSetupError> {
         let bad = |e: RedisError| RedisSetupError::Url {
             url: redact_url(url),
             reason: e.to_string(),
@@ -133,10 +148,7 @@ impl Connection {
                 Link::Single(ConnectionManager::new_lazy_with_config(client, config).map_err(bad)?)
             }
         };
-        Ok(Connection {
-            link,
-            answering: AtomicBool::new(true),
-        })
+        Ok(link)
     }
 
     /// Whether the last operation got an answer from Redis.
@@ -146,17 +158,23 @@ impl Connection {
 
     /// Whether this is a Redis Cluster.
     pub(super) fn is_cluster(&self) -> bool {
-        matches!(self.link, Link::Cluster(_))
+        matches!(self.links[0], Link::Cluster(_))
     }
 
-    /// Runs one operation against a fresh handle on the shared connection,
-    /// within [`OPERATION_TIMEOUT`].
+    /// This thread's connection.
+    fn link(&self) -> &Link {
+        let lane = crate::workers::worker().map_or(0, |n| n + 1);
+        &self.links[lane.min(self.links.len() - 1)]
+    }
+
+    /// Runs one operation against a fresh handle on this thread's
+    /// connection, within [`OPERATION_TIMEOUT`].
     pub(super) async fn run<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
     where
         F: FnOnce(Link) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        let result = match tokio::time::timeout(OPERATION_TIMEOUT, op(self.link.clone())).await {
+        let result = match tokio::time::timeout(OPERATION_TIMEOUT, op(self.link().clone())).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(classify(&e)),
             Err(_) => Err(StoreError::Unavailable(format!(

@@ -99,7 +99,17 @@ impl RedisStore {
     /// or `redis+cluster://host:port,host:port`) without connecting; the
     /// connection is made on first use. Must be called within a Tokio runtime.
     pub fn open(url: &str, key_prefix: &str) -> Result<RedisStore, RedisSetupError> {
-        let conn = Connection::open(url)?;
+        RedisStore::open_for_workers(url, key_prefix, 0)
+    }
+
+    /// [`RedisStore::open`] with a connection of its own for each of
+    /// `workers` thread-per-core workers (see [`crate::workers`]).
+    pub fn open_for_workers(
+        url: &str,
+        key_prefix: &str,
+        workers: usize,
+    ) -> Result<RedisStore, RedisSetupError> {
+        let conn = Connection::open(url, workers)?;
         let colocated = !conn.is_cluster() || has_hash_tag(key_prefix);
         Ok(RedisStore {
             conn,

@@ -145,6 +145,15 @@ impl Binary {
                 vec!["127.0.0.1:0"].into(),
             );
         }
+        let workers_set = self
+            .config
+            .get("server")
+            .is_some_and(|s| s.get("workers").is_some());
+        if let (Some(n), false) = (super::test_workers(), workers_set) {
+            let n = i64::try_from(n).expect("a small number");
+            set(&mut self.config, "server", "workers", n.into());
+            set(&mut self.config, "server", "thread_per_core", true.into());
+        }
         // The proxy runs from the repository root: a snapshot a shipped
         // config names there goes to the temporary directory instead.
         let snapshot = self

@@ -34,6 +34,19 @@ pub use client::{browser, client, raw, session_cookie, set_cookies};
 pub use process::{BUDGET, eventually};
 pub use proxy::{KEY, Proxy, config};
 
+/// `SESSIONGATE_TEST_WORKERS=N` (N > 1) runs every proxy the tests start,
+/// in this process or as the binary, with `N` thread-per-core workers
+/// (`server.workers = N`, `server.thread_per_core = true`), unless the
+/// test's config chooses its own `workers`: the whole suite once that way
+/// shows the workers keep the contract.
+pub fn test_workers() -> Option<usize> {
+    std::env::var("SESSIONGATE_TEST_WORKERS")
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|&n: &usize| n > 1)
+}
+
 /// The repository: the shipped configs' relative paths resolve against it.
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -36,6 +36,10 @@ impl Proxy {
         // In-process proxies run from the repository root; a snapshot file
         // named by a shipped config must not be read or written from there.
         config.store.snapshot = None;
+        if let (Some(n), None) = (super::test_workers(), config.server.workers) {
+            config.server.workers = Some(n);
+            config.server.thread_per_core = true;
+        }
         let time = Arc::new(AtomicU64::new(1_700_000_000));
         let clock = Clock::Manual(time.clone());
         let store = server::build_store(&config, &clock).await.unwrap();
