@@ -264,6 +264,7 @@ pub async fn start_with_clock(
             addrs.clone_from(&workers.addrs);
             for (index, sockets) in workers.sockets.into_iter().enumerate() {
                 let runtime = tokio::runtime::Builder::new_current_thread()
+                    .on_thread_park(crate::idle_memory::on_park)
                     .enable_all()
                     .build()
                     .map_err(StartError::Worker)?;
@@ -501,6 +502,8 @@ fn spawn_worker(
             let _logs = tracing::dispatcher::set_default(&logs);
             crate::workers::enter(index);
             runtime.block_on(async move {
+                // Ends with the runtime; see `idle_memory`.
+                tokio::spawn(crate::idle_memory::tick());
                 let serving: Vec<_> = listeners
                     .into_iter()
                     .map(|(acceptor, listening, stop)| {
