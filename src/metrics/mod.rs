@@ -35,6 +35,8 @@ pub struct Metrics {
     pub store_errors: AtomicU64,
     /// Built-in logins: ok, failed, throttled.
     pub logins: crate::login::LoginCounters,
+    /// Forms kept across a sign-in: kept, not kept, replayed, missing.
+    pub replays: crate::replay::ReplayCounters,
 }
 
 impl Metrics {
