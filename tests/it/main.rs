@@ -38,6 +38,7 @@ mod proxy;
 mod real_apps;
 mod redis;
 mod redis_tls;
+mod replay;
 mod revocation;
 mod rotation;
 mod script_env;
