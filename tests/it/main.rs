@@ -17,6 +17,7 @@ mod backend_login;
 mod basic_auth;
 mod browser;
 mod browser_csrf;
+mod browser_replay;
 mod cgi_gateway;
 mod check;
 mod cli;
