@@ -205,6 +205,7 @@ impl Gate {
         self.login_attempt(ex, &req)?;
         let (found, mut hold) = self.find_session(ex, &route, &req).await?;
         ex.notice_expiry(&req, &found);
+        let expired = matches!(found, Found::Nothing { expired: true });
         let current = match self
             .admit(ex, &route, found, &mut hold, &req, handshake)
             .await
@@ -213,7 +214,7 @@ impl Gate {
             Ok(Admitted::Answer(resp)) => return Ok(resp),
             // A form sent without a session: kept across the sign-in.
             Err(Reject::Unauthorized { json: false }) if ex.keeps(&req) => {
-                return Ok(self.keep(ex, req).await);
+                return Ok(self.keep(ex, req, expired).await);
             }
             Err(reject) => return Err(reject),
         };
@@ -253,7 +254,12 @@ impl Gate {
     /// the browser to sign in with the one-time cookie naming it; a form it
     /// cannot keep (over `login.replay_max_bytes`, or no room in the
     /// store) goes with the notice to send it again.
-    async fn keep(&self, ex: &Exchange<'_>, req: Request<RequestBody>) -> Response<ResponseBody> {
+    async fn keep(
+        &self,
+        ex: &Exchange<'_>,
+        req: Request<RequestBody>,
+        expired: bool,
+    ) -> Response<ResponseBody> {
         let login = &ex.setup.config.login;
         let secure = ex.setup.sessions.jar.secure_for(ex.client.https);
         let (parts, body) = req.into_parts();
@@ -282,7 +288,7 @@ impl Gate {
                 Notice::TooLarge
             }
         };
-        let to = replay::login_url(&ex.setup.login_page, target, notice);
+        let to = replay::login_url(&ex.setup.login_page, target, expired, notice);
         let mut resp = respond::redirect(replay::REDIRECT, &to);
         if let Some(ticket) = ticket {
             let ttl = login.replay_ttl.as_secs();

@@ -302,11 +302,14 @@ fn target_tag(target: &str) -> String {
     URL_SAFE_NO_PAD.encode(&digest[..TARGET_TAG_BYTES])
 }
 
-/// The login page's address with `next` (the kept request's address) and
-/// the notice.
-pub fn login_url(login_page: &str, target: &str, notice: Notice) -> String {
+/// The login page's address with `next` (the kept request's address),
+/// `expired=1` when the session ended by expiry, and the notice.
+pub fn login_url(login_page: &str, target: &str, expired: bool, notice: Notice) -> String {
     let mut q = form_urlencoded::Serializer::new(String::new());
     q.append_pair("next", target);
+    if expired {
+        q.append_pair("expired", "1");
+    }
     q.append_pair("replay", notice.as_str());
     let sep = if login_page.contains('?') { '&' } else { '?' };
     format!("{login_page}{sep}{}", q.finish())
@@ -474,8 +477,12 @@ mod tests {
         );
         assert_eq!(Notice::from_query(Some("replay=other"), &h, false), None);
         assert_eq!(
-            login_url("/login.cgi", "/a?b=c", Notice::Kept),
+            login_url("/login.cgi", "/a?b=c", false, Notice::Kept),
             "/login.cgi?next=%2Fa%3Fb%3Dc&replay=kept"
+        );
+        assert_eq!(
+            login_url("/l?x=1", "/", true, Notice::TooLarge),
+            "/l?x=1&next=%2F&expired=1&replay=too-large"
         );
     }
 
