@@ -382,6 +382,18 @@ impl Gate {
         *req.method_mut() = kept.method;
         let h = req.headers_mut();
         h.remove(header::TRANSFER_ENCODING);
+        // The GET's own conditions are not the form's: a cached copy of
+        // the page must not turn the form into a 304 or a part of it.
+        for condition in [
+            header::IF_MATCH,
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::IF_UNMODIFIED_SINCE,
+            header::IF_RANGE,
+            header::RANGE,
+        ] {
+            h.remove(condition);
+        }
         h.insert(header::CONTENT_TYPE, kept.content_type);
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(kept.body.len()));
         *req.body_mut() = RequestBody::other(http_body_util::Full::new(kept.body));

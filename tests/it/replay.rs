@@ -465,3 +465,40 @@ async fn the_replays_are_counted_in_a_scrape_promtool_accepts() {
         "promtool: {said}"
     );
 }
+
+#[tokio::test]
+async fn a_cgi_script_gets_the_kept_form_as_its_own_post() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = users_file(dir.path());
+    let cgi = dir.path().join("cgi-bin");
+    std::fs::create_dir(&cgi).unwrap();
+    let script = cgi.join("save.cgi");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n%s %s %s %s ' \"$REQUEST_METHOD\" \"$CONTENT_LENGTH\" \"$REMOTE_USER\" \"$HTTP_IF_NONE_MATCH\"\nhead -c \"$CONTENT_LENGTH\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let text = config(
+        &[("/cgi/", &format!("cgi:{}", cgi.display()), "login")],
+        &format!("\n[login]\nusers_file = \"{}\"\n", users.display()),
+    );
+    let proxy = Proxy::start(&text).await;
+    let c = browser();
+    let form = "application/x-www-form-urlencoded";
+    let resp = post(&c, &proxy, "/cgi/save.cgi?x=1", form, FORM).await;
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    let (_, to) = sign_in_at(&c, &proxy, &location).await;
+    let resp = c
+        .get(proxy.url(&to))
+        .header("if-none-match", "\"cached\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.text().await.unwrap(),
+        format!("POST {} alice  {FORM}", FORM.len())
+    );
+}
