@@ -218,7 +218,7 @@ impl Gate {
             }
             Err(reject) => return Err(reject),
         };
-        let (req, replayed) = self.replay(ex, req, handshake).await;
+        let (req, replayed) = self.replay(ex, &route, req, handshake).await;
         let page = ex.page(&route, current.as_ref(), &req, host.as_ref());
         ex.user_agent = req.headers().get(header::USER_AGENT).cloned();
         let (mut req, body_failure) = ex.prepare(req, host.as_ref(), &route, current.as_ref());
@@ -331,11 +331,14 @@ impl Gate {
     async fn replay(
         &self,
         ex: &Exchange<'_>,
+        route: &Route<'_>,
         mut req: Request<RequestBody>,
         handshake: Option<Handshake>,
     ) -> (Request<RequestBody>, Option<bool>) {
+        // Forms are kept on login routes only, so only there are they sent.
         let signed_in = ex.user.is_some() && ex.auth == AuthType::Session;
-        if !signed_in
+        if route.config.access != Access::Login
+            || !signed_in
             || req.method() != Method::GET
             || handshake.is_some()
             || ex.setup.config.login.replay_max_bytes == 0
