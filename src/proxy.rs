@@ -214,7 +214,8 @@ impl Gate {
             Ok(Admitted::Answer(resp)) => return Ok(resp),
             // A form sent without a session: kept across the sign-in.
             Err(Reject::Unauthorized { json: false }) if ex.keeps(&req) => {
-                return Ok(self.keep(ex, req, expired).await);
+                // Boxed: rare, and reading the body and storing it make a large future.
+                return Ok(Box::pin(self.keep(ex, req, expired)).await);
             }
             Err(reject) => return Err(reject),
         };
@@ -332,28 +333,26 @@ impl Gate {
         &self,
         ex: &Exchange<'_>,
         route: &Route<'_>,
-        mut req: Request<RequestBody>,
+        req: Request<RequestBody>,
         handshake: Option<Handshake>,
     ) -> (Request<RequestBody>, Option<bool>) {
-        // Forms are kept on login routes only, so only there are they sent.
-        let signed_in = ex.user.is_some() && ex.auth == AuthType::Session;
-        if route.config.access != Access::Login
-            || !signed_in
-            || req.method() != Method::GET
-            || handshake.is_some()
-            || ex.setup.config.login.replay_max_bytes == 0
-        {
-            return (req, None);
+        match ex.replay_ticket(route, &req, handshake) {
+            None => (req, None),
+            // Boxed: rare, and the store's future is large; the hot path's
+            // future stays small.
+            Some((ticket, secure)) => Box::pin(self.take_kept(ex, ticket, req, secure)).await,
         }
-        let secure = ex.setup.sessions.jar.secure_for(ex.client.https);
-        let Some(ticket) = Ticket::find(req.headers(), secure) else {
-            return (req, None);
-        };
+    }
+
+    /// Takes the kept request `ticket` names and puts it in `req`'s place.
+    async fn take_kept(
+        &self,
+        ex: &Exchange<'_>,
+        ticket: Ticket,
+        mut req: Request<RequestBody>,
+        secure: bool,
+    ) -> (Request<RequestBody>, Option<bool>) {
         let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        if !ticket.is_for(target) {
-            // Kept for another address: left to be taken there, or to end.
-            return (req, None);
-        }
         let kept = match self.store.take_request(&ticket.id, ex.now).await {
             Ok(Some(bytes)) => match KeptRequest::decode(&bytes) {
                 Ok(kept) if kept.target == target => Some(kept),
@@ -745,6 +744,31 @@ impl<'a> Exchange<'a> {
     fn keeps<B>(&self, req: &Request<B>) -> bool {
         self.setup.config.login.replay_max_bytes != 0
             && replay::keepable(req.method(), req.headers())
+    }
+
+    /// The one-time cookie of a signed-in `GET` on a login route (forms
+    /// are kept there only) for its own address, and whether it is the
+    /// Secure one; `None` for every other request.
+    fn replay_ticket<B>(
+        &self,
+        route: &Route<'_>,
+        req: &Request<B>,
+        handshake: Option<Handshake>,
+    ) -> Option<(Ticket, bool)> {
+        let signed_in = self.user.is_some() && self.auth == AuthType::Session;
+        if route.config.access != Access::Login
+            || !signed_in
+            || req.method() != Method::GET
+            || handshake.is_some()
+            || self.setup.config.login.replay_max_bytes == 0
+        {
+            return None;
+        }
+        let secure = self.setup.sessions.jar.secure_for(self.client.https);
+        let ticket = Ticket::find(req.headers(), secure)?;
+        let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        // Kept for another address: left to be taken there, or to end.
+        ticket.is_for(target).then_some((ticket, secure))
     }
 
     /// Finds the route for the request, and labels the exchange with it.
