@@ -23,6 +23,8 @@
 //!   csrf            the cross-site shield: state-changing requests from
 //!                   other origins refused (and on the built-in endpoints)
 //!   login::basic    HTTP Basic on basic_auth routes (throttle, cache, argon2)
+//!   replay          a form sent without a session kept across the sign-in,
+//!                   and sent in place of the GET that comes back after it
 //!   session::found  cookie -> signature -> one store lookup
 //!   upstream::request_headers  strip client session headers, inject ours
 //!     upstream::signed_assertion  and sign them (with headers.sign_key)
@@ -93,6 +95,7 @@ pub mod metrics;
 pub mod origin;
 pub mod proxy;
 pub mod redact;
+pub mod replay;
 pub mod respond;
 pub mod server;
 pub mod session;

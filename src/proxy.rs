@@ -12,6 +12,8 @@
 //! access decision (login redirect / 401, .. access
 //!   the allow list's 403)
 //!   (HTTP Basic on basic_auth routes) ..... login::basic
+//!   (a form without a session: kept, 303) . replay
+//! (the form kept there, in a GET's place) . replay
 //! strip client headers, inject ours ....... upstream::request_headers
 //! forward (HTTP upstream or CGI gateway) .. forward
 //! take the backend's control headers ...... upstream::control
@@ -47,10 +49,12 @@ use crate::login::backend_page;
 use crate::login::basic::{Verdict, Witness};
 use crate::login::endpoints::Visit;
 use crate::metrics::{Metrics, RouteMeter};
+use crate::replay::{self, KeptRequest, Notice, Outcome, Ticket};
 use crate::respond::{self, Reject};
 use crate::session::commit::held_back;
 use crate::session::{
     AnyStore, Committer, CookieOut, Current, Found, Hold, Identity, SessionChange, SessionId,
+    SessionStore as _, StoreError,
 };
 use crate::setup::{Route, Setup};
 use crate::upgrade::{self, Handshake, PendingTunnel, SessionWatch};
@@ -201,13 +205,21 @@ impl Gate {
         self.login_attempt(ex, &req)?;
         let (found, mut hold) = self.find_session(ex, &route, &req).await?;
         ex.notice_expiry(&req, &found);
+        let expired = matches!(found, Found::Nothing { expired: true });
         let current = match self
             .admit(ex, &route, found, &mut hold, &req, handshake)
-            .await?
+            .await
         {
-            Admitted::Forward(current) => current,
-            Admitted::Answer(resp) => return Ok(resp),
+            Ok(Admitted::Forward(current)) => current,
+            Ok(Admitted::Answer(resp)) => return Ok(resp),
+            // A form sent without a session: kept across the sign-in.
+            Err(Reject::Unauthorized { json: false }) if ex.keeps(&req) => {
+                // Boxed: rare, and reading the body and storing it make a large future.
+                return Ok(Box::pin(self.keep(ex, req, expired)).await);
+            }
+            Err(reject) => return Err(reject),
         };
+        let (req, replayed) = self.replay(ex, &route, req, handshake).await;
         let page = ex.page(&route, current.as_ref(), &req, host.as_ref());
         ex.user_agent = req.headers().get(header::USER_AGENT).cloned();
         let (mut req, body_failure) = ex.prepare(req, host.as_ref(), &route, current.as_ref());
@@ -232,7 +244,162 @@ impl Gate {
         if let Some(page) = page {
             ex.setup.expiry_warning.apply(&page, &mut resp);
         }
+        if let Some(secure) = replayed {
+            let clear = replay::clear_cookie(secure);
+            resp.headers_mut().append(header::SET_COOKIE, clear);
+        }
         Ok(resp)
+    }
+
+    /// Keeps a form sent without a session ([`crate::replay`]) and sends
+    /// the browser to sign in with the one-time cookie naming it; a form it
+    /// cannot keep (over `login.replay_max_bytes`, or no room in the
+    /// store) goes with the notice to send it again.
+    async fn keep(
+        &self,
+        ex: &Exchange<'_>,
+        req: Request<RequestBody>,
+        expired: bool,
+    ) -> Response<ResponseBody> {
+        let login = &ex.setup.config.login;
+        let secure = ex.setup.sessions.jar.secure_for(ex.client.https);
+        let (parts, body) = req.into_parts();
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let body = replay::read_body(&parts.headers, body, login.replay_max_bytes).await;
+        let content_type = parts.headers.get(header::CONTENT_TYPE).cloned();
+        let ticket = match (body, content_type) {
+            (Some(body), Some(content_type)) => {
+                let kept = KeptRequest {
+                    method: parts.method.clone(),
+                    target: target.to_owned(),
+                    content_type,
+                    body,
+                };
+                self.store_kept(ex, &kept).await
+            }
+            _ => {
+                tracing::info!(client = %ex.client.ip, route = %ex.route, method = %parts.method, limit = login.replay_max_bytes, "form sent without a session not kept: over replay_max_bytes");
+                None
+            }
+        };
+        let notice = match ticket {
+            Some(_) => Notice::Kept,
+            None => {
+                self.metrics.replays.count(Outcome::NotKept);
+                Notice::TooLarge
+            }
+        };
+        let to = replay::login_url(&ex.setup.login_page, target, expired, notice);
+        let mut resp = respond::redirect(replay::REDIRECT, &to);
+        if let Some(ticket) = ticket {
+            let ttl = login.replay_ttl.as_secs();
+            let cookie = ticket.set_cookie(secure, ttl);
+            resp.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+        resp
+    }
+
+    /// Stores `kept` under a fresh id; the ticket naming it, or `None`
+    /// when the store has no room or fails (logged, never the body).
+    async fn store_kept(&self, ex: &Exchange<'_>, kept: &KeptRequest) -> Option<Ticket> {
+        let id = SessionId::generate();
+        let ttl = ex.setup.config.login.replay_ttl.as_secs();
+        let stored = self
+            .store
+            .keep_request(&id, &kept.encode(), ex.now, ttl)
+            .await;
+        match stored {
+            Ok(()) => {
+                self.metrics.replays.count(Outcome::Kept);
+                tracing::info!(client = %ex.client.ip, route = %ex.route, method = %kept.method, bytes = kept.body.len(), "form sent without a session kept until the sign-in");
+                Some(Ticket::new(id, &kept.target))
+            }
+            Err(e) => {
+                if !matches!(e, StoreError::TooLarge { .. }) {
+                    Metrics::inc(&self.metrics.store_errors);
+                }
+                tracing::warn!(client = %ex.client.ip, route = %ex.route, error = %e, "form sent without a session not kept");
+                None
+            }
+        }
+    }
+
+    /// A signed-in `GET` carrying the one-time cookie for its own address
+    /// becomes the request kept there ([`crate::replay`]): taken from the
+    /// store once, it goes on through the ordinary stages in the `GET`'s
+    /// place. `Some(secure)`: the cookie is to be cleared (whatever came
+    /// of the take).
+    async fn replay(
+        &self,
+        ex: &Exchange<'_>,
+        route: &Route<'_>,
+        req: Request<RequestBody>,
+        handshake: Option<Handshake>,
+    ) -> (Request<RequestBody>, Option<bool>) {
+        match ex.replay_ticket(route, &req, handshake) {
+            None => (req, None),
+            // Boxed: rare, and the store's future is large; the hot path's
+            // future stays small.
+            Some((ticket, secure)) => Box::pin(self.take_kept(ex, ticket, req, secure)).await,
+        }
+    }
+
+    /// Takes the kept request `ticket` names and puts it in `req`'s place.
+    async fn take_kept(
+        &self,
+        ex: &Exchange<'_>,
+        ticket: Ticket,
+        mut req: Request<RequestBody>,
+        secure: bool,
+    ) -> (Request<RequestBody>, Option<bool>) {
+        let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let kept = match self.store.take_request(&ticket.id, ex.now).await {
+            Ok(Some(bytes)) => match KeptRequest::decode(&bytes) {
+                Ok(kept) if kept.target == target => Some(kept),
+                Ok(_) => {
+                    tracing::warn!(client = %ex.client.ip, "a kept form's address differs from its cookie's; not sent");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(client = %ex.client.ip, error = %e, "a kept form could not be read; not sent");
+                    None
+                }
+            },
+            Ok(None) => {
+                tracing::info!(client = %ex.client.ip, route = %ex.route, "kept form gone (its time over, or sent already)");
+                None
+            }
+            Err(e) => {
+                Metrics::inc(&self.metrics.store_errors);
+                tracing::warn!(client = %ex.client.ip, error = %e, "kept form could not be taken from the store");
+                None
+            }
+        };
+        let Some(kept) = kept else {
+            self.metrics.replays.count(Outcome::Missing);
+            return (req, Some(secure));
+        };
+        self.metrics.replays.count(Outcome::Replayed);
+        tracing::info!(client = %ex.client.ip, route = %ex.route, user = ?ex.user, method = %kept.method, bytes = kept.body.len(), "kept form sent after the sign-in");
+        *req.method_mut() = kept.method;
+        let h = req.headers_mut();
+        h.remove(header::TRANSFER_ENCODING);
+        // The GET's own conditions are not the form's: a cached copy of
+        // the page must not turn the form into a 304 or a part of it.
+        for condition in [
+            header::IF_MATCH,
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::IF_UNMODIFIED_SINCE,
+            header::IF_RANGE,
+            header::RANGE,
+        ] {
+            h.remove(condition);
+        }
+        h.insert(header::CONTENT_TYPE, kept.content_type);
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(kept.body.len()));
+        *req.body_mut() = RequestBody::other(http_body_util::Full::new(kept.body));
+        (req, Some(secure))
     }
 
     /// The built-in endpoints under `login.prefix`.
@@ -572,6 +739,38 @@ impl<'a> Exchange<'a> {
         Err(Reject::CrossSite { json })
     }
 
+    /// Whether a request refused for want of a signed-in session is a
+    /// form to keep across the sign-in ([`crate::replay`]).
+    fn keeps<B>(&self, req: &Request<B>) -> bool {
+        self.setup.config.login.replay_max_bytes != 0
+            && replay::keepable(req.method(), req.headers())
+    }
+
+    /// The one-time cookie of a signed-in `GET` on a login route (forms
+    /// are kept there only) for its own address, and whether it is the
+    /// Secure one; `None` for every other request.
+    fn replay_ticket<B>(
+        &self,
+        route: &Route<'_>,
+        req: &Request<B>,
+        handshake: Option<Handshake>,
+    ) -> Option<(Ticket, bool)> {
+        let signed_in = self.user.is_some() && self.auth == AuthType::Session;
+        if route.config.access != Access::Login
+            || !signed_in
+            || req.method() != Method::GET
+            || handshake.is_some()
+            || self.setup.config.login.replay_max_bytes == 0
+        {
+            return None;
+        }
+        let secure = self.setup.sessions.jar.secure_for(self.client.https);
+        let ticket = Ticket::find(req.headers(), secure)?;
+        let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        // Kept for another address: left to be taken there, or to end.
+        ticket.is_for(target).then_some((ticket, secure))
+    }
+
     /// Finds the route for the request, and labels the exchange with it.
     fn enter(&mut self, host: Option<&HeaderValue>, path: &str) -> Result<Route<'a>, Reject> {
         let host = host.and_then(|h| h.to_str().ok());
@@ -639,8 +838,30 @@ impl<'a> Exchange<'a> {
                 now: self.now,
             }),
         };
+        let notice = self.replay_notice(&parts);
         request_headers::rewrite(&mut parts.headers, &rewrite);
+        if let Some(notice) = notice {
+            self.tell_replay(&mut parts.headers, notice);
+        }
         (Request::from_parts(parts, body), failure)
+    }
+
+    /// On the application's login page: what it is to tell the visitor of
+    /// the form they sent ([`crate::replay::Notice`]).
+    fn replay_notice(&self, parts: &http::request::Parts) -> Option<Notice> {
+        if !self.login_page {
+            return None;
+        }
+        let secure = self.setup.sessions.jar.secure_for(self.client.https);
+        Notice::from_query(parts.uri.query(), &parts.headers, secure)
+    }
+
+    /// `{prefix}Replay: kept | too-large` to the application's login page.
+    fn tell_replay(&self, headers: &mut http::HeaderMap, notice: Notice) {
+        let name = format!("{}Replay", self.setup.config.headers.prefix);
+        if let Ok(name) = header::HeaderName::from_bytes(name.as_bytes()) {
+            headers.insert(name, HeaderValue::from_static(notice.as_str()));
+        }
     }
 
     /// The session facts a request carries to the backend.

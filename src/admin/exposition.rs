@@ -18,6 +18,7 @@
 //! sessiongate_sessions_ended_total{reason}            counter: logout, revoked; expired and
 //!                                                     evicted with the memory store only
 //! sessiongate_logins_total{result}                    counter: ok, failed, throttled
+//! sessiongate_replays_total{outcome}                  counter: kept, not_kept, replayed, missing
 //! sessiongate_store_errors_total                      counter
 //! sessiongate_session_updates_refused_total           counter
 //! sessiongate_worker_connections_total{worker}        counter: client connections accepted by each
@@ -192,6 +193,15 @@ impl Collector for GateCollector {
             "sessiongate_logins",
             "Logins at the built-in login page, by result.",
             logins.into_iter().map(|(r, n)| ([("result", r)], n)),
+        )?;
+        counter_family(
+            &mut encoder,
+            "sessiongate_replays",
+            "Forms sent without a session, kept across the sign-in and sent on after it, by outcome.",
+            m.replays
+                .all()
+                .into_iter()
+                .map(|(o, n)| ([("outcome", o)], n)),
         )?;
         counter(
             &mut encoder,

@@ -91,6 +91,8 @@ const DEFAULT_EXPIRED_MESSAGE: &str = "Your session has expired. Please sign in 
 const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 const DEFAULT_ATTEMPT_WINDOW: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_BASIC_REALM: &str = "sessiongate";
+const DEFAULT_REPLAY_MAX_BYTES: usize = 1 << 20;
+const DEFAULT_REPLAY_TTL: Duration = Duration::from_secs(10 * 60);
 const DEFAULT_HEADER_PREFIX: &str = "X-Session-";
 const DEFAULT_CGI_MAX_CONCURRENT: usize = 32;
 /// The shortest secret key accepted, in bytes of its string.
@@ -353,6 +355,11 @@ pub struct LoginConfig {
     /// The realm named in `WWW-Authenticate: Basic` on `basic_auth` routes:
     /// printable ASCII without `"` or `\`, so it is quoted as it stands.
     pub basic_realm: String,
+    /// The largest form body kept across a sign-in to be sent on after it
+    /// (`login.replay_max_bytes`); 0: none is kept.
+    pub replay_max_bytes: usize,
+    /// How long a kept form waits for its sign-in (`login.replay_ttl`).
+    pub replay_ttl: Duration,
 }
 
 impl LoginConfig {

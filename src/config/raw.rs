@@ -191,6 +191,8 @@ pub(super) struct RawLogin {
     pub(super) attempt_window: Option<Spanned<Dur>>,
     pub(super) template: Option<Spanned<String>>,
     pub(super) basic_realm: Option<Spanned<String>>,
+    pub(super) replay_max_bytes: Option<Spanned<usize>>,
+    pub(super) replay_ttl: Option<Spanned<Dur>>,
 }
 
 /// `[headers]` as written.

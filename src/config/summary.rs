@@ -233,6 +233,14 @@ impl Config {
                 writeln!(out, "login: by the backend at {}", self.login.login_page())?;
             }
         }
+        match self.login.replay_max_bytes {
+            0 => writeln!(out, "forms interrupted by a sign-in: not kept (replay off)")?,
+            max => writeln!(
+                out,
+                "forms interrupted by a sign-in: kept up to {max} bytes for {}, sent on once after it",
+                humantime::format_duration(self.login.replay_ttl)
+            )?,
+        }
         writeln!(
             out,
             "users' own sessions: {}/sessions (list, sign out others)",

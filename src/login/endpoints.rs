@@ -42,6 +42,7 @@ use crate::clock::Clock;
 use crate::config::{Access, Config, LoginSource};
 use crate::forwarded::ClientInfo;
 use crate::metrics::Metrics;
+use crate::replay::Notice;
 use crate::respond::{Reject, redirect};
 use crate::session::browser::describe_header;
 use crate::session::{
@@ -326,7 +327,14 @@ impl LoginDesk {
             }
         }
         let current = self.session_or_new(v, &req, now).await?;
-        let message = expired.then_some(self.expired_message.as_str());
+        let secure = v.sessions.jar.secure_for(v.client.https);
+        let replay = Notice::from_query(req.uri().query(), req.headers(), secure);
+        let message = match (expired, replay) {
+            (true, Some(r)) => Some(format!("{} {}", self.expired_message, r.message())),
+            (true, None) => Some(self.expired_message.clone()),
+            (false, r) => r.map(|r| r.message().to_owned()),
+        };
+        let message = message.as_deref();
         let answer = PageAnswer {
             status: StatusCode::OK,
             next: &next,

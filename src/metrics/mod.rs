@@ -37,6 +37,8 @@ pub struct Metrics {
     pub logins: crate::login::LoginCounters,
     /// Client connections accepted, by thread-per-core worker.
     pub worker_connections: WorkerConnections,
+    /// Forms kept across a sign-in: kept, not kept, replayed, missing.
+    pub replays: crate::replay::ReplayCounters,
 }
 
 /// The most workers counted apart; the config allows no more.

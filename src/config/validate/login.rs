@@ -10,7 +10,8 @@ use crate::config::raw::RawLogin;
 use crate::config::report::Reporter;
 use crate::config::{
     DEFAULT_ATTEMPT_WINDOW, DEFAULT_BASIC_REALM, DEFAULT_EXPIRED_MESSAGE, DEFAULT_LOGIN_PREFIX,
-    DEFAULT_MAX_ATTEMPTS, DEFAULT_USERS_FILE, LoginConfig, LoginSource,
+    DEFAULT_MAX_ATTEMPTS, DEFAULT_REPLAY_MAX_BYTES, DEFAULT_REPLAY_TTL, DEFAULT_USERS_FILE,
+    LoginConfig, LoginSource,
 };
 
 /// Checks `[login]`.
@@ -66,6 +67,18 @@ pub(super) fn validate_login(raw: RawLogin, r: &mut Reporter<'_>) -> Option<Logi
         s.place("login.template", template);
         s.names_file(template, "login.template: the login page template");
     }
+    // Past 64 MiB a form could never be kept: the memory store holds no
+    // more than that of all kept forms together.
+    let replay_max_bytes = raw
+        .replay_max_bytes
+        .map_or(DEFAULT_REPLAY_MAX_BYTES, |max| {
+            s.checked(
+                max,
+                |max| *max <= 64 << 20,
+                "login.replay_max_bytes must be at most 67108864 (64 MiB); 0 turns the replay off",
+            )
+        });
+    let replay_ttl = s.seconds(raw.replay_ttl, DEFAULT_REPLAY_TTL, "replay_ttl");
     let remember_me = raw
         .remember_me
         .map(|d| s.seconds(Some(d), Duration::ZERO, "remember_me"));
@@ -86,6 +99,8 @@ pub(super) fn validate_login(raw: RawLogin, r: &mut Reporter<'_>) -> Option<Logi
         attempt_window,
         template: raw.template.map(|f| PathBuf::from(f.into_inner())),
         basic_realm,
+        replay_max_bytes,
+        replay_ttl,
     })
 }
 

@@ -490,6 +490,29 @@ mod tests {
     }
 
     #[test]
+    fn the_kept_form_has_its_defaults_and_bounds() {
+        let route = "access = \"login\"";
+        let ok = config_with(route, "").unwrap();
+        assert_eq!(ok.login.replay_max_bytes, 1 << 20);
+        assert_eq!(ok.login.replay_ttl, std::time::Duration::from_secs(600));
+        let set = config_with(
+            route,
+            "[login]\nreplay_max_bytes = 0\nreplay_ttl = \"2m\"\n",
+        )
+        .unwrap();
+        assert_eq!(set.login.replay_max_bytes, 0);
+        assert_eq!(set.login.replay_ttl, std::time::Duration::from_secs(120));
+        for (bad, key) in [
+            ("replay_max_bytes = 67108865", "login.replay_max_bytes"),
+            ("replay_max_bytes = -1", "replay_max_bytes"),
+            ("replay_ttl = \"0s\"", "replay_ttl"),
+        ] {
+            let errs = config_with(route, &format!("[login]\n{bad}\n")).unwrap_err();
+            assert!(errs[0].1.contains(key), "{bad}: {errs:?}");
+        }
+    }
+
+    #[test]
     fn fastcgi_upstreams_parse() {
         let server = |s: &str| match parse_upstream(s) {
             Ok(Upstream::FastCgi(route)) => Ok(route.server),
