@@ -9,14 +9,14 @@
 //! and returns. The Redis tests follow tests/redis.rs (`redis-server`, or
 //! `SESSIONGATE_SKIP_REDIS=1`).
 
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::harness::binary::Binary;
 use crate::harness::process::{BUDGET, Proc, answers, free_port};
+use crate::harness::programs::{prometheus_tool, promtool};
 use crate::harness::redis_server::{Redis, redis_available};
 use crate::harness::*;
 use nix::sys::signal::Signal;
@@ -108,26 +108,6 @@ async fn until_ready_is(addr: SocketAddr, want: u16) -> String {
         );
         tokio::time::sleep(POLL).await;
     }
-}
-
-/// Whether a tool from Debian's `prometheus` package is installed. In CI a
-/// missing one fails the test; elsewhere the test is told to return.
-fn prometheus_tool(name: &str) -> bool {
-    let installed = Command::new(name)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if installed {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{name} is needed by this test in CI: apt-get install prometheus"
-    );
-    eprintln!("skipped: {name} is not installed (apt-get install prometheus)");
-    false
 }
 
 #[test]
@@ -575,30 +555,6 @@ async fn openmetrics_when_the_scraper_asks_for_it() {
         text.contains("sessiongate_requests_total{route=\"/\",status=\"502\"} 1\n"),
         "{text}"
     );
-}
-
-/// Runs `promtool check metrics` on `text`: its exit status and output.
-fn promtool(text: &str) -> (bool, String) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), said)
 }
 
 #[tokio::test]

@@ -5,12 +5,10 @@
 //! built-in endpoints, the 403 page and its JSON, and the counter in a
 //! scrape `promtool` accepts. Driven with reqwest and with curl.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
-
 use http::StatusCode;
 
 use crate::harness::form::{ALICE, ALICE_PASSWORD, csrf_of, form_sign_in};
+use crate::harness::programs::{prometheus_tool, promtool};
 use crate::harness::{Backend, Proxy, browser, client, config, set_cookies};
 use sessiongate::admin::exposition::{Exposition, Format};
 
@@ -391,31 +389,9 @@ async fn refusals_are_counted_in_a_scrape_promtool_accepts() {
         "{text}"
     );
     assert!(text.contains("sessiongate_csrf_refused_total{route=\"/api/\"} 0"));
-    let promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let Ok(mut child) = promtool else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "promtool is needed in CI: apt-get install prometheus"
-        );
-        eprintln!("skipped: promtool is not installed (apt-get install prometheus)");
+    if !prometheus_tool("promtool") {
         return;
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    }
+    let (ok, said) = promtool(&text);
+    assert!(ok && said.trim().is_empty(), "promtool: {said}\n{text}");
 }

@@ -3,10 +3,9 @@
 //! in, comes back to its address; with the memory store and with Redis,
 //! the built-in login page and the application's own.
 
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
+use crate::harness::programs::{prometheus_tool, promtool};
 use crate::harness::redis_server::{Redis, redis_available};
 use crate::harness::site::redis_store;
 use crate::harness::*;
@@ -434,36 +433,11 @@ async fn the_replays_are_counted_in_a_scrape_promtool_accepts() {
         "{text}"
     );
     assert!(lines.contains(&"sessiongate_replays_total{outcome=\"replayed\"} 0"));
-    let promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let Ok(mut child) = promtool else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "promtool is needed in CI: apt-get install prometheus"
-        );
-        eprintln!("skipped: promtool is not installed (apt-get install prometheus)");
+    if !prometheus_tool("promtool") {
         return;
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && said.trim().is_empty(),
-        "promtool: {said}"
-    );
+    }
+    let (ok, said) = promtool(&text);
+    assert!(ok && said.trim().is_empty(), "promtool: {said}\n{text}");
 }
 
 #[tokio::test]

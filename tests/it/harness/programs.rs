@@ -8,7 +8,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::process::{Proc, free_port};
@@ -329,4 +329,48 @@ fn php_fpm_binary() -> Option<PathBuf> {
         },
         "php-fpm",
     )
+}
+
+/// Whether a tool from Debian's `prometheus` package is installed. In CI a
+/// missing one fails the test; elsewhere the test is told to return.
+pub fn prometheus_tool(name: &str) -> bool {
+    let installed = Command::new(name)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if installed {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{name} is needed by this test in CI: apt-get install prometheus"
+    );
+    eprintln!("skipped: {name} is not installed (apt-get install prometheus)");
+    false
+}
+
+/// Runs `promtool check metrics` on `text`: its exit status and output.
+pub fn promtool(text: &str) -> (bool, String) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), said)
 }
