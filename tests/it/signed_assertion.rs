@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 use crate::harness::programs::PhpFpm;
 use crate::harness::tls::websocket_echo;
-use crate::harness::{Backend, KEY, Proxy, Reply, client, repo_root, session_cookie};
+use crate::harness::{Backend, KEY, Proxy, Reply, browser, client, repo_root, session_cookie};
 
 /// The key sessiongate signs with.
 const SIGN_KEY: &str = "sign-key-0123456789-abcdefghijklmnop";
@@ -404,6 +404,58 @@ async fn a_key_rotation_keeps_every_signature_verifiable() {
         SIGN_KEY,
         "the old key's signature",
         "unknown key id",
+    );
+}
+
+/// A form kept across a sign-in (`login.replay_max_bytes`) reaches the
+/// backend as the POST it was, signed as such for the user who signed in:
+/// the verifiers accept it, and refuse it taken for the browser's GET.
+#[tokio::test]
+async fn a_form_kept_across_sign_in_is_signed_as_the_post_it_was() {
+    let backend = Backend::with(|seen| {
+        if seen.uri == "/login" && seen.method == "POST" {
+            return Reply::ok("welcome")
+                .status(303)
+                .header("X-Session-Login", "alice");
+        }
+        Reply::ok("page")
+    })
+    .await;
+    let routes = "[login]\nsource = \"backend\"\npage = \"/login\"\n";
+    let proxy = start(&site(&backend, Some(&format!("\"{SIGN_KEY}\"")), routes)).await;
+    let c = browser();
+    let kept = c
+        .post(proxy.url("/members/save?draft=1"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("title=report&amount=12")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.status(),
+        303,
+        "the form is kept and the browser sent to sign in"
+    );
+    let signed_in = c.post(proxy.url("/login")).send().await.unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let replayed = c
+        .get(proxy.url("/members/save?draft=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), 200);
+    let seen = backend.last();
+    assert_eq!(seen.method, "POST");
+    assert_eq!(&seen.body[..], b"title=report&amount=12");
+    let env = cgi_env(&seen.method, &seen.uri, &seen.headers);
+    assert_eq!(get(&env, "HTTP_X_SESSION_USER"), b"alice");
+    all_accept(&env, SIGN_KEY, "the replayed form");
+    let as_get = with(&env, "REQUEST_METHOD", "GET");
+    all_refuse(
+        &as_get,
+        SIGN_KEY,
+        "the replayed form taken for a GET",
+        "bad signature",
     );
 }
 
