@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! GET    /sessions?user=U   200 {"user": U, "sessions": [{"session": TAG, "created": UNIX,
-//!                                "last_seen": UNIX, "expires": UNIX, "client": IP}]}
+//!                                "last_seen": UNIX, "expires": UNIX, "client": IP,
+//!                                "browser": "Firefox on Linux"}]}
 //! DELETE /sessions?user=U   200 {"ended": N}
 //! DELETE /sessions/TAG      200 {"ended": 1}, or 404
 //! ```
@@ -111,6 +112,8 @@ struct Listed {
     last_seen: u64,
     expires: u64,
     client: Option<IpAddr>,
+    /// The browser that signed in ("Firefox on Linux"), when known.
+    browser: Option<String>,
 }
 
 impl From<SessionSummary> for Listed {
@@ -121,6 +124,7 @@ impl From<SessionSummary> for Listed {
             last_seen: s.last_seen,
             expires: s.expires,
             client: s.client,
+            browser: s.browser.as_deref().map(str::to_owned),
         }
     }
 }
@@ -174,12 +178,12 @@ mod tests {
                 last_seen: 2,
                 expires: 3,
                 client: Some("192.0.2.7".parse().unwrap()),
-                browser: None,
+                browser: Some("Firefox on Linux".into()),
             })],
         };
         assert_eq!(
             serde_json::to_string(&listing).unwrap(),
-            r#"{"user":"alice","sessions":[{"session":"0123456789ab","created":1,"last_seen":2,"expires":3,"client":"192.0.2.7"}]}"#
+            r#"{"user":"alice","sessions":[{"session":"0123456789ab","created":1,"last_seen":2,"expires":3,"client":"192.0.2.7","browser":"Firefox on Linux"}]}"#
         );
         let none = Listed::from(SessionSummary {
             tag: "0123456789ab".into(),
@@ -192,7 +196,7 @@ mod tests {
         assert!(
             serde_json::to_string(&none)
                 .unwrap()
-                .ends_with(r#""client":null}"#)
+                .ends_with(r#""client":null,"browser":null}"#)
         );
     }
 }

@@ -717,6 +717,10 @@ async fn signing_in_app() -> Backend {
     .await
 }
 
+/// The User-Agent the sessions API's test browsers sign in with.
+const FIREFOX_ON_LINUX: &str =
+    "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
+
 /// Lists, ends one by its tag, then ends the rest ("log out everywhere"),
 /// on the store `store` names (`[store]`, or empty for memory).
 async fn sessions_api_on(store: &str) {
@@ -733,10 +737,13 @@ async fn sessions_api_on(store: &str) {
     let addr = admin_addr(&proxy);
     let (laptop, phone) = (browser(), browser());
     for b in [&laptop, &phone] {
-        assert_eq!(
-            b.get(proxy.url("/signin")).send().await.unwrap().status(),
-            200
-        );
+        let signed_in = b
+            .get(proxy.url("/signin"))
+            .header("user-agent", FIREFOX_ON_LINUX)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(signed_in.status(), 200);
         let inside = b.get(proxy.url("/members/x")).send().await.unwrap();
         assert_eq!(inside.status(), 200);
     }
@@ -754,6 +761,7 @@ async fn sessions_api_on(store: &str) {
         );
         assert_eq!(s["created"], 1_700_000_000, "{s}");
         assert_eq!(s["client"], "127.0.0.1", "{s}");
+        assert_eq!(s["browser"], "Firefox on Linux", "{s}");
         assert!(s["expires"].as_u64().unwrap() > s["last_seen"].as_u64().unwrap());
     }
     let tag = sessions[0]["session"].as_str().unwrap();
