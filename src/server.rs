@@ -262,27 +262,7 @@ pub async fn start_with_clock(
         }
         Bound::PerWorker(workers) => {
             addrs.clone_from(&workers.addrs);
-            for (index, sockets) in workers.sockets.into_iter().enumerate() {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .on_thread_park(crate::idle_memory::on_park)
-                    .enable_all()
-                    .build()
-                    .map_err(StartError::Worker)?;
-                let mut serving = Vec::with_capacity(sockets.len());
-                for (socket, local) in sockets.into_iter().zip(&workers.addrs) {
-                    // Registered with the worker's own runtime.
-                    let acceptor = {
-                        let _in_worker = runtime.enter();
-                        Acceptor::from_std(socket, slots.clone())
-                    }
-                    .map_err(|source| StartError::Bind {
-                        addr: *local,
-                        source,
-                    })?;
-                    serving.push((acceptor, Arc::new(listening(*local)), shutdown.subscribe()));
-                }
-                tasks.push(spawn_worker(index, runtime, serving)?);
-            }
+            tasks.extend(start_workers(workers, &slots, &listening, &shutdown)?);
         }
     }
     let mut redirect_addrs = Vec::new();
@@ -481,6 +461,38 @@ impl Protocols {
             _ => Speak::Detect(&self.detect),
         }
     }
+}
+/// Starts each thread-per-core worker: a runtime of its own, its sockets
+/// registered with it, on a thread of its own (see [`spawn_worker`]).
+fn start_workers(
+    workers: WorkerSockets,
+    slots: &ConnectionSlots,
+    listening: &dyn Fn(SocketAddr) -> Listening,
+    shutdown: &watch::Sender<bool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, StartError> {
+    let mut started = Vec::with_capacity(workers.sockets.len());
+    for (index, sockets) in workers.sockets.into_iter().enumerate() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .on_thread_park(crate::idle_memory::on_park)
+            .enable_all()
+            .build()
+            .map_err(StartError::Worker)?;
+        let mut serving = Vec::with_capacity(sockets.len());
+        for (socket, local) in sockets.into_iter().zip(&workers.addrs) {
+            // Registered with the worker's own runtime.
+            let acceptor = {
+                let _in_worker = runtime.enter();
+                Acceptor::from_std(socket, slots.clone())
+            }
+            .map_err(|source| StartError::Bind {
+                addr: *local,
+                source,
+            })?;
+            serving.push((acceptor, Arc::new(listening(*local)), shutdown.subscribe()));
+        }
+        started.push(spawn_worker(index, runtime, serving)?);
+    }
+    Ok(started)
 }
 
 /// Starts worker `index`: a thread that serves its listeners on its own
