@@ -102,7 +102,7 @@ async fn failures_the_backend_reports_lock_its_login_page() {
         assert!(r.headers().get("x-session-login-failed").is_none());
     }
     assert_eq!(logins.failed(), 3);
-    let posts = |b: &Backend| b.seen().iter().filter(|s| s.method == "POST").count();
+    let posts = |b: &Backend| b.seen_with("POST").len();
     assert_eq!(posts(&backend), 3);
 
     // Locked: the right password does not even reach the backend.

@@ -78,11 +78,7 @@ async fn another_origins_form_is_refused_and_our_own_goes_through() {
         thanks.text().await.expect("the answer"),
         "Thanks for comment=hello"
     );
-    let posted: Vec<_> = app
-        .seen()
-        .into_iter()
-        .filter(|s| s.method == "POST")
-        .collect();
+    let posted = app.seen_with("POST");
     assert_eq!(posted.len(), 1);
     assert_eq!(&posted[0].body[..], b"comment=hello");
     assert_eq!(meter.csrf_refused(), 1);

@@ -83,11 +83,7 @@ async fn a_form_sent_after_the_session_ended_lands_after_the_sign_in() {
         saved.text().await.expect("the answer"),
         "Saved for alice: note=taxi+to+the+airport%2C+42+%E2%82%AC"
     );
-    let posted: Vec<_> = app
-        .seen()
-        .into_iter()
-        .filter(|s| s.method == "POST")
-        .collect();
+    let posted = app.seen_with("POST");
     assert_eq!(posted.len(), 1);
     assert_eq!(posted[0].uri, "/members/save?sheet=4");
     assert!(
@@ -98,7 +94,7 @@ async fn a_form_sent_after_the_session_ended_lands_after_the_sign_in() {
     // A reload is a visit: the form is not sent twice.
     b.client.refresh().await.expect("reload");
     b.find(Locator::Id("send")).await;
-    assert_eq!(app.seen().iter().filter(|s| s.method == "POST").count(), 1);
+    assert_eq!(app.seen_with("POST").len(), 1);
 
     b.close().await;
 }

@@ -353,10 +353,7 @@ async fn a_form_kept_for_one_address_waits_there_and_is_taken_nowhere_else() {
     // The browser that sent it, at its address: sent.
     let resp = c.get(proxy.url("/members/a?x=1")).send().await.unwrap();
     assert_eq!(resp.text().await.unwrap(), "POST /members/a?x=1");
-    assert_eq!(
-        backend.seen().iter().filter(|s| s.method == "POST").count(),
-        1
-    );
+    assert_eq!(backend.seen_with("POST").len(), 1);
 }
 
 #[tokio::test]

@@ -146,6 +146,14 @@ impl Backend {
         self.seen.lock().unwrap().clone()
     }
 
+    /// The requests received with `method`, in order.
+    pub fn seen_with(&self, method: &str) -> Vec<Seen> {
+        self.seen()
+            .into_iter()
+            .filter(|s| s.method == method)
+            .collect()
+    }
+
     /// The last request received.
     pub fn last(&self) -> Seen {
         self.seen()
