@@ -246,10 +246,10 @@ fn run(path: &std::path::Path) -> ExitCode {
     let mut builder = match config.server.workers {
         // One worker: a single-threaded runtime has no work-stealing to pay for.
         Some(1) => tokio::runtime::Builder::new_current_thread(),
-        // Thread-per-core: the workers are threads of their own (see
-        // sessiongate::workers); this runtime only keeps signals, the admin
-        // listener and the background tasks.
-        Some(_) if per_core => tokio::runtime::Builder::new_current_thread(),
+        // Thread-per-core (the default with several workers): the workers
+        // are threads of their own (see sessiongate::workers); this runtime
+        // only keeps signals, the admin listener and the background tasks.
+        _ if per_core => tokio::runtime::Builder::new_current_thread(),
         Some(n) => {
             let mut b = tokio::runtime::Builder::new_multi_thread();
             b.worker_threads(n);

@@ -186,6 +186,14 @@ impl Reject {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
+            // Sent before the body was read to its end: the connection
+            // cannot carry another request, and the client is told so
+            // rather than finding it closed under its next one. (HTTP/2
+            // has no such header; hyper leaves it out there.)
+            Reject::PayloadTooLarge => {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             _ => {}
         }
         resp
@@ -432,6 +440,12 @@ mod tests {
             let resp = reject.clone().into_response("/.sessiongate/login");
             assert_eq!(resp.status().as_u16(), status, "{reject:?}");
             assert_eq!(reject.status().as_u16(), status);
+            // Only the answer sent before the body was read ends the connection.
+            assert_eq!(
+                resp.headers().get(header::CONNECTION).is_some(),
+                status == 413,
+                "{reject:?}"
+            );
         }
     }
 

@@ -462,6 +462,13 @@ impl Protocols {
         }
     }
 }
+
+/// Threads for blocking work (file reads, CGI set-up) across every
+/// worker's runtime: tokio's default for one runtime.
+const BLOCKING_THREADS: usize = 512;
+/// The fewest any one worker's runtime gets, however many workers.
+const MIN_BLOCKING_THREADS: usize = 16;
+
 /// Starts each thread-per-core worker: a runtime of its own, its sockets
 /// registered with it, on a thread of its own (see [`spawn_worker`]).
 fn start_workers(
@@ -470,10 +477,14 @@ fn start_workers(
     listening: &dyn Fn(SocketAddr) -> Listening,
     shutdown: &watch::Sender<bool>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, StartError> {
-    let mut started = Vec::with_capacity(workers.sockets.len());
+    let count = workers.sockets.len();
+    let mut started = Vec::with_capacity(count);
     for (index, sockets) in workers.sockets.into_iter().enumerate() {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .on_thread_park(crate::idle_memory::on_park)
+            // Each runtime has a blocking pool of its own (static files,
+            // CGI): together no larger than one runtime's would be.
+            .max_blocking_threads((BLOCKING_THREADS / count).max(MIN_BLOCKING_THREADS))
             .enable_all()
             .build()
             .map_err(StartError::Worker)?;

@@ -157,10 +157,11 @@ pub struct ServerConfig {
     /// Threads serving requests; `None`: one per CPU core. `1` runs a
     /// single-threaded runtime, like one nginx worker.
     pub workers: Option<usize>,
-    /// With more than one worker: each worker is a thread of its own with a
-    /// single-threaded runtime, its own listening sockets (`SO_REUSEPORT`)
-    /// and its own idle upstream connections, instead of one runtime whose
-    /// threads share everything (see [`crate::workers`]).
+    /// With more than one worker (the default on a machine of several
+    /// cores): each worker is a thread of its own with a single-threaded
+    /// runtime, its own listening sockets (`SO_REUSEPORT`) and its own idle
+    /// upstream connections (see [`crate::workers`]). `false`: one
+    /// multi-threaded runtime whose threads share everything.
     pub thread_per_core: bool,
     /// Time from accept to a complete first request head, the TLS handshake
     /// and protocol detection included.
@@ -180,11 +181,21 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// The number of thread-per-core workers, when the config asks for
-    /// them (`thread_per_core` with more than one worker).
+    /// The number of thread-per-core workers: `workers` (one per CPU core
+    /// when unset), when that is more than one and `thread_per_core` is on.
     pub fn thread_per_core_workers(&self) -> Option<usize> {
-        self.workers.filter(|&n| n > 1 && self.thread_per_core)
+        if !self.thread_per_core {
+            return None;
+        }
+        let workers = self.workers.unwrap_or_else(cpu_cores);
+        (workers > 1).then_some(workers)
     }
+}
+
+/// The CPU cores this process may run on (its affinity and cgroup quota
+/// counted), at least one.
+fn cpu_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 /// Certificate chain and private key files, PEM.

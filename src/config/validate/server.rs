@@ -68,7 +68,7 @@ pub(super) fn validate_server(raw: RawServer, r: &mut Reporter<'_>) -> Option<Se
         shutdown_grace: raw.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0),
         cgi_max_concurrent,
         workers,
-        thread_per_core: raw.thread_per_core.unwrap_or(false),
+        thread_per_core: raw.thread_per_core.unwrap_or(true),
         request_header_timeout,
         keepalive_timeout,
         max_connections,
