@@ -69,7 +69,7 @@ impl Target {
     ) -> Result<Response<ResponseBody>, Reject> {
         match self {
             Target::Http(upstream) => Ok(upstream
-                .forward(req, hop.timeout)
+                .forward(req, hop.timeout, &hop.conn.upstream_timer)
                 .await?
                 .map(ResponseBody::upstream)),
             Target::Cgi(gateway) => {

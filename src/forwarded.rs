@@ -6,8 +6,11 @@ use std::net::{IpAddr, SocketAddr};
 use http::{HeaderMap, HeaderValue};
 use ipnet::IpNet;
 
-/// Facts about one connection, fixed when it is accepted.
-#[derive(Debug, Clone)]
+use crate::upstream::deadline::UpstreamTimer;
+
+/// Facts about one connection, fixed when it is accepted, and the timer
+/// its requests to upstreams keep their deadlines on.
+#[derive(Debug)]
 pub struct ConnInfo {
     /// The TCP peer.
     pub peer: SocketAddr,
@@ -18,6 +21,9 @@ pub struct ConnInfo {
     /// The peer's IP (IPv4-mapped addresses as IPv4) as a header value,
     /// made once for all the connection's requests.
     pub peer_header: HeaderValue,
+    /// The deadline timer of the connection's upstream requests, kept from
+    /// one request to the next.
+    pub upstream_timer: UpstreamTimer,
 }
 
 impl ConnInfo {
@@ -28,6 +34,7 @@ impl ConnInfo {
             local,
             tls,
             peer_header: ip_header(canonical(peer.ip())),
+            upstream_timer: UpstreamTimer::default(),
         }
     }
 }

@@ -73,6 +73,7 @@ fn lists_nothing_more(headers: &HeaderMap) -> bool {
             let token = token.trim_ascii();
             token.is_empty()
                 || token.eq_ignore_ascii_case(b"close")
+                || token.eq_ignore_ascii_case(b"keep-alive")
                 || std::str::from_utf8(token).is_ok_and(|t| hop_by_hop_index(t).is_some())
         })
     })

@@ -51,6 +51,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsConnector;
 
+use super::deadline::UpstreamTimer;
 use super::request_body::{ClientBodyError, RequestBody};
 use crate::accept::LogLimiter;
 
@@ -169,16 +170,18 @@ impl HttpUpstream {
 
     /// Sends the request to this upstream with its own path and query, and
     /// waits at most `timeout` for the response head, once a connection is
-    /// there to carry it.
+    /// there to carry it (on `timer`, the client connection's; see
+    /// [`super::deadline`]).
     pub async fn forward(
         &self,
         mut req: Request<RequestBody>,
         timeout: Duration,
+        timer: &UpstreamTimer,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         origin_form(req.uri_mut());
         // Upstreams speak HTTP/1.1 whatever the client spoke.
         *req.version_mut() = Version::HTTP_11;
-        match self.send(req, timeout).await {
+        match self.send(req, timeout, timer).await {
             Err(Failure::TimedOut) => Err(UpstreamError::TimedOut),
             // The client's own body broke (see `request_body`): its error,
             // not the upstream's.
@@ -218,6 +221,7 @@ impl HttpUpstream {
         &self,
         mut req: Request<RequestBody>,
         timeout: Duration,
+        timer: &UpstreamTimer,
     ) -> Result<(Response<Incoming>, SendRequest<RequestBody>), Failure> {
         // Set once the first connection is in hand.
         let mut deadline = None;
@@ -239,7 +243,7 @@ impl HttpUpstream {
                 },
             };
             let deadline = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + timeout);
-            match tokio::time::timeout_at(deadline, sender.try_send_request(req)).await {
+            match timer.run(deadline, sender.try_send_request(req)).await {
                 Err(_) => return Err(Failure::TimedOut),
                 Ok(Ok(resp)) => return Ok((resp, sender)),
                 Ok(Err(mut e)) => match e.take_message() {

@@ -3,6 +3,7 @@
 
 pub mod cgi;
 pub mod control;
+pub mod deadline;
 pub mod expiry_warning;
 pub mod fastcgi;
 pub mod files;
