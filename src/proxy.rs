@@ -192,7 +192,7 @@ impl Gate {
     async fn process(
         &self,
         ex: &mut Exchange<'_>,
-        req: Request<RequestBody>,
+        mut req: Request<RequestBody>,
     ) -> Result<Response<ResponseBody>, Reject> {
         check_head_size(&req, ex.setup.config.server.max_header_bytes)?;
         let handshake = upgrade::classify(&req)?;
@@ -219,7 +219,7 @@ impl Gate {
             }
             Err(reject) => return Err(reject),
         };
-        let (req, replayed) = self.replay(ex, &route, req, handshake).await;
+        let replayed = self.replay(ex, &route, &mut req, handshake).await;
         let page = ex.page(&route, current.as_ref(), &req, host.as_ref());
         ex.user_agent = req.headers().get(header::USER_AGENT).cloned();
         let (mut req, body_failure) = ex.prepare(req, host.as_ref(), &route, current.as_ref());
@@ -329,29 +329,25 @@ impl Gate {
     /// store once, it goes on through the ordinary stages in the `GET`'s
     /// place. `Some(secure)`: the cookie is to be cleared (whatever came
     /// of the take).
+    ///
+    /// The request is changed in place: every request passes here, and
+    /// moving it in and out would copy it each time.
     async fn replay(
         &self,
         ex: &Exchange<'_>,
         route: &Route<'_>,
-        req: Request<RequestBody>,
+        req: &mut Request<RequestBody>,
         handshake: Option<Handshake>,
-    ) -> (Request<RequestBody>, Option<bool>) {
-        match ex.replay_ticket(route, &req, handshake) {
-            None => (req, None),
-            // Boxed: rare, and the store's future is large; the hot path's
-            // future stays small.
-            Some((ticket, secure)) => Box::pin(self.take_kept(ex, ticket, req, secure)).await,
-        }
+    ) -> Option<bool> {
+        let (ticket, secure) = ex.replay_ticket(route, req, handshake)?;
+        // Boxed: rare, and the store's future is large; the hot path's
+        // future stays small.
+        Box::pin(self.take_kept(ex, ticket, req)).await;
+        Some(secure)
     }
 
     /// Takes the kept request `ticket` names and puts it in `req`'s place.
-    async fn take_kept(
-        &self,
-        ex: &Exchange<'_>,
-        ticket: Ticket,
-        mut req: Request<RequestBody>,
-        secure: bool,
-    ) -> (Request<RequestBody>, Option<bool>) {
+    async fn take_kept(&self, ex: &Exchange<'_>, ticket: Ticket, req: &mut Request<RequestBody>) {
         let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let kept = match self.store.take_request(&ticket.id, ex.now).await {
             Ok(Some(bytes)) => match KeptRequest::decode(&bytes) {
@@ -377,7 +373,7 @@ impl Gate {
         };
         let Some(kept) = kept else {
             self.metrics.replays.count(Outcome::Missing);
-            return (req, Some(secure));
+            return;
         };
         self.metrics.replays.count(Outcome::Replayed);
         tracing::info!(client = %ex.client.ip, route = %ex.route, user = ?ex.user, method = %kept.method, bytes = kept.body.len(), "kept form sent after the sign-in");
@@ -399,7 +395,6 @@ impl Gate {
         h.insert(header::CONTENT_TYPE, kept.content_type);
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(kept.body.len()));
         *req.body_mut() = RequestBody::other(http_body_util::Full::new(kept.body));
-        (req, Some(secure))
     }
 
     /// The built-in endpoints under `login.prefix`.
