@@ -24,6 +24,9 @@ pub struct ConnInfo {
     /// The deadline timer of the connection's upstream requests, kept from
     /// one request to the next.
     pub upstream_timer: UpstreamTimer,
+    /// `Strict-Transport-Security` for every response on the connection
+    /// (a TLS listener with `server.hsts`), the proxy's own pages included.
+    pub hsts: Option<HeaderValue>,
 }
 
 impl ConnInfo {
@@ -35,7 +38,13 @@ impl ConnInfo {
             tls,
             peer_header: ip_header(canonical(peer.ip())),
             upstream_timer: UpstreamTimer::default(),
+            hsts: None,
         }
+    }
+
+    /// The same, with `Strict-Transport-Security` on every response.
+    pub fn with_hsts(self, hsts: Option<HeaderValue>) -> Self {
+        ConnInfo { hsts, ..self }
     }
 }
 

@@ -28,6 +28,7 @@
 //! response by [`crate::respond`], the one table of statuses) or a response
 //! the stage built.
 
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -147,19 +148,31 @@ impl Gate {
     }
 
     /// Handles one request. Never fails: every problem becomes a response.
-    pub async fn handle(
-        &self,
+    pub fn handle<'a>(
+        &'a self,
+        req: Request<RequestBody>,
+        conn: &'a ConnInfo,
+    ) -> impl Future<Output = Response<ResponseBody>> + 'a {
+        Gate::handle_in(self, conn, req)
+    }
+
+    /// [`Gate::handle`] with the gate and the connection held as the caller
+    /// holds them: by reference, or (for the listeners, whose futures own
+    /// what they use) by `Arc`.
+    pub async fn handle_in(
+        gate: impl Deref<Target = Gate>,
+        conn: impl Deref<Target = ConnInfo>,
         mut req: Request<RequestBody>,
-        conn: &ConnInfo,
     ) -> Response<ResponseBody> {
+        let (gate, conn) = (&*gate, &*conn);
         let started = Instant::now();
-        let setup = self.setup.load_full();
+        let setup = gate.setup.load_full();
         let client = forwarded::resolve(conn, req.headers(), &setup.config.server.trusted_proxies);
         let mut ex = Exchange {
             setup: &setup,
             conn,
             client,
-            now: self.clock.now(),
+            now: gate.clock.now(),
             route: setup.no_route_label.clone(),
             meter: setup.meters.no_route(),
             user: None,
@@ -176,13 +189,16 @@ impl Gate {
         let canonical = canonical::normalize_uri(req.uri_mut());
         let path = req.uri().path().to_owned();
         let result = match canonical {
-            Ok(()) => self.process(&mut ex, req).await,
+            Ok(()) => gate.process(&mut ex, req).await,
             Err(e) => {
                 tracing::debug!(client = %ex.client.ip, path = %path, error = %e, "bad request target");
                 Err(e.into())
             }
         };
-        let resp = result.unwrap_or_else(|reject| refuse(&setup, ex.meter, reject));
+        let mut resp = result.unwrap_or_else(|reject| refuse(&setup, ex.meter, reject));
+        if let Some(value) = &conn.hsts {
+            crate::hsts::apply(&mut resp, value);
+        }
         // Counted as the head leaves: the time to answer, not to stream the body.
         ex.meter.observe(resp.status(), started.elapsed());
         ex.log(resp, started, method, path)

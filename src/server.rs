@@ -589,7 +589,7 @@ async fn connection(
         keepalive: listening.keepalive_timeout,
     };
     let Some(acceptor) = &listening.tls else {
-        let handle = handler(listening.gate.clone(), conn_info, None);
+        let handle = handler(listening.gate.clone(), conn_info);
         let speak = Speak::Detect(&listening.protocols.detect);
         connection::serve(stream, speak, handle, deadlines, drain).await;
         return;
@@ -615,7 +615,7 @@ async fn connection(
         .hsts
         .as_ref()
         .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok());
-    let handle = handler(listening.gate.clone(), conn_info, hsts);
+    let handle = handler(listening.gate.clone(), conn_info.with_hsts(hsts));
     connection::serve(stream, speak, handle, deadlines, drain).await;
 }
 
@@ -625,25 +625,21 @@ async fn connection(
 fn handler(
     gate: Arc<Gate>,
     conn_info: ConnInfo,
-    hsts: Option<HeaderValue>,
 ) -> impl Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<ResponseBody>> + Send>>
 + Clone
 + Send
 + Sync
 + 'static {
-    let conn = Arc::new((conn_info, hsts));
+    let conn = Arc::new(conn_info);
     move |req| {
-        let gate = gate.clone();
-        let conn = conn.clone();
         // Boxed: the request's future is large, and hyper moves the
-        // service's future around; a box moves as one pointer.
-        Box::pin(async move {
-            let (conn_info, hsts) = &*conn;
-            let mut resp = gate.handle(req.map(RequestBody::from), conn_info).await;
-            if let Some(value) = hsts {
-                crate::hsts::apply(&mut resp, value);
-            }
-            resp
-        })
+        // service's future around; a box moves as one pointer. The gate's
+        // own future is what is boxed, with no future around it: each
+        // layer of async fn costs a copy of the layer inside it.
+        Box::pin(Gate::handle_in(
+            gate.clone(),
+            conn.clone(),
+            req.map(RequestBody::from),
+        ))
     }
 }

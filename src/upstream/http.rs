@@ -362,18 +362,17 @@ impl Origin {
         if sender.is_closed() {
             return;
         }
+        // One reading of the clock for both the check and the entry.
+        let now = Instant::now();
         let mut idle = self.own_idle();
         while idle
             .front()
-            .is_some_and(|e| e.since.elapsed() > POOL_IDLE_TIMEOUT)
+            .is_some_and(|e| now.saturating_duration_since(e.since) > POOL_IDLE_TIMEOUT)
         {
             idle.pop_front();
         }
         if idle.len() < POOL_MAX_IDLE {
-            idle.push_back(Idle {
-                sender,
-                since: Instant::now(),
-            });
+            idle.push_back(Idle { sender, since: now });
             drop(idle);
             // Only when every slot is taken can a request be waiting.
             if self.slots.available_permits() == 0 {
