@@ -23,8 +23,8 @@
 # has the other; nginx runs one worker and sessiongate one tokio worker
 # thread. More targets give both cores to nginx (2 workers, (b2)) and to
 # sessiongate, with wrk unpinned: (c2) (d2) (e2) on one runtime of 2
-# threads, (c2t) (d2t) (e2t) as 2 thread-per-core workers
-# (`thread_per_core = true`). Every server is started once;
+# threads (`thread_per_core = false`), (c2t) (d2t) (e2t) as 2
+# thread-per-core workers (the default). Every server is started once;
 # the targets then run in REPEAT rounds, each round visiting every target
 # in turn, so that a slow minute of a shared machine falls on all of them
 # alike. The median of each target's rounds is kept; ratios are to (b), or
@@ -120,7 +120,7 @@ taskset -c "$SERVER_CORE" "$ANCHOR" "127.0.0.1:$ANC" "127.0.0.1:$UP" & PIDS+=($!
 sg_conf "$WORK/sg.toml" "$SG" 'kind = "memory"
 max_sessions = 5000000' 1
 sg_conf "$WORK/sg2.toml" "$SG2" 'kind = "memory"
-max_sessions = 5000000' 2
+max_sessions = 5000000' 2 'thread_per_core = false'
 sg_conf "$WORK/sg2t.toml" "$SG2T" 'kind = "memory"
 max_sessions = 5000000' 2 'thread_per_core = true'
 taskset -c "$SERVER_CORE" "$BIN" --config "$WORK/sg.toml" > "$WORK/sg.log" & SG_PID=$!; PIDS+=($SG_PID)
@@ -283,9 +283,9 @@ TARGETS+=(
 )
 TARGETS+=(
   "(b2) nginx, 2 workers|free|http://127.0.0.1:$NGX2/public/|"
-  "(c2) sessiongate, 2 threads, public|free|http://127.0.0.1:$SG2/public/|"
-  "(d2) sessiongate, 2 threads, session|free|http://127.0.0.1:$SG2/session/|$COOKIE2"
-  "(e2) sessiongate, 2 threads, new session|free|http://127.0.0.1:$SG2/new/|"
+  "(c2) sessiongate, one runtime of 2 threads, public|free|http://127.0.0.1:$SG2/public/|"
+  "(d2) sessiongate, one runtime of 2 threads, session|free|http://127.0.0.1:$SG2/session/|$COOKIE2"
+  "(e2) sessiongate, one runtime of 2 threads, new session|free|http://127.0.0.1:$SG2/new/|"
   "(c2t) thread-per-core, 2 workers, public|free|http://127.0.0.1:$SG2T/public/|"
   "(d2t) thread-per-core, 2 workers, session|free|http://127.0.0.1:$SG2T/session/|$COOKIE2T"
   "(e2t) thread-per-core, 2 workers, new session|free|http://127.0.0.1:$SG2T/new/|"
