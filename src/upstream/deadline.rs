@@ -93,6 +93,17 @@ mod tests {
 
     use super::*;
 
+    /// Runs work that never ends with a deadline `after` from now, and
+    /// checks that it is cut short exactly then.
+    async fn cut_short_after(timer: &UpstreamTimer, after: Duration) {
+        let started = Instant::now();
+        let out = timer
+            .run(started + after, std::future::pending::<()>())
+            .await;
+        assert_eq!(out, Err(Elapsed));
+        assert_eq!(started.elapsed(), after);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn work_done_in_time_gives_its_output() {
         let timer = UpstreamTimer::default();
@@ -105,15 +116,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn work_past_its_deadline_is_cut_short() {
         let timer = UpstreamTimer::default();
-        let started = Instant::now();
-        let out = timer
-            .run(
-                started + Duration::from_secs(30),
-                std::future::pending::<()>(),
-            )
-            .await;
-        assert_eq!(out, Err(Elapsed));
-        assert_eq!(started.elapsed(), Duration::from_secs(30));
+        cut_short_after(&timer, Duration::from_secs(30)).await;
     }
 
     #[tokio::test(start_paused = true)]
@@ -130,15 +133,7 @@ mod tests {
         }
         // The kept timer, pushed later each time, fires for the one that
         // is late: at its own deadline, not an earlier request's.
-        let started = Instant::now();
-        let out = timer
-            .run(
-                started + Duration::from_secs(30),
-                std::future::pending::<()>(),
-            )
-            .await;
-        assert_eq!(out, Err(Elapsed));
-        assert_eq!(started.elapsed(), Duration::from_secs(30));
+        cut_short_after(&timer, Duration::from_secs(30)).await;
         // And after firing it serves again.
         let out = timer
             .run(Instant::now() + Duration::from_secs(30), async { 1 })
@@ -154,15 +149,7 @@ mod tests {
             .await;
         assert_eq!(out, Ok(1));
         // The kept timer is set for 60 s; this request's deadline is sooner.
-        let started = Instant::now();
-        let out = timer
-            .run(
-                started + Duration::from_secs(5),
-                std::future::pending::<()>(),
-            )
-            .await;
-        assert_eq!(out, Err(Elapsed));
-        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        cut_short_after(&timer, Duration::from_secs(5)).await;
     }
 
     #[tokio::test(start_paused = true)]

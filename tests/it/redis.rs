@@ -99,16 +99,63 @@ async fn two_instances_share_logins_and_concurrent_updates() {
     assert_eq!(decode(&data).len(), 41);
 }
 
+/// A Redis server, the demo backend, and the proxy between them on that
+/// Redis (with `workers`, when given).
+async fn behind_redis(
+    dir: &std::path::Path,
+    workers: Option<i64>,
+) -> (Redis, Backend, RunningBinary) {
+    let redis = Redis::start(dir).await;
+    let backend = app().await;
+    let body = site(&backend, &[KEY], &redis_store(&redis.url(), "sg:"));
+    let mut config: toml::Table = body.parse().unwrap();
+    if let Some(n) = workers {
+        crate::harness::binary::set(&mut config, "server", "workers", n.into());
+    }
+    let gateway = Binary::from_table(config).start().await;
+    (redis, backend, gateway)
+}
+
+/// With thread-per-core workers each worker has its own connection to
+/// Redis. Once Redis is back, none of them may cost a failed request:
+/// requests on many fresh client connections (spread over the workers by
+/// the kernel) all succeed from the first.
+#[tokio::test]
+async fn every_workers_connection_comes_back_with_redis() {
+    if !redis_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (mut redis, backend, gateway) = behind_redis(dir.path(), Some(2)).await;
+    let base = gateway.url("");
+    let alice = sign_in(&base).await;
+    assert_eq!(visit(&base, &backend, "/members/x", &alice).await.0, 200);
+
+    redis.kill();
+    for _ in 0..12 {
+        assert_eq!(status_within(&base, "/page", &alice, FAIL_FAST).await, 503);
+    }
+    // Long enough for every connection's last attempt to reconnect to
+    // have failed, so that none is still trying when Redis is back.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    redis.restart().await;
+    until_status(&base, "/page", &alice, 200).await;
+    for i in 0..24 {
+        assert_eq!(
+            status_within(&base, "/page", &alice, FAIL_FAST).await,
+            200,
+            "request {i} after Redis came back"
+        );
+    }
+}
+
 #[tokio::test]
 async fn redis_away_fails_closed_and_recovers_without_a_restart() {
     if !redis_available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut redis = Redis::start(dir.path()).await;
-    let backend = app().await;
-    let body = site(&backend, &[KEY], &redis_store(&redis.url(), "sg:"));
-    let gateway = Binary::new(&body).start().await;
+    let (mut redis, backend, gateway) = behind_redis(dir.path(), None).await;
     let base = gateway.url("");
     let alice = sign_in(&base).await;
     assert_eq!(visit(&base, &backend, "/members/x", &alice).await.0, 200);

@@ -18,7 +18,7 @@
 //! after a failure, so the proxy recovers by itself when Redis is back.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -60,6 +60,12 @@ pub(super) struct Connection {
     /// protected requests at once while Redis is away, instead of handing
     /// out sessions it cannot keep.
     answering: AtomicBool,
+    /// Operations that found Redis away, on any lane.
+    failures: AtomicU64,
+    /// Per lane, `failures` as it was when the lane last got an answer. A
+    /// lane behind it has not been used since Redis was away: see
+    /// [`Connection::revive`].
+    answered_at: Box<[AtomicU64]>,
 }
 
 /// A connection that remakes itself: one server, or a cluster.
@@ -110,6 +116,8 @@ impl Connection {
         Ok(Connection {
             links,
             answering: AtomicBool::new(true),
+            failures: AtomicU64::new(0),
+            answered_at: (0..=workers).map(|_| AtomicU64::new(0)).collect(),
         })
     }
 
@@ -161,10 +169,33 @@ impl Connection {
         matches!(self.links[0], Link::Cluster(_))
     }
 
-    /// This thread's connection.
-    fn link(&self) -> &Link {
+    /// This thread's lane: its place in `links` and `answered_at`.
+    fn lane(&self) -> usize {
         let lane = crate::workers::worker().map_or(0, |n| n + 1);
-        &self.links[lane.min(self.links.len() - 1)]
+        lane.min(self.links.len() - 1)
+    }
+
+    /// Brings a lane's connection back after Redis was away, before an
+    /// operation is sent on it. Its connection learns that Redis went (or
+    /// that its last attempt to reconnect failed) only from a command that
+    /// fails, and only then starts to reconnect: without this, each
+    /// worker's connection would cost one failed request once Redis is
+    /// back. A `PING` takes that failure; a second, sent only after an I/O
+    /// error, waits for the new connection. Both may be sent again safely,
+    /// and both stay within the operation's time. Only once another lane
+    /// has had an answer since: while Redis is away nothing is revived, and
+    /// the one lane that finds it back pays one failed operation, as a
+    /// single connection always has.
+    async fn revive(&self, link: &Link) {
+        let ping = || async {
+            let mut c = link.clone();
+            redis::cmd("PING").query_async::<()>(&mut c).await
+        };
+        if let Err(e) = ping().await {
+            if e.is_io_error() {
+                let _ = ping().await;
+            }
+        }
     }
 
     /// Runs one operation against a fresh handle on this thread's
@@ -174,7 +205,20 @@ impl Connection {
         F: FnOnce(Link) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        let result = match tokio::time::timeout(OPERATION_TIMEOUT, op(self.link().clone())).await {
+        let lane = self.lane();
+        let link = &self.links[lane];
+        let failures = self.failures.load(Ordering::Relaxed);
+        // Revived once Redis answers again on some lane; while it is away,
+        // operations fail as fast as they did.
+        let stale = self.answered_at[lane].load(Ordering::Relaxed) != failures
+            && self.answering.load(Ordering::Relaxed);
+        let attempt = async {
+            if stale {
+                self.revive(link).await;
+            }
+            op(link.clone()).await
+        };
+        let result = match tokio::time::timeout(OPERATION_TIMEOUT, attempt).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(classify(&e)),
             Err(_) => Err(StoreError::Unavailable(format!(
@@ -182,6 +226,11 @@ impl Connection {
             ))),
         };
         let answered = !matches!(result, Err(StoreError::Unavailable(_)));
+        if answered {
+            self.answered_at[lane].store(failures, Ordering::Relaxed);
+        } else {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
         self.answering.store(answered, Ordering::Relaxed);
         result
     }
