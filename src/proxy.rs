@@ -44,7 +44,7 @@ use crate::canonical;
 use crate::clock::Clock;
 use crate::config::{Access, CsrfMode};
 use crate::csrf;
-use crate::forward::Hop;
+use crate::forward::{Hop, Target};
 use crate::forwarded::{self, ClientInfo, ConnInfo};
 use crate::login::backend_page;
 use crate::login::basic::{Verdict, Witness};
@@ -240,10 +240,16 @@ impl Gate {
         ex.user_agent = req.headers().get(header::USER_AGENT).cloned();
         let (mut req, body_failure) = ex.prepare(req, host.as_ref(), &route, current.as_ref());
         let tunnel = open_tunnel(&route, &mut req, handshake)?;
-        let mut resp = route
-            .target
-            .forward(req, &ex.hop(&route, &body_failure))
-            .await?;
+        let hop = ex.hop(&route, &body_failure);
+        let mut resp = match &route.target {
+            // The common case awaited here, without the dispatch's own
+            // future around it: each layer of async fn copies the one inside.
+            Target::Http(upstream) => upstream
+                .forward(req, hop.timeout, &hop.conn.upstream_timer)
+                .await?
+                .map(ResponseBody::upstream),
+            target => target.forward(req, &hop).await?,
+        };
         let change = take_control(
             resp.headers_mut(),
             &ex.setup.config.headers,
