@@ -172,6 +172,9 @@ impl HttpUpstream {
     /// waits at most `timeout` for the response head, once a connection is
     /// there to carry it (on `timer`, the client connection's; see
     /// [`super::deadline`]).
+    ///
+    /// One `async fn` from the pool to the response head: a layer of
+    /// `async fn` more would copy this one's future on every request.
     pub async fn forward(
         &self,
         mut req: Request<RequestBody>,
@@ -181,7 +184,42 @@ impl HttpUpstream {
         origin_form(req.uri_mut());
         // Upstreams speak HTTP/1.1 whatever the client spoke.
         *req.version_mut() = Version::HTTP_11;
-        match self.send(req, timeout, timer).await {
+        // Set once the first connection is in hand.
+        let mut deadline = None;
+        let sent = loop {
+            // One reading of the clock for the idle check and the deadline.
+            let now = tokio::time::Instant::now();
+            let (mut sender, reused) = match self.origin.checkout(now.into_std()) {
+                Some(sender) => (sender, true),
+                // Boxed: rare, and large.
+                None => match Box::pin(self.new_connection(&mut deadline, timeout)).await {
+                    Ok(got) => got,
+                    Err(e) => break Err(e),
+                },
+            };
+            let deadline = *deadline.get_or_insert(now + timeout);
+            match timer.run(deadline, sender.try_send_request(req)).await {
+                Err(_) => break Err(Failure::TimedOut),
+                Ok(Ok(resp)) => break Ok((resp, sender)),
+                Ok(Err(mut e)) => match e.take_message() {
+                    // The idle connection was closed under us before the
+                    // request went out: it is safe to send it again. Each
+                    // retry uses up an idle connection, so this ends.
+                    Some(unsent) if reused => req = unsent,
+                    _ => break Err(Failure::Request(e.into_error())),
+                },
+            }
+        };
+        self.conclude(sent)
+    }
+
+    /// The response, or the error the proxy answers with, from what
+    /// sending the request came to; failures are logged here.
+    fn conclude(
+        &self,
+        sent: Result<(Response<Incoming>, SendRequest<RequestBody>), Failure>,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        match sent {
             Err(Failure::TimedOut) => Err(UpstreamError::TimedOut),
             // The client's own body broke (see `request_body`): its error,
             // not the upstream's.
@@ -217,44 +255,27 @@ impl HttpUpstream {
         }
     }
 
-    async fn send(
+    /// A connection when no idle one is ready: a new one under a free
+    /// slot, or, when every slot is taken, whichever comes first of a
+    /// connection given back and a slot set free, within [`QUEUE_WAIT`].
+    /// `true` with a connection that was given back (used before).
+    async fn new_connection(
         &self,
-        mut req: Request<RequestBody>,
+        deadline: &mut Option<tokio::time::Instant>,
         timeout: Duration,
-        timer: &UpstreamTimer,
-    ) -> Result<(Response<Incoming>, SendRequest<RequestBody>), Failure> {
-        // Set once the first connection is in hand.
-        let mut deadline = None;
-        loop {
-            let (mut sender, reused) = match self.origin.checkout() {
-                Some(sender) => (sender, true),
-                None => match self.origin.slots.clone().try_acquire_owned() {
-                    Ok(slot) => (self.connect(slot, &mut deadline, timeout).await?, false),
-                    Err(_) => {
-                        let wait = QUEUE_WAIT.min(timeout);
-                        // Boxed like connecting: rare, and large.
-                        match Box::pin(self.origin.wait_for_connection(wait)).await? {
-                            Waited::Idle(sender) => (sender, true),
-                            Waited::Slot(slot) => {
-                                (self.connect(slot, &mut deadline, timeout).await?, false)
-                            }
-                        }
-                    }
-                },
-            };
-            let deadline = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + timeout);
-            match timer.run(deadline, sender.try_send_request(req)).await {
-                Err(_) => return Err(Failure::TimedOut),
-                Ok(Ok(resp)) => return Ok((resp, sender)),
-                Ok(Err(mut e)) => match e.take_message() {
-                    // The idle connection was closed under us before the
-                    // request went out: it is safe to send it again. Each
-                    // retry uses up an idle connection, so this ends.
-                    Some(unsent) if reused => req = unsent,
-                    _ => return Err(Failure::Request(e.into_error())),
-                },
-            }
-        }
+    ) -> Result<(SendRequest<RequestBody>, bool), Failure> {
+        let slot = match self.origin.slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => match self
+                .origin
+                .wait_for_connection(QUEUE_WAIT.min(timeout))
+                .await?
+            {
+                Waited::Idle(sender) => return Ok((sender, true)),
+                Waited::Slot(slot) => slot,
+            },
+        };
+        Ok((self.connect(slot, deadline, timeout).await?, false))
     }
 
     /// Opens a connection under `slot`, within the request's deadline
@@ -283,12 +304,15 @@ enum Waited {
 }
 
 impl Origin {
-    /// The most recently returned idle connection that can take a request.
-    fn checkout(&self) -> Option<SendRequest<RequestBody>> {
+    /// The most recently returned idle connection that can take a request
+    /// `now`.
+    fn checkout(&self, now: Instant) -> Option<SendRequest<RequestBody>> {
         let mut idle = self.own_idle();
         for _ in 0..idle.len() {
             let entry = idle.pop_back()?;
-            if entry.sender.is_closed() || entry.since.elapsed() > POOL_IDLE_TIMEOUT {
+            if entry.sender.is_closed()
+                || now.saturating_duration_since(entry.since) > POOL_IDLE_TIMEOUT
+            {
                 continue;
             }
             if entry.sender.is_ready() {
