@@ -187,17 +187,23 @@ impl HttpUpstream {
         // Set once the first connection is in hand.
         let mut deadline = None;
         let sent = loop {
-            // One reading of the clock for the idle check and the deadline.
             let now = tokio::time::Instant::now();
             let (mut sender, reused) = match self.origin.checkout(now.into_std()) {
-                Some(sender) => (sender, true),
-                // Boxed: rare, and large.
+                Some(sender) => {
+                    // One reading of the clock for the idle check and the
+                    // deadline.
+                    deadline.get_or_insert(now + timeout);
+                    (sender, true)
+                }
+                // Boxed: rare, and large. The deadline starts once it has
+                // a connection (time spent waiting for one is not the
+                // upstream's).
                 None => match Box::pin(self.new_connection(&mut deadline, timeout)).await {
                     Ok(got) => got,
                     Err(e) => break Err(e),
                 },
             };
-            let deadline = *deadline.get_or_insert(now + timeout);
+            let deadline = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + timeout);
             match timer.run(deadline, sender.try_send_request(req)).await {
                 Err(_) => break Err(Failure::TimedOut),
                 Ok(Ok(resp)) => break Ok((resp, sender)),
