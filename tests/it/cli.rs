@@ -1,15 +1,15 @@
 //! The `sessiongate` binary: subcommands, exit codes, and signals.
 
-use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
 use crate::harness::binary::command as sessiongate;
 use crate::harness::process::{answers, free_port};
+use crate::harness::programs::output_with_stdin;
 use crate::harness::{BUDGET, Backend, Binary, KEY, Reply, eventually, raw};
 
 fn run(args: &[&str]) -> Output {
@@ -115,18 +115,7 @@ fn gen_key_prints_43_random_characters() {
 
 #[test]
 fn hash_password_reads_stdin_and_the_hash_verifies() {
-    let mut child = sessiongate(&["hash-password"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"correct horse\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_stdin(&mut sessiongate(&["hash-password"]), b"correct horse\n");
     assert!(out.status.success());
     let hash = String::from_utf8(out.stdout).unwrap();
     assert!(hash.starts_with("$argon2id$"), "{hash}");
