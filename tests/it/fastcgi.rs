@@ -225,6 +225,9 @@ async fn bodies_stream_both_ways() {
         .await
         .expect("response");
     assert_eq!(resp.status(), 413);
+    // The rest of the body was never read: the client is told the
+    // connection ends with this answer.
+    assert_eq!(resp.headers()["connection"], "close");
 
     // A new client: the 413 went out before the body was read, so the proxy
     // closes that connection, and the client's pool may not know yet when a
