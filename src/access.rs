@@ -165,25 +165,32 @@ pub enum AccessDecision {
     Challenge,
 }
 
-/// Applies the SPEC's access table.
+/// Applies the SPEC's access table. `wants_json` (whether the client asks
+/// for JSON) is asked only when the answer depends on it: a visitor
+/// without a signed-in session on a login route.
 pub fn decide(
     access: Access,
     visitor: Visitor,
     method: &Method,
-    wants_json: bool,
+    wants_json: impl FnOnce() -> bool,
 ) -> AccessDecision {
     match (access, visitor) {
         (Access::Public, _) => AccessDecision::Forward,
         (Access::Session, Visitor::Nobody { .. }) => AccessDecision::CreateAndForward,
         (Access::Session, _) => AccessDecision::Forward,
         (Access::Login, Visitor::User) => AccessDecision::Forward,
-        (Access::Login, Visitor::Nobody { expired }) if browser_navigation(method, wants_json) => {
-            AccessDecision::RedirectToLogin { expired }
-        }
-        (Access::Login, Visitor::Anonymous) if browser_navigation(method, wants_json) => {
-            AccessDecision::RedirectToLogin { expired: false }
-        }
-        (Access::Login, _) => AccessDecision::Unauthorized,
+        (Access::Login, Visitor::Nobody { expired }) => to_sign_in(expired, method, wants_json),
+        (Access::Login, Visitor::Anonymous) => to_sign_in(false, method, wants_json),
+    }
+}
+
+/// A visitor who must sign in: a browser's navigation goes to the login
+/// page, anything else is refused.
+fn to_sign_in(expired: bool, method: &Method, wants_json: impl FnOnce() -> bool) -> AccessDecision {
+    if browser_navigation(method, wants_json) {
+        AccessDecision::RedirectToLogin { expired }
+    } else {
+        AccessDecision::Unauthorized
     }
 }
 
@@ -199,8 +206,8 @@ pub fn with_basic(decision: AccessDecision, wants_html: bool) -> AccessDecision 
     }
 }
 
-fn browser_navigation(method: &Method, wants_json: bool) -> bool {
-    (method == Method::GET || method == Method::HEAD) && !wants_json
+fn browser_navigation(method: &Method, wants_json: impl FnOnce() -> bool) -> bool {
+    (method == Method::GET || method == Method::HEAD) && !wants_json()
 }
 
 /// Whether a route's `allow` list admits `user`, whose groups are `groups`
@@ -314,18 +321,21 @@ mod tests {
         let get = Method::GET;
         let post = Method::POST;
         let nobody = Visitor::Nobody { expired: false };
-        assert_eq!(decide(Access::Public, nobody, &get, false), Forward);
-        assert_eq!(decide(Access::Public, Visitor::User, &post, true), Forward);
+        assert_eq!(decide(Access::Public, nobody, &get, || false), Forward);
         assert_eq!(
-            decide(Access::Session, nobody, &get, false),
-            CreateAndForward
-        );
-        assert_eq!(
-            decide(Access::Session, Visitor::Anonymous, &get, false),
+            decide(Access::Public, Visitor::User, &post, || true),
             Forward
         );
         assert_eq!(
-            decide(Access::Login, nobody, &get, false),
+            decide(Access::Session, nobody, &get, || false),
+            CreateAndForward
+        );
+        assert_eq!(
+            decide(Access::Session, Visitor::Anonymous, &get, || false),
+            Forward
+        );
+        assert_eq!(
+            decide(Access::Login, nobody, &get, || false),
             RedirectToLogin { expired: false }
         );
         assert_eq!(
@@ -333,21 +343,24 @@ mod tests {
                 Access::Login,
                 Visitor::Nobody { expired: true },
                 &Method::HEAD,
-                false
+                || false
             ),
             RedirectToLogin { expired: true }
         );
-        assert_eq!(decide(Access::Login, nobody, &get, true), Unauthorized);
-        assert_eq!(decide(Access::Login, nobody, &post, false), Unauthorized);
+        assert_eq!(decide(Access::Login, nobody, &get, || true), Unauthorized);
+        assert_eq!(decide(Access::Login, nobody, &post, || false), Unauthorized);
         assert_eq!(
-            decide(Access::Login, Visitor::Anonymous, &get, false),
+            decide(Access::Login, Visitor::Anonymous, &get, || false),
             RedirectToLogin { expired: false }
         );
         assert_eq!(
-            decide(Access::Login, Visitor::Anonymous, &Method::DELETE, false),
+            decide(Access::Login, Visitor::Anonymous, &Method::DELETE, || false),
             Unauthorized
         );
-        assert_eq!(decide(Access::Login, Visitor::User, &post, true), Forward);
+        assert_eq!(
+            decide(Access::Login, Visitor::User, &post, || true),
+            Forward
+        );
     }
 
     #[test]

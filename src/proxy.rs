@@ -531,13 +531,15 @@ impl Gate {
             Found::Session(c) if c.user().is_some() => (Visitor::User, Some(c)),
             Found::Session(c) => (Visitor::Anonymous, Some(c)),
         };
-        let accept = req.headers().get(header::ACCEPT);
-        let json = access::accepts_json(accept);
+        let accept = || req.headers().get(header::ACCEPT);
+        // Whether the client asks for JSON: only a refusal depends on it,
+        // so most requests never read `Accept`.
+        let json = || access::accepts_json(accept());
         // A signed-in session is served as on any login route; only without
         // one are Basic credentials looked at.
         let basic = route.config.basic_auth;
         if basic && visitor != Visitor::User {
-            if let Some(user) = self.basic(ex, req, json).await? {
+            if let Some(user) = self.basic(ex, req, json()).await? {
                 // No session: none is looked up, started or stored for it.
                 *hold = Some(Hold::Basic);
                 ex.user = Some(user.clone());
@@ -547,7 +549,7 @@ impl Gate {
         }
         let mut decision = access::decide(route.config.access, visitor, req.method(), json);
         if basic {
-            decision = access::with_basic(decision, access::accepts_html(accept));
+            decision = access::with_basic(decision, access::accepts_html(accept()));
         }
         let current = match decision {
             AccessDecision::Forward => current,
@@ -559,17 +561,17 @@ impl Gate {
             }
             // A WebSocket cannot follow a redirect to a login page.
             AccessDecision::RedirectToLogin { .. } if handshake.is_some() && basic => {
-                return Err(challenge(ex.setup, json));
+                return Err(challenge(ex.setup, json()));
             }
             AccessDecision::RedirectToLogin { .. } if handshake.is_some() => {
-                return Err(Reject::Unauthorized { json });
+                return Err(Reject::Unauthorized { json: json() });
             }
             AccessDecision::RedirectToLogin { expired } => {
                 let to = respond::login_redirect(&ex.setup.login_page, req, expired);
                 return Ok(Admitted::Answer(respond::redirect(StatusCode::FOUND, &to)));
             }
-            AccessDecision::Unauthorized => return Err(Reject::Unauthorized { json }),
-            AccessDecision::Challenge => return Err(challenge(ex.setup, json)),
+            AccessDecision::Unauthorized => return Err(Reject::Unauthorized { json: json() }),
+            AccessDecision::Challenge => return Err(challenge(ex.setup, json())),
         };
         if let Some(c) = &current {
             ex.session = Some(c.id);
@@ -588,7 +590,7 @@ impl Gate {
         ex: &mut Exchange<'_>,
         route: &Route<'_>,
         current: Option<Current>,
-        json: bool,
+        json: impl FnOnce() -> bool,
     ) -> Admitted {
         let Some(user) = ex.user.clone() else {
             return Admitted::Forward(current);
@@ -602,7 +604,7 @@ impl Gate {
         {
             tracing::info!(client = %ex.client.ip, user = %user, route = %route.label, "signed-in user not admitted by the route's allow list");
             let logout = format!("{}/logout", ex.setup.config.login.prefix);
-            return Admitted::Answer(respond::not_admitted(&user, &logout, json));
+            return Admitted::Answer(respond::not_admitted(&user, &logout, json()));
         }
         Admitted::Forward(current)
     }

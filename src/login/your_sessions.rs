@@ -288,7 +288,7 @@ async fn signed_in(
         Found::Rotated => Visitor::Nobody { expired: false },
     };
     let json = wants_json(req);
-    match access::decide(Access::Login, visitor, req.method(), json) {
+    match access::decide(Access::Login, visitor, req.method(), || json) {
         AccessDecision::RedirectToLogin { expired } => {
             let to = respond::login_redirect(v.login_page, req, expired);
             Ok(Err(respond::redirect(StatusCode::FOUND, &to)))

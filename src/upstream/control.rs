@@ -6,7 +6,7 @@
 
 use http::header::{self, HeaderMap, HeaderValue};
 
-use super::hop_by_hop::remove_hop_by_hop;
+use super::hop_by_hop::HopByHop;
 use super::request_headers::{has_prefix, strip_prefixed};
 use crate::config::HeadersConfig;
 use crate::login::groups::parse_session_groups;
@@ -26,17 +26,25 @@ pub fn take_control(
     cookie_name: &str,
 ) -> ControlHeaders {
     let mut control = ControlHeaders::default();
-    remove_hop_by_hop(headers);
-    // Most responses carry no control header at all: one pass over the
-    // names says so, and the four lookups below are skipped.
-    if headers
-        .keys()
-        .any(|k| has_prefix(k.as_str(), &cfg.match_prefix))
-    {
+    // One pass over the fields says what is there. Most responses carry
+    // no control header and no cookie of ours, and their only hop-by-hop
+    // field is `Connection`: nothing else is looked up.
+    let mut hop = HopByHop::default();
+    let (mut prefixed, mut set_cookie) = (false, false);
+    for (name, value) in headers.iter() {
+        let n = name.as_str();
+        hop.note(n, value);
+        prefixed |= has_prefix(n, &cfg.match_prefix);
+        set_cookie |= *name == header::SET_COOKIE;
+    }
+    // First, as on the way in: a field `Connection` names is gone before
+    // it could be read as a control header.
+    hop.remove_from(headers);
+    if prefixed {
         read_control(headers, cfg, &mut control);
         strip_prefixed(headers, &cfg.match_prefix);
     }
-    if headers.contains_key(header::SET_COOKIE) {
+    if set_cookie {
         drop_their_session_cookie(headers, cookie_name);
     }
     control

@@ -9,73 +9,109 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 /// Removes hop-by-hop headers, including those named in `Connection`.
 /// `TE: trailers` survives as just that: it tells the upstream that the
 /// client takes trailers (gRPC needs it), and no other `TE` value does.
-///
-/// One pass over the names finds the hop-by-hop ones present; most requests
-/// carry none, and most responses only `Connection`, so nothing else is
-/// looked up or removed.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let mut present = [false; HOP_BY_HOP.len()];
-    let mut any = false;
-    for name in headers.keys() {
-        if let Some(i) = lower_case_index(name.as_str()) {
-            present[i] = true;
-            any = true;
+    let mut found = HopByHop::default();
+    for (name, value) in headers.iter() {
+        found.note(name.as_str(), value);
+    }
+    found.remove_from(headers);
+}
+
+/// What a pass over a header section found of the hop-by-hop fields:
+/// which are present, whether `Connection` names any other field, and
+/// whether `TE` asks for trailers. Fed one field at a time by
+/// [`HopByHop::note`], so that a caller with other names to look for
+/// makes one pass for all of them.
+///
+/// Most requests carry none of these fields, and most responses only
+/// `Connection: keep-alive`: then nothing is looked up, and at most that
+/// one field is removed.
+#[derive(Default)]
+pub struct HopByHop {
+    present: [bool; HOP_BY_HOP.len()],
+    any: bool,
+    /// A `Connection` header names a field besides `close` and the
+    /// hop-by-hop ones.
+    names_others: bool,
+    /// A `TE` header lists `trailers`.
+    takes_trailers: bool,
+}
+
+impl HopByHop {
+    /// Notes one field, its name as [`HeaderName::as_str`] gives it.
+    pub fn note(&mut self, name: &str, value: &HeaderValue) {
+        let Some(i) = lower_case_index(name) else {
+            return;
+        };
+        self.present[i] = true;
+        self.any = true;
+        match i {
+            CONNECTION_INDEX => self.names_others |= !lists_nothing_more(value),
+            TE_INDEX => self.takes_trailers |= lists_trailers(value),
+            _ => {}
         }
     }
-    if !any {
-        return;
+
+    /// Whether the removal takes fields that `Connection` names: then any
+    /// other header may be gone after it.
+    pub fn names_others(&self) -> bool {
+        self.names_others
     }
-    let takes_trailers = present[TE_INDEX]
-        && headers
-            .get_all(header::TE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| {
-                t.split(';')
-                    .next()
-                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
-            });
-    // Other names the `Connection` header lists. Its usual values, `close`
-    // and `keep-alive`, add nothing to remove (a `Keep-Alive` header was
-    // found above), so they cost neither a parse nor an allocation.
-    let listed: Vec<HeaderName> = if present[CONNECTION_INDEX] && !lists_nothing_more(headers) {
-        headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|n| !n.eq_ignore_ascii_case("close") && hop_by_hop_index(n).is_none())
-            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
-            .collect()
-    } else {
-        Vec::new()
-    };
-    for ((_, name), _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
-        headers.remove(name);
-    }
-    for name in listed {
-        headers.remove(name);
-    }
-    if takes_trailers {
-        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+
+    /// Removes the fields noted, and those `Connection` names; puts back
+    /// `TE: trailers` when `TE` asked for trailers.
+    pub fn remove_from(self, headers: &mut HeaderMap) {
+        if !self.any {
+            return;
+        }
+        // The names `Connection` lists besides `close` and hop-by-hop ones.
+        let listed: Vec<HeaderName> = if self.names_others {
+            headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .filter(|n| !n.eq_ignore_ascii_case("close") && hop_by_hop_index(n).is_none())
+                .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for ((_, name), _) in HOP_BY_HOP.iter().zip(self.present).filter(|(_, p)| *p) {
+            headers.remove(name);
+        }
+        for name in listed {
+            headers.remove(name);
+        }
+        if self.takes_trailers {
+            headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
     }
 }
 
-/// Whether every `Connection` header lists only `close` or hop-by-hop
-/// names (`keep-alive`, in practice): then it names nothing else to
-/// remove. A plain scan of the bytes, for the usual values; anything
-/// unusual is left to the full parse.
-fn lists_nothing_more(headers: &HeaderMap) -> bool {
-    headers.get_all(header::CONNECTION).iter().all(|v| {
-        v.as_bytes().split(|&b| b == b',').all(|token| {
-            let token = token.trim_ascii();
-            token.is_empty()
-                || token.eq_ignore_ascii_case(b"close")
-                || token.eq_ignore_ascii_case(b"keep-alive")
-                || std::str::from_utf8(token).is_ok_and(|t| hop_by_hop_index(t).is_some())
+/// Whether a `TE` value lists `trailers` (with or without parameters).
+fn lists_trailers(value: &HeaderValue) -> bool {
+    value.to_str().is_ok_and(|v| {
+        v.split(',').any(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
         })
+    })
+}
+
+/// Whether a `Connection` value lists only `close` or hop-by-hop names
+/// (`keep-alive`, in practice): then it names nothing else to remove. A
+/// plain scan of the bytes, for the usual values; anything unusual is
+/// left to the full parse.
+fn lists_nothing_more(value: &HeaderValue) -> bool {
+    value.as_bytes().split(|&b| b == b',').all(|token| {
+        let token = token.trim_ascii();
+        token.is_empty()
+            || token.eq_ignore_ascii_case(b"close")
+            || token.eq_ignore_ascii_case(b"keep-alive")
+            || std::str::from_utf8(token).is_ok_and(|t| hop_by_hop_index(t).is_some())
     })
 }
 
@@ -205,9 +241,8 @@ mod tests {
             ("x-private", false),
             ("closed", false),
         ] {
-            let mut h = HeaderMap::new();
-            h.insert("connection", value.parse().unwrap());
-            assert_eq!(lists_nothing_more(&h), nothing_more, "{value}");
+            let value = HeaderValue::from_static(value);
+            assert_eq!(lists_nothing_more(&value), nothing_more, "{value:?}");
         }
     }
 

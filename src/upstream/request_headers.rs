@@ -10,7 +10,7 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use super::hop_by_hop::{hop_by_hop_index, remove_hop_by_hop};
+use super::hop_by_hop::{HopByHop, hop_by_hop_index};
 use super::signed_assertion::AssertionSigner;
 use crate::config::HeadersConfig;
 use crate::forwarded::{ClientInfo, ConnInfo, ip_header};
@@ -100,18 +100,21 @@ pub fn is_forwarding(name: &str) -> bool {
             || name.len() == "forwarded".len() && has_prefix(name, "forwarded"))
 }
 
-/// Removes forwarding headers a client may have forged: every spelling but
-/// the canonical one always, and the canonical ones too unless the peer is a
-/// trusted proxy (whose chain [`set_forwarded`] then extends).
+/// Whether `name` is a forwarding header a client may have forged: every
+/// spelling but the canonical one always, and the canonical ones too
+/// unless the peer is a trusted proxy (whose chain [`set_forwarded`] then
+/// extends).
+fn forged(name: &str, peer_trusted: bool) -> bool {
+    is_forwarding(name) && (!peer_trusted || name.bytes().any(|b| b == b'_' || b == b'.'))
+}
+
+/// Removes the forwarding headers a client may have forged ([`forged`]).
 fn strip_forwarding(headers: &mut HeaderMap, peer_trusted: bool) {
-    let forged = |n: &HeaderName| {
-        let n = n.as_str();
-        is_forwarding(n) && (!peer_trusted || n.bytes().any(|b| b == b'_' || b == b'.'))
-    };
-    if !headers.keys().any(forged) {
-        return;
-    }
-    let doomed: Vec<HeaderName> = headers.keys().filter(|n| forged(n)).cloned().collect();
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| forged(n.as_str(), peer_trusted))
+        .cloned()
+        .collect();
     for name in doomed {
         headers.remove(name);
     }
@@ -153,10 +156,9 @@ pub fn strip_trailers(trailers: &mut HeaderMap, prefix: &str) {
 }
 
 /// Sets `X-Forwarded-For/-Proto/-Host` (and `X-Real-IP`): appended to when
-/// the peer is a trusted proxy, replaced otherwise. Forwarding headers the
-/// client sent in other spellings, or at all when it is not a trusted proxy,
-/// are removed first.
-pub fn set_forwarded(
+/// the peer is a trusted proxy, replaced otherwise. [`rewrite`] removes the
+/// forged ones first.
+fn set_forwarded(
     headers: &mut HeaderMap,
     client: &ClientInfo,
     conn: &ConnInfo,
@@ -167,7 +169,6 @@ pub fn set_forwarded(
     const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
     const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
     const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-    strip_forwarding(headers, client.peer_trusted);
     let proto = HeaderValue::from_static(if client.https { "https" } else { "http" });
     if client.peer_trusted {
         let prior: Vec<String> = headers
@@ -265,11 +266,23 @@ pub enum Subject<'a> {
 
 /// Rewrites the headers of a request for the backend: strip, then set.
 pub fn rewrite(headers: &mut HeaderMap, r: &Rewrite<'_>) {
-    remove_hop_by_hop(headers);
-    strip_prefixed(headers, &r.config.match_prefix);
-    strip_cookie(headers, r.cookie_name);
+    let prefix = &r.config.match_prefix;
+    let (hop, present) = Present::scan(headers, prefix, r.client.peer_trusted);
+    let names_others = hop.names_others();
+    hop.remove_from(headers);
+    if present.prefixed {
+        strip_prefixed(headers, prefix);
+    }
+    if present.cookie {
+        strip_cookie(headers, r.cookie_name);
+    }
+    if present.forged {
+        strip_forwarding(headers, r.client.peer_trusted);
+    }
     set_forwarded(headers, r.client, r.conn, r.host);
-    if !headers.contains_key(header::HOST) {
+    // A field `Connection` named may have been `Host`.
+    let has_host = present.host && (!names_others || headers.contains_key(header::HOST));
+    if !has_host {
         if let Some(h) = r.host {
             headers.insert(header::HOST, h.clone());
         }
@@ -288,6 +301,41 @@ pub fn rewrite(headers: &mut HeaderMap, r: &Rewrite<'_>) {
     // Last: it signs the values just set, exactly as they go.
     if let Some(s) = &r.signing {
         s.signer.sign(headers, s.method, s.target, s.now);
+    }
+}
+
+/// What one pass over a request's fields found that the rewrite acts on:
+/// a stage whose fields are absent costs no lookup and no further pass.
+/// The hop-by-hop fields come apart ([`HopByHop`]), as they go first.
+#[derive(Default)]
+struct Present {
+    /// A field with the session prefix, in any spelling.
+    prefixed: bool,
+    /// A forwarding header the client may have forged ([`forged`]).
+    forged: bool,
+    /// A `Cookie` header.
+    cookie: bool,
+    /// A `Host` header none of the above removes.
+    host: bool,
+}
+
+impl Present {
+    fn scan(headers: &HeaderMap, prefix: &str, peer_trusted: bool) -> (HopByHop, Present) {
+        let mut hop = HopByHop::default();
+        let mut present = Present::default();
+        for (name, value) in headers {
+            let n = name.as_str();
+            hop.note(n, value);
+            let prefixed = has_prefix(n, prefix);
+            let forged = forged(n, peer_trusted);
+            present.prefixed |= prefixed;
+            present.forged |= forged;
+            if !prefixed && !forged {
+                present.cookie |= *name == header::COOKIE;
+                present.host |= *name == header::HOST;
+            }
+        }
+        (hop, present)
     }
 }
 

@@ -337,6 +337,26 @@ async fn trailers_are_stripped_like_headers() {
     assert_eq!(seen.header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
 }
 
+/// `Connection` may name any field, `Host` too: it goes as hop-by-hop,
+/// and the backend still gets the host the request was routed by.
+#[tokio::test]
+async fn a_host_named_in_connection_is_still_sent() {
+    let backend = Backend::start().await;
+    let proxy = Proxy::start(&config(&[("/", &backend.url(), "public")], "")).await;
+    let text = raw(
+        proxy.addr,
+        b"GET / HTTP/1.1\r\nHost: site.example\r\nConnection: close, Host\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&text), 200, "{text}");
+    let seen = backend.last();
+    assert_eq!(seen.header("host").as_deref(), Some("site.example"));
+    assert_eq!(
+        seen.header("x-forwarded-host").as_deref(),
+        Some("site.example")
+    );
+}
+
 #[tokio::test]
 async fn forwarding_headers_in_odd_spellings_never_reach_the_backend() {
     let backend = Backend::start().await;
