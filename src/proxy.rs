@@ -159,118 +159,138 @@ impl Gate {
     /// [`Gate::handle`] with the gate and the connection held as the caller
     /// holds them: by reference, or (for the listeners, whose futures own
     /// what they use) by `Arc`.
-    pub async fn handle_in(
+    ///
+    /// An `async` block over the arguments, not an `async fn` (which would
+    /// keep a second copy of the request in its state), as are the
+    /// stages' and the HTTP upstream's: the listeners copy this future
+    /// into its box on every request.
+    pub fn handle_in(
         gate: impl Deref<Target = Gate>,
         conn: impl Deref<Target = ConnInfo>,
         mut req: Request<RequestBody>,
-    ) -> Response<ResponseBody> {
-        let (gate, conn) = (&*gate, &*conn);
-        let started = Instant::now();
-        let setup = gate.setup.load_full();
-        let client = forwarded::resolve(conn, req.headers(), &setup.config.server.trusted_proxies);
-        let mut ex = Exchange {
-            setup: &setup,
-            conn,
-            client,
-            now: gate.clock.now(),
-            route: setup.no_route_label.clone(),
-            meter: setup.meters.no_route(),
-            user: None,
-            auth: AuthType::Session,
-            groups: None,
-            session: None,
-            login_page: false,
-            expired_notice: false,
-            user_agent: None,
-        };
-        let method = req.method().clone();
-        // From here on the path is the normalised one: it is routed,
-        // checked, logged and forwarded as one.
-        let canonical = canonical::normalize_uri(req.uri_mut());
-        let path = req.uri().path().to_owned();
-        let result = match canonical {
-            Ok(()) => gate.process(&mut ex, req).await,
-            Err(e) => {
-                tracing::debug!(client = %ex.client.ip, path = %path, error = %e, "bad request target");
-                Err(e.into())
+    ) -> impl Future<Output = Response<ResponseBody>> {
+        async move {
+            let (gate, conn) = (&*gate, &*conn);
+            let started = Instant::now();
+            let setup = gate.setup.load_full();
+            let client =
+                forwarded::resolve(conn, req.headers(), &setup.config.server.trusted_proxies);
+            let mut ex = Exchange {
+                setup: &setup,
+                conn,
+                client,
+                now: gate.clock.now(),
+                route: setup.no_route_label.clone(),
+                meter: setup.meters.no_route(),
+                user: None,
+                auth: AuthType::Session,
+                groups: None,
+                session: None,
+                login_page: false,
+                expired_notice: false,
+                user_agent: None,
+            };
+            let method = req.method().clone();
+            // From here on the path is the normalised one: it is routed,
+            // checked, logged and forwarded as one.
+            let canonical = canonical::normalize_uri(req.uri_mut());
+            let path = req.uri().path().to_owned();
+            let result = match canonical {
+                Ok(()) => gate.process(&mut ex, req).await,
+                Err(e) => {
+                    tracing::debug!(client = %ex.client.ip, path = %path, error = %e, "bad request target");
+                    Err(e.into())
+                }
+            };
+            let mut resp = result.unwrap_or_else(|reject| refuse(&setup, ex.meter, reject));
+            if let Some(value) = &conn.hsts {
+                crate::hsts::apply(&mut resp, value);
             }
-        };
-        let mut resp = result.unwrap_or_else(|reject| refuse(&setup, ex.meter, reject));
-        if let Some(value) = &conn.hsts {
-            crate::hsts::apply(&mut resp, value);
+            // Counted as the head leaves: the time to answer, not to stream the body.
+            ex.meter.observe(resp.status(), started.elapsed());
+            ex.log(resp, started, method, path)
         }
-        // Counted as the head leaves: the time to answer, not to stream the body.
-        ex.meter.observe(resp.status(), started.elapsed());
-        ex.log(resp, started, method, path)
     }
 
     /// The stages, in order.
-    async fn process(
+    ///
+    /// What the state this future keeps while the request is at the
+    /// upstream holds is every request's cost (the listeners copy it): an
+    /// `async` block over the arguments (see [`Gate::handle_in`]), the
+    /// request rewritten in place rather than in a second binding, what
+    /// the access decision consumes scoped to a block of its own, and the
+    /// large, rarer futures (built-in endpoints, CGI, FastCGI and static
+    /// files, a form kept for after the sign-in) boxed.
+    fn process(
         &self,
         ex: &mut Exchange<'_>,
         mut req: Request<RequestBody>,
-    ) -> Result<Response<ResponseBody>, Reject> {
-        check_head_size(&req, ex.setup.config.server.max_header_bytes)?;
-        let handshake = upgrade::classify(&req)?;
-        if ex.setup.is_builtin(req.uri().path()) {
-            return self.builtin(ex, req).await;
-        }
-        let host = canonical::request_host(&req)?;
-        let route = ex.enter(host.as_ref(), req.uri().path())?;
-        ex.shield(&req, host.as_ref(), Some(&route))?;
-        self.login_attempt(ex, &req)?;
-        let (found, mut hold) = self.find_session(ex, &route, &req).await?;
-        ex.notice_expiry(&req, &found);
-        let expired = matches!(found, Found::Nothing { expired: true });
-        let current = match self
-            .admit(ex, &route, found, &mut hold, &req, handshake)
-            .await
-        {
-            Ok(Admitted::Forward(current)) => current,
-            Ok(Admitted::Answer(resp)) => return Ok(resp),
-            // A form sent without a session: kept across the sign-in.
-            Err(Reject::Unauthorized { json: false }) if ex.keeps(&req) => {
-                // Boxed: rare, and reading the body and storing it make a large future.
-                return Ok(Box::pin(self.keep(ex, req, expired)).await);
+    ) -> impl Future<Output = Result<Response<ResponseBody>, Reject>> {
+        async move {
+            check_head_size(&req, ex.setup.config.server.max_header_bytes)?;
+            let handshake = upgrade::classify(&req)?;
+            if ex.setup.is_builtin(req.uri().path()) {
+                return Box::pin(self.builtin(ex, req)).await;
             }
-            Err(reject) => return Err(reject),
-        };
-        let replayed = self.replay(ex, &route, &mut req, handshake).await;
-        let page = ex.page(&route, current.as_ref(), &req, host.as_ref());
-        ex.user_agent = req.headers().get(header::USER_AGENT).cloned();
-        let (mut req, body_failure) = ex.prepare(req, host.as_ref(), &route, current.as_ref());
-        let tunnel = open_tunnel(&route, &mut req, handshake)?;
-        let hop = ex.hop(&route, &body_failure);
-        let mut resp = match &route.target {
-            // The common case awaited here, without the dispatch's own
-            // future around it: each layer of async fn copies the one inside.
-            Target::Http(upstream) => upstream
-                .forward(req, hop.timeout, &hop.conn.upstream_timer)
-                .await?
-                .map(ResponseBody::upstream),
-            target => target.forward(req, &hop).await?,
-        };
-        let change = take_control(
-            resp.headers_mut(),
-            &ex.setup.config.headers,
-            ex.setup.sessions.jar.name(),
-        );
-        if let Some(tunnel) = tunnel {
-            tunnel.complete(&mut resp, self.watch(ex, &route, current.as_ref()))?;
+            let host = canonical::request_host(&req)?;
+            let route = ex.enter(host.as_ref(), req.uri().path())?;
+            ex.shield(&req, host.as_ref(), Some(&route))?;
+            self.login_attempt(ex, &req)?;
+            let (current, hold) = {
+                let (found, mut hold) = self.find_session(ex, &route, &req).await?;
+                ex.notice_expiry(&req, &found);
+                let expired = matches!(found, Found::Nothing { expired: true });
+                match self
+                    .admit(ex, &route, found, &mut hold, &req, handshake)
+                    .await
+                {
+                    Ok(Admitted::Forward(current)) => (current, hold),
+                    Ok(Admitted::Answer(resp)) => return Ok(resp),
+                    // A form sent without a session: kept across the sign-in.
+                    Err(Reject::Unauthorized { json: false }) if ex.keeps(&req) => {
+                        return Ok(Box::pin(self.keep(ex, req, expired)).await);
+                    }
+                    Err(reject) => return Err(reject),
+                }
+            };
+            let replayed = self.replay(ex, &route, &mut req, handshake).await;
+            let page = ex.page(&route, current.as_ref(), &req, host.as_ref());
+            ex.user_agent = req.headers().get(header::USER_AGENT).cloned();
+            let body_failure;
+            (req, body_failure) = ex.prepare(req, host.as_ref(), &route, current.as_ref());
+            let tunnel = open_tunnel(&route, &mut req, handshake)?;
+            let hop = ex.hop(&route, &body_failure);
+            let mut resp = match &route.target {
+                // The common case awaited here, without the dispatch's own
+                // future around it: each layer of async fn copies the one inside.
+                Target::Http(upstream) => upstream
+                    .forward(req, hop.timeout, &hop.conn.upstream_timer)
+                    .await?
+                    .map(ResponseBody::upstream),
+                target => Box::pin(target.forward(req, &hop)).await?,
+            };
+            let change = take_control(
+                resp.headers_mut(),
+                &ex.setup.config.headers,
+                ex.setup.sessions.jar.name(),
+            );
+            if let Some(tunnel) = tunnel {
+                tunnel.complete(&mut resp, self.watch(ex, &route, current.as_ref()))?;
+            }
+            let cookie = self.commit(ex, current, hold, change).await?;
+            let https = ex.client.https;
+            ex.setup
+                .sessions
+                .apply_cookie(resp.headers_mut(), cookie, https, ex.now);
+            if let Some(page) = page {
+                ex.setup.expiry_warning.apply(&page, &mut resp);
+            }
+            if let Some(secure) = replayed {
+                let clear = replay::clear_cookie(secure);
+                resp.headers_mut().append(header::SET_COOKIE, clear);
+            }
+            Ok(resp)
         }
-        let cookie = self.commit(ex, current, hold, change).await?;
-        let https = ex.client.https;
-        ex.setup
-            .sessions
-            .apply_cookie(resp.headers_mut(), cookie, https, ex.now);
-        if let Some(page) = page {
-            ex.setup.expiry_warning.apply(&page, &mut resp);
-        }
-        if let Some(secure) = replayed {
-            let clear = replay::clear_cookie(secure);
-            resp.headers_mut().append(header::SET_COOKIE, clear);
-        }
-        Ok(resp)
     }
 
     /// Keeps a form sent without a session ([`crate::replay`]) and sends

@@ -173,50 +173,55 @@ impl HttpUpstream {
     /// there to carry it (on `timer`, the client connection's; see
     /// [`super::deadline`]).
     ///
-    /// One `async fn` from the pool to the response head: a layer of
-    /// `async fn` more would copy this one's future on every request.
-    pub async fn forward(
+    /// One future from the pool to the response head: a layer of
+    /// `async fn` more would copy this one's future on every request. It
+    /// is an `async` block over the arguments rather than an `async fn`,
+    /// which would keep a second copy of the request in its state.
+    pub fn forward(
         &self,
         mut req: Request<RequestBody>,
         timeout: Duration,
         timer: &UpstreamTimer,
-    ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        origin_form(req.uri_mut());
-        // Upstreams speak HTTP/1.1 whatever the client spoke.
-        *req.version_mut() = Version::HTTP_11;
-        // Set once the first connection is in hand.
-        let mut deadline = None;
-        let sent = loop {
-            let now = tokio::time::Instant::now();
-            let (mut sender, reused) = match self.origin.checkout(now.into_std()) {
-                Some(sender) => {
-                    // One reading of the clock for the idle check and the
-                    // deadline.
-                    deadline.get_or_insert(now + timeout);
-                    (sender, true)
+    ) -> impl Future<Output = Result<Response<UpstreamBody>, UpstreamError>> {
+        async move {
+            origin_form(req.uri_mut());
+            // Upstreams speak HTTP/1.1 whatever the client spoke.
+            *req.version_mut() = Version::HTTP_11;
+            // Set once the first connection is in hand.
+            let mut deadline = None;
+            let sent = loop {
+                let now = tokio::time::Instant::now();
+                let (mut sender, reused) = match self.origin.checkout(now.into_std()) {
+                    Some(sender) => {
+                        // One reading of the clock for the idle check and the
+                        // deadline.
+                        deadline.get_or_insert(now + timeout);
+                        (sender, true)
+                    }
+                    // Boxed: rare, and large. The deadline starts once it has
+                    // a connection (time spent waiting for one is not the
+                    // upstream's).
+                    None => match Box::pin(self.new_connection(&mut deadline, timeout)).await {
+                        Ok(got) => got,
+                        Err(e) => break Err(e),
+                    },
+                };
+                let deadline =
+                    *deadline.get_or_insert_with(|| tokio::time::Instant::now() + timeout);
+                match timer.run(deadline, sender.try_send_request(req)).await {
+                    Err(_) => break Err(Failure::TimedOut),
+                    Ok(Ok(resp)) => break Ok((resp, sender)),
+                    Ok(Err(mut e)) => match e.take_message() {
+                        // The idle connection was closed under us before the
+                        // request went out: it is safe to send it again. Each
+                        // retry uses up an idle connection, so this ends.
+                        Some(unsent) if reused => req = unsent,
+                        _ => break Err(Failure::Request(e.into_error())),
+                    },
                 }
-                // Boxed: rare, and large. The deadline starts once it has
-                // a connection (time spent waiting for one is not the
-                // upstream's).
-                None => match Box::pin(self.new_connection(&mut deadline, timeout)).await {
-                    Ok(got) => got,
-                    Err(e) => break Err(e),
-                },
             };
-            let deadline = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + timeout);
-            match timer.run(deadline, sender.try_send_request(req)).await {
-                Err(_) => break Err(Failure::TimedOut),
-                Ok(Ok(resp)) => break Ok((resp, sender)),
-                Ok(Err(mut e)) => match e.take_message() {
-                    // The idle connection was closed under us before the
-                    // request went out: it is safe to send it again. Each
-                    // retry uses up an idle connection, so this ends.
-                    Some(unsent) if reused => req = unsent,
-                    _ => break Err(Failure::Request(e.into_error())),
-                },
-            }
-        };
-        self.conclude(sent)
+            self.conclude(sent)
+        }
     }
 
     /// The response, or the error the proxy answers with, from what
