@@ -286,9 +286,9 @@ pub fn cookie_values<'a>(
     headers
         .get_all(http::header::COOKIE)
         .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+        .flat_map(|v| cookie_pairs(v.as_bytes()))
         .filter_map(move |pair| {
-            let eq = pair.iter().position(|&b| b == b'=')?;
+            let eq = memchr::memchr(b'=', pair)?;
             let (k, v) = (&pair[..eq], &pair[eq + 1..]);
             if k.trim_ascii() != name.as_bytes() {
                 return None;
@@ -297,6 +297,25 @@ pub fn cookie_values<'a>(
                 .ok()
                 .map(|v| v.trim_matches('"'))
         })
+}
+
+/// The `;`-separated pairs of one `Cookie` header value, untrimmed
+/// (found with `memchr`: a session cookie makes the header long).
+pub fn cookie_pairs(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(value);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match memchr::memchr(b';', r) {
+            Some(i) => {
+                rest = Some(&r[i + 1..]);
+                Some(&r[..i])
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
 }
 
 /// Builds `Set-Cookie` values; the attribute tails are formatted once per config.

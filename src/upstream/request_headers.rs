@@ -15,6 +15,7 @@ use super::signed_assertion::AssertionSigner;
 use crate::config::HeadersConfig;
 use crate::forwarded::{ClientInfo, ConnInfo, ip_header};
 use crate::session::SessionId;
+use crate::session::cookie::cookie_pairs;
 
 /// Whether `name` starts with the prefix, comparing case-insensitively and
 /// with `_`, `.` and `-` alike. `prefix` is already normalized.
@@ -43,48 +44,59 @@ pub fn strip_prefixed(headers: &mut HeaderMap, prefix: &str) {
 }
 
 /// Takes our cookie out of the `Cookie` header(s); other cookies pass as they were.
+///
+/// Split as bytes, as the session lookup splits them
+/// ([`crate::session::cookie::cookie_values`]): a pair is ours when its name,
+/// trimmed, is ours (a pair without `=` is all name). Nothing is read as
+/// text, so a neighbour's bytes that are not text neither hide ours nor
+/// cost a check of the whole header.
 pub fn strip_cookie(headers: &mut HeaderMap, cookie_name: &str) {
+    let name = cookie_name.as_bytes();
     let mut ours = false;
     let mut only_ours = true;
     for v in headers.get_all(header::COOKIE) {
-        match v.to_str() {
-            Ok(s) => s.split(';').for_each(|p| {
-                let mine = cookie_pair_name(p) == cookie_name;
-                ours |= mine;
-                only_ours &= mine || p.trim().is_empty();
-            }),
-            Err(_) => ours = true,
+        for p in cookie_pairs(v.as_bytes()) {
+            let p = p.trim_ascii();
+            let mine = cookie_pair_name(p) == name;
+            ours |= mine;
+            only_ours &= mine || p.is_empty();
         }
     }
     if !ours {
         return;
     }
     // A browser with no other cookie for the site sends ours alone: the
-    // header goes without a string built to replace it.
+    // header goes without a value built to replace it.
     if only_ours {
         headers.remove(header::COOKIE);
         return;
     }
-    let kept: Vec<&str> = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|p| !p.is_empty() && cookie_pair_name(p) != cookie_name)
-        .collect();
-    let joined = kept.join("; ");
-    headers.remove(header::COOKIE);
-    if !joined.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&joined) {
-            headers.insert(header::COOKIE, v);
+    let mut kept = Vec::new();
+    for v in headers.get_all(header::COOKIE) {
+        for p in cookie_pairs(v.as_bytes()).map(<[u8]>::trim_ascii) {
+            if !p.is_empty() && cookie_pair_name(p) != name {
+                if !kept.is_empty() {
+                    kept.extend_from_slice(b"; ");
+                }
+                kept.extend_from_slice(p);
+            }
         }
+    }
+    headers.remove(header::COOKIE);
+    // The bytes came from header values, so they make one.
+    if let Ok(v) = HeaderValue::from_bytes(&kept) {
+        headers.insert(header::COOKIE, v);
     }
 }
 
-/// The name of one `name=value` pair of a `Cookie` header, trimmed.
-fn cookie_pair_name(pair: &str) -> &str {
-    pair.split_once('=').map_or(pair, |(name, _)| name).trim()
+/// The name of one `name=value` pair of a `Cookie` header (already
+/// trimmed), trimmed.
+fn cookie_pair_name(pair: &[u8]) -> &[u8] {
+    let name = match memchr::memchr(b'=', pair) {
+        Some(eq) => &pair[..eq],
+        None => pair,
+    };
+    name.trim_ascii()
 }
 
 /// Whether `name` (lower case, as [`HeaderName`] keeps it) is a header that
@@ -446,5 +458,14 @@ mod tests {
         h.append("cookie", "sg_session=xyz".parse().unwrap());
         strip_cookie(&mut h, "sg_session");
         assert!(h.get("cookie").is_none());
+    }
+
+    #[test]
+    fn a_neighbour_that_is_not_text_neither_hides_ours_nor_is_lost() {
+        let mut h = HeaderMap::new();
+        let value = HeaderValue::from_bytes(b"a=\xe9t\xe9; sg_session =xyz;sg_session; b").unwrap();
+        h.append("cookie", value);
+        strip_cookie(&mut h, "sg_session");
+        assert_eq!(h.get("cookie").unwrap().as_bytes(), b"a=\xe9t\xe9; b");
     }
 }
