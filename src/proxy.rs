@@ -164,6 +164,10 @@ impl Gate {
     /// keep a second copy of the request in its state), as are the
     /// stages' and the HTTP upstream's: the listeners copy this future
     /// into its box on every request.
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps its arguments twice in its future"
+    )]
     pub fn handle_in(
         gate: impl Deref<Target = Gate>,
         conn: impl Deref<Target = ConnInfo>,
@@ -221,6 +225,10 @@ impl Gate {
     /// the access decision consumes scoped to a block of its own, and the
     /// large, rarer futures (built-in endpoints, CGI, FastCGI and static
     /// files, a form kept for after the sign-in) boxed.
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps its arguments twice in its future"
+    )]
     fn process(
         &self,
         ex: &mut Exchange<'_>,

@@ -177,6 +177,10 @@ impl HttpUpstream {
     /// `async fn` more would copy this one's future on every request. It
     /// is an `async` block over the arguments rather than an `async fn`,
     /// which would keep a second copy of the request in its state.
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps its arguments twice in its future"
+    )]
     pub fn forward(
         &self,
         mut req: Request<RequestBody>,
