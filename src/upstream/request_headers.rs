@@ -47,14 +47,18 @@ pub fn strip_prefixed(headers: &mut HeaderMap, prefix: &str) {
 ///
 /// Split as bytes, as the session lookup splits them
 /// ([`crate::session::cookie::cookie_values`]): a pair is ours when its name,
-/// trimmed, is ours (a pair without `=` is all name). Nothing is read as
-/// text, so a neighbour's bytes that are not text neither hide ours nor
-/// cost a check of the whole header.
+/// trimmed, is ours (a pair without `=` is all name). A value with bytes
+/// beyond ASCII goes whole when ours goes (fail closed: what is forwarded
+/// is visible ASCII).
 pub fn strip_cookie(headers: &mut HeaderMap, cookie_name: &str) {
     let name = cookie_name.as_bytes();
     let mut ours = false;
     let mut only_ours = true;
     for v in headers.get_all(header::COOKIE) {
+        if !v.as_bytes().is_ascii() {
+            ours = true;
+            continue;
+        }
         for p in cookie_pairs(v.as_bytes()) {
             let p = p.trim_ascii();
             let mine = cookie_pair_name(p) == name;
@@ -72,7 +76,11 @@ pub fn strip_cookie(headers: &mut HeaderMap, cookie_name: &str) {
         return;
     }
     let mut kept = Vec::new();
-    for v in headers.get_all(header::COOKIE) {
+    for v in headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter(|v| v.as_bytes().is_ascii())
+    {
         for p in cookie_pairs(v.as_bytes()).map(<[u8]>::trim_ascii) {
             if !p.is_empty() && cookie_pair_name(p) != name {
                 if !kept.is_empty() {
@@ -461,11 +469,21 @@ mod tests {
     }
 
     #[test]
-    fn a_neighbour_that_is_not_text_neither_hides_ours_nor_is_lost() {
+    fn spellings_of_ours_go_and_a_value_beyond_ascii_goes_whole() {
         let mut h = HeaderMap::new();
-        let value = HeaderValue::from_bytes(b"a=\xe9t\xe9; sg_session =xyz;sg_session; b").unwrap();
-        h.append("cookie", value);
+        h.append(
+            "cookie",
+            "a=1; sg_session =xyz;sg_session; b".parse().unwrap(),
+        );
         strip_cookie(&mut h, "sg_session");
-        assert_eq!(h.get("cookie").unwrap().as_bytes(), b"a=\xe9t\xe9; b");
+        assert_eq!(h.get("cookie").unwrap(), "a=1; b");
+        let mut h = HeaderMap::new();
+        h.append("cookie", "a=1".parse().unwrap());
+        h.append(
+            "cookie",
+            HeaderValue::from_bytes(b"c=\xe9; sg_session=x").unwrap(),
+        );
+        strip_cookie(&mut h, "sg_session");
+        assert_eq!(h.get_all("cookie").iter().collect::<Vec<_>>(), ["a=1"]);
     }
 }
