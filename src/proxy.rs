@@ -218,13 +218,13 @@ impl Gate {
 
     /// The stages, in order.
     ///
-    /// What the state this future keeps while the request is at the
-    /// upstream holds is every request's cost (the listeners copy it): an
-    /// `async` block over the arguments (see [`Gate::handle_in`]), the
-    /// request rewritten in place rather than in a second binding, what
-    /// the access decision consumes scoped to a block of its own, and the
-    /// large, rarer futures (built-in endpoints, CGI, FastCGI and static
-    /// files, a form kept for after the sign-in) boxed.
+    /// Every byte of this future's largest state is copied on every
+    /// request (the listeners box it), so it is kept small: an `async`
+    /// block over the arguments (see [`Gate::handle_in`]), the request
+    /// rewritten in place rather than in a second binding, what the access
+    /// decision consumes scoped to a block of its own, and the large,
+    /// rarer futures (built-in endpoints, CGI, FastCGI and static files, a
+    /// form kept for after the sign-in) boxed.
     #[allow(
         clippy::manual_async_fn,
         reason = "an async fn keeps its arguments twice in its future"

@@ -91,8 +91,11 @@ pub fn strip_cookie(headers: &mut HeaderMap, cookie_name: &str) {
         }
     }
     headers.remove(header::COOKIE);
-    // The bytes came from header values, so they make one.
-    if let Ok(v) = HeaderValue::from_bytes(&kept) {
+    // The bytes came from header values, so they make one; an empty
+    // `Cookie` is never sent.
+    if !kept.is_empty()
+        && let Ok(v) = HeaderValue::from_bytes(&kept)
+    {
         headers.insert(header::COOKIE, v);
     }
 }
