@@ -6,9 +6,14 @@
 //! is under 300 MB for a million sessions. Then writes them to a snapshot
 //! file and reads it back into a new store, timing both (the snapshot is
 //! what a restart waits for). The longest single creation shows the pause
-//! a request may meet while a part of the map grows its table.
+//! a request may meet while a part of the map grows its table. Between the
+//! two, it creates another twentieth of `SESSIONS` with the store full, and
+//! shows the pause of making room (evicting a batch).
 //!
 //! Run: `cargo bench --bench memory` (or `SESSIONS=2000000 cargo bench --bench memory`).
+//! `SIGNED_IN_EVERY=N` signs in one session in N (default 2; 1 for all, 0
+//! for none): a signed-in session also costs its user's name and its places
+//! in the index by user and by tag.
 
 use sessiongate::session::{
     DataChange, MemoryStore, NewSession, Policy, SessionId, SessionStore, SignIn, snapshot,
@@ -33,6 +38,12 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    // One session in `every` is signed in (as a user of its own), the
+    // others anonymous; 0 for none.
+    let every: usize = std::env::var("SIGNED_IN_EVERY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
     let policy = Policy {
         idle_timeout: 1800,
         max_lifetime: 86400,
@@ -61,7 +72,7 @@ async fn main() {
             ip: Some(std::net::IpAddr::from([10, 0, (i >> 8) as u8, i as u8])),
         };
         let id = SessionId::generate();
-        if i % 2 == 0 {
+        if every == 0 || i % every != 0 {
             store
                 .update(&id, &change, Some(seed), now, &policy)
                 .await
@@ -85,6 +96,36 @@ async fn main() {
         n as f64 / elapsed.as_secs_f64()
     );
     assert_eq!(store.len(), n);
+
+    // At capacity: every creation past `max_sessions` makes room first, by
+    // evicting a batch of the least valuable sessions. The longest creation
+    // here is the pause a flood of new sessions meets once the store is full.
+    let full = Policy {
+        max_sessions: n,
+        ..policy
+    };
+    let more = (n / 20).max(1);
+    let started = std::time::Instant::now();
+    let mut longest_full = std::time::Duration::ZERO;
+    for i in 0..more {
+        let one = std::time::Instant::now();
+        let seed = NewSession {
+            created: now,
+            initial: "",
+            ip: Some(std::net::IpAddr::from([10, 1, (i >> 8) as u8, i as u8])),
+        };
+        store
+            .update(&SessionId::generate(), &change, Some(seed), now, &full)
+            .await
+            .unwrap();
+        longest_full = longest_full.max(one.elapsed());
+    }
+    let elapsed_full = started.elapsed();
+    println!(
+        "{more} more sessions at capacity: created in {elapsed_full:.2?} ({:.0}/s), the longest creation {longest_full:.2?}; {} evicted",
+        more as f64 / elapsed_full.as_secs_f64(),
+        store.evicted_total()
+    );
 
     let dir = std::env::temp_dir().join(format!("sessiongate-bench-{}", std::process::id()));
     let path = dir.join("sessions.snapshot");
