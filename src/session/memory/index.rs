@@ -15,51 +15,68 @@
 //! locks are never held while a lock of the map is taken, so the two
 //! cannot wait on each other.
 
+use std::borrow::Borrow;
 use std::collections::HashSet;
+use std::hash::Hash;
 use std::sync::Arc;
 
 use dashmap::DashMap;
 
 use crate::session::id::{IdHashBuilder, LogTag, SessionId};
 
+/// Parts of each map, as the map of sessions has (see `SHARDS` there): a
+/// part's table doubles under its write lock, and small parts keep that
+/// pause short for the logins waiting on it.
+const SHARDS: usize = 64;
+
 /// Each user's signed-in sessions, and the sessions behind each tag.
-#[derive(Default)]
+///
+/// Both maps hold [`Ids`], which keeps the usual single id in place: most
+/// users have one session, and a tag almost always names one. A set of its
+/// own per key (some 160 bytes even for one id) made the index cost more
+/// than the sessions it points to.
 pub(super) struct UserIndex {
     /// The ids of each user's sessions.
-    by_user: DashMap<Arc<str>, HashSet<SessionId, IdHashBuilder>>,
+    by_user: DashMap<Arc<str>, Ids>,
     /// The ids whose tag is the key ([`LogTag::as_u64`]); almost always
     /// one, more only when two ids share 48 bits of their hash.
-    by_tag: DashMap<u64, Vec<SessionId>>,
+    by_tag: DashMap<u64, Ids>,
+}
+
+impl Default for UserIndex {
+    fn default() -> Self {
+        UserIndex {
+            by_user: DashMap::with_shard_amount(SHARDS),
+            by_tag: DashMap::with_shard_amount(SHARDS),
+        }
+    }
 }
 
 impl UserIndex {
     /// Indexes `id` as a session of `user`.
     pub(super) fn add(&self, user: &Arc<str>, id: SessionId) {
-        // A user's set is looked up by `&str` first: a new login of a user
+        // A user's ids are looked up by `&str` first: a new login of a user
         // already indexed shares no new allocation for the name.
         match self.by_user.get_mut(&**user) {
-            Some(mut ids) => {
-                ids.insert(id);
-            }
-            None => {
-                self.by_user.entry(user.clone()).or_default().insert(id);
-            }
+            Some(mut ids) => ids.insert(id),
+            None => match self.by_user.entry(user.clone()) {
+                dashmap::Entry::Occupied(mut ids) => ids.get_mut().insert(id),
+                dashmap::Entry::Vacant(slot) => {
+                    slot.insert(Ids::One(id));
+                }
+            },
         }
-        let mut ids = self.by_tag.entry(id.log_tag().as_u64()).or_default();
-        if !ids.contains(&id) {
-            ids.push(id);
+        match self.by_tag.entry(id.log_tag().as_u64()) {
+            dashmap::Entry::Occupied(mut ids) => ids.get_mut().insert(id),
+            dashmap::Entry::Vacant(slot) => {
+                slot.insert(Ids::One(id));
+            }
         }
     }
 
     /// Forgets `id` as a session of `user` (the session has left the map).
     pub(super) fn remove(&self, user: &str, id: &SessionId) {
-        let emptied = self.by_user.get_mut(user).is_some_and(|mut ids| {
-            ids.remove(id);
-            ids.is_empty()
-        });
-        if emptied {
-            self.by_user.remove_if(user, |_, ids| ids.is_empty());
-        }
+        forget(&self.by_user, user, id);
         self.forget_tag(id);
     }
 
@@ -69,7 +86,7 @@ impl UserIndex {
     pub(super) fn take_user(&self, user: &str) -> Vec<SessionId> {
         self.by_user
             .remove(user)
-            .map(|(_, ids)| ids.into_iter().collect())
+            .map(|(_, ids)| ids.to_vec())
             .unwrap_or_default()
     }
 
@@ -77,7 +94,7 @@ impl UserIndex {
     pub(super) fn ids_of(&self, user: &str) -> Vec<SessionId> {
         self.by_user
             .get(user)
-            .map(|ids| ids.iter().copied().collect())
+            .map(|ids| ids.to_vec())
             .unwrap_or_default()
     }
 
@@ -85,20 +102,13 @@ impl UserIndex {
     pub(super) fn ids_tagged(&self, tag: LogTag) -> Vec<SessionId> {
         self.by_tag
             .get(&tag.as_u64())
-            .map(|ids| ids.clone())
+            .map(|ids| ids.to_vec())
             .unwrap_or_default()
     }
 
     /// Forgets the tag of `id` (the session has left the map).
     pub(super) fn forget_tag(&self, id: &SessionId) {
-        let key = id.log_tag().as_u64();
-        let emptied = self.by_tag.get_mut(&key).is_some_and(|mut ids| {
-            ids.retain(|other| other != id);
-            ids.is_empty()
-        });
-        if emptied {
-            self.by_tag.remove_if(&key, |_, ids| ids.is_empty());
-        }
+        forget(&self.by_tag, &id.log_tag().as_u64(), id);
     }
 
     /// How many users have an indexed session (for tests).
@@ -111,6 +121,85 @@ impl UserIndex {
     #[cfg(test)]
     pub(super) fn tagged(&self) -> usize {
         self.by_tag.iter().map(|e| e.value().len()).sum()
+    }
+}
+
+/// Takes `id` out of the ids under `key`, and the key with its last id.
+fn forget<K, Q>(map: &DashMap<K, Ids>, key: &Q, id: &SessionId)
+where
+    K: Eq + Hash + Borrow<Q>,
+    Q: Eq + Hash + ?Sized,
+{
+    loop {
+        // The usual case: the key's only id.
+        if map.remove_if(key, |_, ids| ids.is_only(id)).is_some() {
+            return;
+        }
+        let Some(mut ids) = map.get_mut(key) else {
+            return;
+        };
+        match &mut *ids {
+            Ids::Many(set) => {
+                set.remove(id);
+                if set.len() == 1
+                    && let Some(last) = set.iter().next().copied()
+                {
+                    *ids = Ids::One(last);
+                }
+                return;
+            }
+            // Another removal left `id` alone under the key meanwhile:
+            // the key goes, by the first step.
+            Ids::One(one) if one == id => {}
+            Ids::One(_) => return,
+        }
+    }
+}
+
+/// The ids under one key of the index: one in place, or a set of two or
+/// more. Never empty: the last id leaves with its key.
+enum Ids {
+    /// The usual case, without an allocation.
+    One(SessionId),
+    /// Two or more.
+    Many(HashSet<SessionId, IdHashBuilder>),
+}
+
+impl Ids {
+    /// Adds `id`; adding one already there changes nothing.
+    fn insert(&mut self, id: SessionId) {
+        match self {
+            Ids::One(one) if *one == id => {}
+            Ids::One(one) => {
+                let mut set = HashSet::with_capacity_and_hasher(2, IdHashBuilder::default());
+                set.insert(*one);
+                set.insert(id);
+                *self = Ids::Many(set);
+            }
+            Ids::Many(set) => {
+                set.insert(id);
+            }
+        }
+    }
+
+    /// Whether `id` is the one id here.
+    fn is_only(&self, id: &SessionId) -> bool {
+        matches!(self, Ids::One(one) if one == id)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        match self {
+            Ids::One(_) => 1,
+            Ids::Many(set) => set.len(),
+        }
+    }
+
+    fn to_vec(&self) -> Vec<SessionId> {
+        match self {
+            Ids::One(one) => vec![*one],
+            Ids::Many(set) => set.iter().copied().collect(),
+        }
     }
 }
 
@@ -146,6 +235,49 @@ mod tests {
         // Removing what is not indexed is nothing.
         index.remove("nobody", &a);
         assert_eq!(index.users(), 0);
+    }
+
+    #[test]
+    fn ids_under_one_key_go_one_by_one_and_the_key_with_the_last() {
+        // As under a tag that two or three ids share.
+        let map: DashMap<u64, Ids> = DashMap::new();
+        let ids: Vec<SessionId> = (0..3).map(|_| SessionId::generate()).collect();
+        for id in &ids {
+            map.entry(7).or_insert(Ids::One(*id)).insert(*id);
+        }
+        assert_eq!(map.get(&7).map(|i| i.len()), Some(3));
+        forget(&map, &7, &ids[1]);
+        assert_eq!(map.get(&7).map(|i| i.len()), Some(2));
+        forget(&map, &7, &ids[1]);
+        assert_eq!(map.get(&7).map(|i| i.len()), Some(2), "already gone");
+        forget(&map, &7, &ids[0]);
+        assert!(map.get(&7).is_some_and(|i| i.is_only(&ids[2])));
+        forget(&map, &7, &ids[0]);
+        assert!(
+            map.get(&7).is_some_and(|i| i.is_only(&ids[2])),
+            "not its id"
+        );
+        forget(&map, &7, &ids[2]);
+        assert!(map.is_empty());
+    }
+
+    #[test]
+    fn a_user_with_many_sessions_keeps_the_others_as_each_goes() {
+        let index = UserIndex::default();
+        let cy: Arc<str> = Arc::from("cy");
+        let ids: Vec<SessionId> = (0..4).map(|_| SessionId::generate()).collect();
+        for id in &ids {
+            index.add(&cy, *id);
+        }
+        for (gone, id) in ids.iter().enumerate() {
+            let mut left = index.ids_of("cy");
+            left.sort_by_key(|id| *id.as_bytes());
+            let mut expected = ids[gone..].to_vec();
+            expected.sort_by_key(|id| *id.as_bytes());
+            assert_eq!(left, expected);
+            index.remove("cy", id);
+        }
+        assert_eq!((index.users(), index.tagged()), (0, 0));
     }
 
     #[test]
