@@ -99,12 +99,30 @@ async fn main() {
 
     // At capacity: every creation past `max_sessions` makes room first, by
     // evicting a batch of the least valuable sessions. The longest creation
-    // here is the pause a flood of new sessions meets once the store is full.
+    // here is the pause a flood of new sessions meets once the store is full;
+    // the longest stall is what another request on the same thread meets
+    // meanwhile (a task that reads a session each time it gets the thread).
     let full = Policy {
         max_sessions: n,
         ..policy
     };
     let more = (n / 20).max(1);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = tokio::spawn({
+        let (store, done) = (store.clone(), done.clone());
+        let id = SessionId::generate();
+        async move {
+            let mut longest = std::time::Duration::ZERO;
+            let mut last = std::time::Instant::now();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = store.lookup(&id, now, &full).await;
+                tokio::task::yield_now().await;
+                longest = longest.max(last.elapsed());
+                last = std::time::Instant::now();
+            }
+            longest
+        }
+    });
     let started = std::time::Instant::now();
     let mut longest_full = std::time::Duration::ZERO;
     for i in 0..more {
@@ -119,17 +137,21 @@ async fn main() {
             .await
             .unwrap();
         longest_full = longest_full.max(one.elapsed());
+        // As a server's other requests would, the reader gets the thread
+        // between creations.
+        tokio::task::yield_now().await;
     }
     let elapsed_full = started.elapsed();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let stalled = reader.await.unwrap_or_default();
     println!(
-        "{more} more sessions at capacity: created in {elapsed_full:.2?} ({:.0}/s), the longest creation {longest_full:.2?}; {} evicted",
+        "{more} more sessions at capacity: created in {elapsed_full:.2?} ({:.0}/s), the longest creation {longest_full:.2?}, the longest stall of the thread {stalled:.2?}; {} evicted",
         more as f64 / elapsed_full.as_secs_f64(),
         store.evicted_total()
     );
 
     let dir = std::env::temp_dir().join(format!("sessiongate-bench-{}", std::process::id()));
     let path = dir.join("sessions.snapshot");
-    let store = std::sync::Arc::new(store);
     let started = std::time::Instant::now();
     let written = snapshot::save(store.clone(), path.clone()).await.unwrap();
     let save_time = started.elapsed();

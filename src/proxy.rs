@@ -1043,7 +1043,7 @@ access = "login"
     fn gate() -> Gate {
         let config: crate::config::Config = CONFIG.parse().expect("config");
         let setup = Setup::build(config).expect("setup");
-        let store = AnyStore::Memory(Arc::new(MemoryStore::new()));
+        let store = AnyStore::Memory(MemoryStore::new());
         Gate::new(setup, store, Clock::Manual(Arc::default()))
     }
 

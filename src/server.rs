@@ -146,7 +146,7 @@ pub(crate) struct Snapshotting {
 pub async fn build_store(config: &Config, clock: &Clock) -> Result<AnyStore, StartError> {
     match config.store.kind {
         StoreKind::Memory => {
-            let store = Arc::new(MemoryStore::new());
+            let store = MemoryStore::new();
             if let Some(path) = &config.store.snapshot {
                 let policy = Policy::from_config(&config.session, config.store.max_sessions);
                 // Read before any listener opens: nothing else runs yet.

@@ -128,7 +128,7 @@ mod tests {
 
     #[tokio::test]
     async fn users_who_leave_the_file_are_signed_out() {
-        let store = AnyStore::Memory(Arc::new(MemoryStore::new()));
+        let store = AnyStore::Memory(MemoryStore::new());
         let audit = Audit::off();
         let metrics = Metrics::default();
         let first = users(&["alice", "bob", "carol"]);

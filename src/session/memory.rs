@@ -26,7 +26,7 @@ mod kept;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Weak};
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
@@ -57,9 +57,12 @@ pub struct MemoryStore {
     /// tables grow by doubling) costs little. A million sessions fit in
     /// about 200 MB (`cargo bench --bench memory`).
     map: DashMap<SessionId, Box<SessionRecord>, IdHashBuilder>,
-    /// Serializes eviction passes; requests never wait on it unless the
-    /// store is full.
-    evicting: Mutex<()>,
+    /// Itself, for the pass that makes room: it runs on the blocking pool,
+    /// not on the thread of the request that found the store full.
+    me: Weak<MemoryStore>,
+    /// Serializes the passes that make room; requests wait on it (without
+    /// holding a thread) only when the store is full.
+    evicting: tokio::sync::Mutex<()>,
     empty: EmptyData,
     /// Bumped by every change, so the snapshot writer can skip a store
     /// that has not changed since the last snapshot.
@@ -85,11 +88,13 @@ pub struct MemoryStore {
     kept: KeptRequests,
 }
 
-impl Default for MemoryStore {
-    fn default() -> Self {
-        MemoryStore {
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Arc<Self> {
+        Arc::new_cyclic(|me| MemoryStore {
             map: DashMap::with_hasher_and_shard_amount(IdHashBuilder::default(), SHARDS),
-            evicting: Mutex::default(),
+            me: me.clone(),
+            evicting: tokio::sync::Mutex::default(),
             empty: EmptyData::default(),
             changes: AtomicU64::default(),
             size: AtomicUsize::default(),
@@ -98,7 +103,7 @@ impl Default for MemoryStore {
             expired: AtomicU64::default(),
             evicted: AtomicU64::default(),
             kept: KeptRequests::default(),
-        }
+        })
     }
 }
 
@@ -112,11 +117,6 @@ impl Default for EmptyData {
 }
 
 impl MemoryStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     /// Removes expired sessions, and marks of moved ids that are over;
     /// returns how many sessions.
     pub fn sweep(&self, now: u64, policy: &Policy) -> usize {
@@ -243,16 +243,30 @@ impl MemoryStore {
     }
 
     /// Makes room for one more session when the store is full.
-    fn make_room(&self, now: u64, policy: &Policy) {
+    async fn make_room(&self, now: u64, policy: &Policy) {
         if !self.is_full(policy) {
             return;
         }
-        let Ok(_guard) = self.evicting.lock() else {
-            return;
-        };
+        // One pass at a time: those that waited find the room it made.
+        let _turn = self.evicting.lock().await;
         if self.recount() < policy.max_sessions {
-            return; // another request evicted while we waited
+            return;
         }
+        // Always there while `self` is (the store lives only in its Arc).
+        let Some(me) = self.me.upgrade() else {
+            return self.evict(now, policy);
+        };
+        // The pass walks the whole map (some 100 ms for a million
+        // sessions): off the worker's thread, whose other requests go on.
+        let policy = *policy;
+        if let Err(e) = tokio::task::spawn_blocking(move || me.evict(now, &policy)).await {
+            tracing::error!(error = %e, "making room in the session store did not finish");
+        }
+    }
+
+    /// Sweeps, and when that frees nothing, evicts a batch of the least
+    /// valuable sessions (see the module's comment).
+    fn evict(&self, now: u64, policy: &Policy) {
         // The sweep leaves the kept count exact.
         if self.sweep(now, policy) > 0 && self.size.load(Ordering::Relaxed) < policy.max_sessions {
             return;
@@ -386,7 +400,7 @@ impl SessionStore for MemoryStore {
         // Only a full store needs to know whether the id is new: the
         // common update looks the id up once, in `entry` below.
         if create.is_some() && self.is_full(policy) && !self.map.contains_key(id) {
-            self.make_room(now, policy);
+            self.make_room(now, policy).await;
         }
         // Counted up front: an update that ends up changing nothing only
         // costs one needless snapshot.
@@ -470,7 +484,7 @@ impl SessionStore for MemoryStore {
         if let (Some(o), Some(previous)) = (old, &replaced) {
             self.unindex(o, previous);
         }
-        self.make_room(now, policy);
+        self.make_room(now, policy).await;
         self.changed();
         let user: Arc<str> = Arc::from(who.user);
         let record = SessionRecord {

@@ -982,7 +982,7 @@ macro_rules! contract {
             $(
                 #[tokio::test]
                 async fn $check() {
-                    super::$check(Arc::new(MemoryStore::new())).await;
+                    super::$check(MemoryStore::new()).await;
                 }
             )*
         }
