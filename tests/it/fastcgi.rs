@@ -369,6 +369,38 @@ async fn connections_are_kept_alive_and_reused() {
 }
 
 #[tokio::test]
+async fn under_steady_load_the_connections_are_reused() {
+    let Some(fpm) = PhpFpm::start().await else {
+        return;
+    };
+    let relay = Relay::start(fpm.addr).await;
+    let root = docroot();
+    let proxy = start_proxy(&format!("fastcgi://{}", relay.addr), root.path(), "").await;
+    let http = client();
+    // Eight clients, each sending its next request as soon as the last is
+    // answered: four times as many as there are connections, so requests
+    // always wait for one to come back.
+    let clients = (0..8).map(|_| {
+        let (http, url) = (http.clone(), proxy.url("/hello.php"));
+        async move {
+            for _ in 0..40 {
+                let resp = http.get(&url).send().await.expect("response");
+                assert_eq!(resp.status(), 200);
+                assert_eq!(resp.text().await.expect("body"), "hello");
+            }
+        }
+    });
+    futures_util::future::join_all(clients).await;
+    // 320 requests. A pool that replaced its connections as they ended
+    // (each close letting a waiting request open another) made one a request.
+    let accepted = relay.accepted.load(Ordering::SeqCst);
+    assert!(
+        accepted <= 4 * PHP_FPM_CHILDREN,
+        "{accepted} connections for 320 requests"
+    );
+}
+
+#[tokio::test]
 async fn more_connections_than_php_fpm_has_children_do_not_starve() {
     let Some(fpm) = PhpFpm::start().await else {
         return;

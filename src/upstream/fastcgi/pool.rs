@@ -14,11 +14,22 @@
 //! A php-fpm child stays bound to a kept-alive connection until it closes,
 //! so a connection opened beyond the pool's `pm.max_children` waits in the
 //! server's backlog for a child that only a closed connection frees (nginx
-//! with `keepalive` has the same trap). So while a request on a new
-//! connection has had no answer yet, a connection whose request ends is
-//! closed rather than kept: its child then takes the waiting connection.
-//! Keeping `upstream_max_connections` at or below `pm.max_children` still
-//! saves those reconnections.
+//! with `keepalive` has the same trap). So while a new connection has had
+//! no answer yet, a connection whose request ends is closed rather than
+//! kept when that new one may be waiting for its child:
+//!
+//! - when no request waits for the connection (kept idle, it would only
+//!   hold the child);
+//! - when the new connection was opened before this connection's request
+//!   began: a request that began later has ended, and the new one has not
+//!   even started to answer.
+//!
+//! Otherwise it is kept: a new connection that a child is serving is
+//! answered first, and under load every connection is reused. (Closing
+//! every connection that ended while any new one was unanswered replaced
+//! the whole pool on every request under load: each close let a waiting
+//! request open another new connection.) Keeping `upstream_max_connections`
+//! at or below `pm.max_children` saves even those reconnections.
 
 use std::io;
 use std::pin::pin;
@@ -52,9 +63,14 @@ pub(super) struct Pool {
 struct Idle {
     conns: Vec<Conn>,
     /// New connections that have had no answer yet (maybe waiting in the
-    /// server's backlog for a child). While there are any, no connection
-    /// is kept idle: under one lock with `conns`, so that none slips in.
-    unanswered_new: usize,
+    /// server's backlog for a child), by number, with the time each was
+    /// opened. Under one lock with `conns`, so that no connection is kept
+    /// past the rules of the module doc.
+    unanswered: Vec<(u64, Instant)>,
+    /// The number the next new connection gets.
+    opened: u64,
+    /// Requests waiting for a connection to come back.
+    waiting: usize,
 }
 
 /// The read half of a connection.
@@ -78,6 +94,7 @@ pub(super) struct Conn {
     pub reused: bool,
     /// Set on a new connection until the server's first answer on it.
     pub unanswered: Option<Unanswered>,
+    /// When it went idle, or was lent to its current request.
     since: Instant,
     _slot: OwnedSemaphorePermit,
 }
@@ -124,6 +141,7 @@ impl Pool {
             if let Ok(slot) = self.slots.clone().try_acquire_owned() {
                 return self.connect(slot).await;
             }
+            let _waiting = Waiting::count(self);
             tokio::select! {
                 slot = self.slots.clone().acquire_owned() => match slot {
                     Ok(slot) => return self.connect(slot).await,
@@ -143,8 +161,9 @@ impl Pool {
     fn take_idle(&self) -> Option<Conn> {
         let mut idle = self.idle();
         idle.conns.retain(|c| c.since.elapsed() <= IDLE_TIMEOUT);
-        while let Some(conn) = idle.conns.pop() {
+        while let Some(mut conn) = idle.conns.pop() {
             if conn.reader.is_open() {
+                conn.since = Instant::now();
                 return Some(conn);
             }
         }
@@ -152,13 +171,16 @@ impl Pool {
     }
 
     /// Takes back a connection whose request ended cleanly; closes it
-    /// instead while a new connection waits for its first answer (see the
-    /// module doc), which frees the server's child for it.
+    /// instead when a new connection may be waiting for its server's child
+    /// (see the module doc).
     pub(super) fn put_back(&self, mut conn: Conn) {
         conn.reused = true;
+        let lent = conn.since;
         conn.since = Instant::now();
         let mut idle = self.idle();
-        if idle.unanswered_new > 0 {
+        let frees_a_child = !idle.unanswered.is_empty()
+            && (idle.waiting == 0 || idle.unanswered.iter().any(|&(_, opened)| opened < lent));
+        if frees_a_child {
             drop(idle);
             tracing::debug!(target: "fastcgi", server = %self.server, "a new connection waits for an answer: a finished one closed");
             return;
@@ -173,11 +195,13 @@ impl Pool {
     async fn connect(self: &Arc<Self>, slot: OwnedSemaphorePermit) -> Result<Conn, CheckoutError> {
         let unanswered = {
             let mut idle = self.idle();
-            idle.unanswered_new += 1;
+            let number = idle.opened;
+            idle.opened += 1;
+            idle.unanswered.push((number, Instant::now()));
             let closed = std::mem::take(&mut idle.conns);
             drop(idle);
             drop(closed);
-            Unanswered(self.clone())
+            Unanswered(self.clone(), number)
         };
         let connect = async {
             match &self.server {
@@ -210,11 +234,27 @@ impl Pool {
 
 /// Counts a new connection as unanswered until dropped (at its first
 /// record, or with the connection).
-pub(super) struct Unanswered(Arc<Pool>);
+pub(super) struct Unanswered(Arc<Pool>, u64);
 
 impl Drop for Unanswered {
     fn drop(&mut self) {
-        self.0.idle().unanswered_new -= 1;
+        self.0.idle().unanswered.retain(|&(n, _)| n != self.1);
+    }
+}
+
+/// Counts a request as waiting for a connection while it lives.
+struct Waiting<'a>(&'a Pool);
+
+impl<'a> Waiting<'a> {
+    fn count(pool: &'a Pool) -> Self {
+        pool.idle().waiting += 1;
+        Waiting(pool)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.idle().waiting -= 1;
     }
 }
 
