@@ -33,6 +33,9 @@ trap cleanup EXIT
 . bench/common.sh
 FILES=$WORK/files
 make_files "$FILES"
+# The static route keeps a small file in memory once it has been unchanged
+# for 2 s: let it settle, so that the counts are of the steady state.
+sleep 3
 UP=$(free_port)   # no upstream runs: only the static route is loaded
 
 switches() { # pid: voluntary context switches of all its threads

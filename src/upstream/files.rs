@@ -6,7 +6,8 @@
 //! ```text
 //! GET or HEAD only                                           405
 //! which precompressed siblings the client takes              encoding
-//! ---- one call on the blocking pool ----
+//! a small file kept from an earlier request, still the same  cache
+//! ---- or one call on the blocking pool ----
 //! the URL path below the mount point -> a file inside DIR,   resolve     404 / 301 add the slash
 //!   opened, fstat; its sibling instead if there;
 //!   the bytes of a small file read                           content
@@ -20,12 +21,15 @@
 //! `fstat` of the open handle and, for a file of at most 64 KiB, the read of
 //! its bytes are one call (the workers are current-thread runtimes, so file
 //! system calls cannot run in place). A larger file streams from the handle
-//! opened then, in chunks, never read whole. Which file may be served at all
+//! opened then, in chunks, never read whole. A small file asked for again is
+//! served from memory after a `realpath` and a `stat` on the worker's thread
+//! show the same path and the same version (`cache`), with no trip at all. Which file may be served at all
 //! (no dot-files, nothing outside DIR even through a symlink, no directory
 //! listing) is `resolve`'s; the answer's HTTP semantics are those tower-http's
 //! `ServeFile` gave, built from the `headers` and `http-range-header` crates
 //! (`response`).
 
+mod cache;
 mod content;
 mod encoding;
 mod resolve;
@@ -40,6 +44,8 @@ use http::{Method, Request, Response, StatusCode, Uri};
 
 use crate::body::ResponseBody;
 use crate::upstream::mount::path_in_mount;
+use cache::SmallFiles;
+use encoding::Encoding;
 use resolve::{Found, Wanted};
 use validators::{Validators, Verdict};
 
@@ -80,6 +86,8 @@ pub struct StaticFiles {
     root: Arc<Path>,
     /// `Cache-Control` on every file response.
     cache_control: HeaderValue,
+    /// The small files asked for lately, shared by every worker.
+    small_files: Arc<SmallFiles>,
 }
 
 impl StaticFiles {
@@ -101,6 +109,7 @@ impl StaticFiles {
             } else {
                 CACHE_PUBLIC
             }),
+            small_files: Arc::new(SmallFiles::new()),
         })
     }
 
@@ -123,16 +132,15 @@ impl StaticFiles {
         let rest = path_in_mount(req.uri().path(), route_prefix).ok_or(StaticError::NotFound)?;
         let wanted = Wanted::parse(rest)?;
         let siblings = encoding::wanted(req.headers());
-        let read_small = req.method() == Method::GET;
-        let root = Arc::clone(&self.root);
-        let found = tokio::task::spawn_blocking(move || {
-            resolve::open(&root, &wanted, &siblings, read_small)
-        })
-        .await
-        .map_err(|e| StaticError::Io(format!("file lookup did not finish: {e}")))??;
-        let file = match found {
-            Found::Directory => return add_slash(req.uri()),
-            Found::File(file) => file,
+        let file = match self.small_files.get(&wanted, &siblings) {
+            Some(file) => Box::new(file),
+            None => match self
+                .look_up(wanted, siblings, req.method() == Method::GET)
+                .await?
+            {
+                Found::Directory => return add_slash(req.uri()),
+                Found::File(file) => file,
+            },
         };
         let (mut parts, _body) = req.into_parts();
         let validators = Validators::of(&file.metadata);
@@ -155,6 +163,27 @@ impl StaticFiles {
             .await
             .map_err(|e| StaticError::Io(format!("{}: {e}", path.display())))?;
         Ok(self.finish(response, &validators))
+    }
+
+    /// Looks `wanted` up in one call on the blocking pool, and keeps a
+    /// small file found (`read_small`: for a GET, its bytes are read).
+    async fn look_up(
+        &self,
+        wanted: Wanted,
+        siblings: Vec<Encoding>,
+        read_small: bool,
+    ) -> Result<Found, StaticError> {
+        let root = Arc::clone(&self.root);
+        let small_files = Arc::clone(&self.small_files);
+        tokio::task::spawn_blocking(move || {
+            let found = resolve::open(&root, &wanted, &siblings, read_small)?;
+            if let Found::File(file) = &found {
+                small_files.keep(wanted, siblings, file);
+            }
+            Ok(found)
+        })
+        .await
+        .map_err(|e| StaticError::Io(format!("file lookup did not finish: {e}")))?
     }
 
     /// Adds the headers every answer carries: the entity tag, caching.

@@ -599,3 +599,36 @@ async fn the_sibling_the_client_prefers_is_served_whole_in_ranges_and_to_head() 
     assert_eq!(header(&head, "content-length"), "20");
     assert!(head.bytes().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_kept_small_file_rewritten_in_place_is_served_new() {
+    let site = Site::start().await;
+    let file = site.root().join("kept.css");
+    std::fs::write(&file, "p { margin: 0 }").unwrap();
+    // Small files are kept in memory once unchanged for two seconds (a
+    // change in the same clock tick as the read could not be told apart
+    // sooner); wait that long so that the next requests are served from
+    // memory.
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    for _ in 0..2 {
+        let r = site.get("/static/kept.css").await;
+        assert_eq!(r.text().await.unwrap(), "p { margin: 0 }");
+    }
+
+    // The same size and the same modification time: only the inode's
+    // change time tells the new version from the old.
+    let modified = std::fs::metadata(&file).unwrap().modified().unwrap();
+    std::fs::write(&file, "p { margin: 1 }").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    let r = site.get("/static/kept.css").await;
+    assert_eq!(r.text().await.unwrap(), "p { margin: 1 }");
+
+    // Gone is gone.
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(site.get("/static/kept.css").await.status(), 404);
+}

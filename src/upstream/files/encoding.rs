@@ -12,7 +12,7 @@ use http::header::{self, HeaderValue};
 
 /// A content coding a precompressed sibling is stored in. Ordered from the
 /// least to the most preferred on equal q-values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) enum Encoding {
     /// The plain file (never a sibling; it ends the list).
     Identity,

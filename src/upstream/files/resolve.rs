@@ -41,7 +41,7 @@ pub(super) const DIRECTORY_INDEX: &str = "index.html";
 
 /// A request path below the mount point, decoded and checked, not yet
 /// looked up.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) struct Wanted {
     /// The decoded segments, empty ones dropped.
     segments: Vec<Vec<u8>>,
@@ -98,6 +98,23 @@ pub(super) struct FileFound {
     pub content_type: mime_guess::Mime,
     /// The file whose bytes are sent: itself or a precompressed sibling.
     pub served: Served,
+    /// The paths the lookup went by, for `cache` to check again.
+    pub trail: Trail,
+}
+
+/// The paths a lookup went by, and what it found at each.
+#[derive(Debug, Clone)]
+pub(super) struct Trail {
+    /// The path looked up: DIR, the segments asked for, and `index.html`
+    /// for a directory.
+    pub asked: PathBuf,
+    /// The precompressed siblings tried before the one served (all those
+    /// wanted, when the plain file is served), which were not there.
+    pub missing: Vec<PathBuf>,
+    /// The canonical path of the sibling served, if one is.
+    pub sibling: Option<PathBuf>,
+    /// A sibling was there but refused (not a regular file inside DIR).
+    pub refused: bool,
 }
 
 /// The file whose bytes answer the request.
@@ -143,14 +160,20 @@ pub(super) fn open(
         tracing::debug!(target: "files", path = %path.display(), "refused: not a regular file");
         return Err(StaticError::NotFound);
     }
-    let (encoding, file, served_metadata) = match sibling(root, &canonical, siblings) {
+    let mut trail = Trail {
+        asked: path,
+        missing: Vec::new(),
+        sibling: None,
+        refused: false,
+    };
+    let (encoding, file, served_metadata) = match sibling(root, &canonical, siblings, &mut trail) {
         Some((encoding, sibling, sibling_metadata)) => (Some(encoding), sibling, sibling_metadata),
         None => (None, file, metadata.clone()),
     };
     let content = Content::of(file, &served_metadata, read_small)
         .map_err(|e| StaticError::Io(format!("{}: {e}", canonical.display())))?;
     Ok(Found::File(Box::new(FileFound {
-        content_type: mime_guess::from_path(&path).first_or_octet_stream(),
+        content_type: mime_guess::from_path(&trail.asked).first_or_octet_stream(),
         path: canonical,
         metadata,
         served: Served {
@@ -158,27 +181,41 @@ pub(super) fn open(
             metadata: served_metadata,
             content,
         },
+        trail,
     })))
+}
+
+/// The name of the precompressed sibling of `file` in `encoding`.
+pub(super) fn sibling_name(file: &Path, encoding: Encoding) -> PathBuf {
+    let mut name = OsString::from(file.as_os_str());
+    name.push(".");
+    name.push(encoding.suffix());
+    PathBuf::from(name)
 }
 
 /// The first of the precompressed siblings `wanted` of `file` that is
 /// there, opened. A missing one is skipped; one that is there but is no
 /// regular file inside `root` ends the search with none, so the plain file
 /// is served (fail closed: it is a link somebody made, not a missing file).
-fn sibling(root: &Path, file: &Path, wanted: &[Encoding]) -> Option<(Encoding, File, Metadata)> {
+/// What was found is noted in `trail`.
+fn sibling(
+    root: &Path,
+    file: &Path,
+    wanted: &[Encoding],
+    trail: &mut Trail,
+) -> Option<(Encoding, File, Metadata)> {
     for &encoding in wanted {
-        let mut name = OsString::from(file.as_os_str());
-        name.push(".");
-        name.push(encoding.suffix());
-        let name = PathBuf::from(name);
+        let name = sibling_name(file, encoding);
         match open_inside(root, &name) {
-            Ok((_, handle, metadata)) if metadata.is_file() => {
+            Ok((canonical, handle, metadata)) if metadata.is_file() => {
+                trail.sibling = Some(canonical);
                 return Some((encoding, handle, metadata));
             }
-            Err(StaticError::NotFound) if !name.exists() => {}
+            Err(StaticError::NotFound) if !name.exists() => trail.missing.push(name),
             _ => {
                 tracing::warn!(target: "files", path = %name.display(),
                     "precompressed sibling is not a regular file inside the static directory; serving the plain file");
+                trail.refused = true;
                 return None;
             }
         }
