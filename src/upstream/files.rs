@@ -23,11 +23,12 @@
 //! system calls cannot run in place). A larger file streams from the handle
 //! opened then, in chunks, never read whole. A small file asked for again is
 //! served from memory after a `realpath` and a `stat` on the worker's thread
-//! show the same path and the same version (`cache`), with no trip at all. Which file may be served at all
-//! (no dot-files, nothing outside DIR even through a symlink, no directory
-//! listing) is `resolve`'s; the answer's HTTP semantics are those tower-http's
-//! `ServeFile` gave, built from the `headers` and `http-range-header` crates
-//! (`response`).
+//! show the same path and the same version (`cache`), with no trip at all.
+//!
+//! Which file may be served at all (no dot-files, nothing outside DIR even
+//! through a symlink, no directory listing) is `resolve`'s; the answer's
+//! HTTP semantics are those tower-http's `ServeFile` gave, built from the
+//! `headers` and `http-range-header` crates (`response`).
 
 mod cache;
 mod content;

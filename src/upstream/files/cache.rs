@@ -34,7 +34,7 @@
 use std::fmt;
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -44,7 +44,7 @@ use dashmap::DashMap;
 
 use super::content::Content;
 use super::encoding::Encoding;
-use super::resolve::{FileFound, Served, Trail, Wanted};
+use super::resolve::{self, FileFound, Served, Trail, Wanted};
 
 /// The bytes kept per static route, at most: 8 MiB, room for a legacy
 /// site's stylesheets, scripts and icons (each at most 64 KiB).
@@ -92,11 +92,10 @@ impl Stamp {
 
 /// What a lookup found, and how to tell that it still holds.
 struct Entry {
-    /// The canonical path of the plain file, and its version.
-    canonical: PathBuf,
-    stamp: Stamp,
-    /// The canonical path of the sibling served and its version, if one is.
-    sibling: Option<(PathBuf, Stamp)>,
+    /// The plain file.
+    plain: Checked,
+    /// The sibling served, if one is.
+    sibling: Option<Checked>,
     trail: Trail,
     metadata: Metadata,
     content_type: mime_guess::Mime,
@@ -105,25 +104,34 @@ struct Entry {
     bytes: Bytes,
 }
 
-impl Entry {
-    /// Whether the paths still lead where they led, to the same versions.
-    /// Runs file system calls.
-    fn still_holds(&self) -> bool {
-        same(&self.trail.asked, &self.canonical, self.stamp)
-            && self.trail.missing.iter().all(|path| !path.exists())
-            && self.sibling.as_ref().is_none_or(|(canonical, stamp)| {
-                let asked = super::resolve::sibling_name(&self.canonical, self.served());
-                same(&asked, canonical, *stamp)
-            })
-    }
+/// A path looked up, the canonical path it led to, and the version there.
+struct Checked {
+    asked: PathBuf,
+    canonical: PathBuf,
+    stamp: Stamp,
+}
 
-    fn served(&self) -> Encoding {
-        self.encoding.unwrap_or(Encoding::Identity)
+impl Checked {
+    /// Whether `asked` still canonicalizes to `canonical`, whose version is
+    /// still `stamp`. Runs file system calls.
+    fn still_holds(&self) -> bool {
+        std::fs::canonicalize(&self.asked).is_ok_and(|now| now == self.canonical)
+            && std::fs::metadata(&self.canonical).is_ok_and(|m| Stamp::of(&m) == self.stamp)
+    }
+}
+
+impl Entry {
+    /// Whether the paths still lead where they led, to the same versions,
+    /// and the siblings missing then are still missing.
+    fn still_holds(&self) -> bool {
+        self.plain.still_holds()
+            && self.trail.missing.iter().all(|path| !path.exists())
+            && self.sibling.as_ref().is_none_or(Checked::still_holds)
     }
 
     fn found(&self) -> FileFound {
         FileFound {
-            path: self.canonical.clone(),
+            path: self.plain.canonical.clone(),
             metadata: self.metadata.clone(),
             content_type: self.content_type.clone(),
             served: Served {
@@ -134,12 +142,6 @@ impl Entry {
             trail: self.trail.clone(),
         }
     }
-}
-
-/// Whether `asked` canonicalizes to `canonical`, whose version is `stamp`.
-fn same(asked: &Path, canonical: &Path, stamp: Stamp) -> bool {
-    std::fs::canonicalize(asked).is_ok_and(|now| now == canonical)
-        && std::fs::metadata(canonical).is_ok_and(|m| Stamp::of(&m) == stamp)
 }
 
 impl SmallFiles {
@@ -191,14 +193,21 @@ impl SmallFiles {
             self.held.fetch_sub(len, Ordering::Relaxed);
             return;
         }
+        let sibling = match (&file.trail.sibling, file.served.encoding) {
+            (Some(canonical), Some(encoding)) => Some(Checked {
+                asked: resolve::sibling_name(&file.path, encoding),
+                canonical: canonical.clone(),
+                stamp: Stamp::of(&file.served.metadata),
+            }),
+            _ => None,
+        };
         let entry = Entry {
-            canonical: file.path.clone(),
-            stamp: Stamp::of(&file.metadata),
-            sibling: file
-                .trail
-                .sibling
-                .clone()
-                .map(|path| (path, Stamp::of(&file.served.metadata))),
+            plain: Checked {
+                asked: file.trail.asked.clone(),
+                canonical: file.path.clone(),
+                stamp: Stamp::of(&file.metadata),
+            },
+            sibling,
             trail: file.trail.clone(),
             metadata: file.metadata.clone(),
             content_type: file.content_type.clone(),
@@ -238,8 +247,10 @@ impl fmt::Debug for SmallFiles {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
-    use crate::upstream::files::resolve::{self, Found};
+    use crate::upstream::files::resolve::Found;
 
     /// A site with `a.css`, and a cache that keeps files at once (the
     /// changes below all change a size, a time or an inode).
