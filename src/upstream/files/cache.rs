@@ -19,9 +19,8 @@
 //! only once its `ctime` is [`SETTLED`] old, so that a write in the same
 //! clock tick as the read (which would leave every field as it was) cannot
 //! have happened after it; git treats its "racily clean" entries the same
-//! way. A sibling that appears after a lookup that found none is not seen
-//! until the plain file changes (the plain file is still served, whole and
-//! correct).
+//! way. A lookup that met a refused sibling (there, but leading out of
+//! DIR) is not kept: the refusal is logged on every request, as before.
 //!
 //! The calls on a hit (a `realpath`, a `stat`, one `stat` per missing
 //! sibling) run on the worker thread, as nginx makes its `open` and `fstat`
