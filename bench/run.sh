@@ -36,7 +36,7 @@
 #        ONLY="b m d" bench/run.sh  (only the targets named; (b) and (m) are the bases of the ratios)
 #        BIN=path bench/run.sh   (a sessiongate build to measure instead of
 #                                 building target/release/sessiongate)
-#        COMPARE_BIN=path bench/run.sh   (also runs (c*) (d*) (e*) on another
+#        COMPARE_BIN=path bench/run.sh   (also runs (c*) (d*) (e*) (s*) on another
 #                                 sessiongate build, e.g. the one before a change)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -281,6 +281,9 @@ TARGETS+=(
   "(k) nginx, 4 KiB static file|pin|http://127.0.0.1:$NGX/files/4k.html|"
   "(s) sessiongate, 4 KiB static: file|pin|http://127.0.0.1:$SG/files/4k.html|"
 )
+[ -n "$COMPARE_BIN" ] && TARGETS+=(
+  "(s*) compared build, 4 KiB static: file|pin|http://127.0.0.1:$SGC/files/4k.html|"
+)
 TARGETS+=(
   "(b2) nginx, 2 workers|free|http://127.0.0.1:$NGX2/public/|"
   "(c2) sessiongate, one runtime of 2 threads, public|free|http://127.0.0.1:$SG2/public/|"
@@ -340,7 +343,7 @@ for t in "${TARGETS[@]}"; do
   label=${t%%|*}
   [ -n "${R[$label]:-}" ] || continue
   read -r rps p50 p99 bad <<<"${R[$label]}"
-  b=$base; case $label in "(b2)"*|"(c2"*|"(d2"*|"(e2"*) b=$base2;; "(k)"*|"(s)"*) b=$base_files;; "(h)"*|"(i)"*) b=$base3;; esac
+  b=$base; case $label in "(b2)"*|"(c2"*|"(d2"*|"(e2"*) b=$base2;; "(k)"*|"(s)"*|"(s*)"*) b=$base_files;; "(h)"*|"(i)"*) b=$base3;; esac
   ratio=-; [ -n "$b" ] && ratio=$(printf '%.2fx' "$(echo "$rps / $b" | bc -l)")
   # The anchor proxies the fast upstream on one thread: only the targets
   # doing the same are compared with it.

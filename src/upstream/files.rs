@@ -5,20 +5,36 @@
 //!
 //! ```text
 //! GET or HEAD only                                           405
-//! the URL path below the mount point -> a file inside DIR    resolve     404 / 301 add the slash
+//! which precompressed siblings the client takes              encoding
+//! a small file kept from an earlier request, still the same  cache
+//! ---- or one call on the blocking pool ----
+//! the URL path below the mount point -> a file inside DIR,   resolve     404 / 301 add the slash
+//!   opened, fstat; its sibling instead if there;
+//!   the bytes of a small file read                           content
+//! ----
 //! If-Match, If-None-Match, If-Range on the entity tag        validators  412 / 304
-//! content type, Last-Modified, If-(Un)Modified-Since,        tower-http's ServeFile
-//!   Range, precompressed .gz/.br siblings, streaming                      200 / 206 / 304 / 412 / 416
+//! If-(Un)Modified-Since, Range, content type, Last-Modified  response    200 / 206 / 304 / 412 / 416
 //! ETag, Cache-Control, Vary: Accept-Encoding                 here
 //! ```
 //!
-//! The HTTP file semantics are tower-http's (`ServeFile`, one per request
-//! on the file found): it streams the file in chunks, never reading it whole.
-//! What it leaves to its caller is done around it: which file may be served
-//! at all (no dot-files, nothing outside DIR even through a symlink, no
-//! directory listing), and the entity tag, which it does not send.
+//! A request goes to the blocking pool once: the lookup, the open, the
+//! `fstat` of the open handle and, for a file of at most 64 KiB, the read of
+//! its bytes are one call (the workers are current-thread runtimes, so file
+//! system calls cannot run in place). A larger file streams from the handle
+//! opened then, in chunks, never read whole. A small file asked for again is
+//! served from memory after a `realpath` and a `stat` on the worker's thread
+//! show the same path and the same version (`cache`), with no trip at all.
+//!
+//! Which file may be served at all (no dot-files, nothing outside DIR even
+//! through a symlink, no directory listing) is `resolve`'s; the answer's
+//! HTTP semantics are those tower-http's `ServeFile` gave, built from the
+//! `headers` and `http-range-header` crates (`response`).
 
+mod cache;
+mod content;
+mod encoding;
 mod resolve;
+mod response;
 mod validators;
 
 use std::path::Path;
@@ -26,10 +42,11 @@ use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
-use tower_http::services::ServeFile;
 
 use crate::body::ResponseBody;
 use crate::upstream::mount::path_in_mount;
+use cache::SmallFiles;
+use encoding::Encoding;
 use resolve::{Found, Wanted};
 use validators::{Validators, Verdict};
 
@@ -70,6 +87,8 @@ pub struct StaticFiles {
     root: Arc<Path>,
     /// `Cache-Control` on every file response.
     cache_control: HeaderValue,
+    /// The small files asked for lately, shared by every worker.
+    small_files: Arc<SmallFiles>,
 }
 
 impl StaticFiles {
@@ -91,6 +110,7 @@ impl StaticFiles {
             } else {
                 CACHE_PUBLIC
             }),
+            small_files: Arc::new(SmallFiles::new()),
         })
     }
 
@@ -112,20 +132,20 @@ impl StaticFiles {
         }
         let rest = path_in_mount(req.uri().path(), route_prefix).ok_or(StaticError::NotFound)?;
         let wanted = Wanted::parse(rest)?;
-        let with_siblings = req.headers().contains_key(header::ACCEPT_ENCODING);
-        let root = Arc::clone(&self.root);
-        let found =
-            tokio::task::spawn_blocking(move || resolve::find(&root, &wanted, with_siblings))
-                .await
-                .map_err(|e| StaticError::Io(format!("file lookup did not finish: {e}")))??;
-        let file = match found {
-            Found::Directory => return add_slash(req.uri()),
-            Found::File(file) => file,
+        let siblings = encoding::wanted(req.headers());
+        let file = match self.small_files.get(&wanted, &siblings) {
+            Some(file) => Box::new(file),
+            None => match self
+                .look_up(wanted, siblings, req.method() == Method::GET)
+                .await?
+            {
+                Found::Directory => return add_slash(req.uri()),
+                Found::File(file) => file,
+            },
         };
-        let (parts, _body) = req.into_parts();
-        let mut head = Request::from_parts(parts, ());
+        let (mut parts, _body) = req.into_parts();
         let validators = Validators::of(&file.metadata);
-        match validators::evaluate(head.headers_mut(), &validators) {
+        match validators::evaluate(&mut parts.headers, &validators) {
             Verdict::Serve => {}
             Verdict::NotModified => {
                 return Ok(self.finish(status_only(StatusCode::NOT_MODIFIED), &validators));
@@ -134,17 +154,40 @@ impl StaticFiles {
                 return Ok(self.finish(status_only(StatusCode::PRECONDITION_FAILED), &validators));
             }
         }
-        if !file.siblings_ok {
-            head.headers_mut().remove(header::ACCEPT_ENCODING);
-        }
-        let response = serve_file(&file)
-            .try_call(head)
+        let resolve::FileFound {
+            path,
+            content_type,
+            served,
+            ..
+        } = *file;
+        let response = response::answer(&parts.method, &parts.headers, &content_type, served)
             .await
-            .map_err(|e| StaticError::Io(format!("{}: {e}", file.path.display())))?;
-        Ok(self.finish(response.map(ResponseBody::stream), &validators))
+            .map_err(|e| StaticError::Io(format!("{}: {e}", path.display())))?;
+        Ok(self.finish(response, &validators))
     }
 
-    /// Adds the headers `ServeFile` does not send.
+    /// Looks `wanted` up in one call on the blocking pool, and keeps a
+    /// small file found (`read_small`: for a GET, its bytes are read).
+    async fn look_up(
+        &self,
+        wanted: Wanted,
+        siblings: Vec<Encoding>,
+        read_small: bool,
+    ) -> Result<Found, StaticError> {
+        let root = Arc::clone(&self.root);
+        let small_files = Arc::clone(&self.small_files);
+        tokio::task::spawn_blocking(move || {
+            let found = resolve::open(&root, &wanted, &siblings, read_small)?;
+            if let Found::File(file) = &found {
+                small_files.keep(wanted, siblings, file);
+            }
+            Ok(found)
+        })
+        .await
+        .map_err(|e| StaticError::Io(format!("file lookup did not finish: {e}")))?
+    }
+
+    /// Adds the headers every answer carries: the entity tag, caching.
     fn finish(
         &self,
         mut response: Response<ResponseBody>,
@@ -161,14 +204,6 @@ impl StaticFiles {
         headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
         response
     }
-}
-
-/// tower-http's file service for one file, with its precompressed siblings
-/// (the suffixes of [`resolve::PRECOMPRESSED`], whose safety was checked).
-fn serve_file(file: &resolve::FileFound) -> ServeFile {
-    ServeFile::new_with_mime(&file.path, &file.content_type)
-        .precompressed_gzip()
-        .precompressed_br()
 }
 
 /// `301` to the same path with a slash added, the query kept: a directory

@@ -438,3 +438,197 @@ async fn static_routes_refuse_upgrades() {
     .await;
     assert!(answer.starts_with("HTTP/1.1 501"), "{answer}");
 }
+
+/// The largest file read whole in the lookup (`files::content::SMALL_FILE`).
+const SMALL_FILE: usize = 64 * 1024;
+
+#[tokio::test]
+async fn files_either_side_of_the_read_limit_are_byte_exact() {
+    let site = Site::start().await;
+    let pattern = big();
+    // Read whole in the lookup; one byte over, streamed from the open file;
+    // and several chunks' worth, streamed too.
+    for len in [SMALL_FILE, SMALL_FILE + 1, 3 * SMALL_FILE + 7] {
+        let name = format!("edge-{len}.bin");
+        std::fs::write(site.root().join(&name), &pattern[..len]).unwrap();
+        let path = format!("/static/{name}");
+
+        let r = site.get(&path).await;
+        assert_eq!(r.status(), 200, "{len}");
+        assert_eq!(header(&r, "content-length"), len.to_string(), "{len}");
+        assert!(r.bytes().await.unwrap() == pattern[..len], "{len}: whole");
+
+        let (start, end) = (len / 3, len - 2);
+        let r = client()
+            .get(site.proxy.url(&path))
+            .header("range", format!("bytes={start}-{end}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 206, "{len}");
+        assert_eq!(
+            header(&r, "content-range"),
+            format!("bytes {start}-{end}/{len}")
+        );
+        assert!(
+            r.bytes().await.unwrap() == pattern[start..=end],
+            "{len}: range"
+        );
+
+        let r = client().head(site.proxy.url(&path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{len}");
+        assert_eq!(header(&r, "content-length"), len.to_string(), "{len}");
+        assert!(r.bytes().await.unwrap().is_empty(), "{len}: HEAD");
+    }
+}
+
+#[tokio::test]
+async fn a_file_replaced_between_two_requests_is_served_new() {
+    let site = Site::start().await;
+    let file = site.root().join("news.txt");
+    std::fs::write(&file, "first edition").unwrap();
+    let first = site.get("/static/news.txt").await;
+    let first_tag = header(&first, "etag").to_owned();
+    assert_eq!(first.text().await.unwrap(), "first edition");
+
+    // Another size, written in place.
+    std::fs::write(&file, "the second edition").unwrap();
+    let second = site.get("/static/news.txt").await;
+    let second_tag = header(&second, "etag").to_owned();
+    assert_ne!(second_tag, first_tag);
+    assert_eq!(second.text().await.unwrap(), "the second edition");
+
+    // The same size, another time: a new file renamed over the old one, as
+    // deployments do.
+    let staged = site.root().join("news.txt.new");
+    std::fs::write(&staged, "the THIRD edition!").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&staged)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(7))
+        .unwrap();
+    std::fs::rename(&staged, &file).unwrap();
+    let third = client()
+        .get(site.proxy.url("/static/news.txt"))
+        .header("if-none-match", &second_tag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(third.status(), 200);
+    assert_ne!(header(&third, "etag"), second_tag);
+    assert_eq!(third.text().await.unwrap(), "the THIRD edition!");
+}
+
+#[tokio::test]
+async fn date_preconditions_on_a_small_file() {
+    let site = Site::start().await;
+    let get = |name: &'static str, value: &'static str| {
+        client()
+            .get(site.proxy.url("/static/style.css"))
+            .header(name, value)
+            .send()
+    };
+    let past = "Thu, 01 Jan 1970 00:00:01 GMT";
+    let future = "Fri, 01 Jan 2100 00:00:00 GMT";
+
+    let r = get("if-unmodified-since", past).await.unwrap();
+    assert_eq!(r.status(), 412);
+    assert!(r.bytes().await.unwrap().is_empty());
+    let r = get("if-unmodified-since", future).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "body { color: #333 }");
+
+    let r = get("if-modified-since", future).await.unwrap();
+    assert_eq!(r.status(), 304);
+    assert!(header(&r, "etag").starts_with("W/\""));
+    assert!(r.bytes().await.unwrap().is_empty());
+    let r = get("if-modified-since", past).await.unwrap();
+    assert_eq!(r.status(), 200);
+    // A date that is no date is ignored, not refused.
+    let r = get("if-modified-since", "yesterday").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "body { color: #333 }");
+}
+
+#[tokio::test]
+async fn the_sibling_the_client_prefers_is_served_whole_in_ranges_and_to_head() {
+    let site = Site::start().await;
+    std::fs::write(site.root().join("app.js.br"), "pretend this is brotli").unwrap();
+    let get = |accept: &'static str| {
+        client()
+            .get(site.proxy.url("/static/app.js"))
+            .header("accept-encoding", accept)
+            .send()
+    };
+    for (accept, encoding, body) in [
+        ("gzip, deflate, br", "br", "pretend this is brotli"),
+        ("gzip, br;q=0.5", "gzip", "pretend this is gzip"),
+        ("br;q=0, gzip;q=0.1", "gzip", "pretend this is gzip"),
+        ("identity, br;q=0.5", "", "console.log('plain')"),
+    ] {
+        let r = get(accept).await.unwrap();
+        assert_eq!(r.status(), 200, "{accept}");
+        assert_eq!(header(&r, "content-encoding"), encoding, "{accept}");
+        assert!(
+            header(&r, "content-type").contains("javascript"),
+            "{accept}"
+        );
+        assert_eq!(r.text().await.unwrap(), body, "{accept}");
+    }
+
+    let part = client()
+        .get(site.proxy.url("/static/app.js"))
+        .header("accept-encoding", "br")
+        .header("range", "bytes=16-21")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(header(&part, "content-encoding"), "br");
+    assert_eq!(header(&part, "content-range"), "bytes 16-21/22");
+    assert_eq!(part.text().await.unwrap(), "brotli");
+
+    let head = client()
+        .head(site.proxy.url("/static/app.js"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&head, "content-encoding"), "gzip");
+    assert_eq!(header(&head, "content-length"), "20");
+    assert!(head.bytes().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_kept_small_file_rewritten_in_place_is_served_new() {
+    let site = Site::start().await;
+    let file = site.root().join("kept.css");
+    std::fs::write(&file, "p { margin: 0 }").unwrap();
+    // Small files are kept in memory once unchanged for two seconds (a
+    // change in the same clock tick as the read could not be told apart
+    // sooner); wait that long so that the next requests are served from
+    // memory.
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    for _ in 0..2 {
+        let r = site.get("/static/kept.css").await;
+        assert_eq!(r.text().await.unwrap(), "p { margin: 0 }");
+    }
+
+    // The same size and the same modification time: only the inode's
+    // change time tells the new version from the old.
+    let modified = std::fs::metadata(&file).unwrap().modified().unwrap();
+    std::fs::write(&file, "p { margin: 1 }").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    let r = site.get("/static/kept.css").await;
+    assert_eq!(r.text().await.unwrap(), "p { margin: 1 }");
+
+    // Gone is gone.
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(site.get("/static/kept.css").await.status(), 404);
+}

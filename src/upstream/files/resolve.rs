@@ -13,28 +13,35 @@
 //!
 //! A directory is served by its `index.html`; a directory without one is
 //! 404 (there is no listing). Anything that is not a regular file (a FIFO, a
-//! device) is 404 too, so a request never blocks on a special file.
+//! device) is 404 too.
+//!
+//! What was checked is what is served: the canonical path is opened (not
+//! following a symlink put in its place since, and without waiting for a
+//! writer should a FIFO have been), and the type, size and time come from
+//! `fstat` on that open handle, whose bytes are then the ones sent. The
+//! lookup, the opens, the `fstat`s and the read of a small file are one
+//! call, made on the blocking pool once per request.
 
 use std::ffi::{OsStr, OsString};
-use std::fs::Metadata;
+use std::fs::{File, Metadata, OpenOptions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Component, Path, PathBuf};
 
+use nix::libc;
 use percent_encoding::percent_decode_str;
 
 use super::StaticError;
+use super::content::Content;
+use super::encoding::Encoding;
 
 /// The file served for a directory path, e.g. `/static/` or `/static/docs/`.
 pub(super) const DIRECTORY_INDEX: &str = "index.html";
 
-/// The suffixes of the precompressed siblings the files are served with
-/// (those `ServeFile` is told to look for in `files::serve_file`).
-pub(super) const PRECOMPRESSED: [&str; 2] = ["gz", "br"];
-
 /// A request path below the mount point, decoded and checked, not yet
 /// looked up.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) struct Wanted {
     /// The decoded segments, empty ones dropped.
     segments: Vec<Vec<u8>>,
@@ -78,42 +85,73 @@ pub(super) enum Found {
     File(Box<FileFound>),
 }
 
-/// A regular file to serve.
+/// A regular file to serve, opened.
 #[derive(Debug)]
 pub(super) struct FileFound {
     /// Its canonical path, inside DIR.
     pub path: PathBuf,
-    /// Its metadata (size and modification time make the entity tag).
+    /// Its metadata (size and modification time make the entity tag, which
+    /// its precompressed siblings share).
     pub metadata: Metadata,
     /// Its content type, by the extension of the name asked for (not of
     /// a symlink's target), as nginx does.
     pub content_type: mime_guess::Mime,
-    /// Whether its precompressed siblings may be served: every one that
-    /// exists is a regular file inside DIR.
-    pub siblings_ok: bool,
+    /// The file whose bytes are sent: itself or a precompressed sibling.
+    pub served: Served,
+    /// The paths the lookup went by, for `cache` to check again.
+    pub trail: Trail,
 }
 
-/// Looks `wanted` up inside the canonical directory `root`. Runs file
-/// system calls: call it on the blocking pool.
+/// The paths a lookup went by, and what it found at each.
+#[derive(Debug, Clone)]
+pub(super) struct Trail {
+    /// The path looked up: DIR, the segments asked for, and `index.html`
+    /// for a directory.
+    pub asked: PathBuf,
+    /// The precompressed siblings tried before the one served (all those
+    /// wanted, when the plain file is served), which were not there.
+    pub missing: Vec<PathBuf>,
+    /// The canonical path of the sibling served, if one is.
+    pub sibling: Option<PathBuf>,
+    /// A sibling was there but refused (not a regular file inside DIR).
+    pub refused: bool,
+}
+
+/// The file whose bytes answer the request.
+#[derive(Debug)]
+pub(super) struct Served {
+    /// `None` for the plain file, else the coding of the sibling.
+    pub encoding: Option<Encoding>,
+    /// Its `fstat` (`Last-Modified` and the date preconditions).
+    pub metadata: Metadata,
+    /// Its bytes, or its open handle.
+    pub content: Content,
+}
+
+/// Looks `wanted` up inside the canonical directory `root` and opens it.
+/// Runs file system calls: call it on the blocking pool.
 ///
-/// `with_siblings`: whether to check the precompressed siblings (only worth
-/// it when the client accepts an encoding).
-pub(super) fn find(
+/// `siblings`: the precompressed siblings the client takes, best first
+/// (see `encoding::wanted`); the first one there is served instead of the
+/// file. `read_small`: read the file served whole if it is small (for a
+/// GET; a HEAD needs no bytes).
+pub(super) fn open(
     root: &Path,
     wanted: &Wanted,
-    with_siblings: bool,
+    siblings: &[Encoding],
+    read_small: bool,
 ) -> Result<Found, StaticError> {
     let mut path = root.to_path_buf();
     for segment in &wanted.segments {
         path.push(OsStr::from_bytes(segment));
     }
-    let (mut canonical, mut metadata) = inside(root, &path)?;
+    let (mut canonical, mut file, mut metadata) = open_inside(root, &path)?;
     if metadata.is_dir() {
         if !wanted.directory {
             return Ok(Found::Directory);
         }
         path.push(DIRECTORY_INDEX);
-        (canonical, metadata) = inside(root, &canonical.join(DIRECTORY_INDEX))?;
+        (canonical, file, metadata) = open_inside(root, &canonical.join(DIRECTORY_INDEX))?;
     } else if wanted.directory {
         // `/style.css/` names a directory that is not there.
         return Err(StaticError::NotFound);
@@ -122,34 +160,73 @@ pub(super) fn find(
         tracing::debug!(target: "files", path = %path.display(), "refused: not a regular file");
         return Err(StaticError::NotFound);
     }
-    let siblings_ok = !with_siblings
-        || PRECOMPRESSED
-            .iter()
-            .all(|suffix| sibling_ok(root, &canonical, suffix));
+    let mut trail = Trail {
+        asked: path,
+        missing: Vec::new(),
+        sibling: None,
+        refused: false,
+    };
+    let (encoding, file, served_metadata) = match sibling(root, &canonical, siblings, &mut trail) {
+        Some((encoding, sibling, sibling_metadata)) => (Some(encoding), sibling, sibling_metadata),
+        None => (None, file, metadata.clone()),
+    };
+    let content = Content::of(file, &served_metadata, read_small)
+        .map_err(|e| StaticError::Io(format!("{}: {e}", canonical.display())))?;
     Ok(Found::File(Box::new(FileFound {
-        content_type: mime_guess::from_path(&path).first_or_octet_stream(),
+        content_type: mime_guess::from_path(&trail.asked).first_or_octet_stream(),
         path: canonical,
         metadata,
-        siblings_ok,
+        served: Served {
+            encoding,
+            metadata: served_metadata,
+            content,
+        },
+        trail,
     })))
 }
 
-/// Whether the precompressed sibling `file.suffix` is absent, or a regular
-/// file inside `root`.
-fn sibling_ok(root: &Path, file: &Path, suffix: &str) -> bool {
+/// The name of the precompressed sibling of `file` in `encoding`.
+pub(super) fn sibling_name(file: &Path, encoding: Encoding) -> PathBuf {
     let mut name = OsString::from(file.as_os_str());
     name.push(".");
-    name.push(suffix);
-    match inside(root, Path::new(&name)) {
-        Ok((_, metadata)) => metadata.is_file(),
-        Err(StaticError::NotFound) => !Path::new(&name).exists(),
-        Err(_) => false,
+    name.push(encoding.suffix());
+    PathBuf::from(name)
+}
+
+/// The first of the precompressed siblings `wanted` of `file` that is
+/// there, opened. A missing one is skipped; one that is there but is no
+/// regular file inside `root` ends the search with none, so the plain file
+/// is served (fail closed: it is a link somebody made, not a missing file).
+/// What was found is noted in `trail`.
+fn sibling(
+    root: &Path,
+    file: &Path,
+    wanted: &[Encoding],
+    trail: &mut Trail,
+) -> Option<(Encoding, File, Metadata)> {
+    for &encoding in wanted {
+        let name = sibling_name(file, encoding);
+        match open_inside(root, &name) {
+            Ok((canonical, handle, metadata)) if metadata.is_file() => {
+                trail.sibling = Some(canonical);
+                return Some((encoding, handle, metadata));
+            }
+            Err(StaticError::NotFound) if !name.exists() => trail.missing.push(name),
+            _ => {
+                tracing::warn!(target: "files", path = %name.display(),
+                    "precompressed sibling is not a regular file inside the static directory; serving the plain file");
+                trail.refused = true;
+                return None;
+            }
+        }
     }
+    None
 }
 
 /// Canonicalizes `path` and checks that it is still under `root`, with no
-/// dot-segment below it; then reads its metadata.
-fn inside(root: &Path, path: &Path) -> Result<(PathBuf, Metadata), StaticError> {
+/// dot-segment below it; then opens it and reads the metadata of what was
+/// opened.
+fn open_inside(root: &Path, path: &Path) -> Result<(PathBuf, File, Metadata), StaticError> {
     let canonical = std::fs::canonicalize(path).map_err(|e| missing(path, &e))?;
     let Ok(below) = canonical.strip_prefix(root) else {
         tracing::warn!(target: "files", path = %path.display(), target_path = %canonical.display(),
@@ -165,8 +242,16 @@ fn inside(root: &Path, path: &Path) -> Result<(PathBuf, Metadata), StaticError> 
             "refused: resolves to a dot-file");
         return Err(StaticError::NotFound);
     }
-    let metadata = std::fs::metadata(&canonical).map_err(|e| missing(path, &e))?;
-    Ok((canonical, metadata))
+    // O_NOFOLLOW: a symlink swapped in since the check is not followed.
+    // O_NONBLOCK: a FIFO swapped in does not hold the thread waiting for a
+    // writer (no effect on regular files, whose reads never wait).
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&canonical)
+        .map_err(|e| missing(path, &e))?;
+    let metadata = file.metadata().map_err(|e| missing(path, &e))?;
+    Ok((canonical, file, metadata))
 }
 
 /// A failed lookup is a 404 whatever the reason (missing, unreadable, a
@@ -241,7 +326,12 @@ mod tests {
     }
 
     fn look(root: &Path, rest: &str) -> Result<Found, StaticError> {
-        find(root, &Wanted::parse(rest)?, true)
+        open(
+            root,
+            &Wanted::parse(rest)?,
+            &[Encoding::Brotli, Encoding::Gzip],
+            true,
+        )
     }
 
     #[test]
@@ -272,15 +362,53 @@ mod tests {
     #[test]
     fn a_sibling_leading_out_turns_precompression_off() {
         let (tmp, root) = tree();
-        let plain = |rest| match look(&root, rest) {
-            Ok(Found::File(f)) => f.siblings_ok,
+        let served = |rest| match look(&root, rest) {
+            Ok(Found::File(f)) => (f.served.encoding, f.served.content),
             other => panic!("{rest}: {other:?}"),
         };
-        assert!(plain("a.css"));
+        assert_eq!(served("a.css").0, None);
         std::fs::write(root.join("a.css.gz"), "gz").expect("write");
-        assert!(plain("a.css"));
+        assert!(
+            matches!(served("a.css"), (Some(Encoding::Gzip), Content::Read(b)) if b == "gz"),
+            "the missing .br is skipped"
+        );
         std::os::unix::fs::symlink(tmp.path().join("secret.txt"), root.join("a.css.br"))
             .expect("symlink");
-        assert!(!plain("a.css"));
+        assert!(
+            matches!(served("a.css"), (None, Content::Read(b)) if b == "a{}"),
+            "a .br leading out is no reason to try the .gz"
+        );
+    }
+
+    #[test]
+    fn what_is_served_is_the_file_opened_and_fstat_is_its_own() {
+        use std::os::unix::fs::MetadataExt as _;
+        let (_tmp, root) = tree();
+        let Ok(Found::File(f)) = look(&root, "b.css") else {
+            panic!("b.css is a link to a.css")
+        };
+        let on_disk = std::fs::metadata(root.join("a.css")).expect("metadata");
+        assert_eq!(
+            (f.metadata.dev(), f.metadata.ino()),
+            (on_disk.dev(), on_disk.ino())
+        );
+        assert!(matches!(f.served.content, Content::Read(b) if b == "a{}"));
+        let head = open(&root, &Wanted::parse("a.css").expect("path"), &[], false);
+        assert!(
+            matches!(head, Ok(Found::File(f)) if matches!(f.served.content, Content::Open(_, 3))),
+            "a HEAD reads nothing"
+        );
+    }
+
+    #[test]
+    fn a_fifo_is_not_waited_on() {
+        let (_tmp, root) = tree();
+        let fifo = root.join("pipe");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success(), "mkfifo");
+        assert!(matches!(look(&root, "pipe"), Err(StaticError::NotFound)));
     }
 }

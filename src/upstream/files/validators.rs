@@ -1,11 +1,11 @@
 //! The entity tag of a file, and the preconditions that need it.
 //!
-//! tower-http's `ServeFile` answers `If-Modified-Since` and
-//! `If-Unmodified-Since` on `Last-Modified`, but sends no `ETag` and ignores
-//! `If-Match`, `If-None-Match` and `If-Range`. Those are evaluated here, with
-//! the comparisons of the `headers` crate, in the order of RFC 9110 section
+//! `response` answers `If-Modified-Since` and `If-Unmodified-Since` on
+//! `Last-Modified`, as tower-http's `ServeFile` did; `If-Match`,
+//! `If-None-Match` and `If-Range` are evaluated here, before it, with the
+//! comparisons of the `headers` crate, in the order of RFC 9110 section
 //! 13.2.2; a date precondition that an entity-tag one overrides is removed
-//! from the request before it reaches `ServeFile`.
+//! from the request before it reaches `response`.
 //!
 //! The tag is weak, `W/"<size>-<mtime>"` in hex, taken from the file's
 //! metadata (no read of its content), as nginx and Apache do. Weak, because
@@ -69,7 +69,7 @@ pub(super) enum Verdict {
 }
 
 /// Evaluates `If-Match`, `If-None-Match` and `If-Range` of a GET or HEAD
-/// against `validators`, and removes from `headers` what `ServeFile` must
+/// against `validators`, and removes from `headers` what `response` must
 /// no longer act on: `If-Unmodified-Since` when `If-Match` is there,
 /// `If-Modified-Since` when `If-None-Match` is there, and `Range` when
 /// `If-Range` names another version.
