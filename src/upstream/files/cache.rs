@@ -49,13 +49,17 @@ use super::resolve::{self, FileFound, Served, Trail, Wanted};
 /// site's stylesheets, scripts and icons (each at most 64 KiB).
 pub(super) const BUDGET: usize = 8 * 1024 * 1024;
 
+/// What an entry costs besides its bytes (key, paths, metadata), counted
+/// against [`BUDGET`] with them: many empty files fill it too.
+const ENTRY_COST: usize = 1024;
+
 /// How long ago a file's `ctime` must be for it to be kept.
 pub(super) const SETTLED: Duration = Duration::from_secs(2);
 
 /// The small files of one static route, in memory.
 pub(super) struct SmallFiles {
     entries: DashMap<Key, Arc<Entry>>,
-    /// The bytes held by `entries`.
+    /// The bytes held by `entries`, each counted with [`ENTRY_COST`].
     held: AtomicUsize,
     /// [`SETTLED`], but for the tests.
     settled: Duration,
@@ -128,6 +132,11 @@ impl Entry {
             && self.sibling.as_ref().is_none_or(Checked::still_holds)
     }
 
+    /// What it counts against the budget.
+    fn cost(&self) -> usize {
+        self.bytes.len() + ENTRY_COST
+    }
+
     fn found(&self) -> FileFound {
         FileFound {
             path: self.plain.canonical.clone(),
@@ -170,7 +179,7 @@ impl SmallFiles {
             return Some(entry.found());
         }
         if let Some((_, gone)) = self.entries.remove_if(&key, |_, e| Arc::ptr_eq(e, &entry)) {
-            self.held.fetch_sub(gone.bytes.len(), Ordering::Relaxed);
+            self.held.fetch_sub(gone.cost(), Ordering::Relaxed);
         }
         None
     }
@@ -187,9 +196,9 @@ impl SmallFiles {
         {
             return;
         }
-        let len = bytes.len();
-        if self.held.fetch_add(len, Ordering::Relaxed) + len > BUDGET {
-            self.held.fetch_sub(len, Ordering::Relaxed);
+        let cost = bytes.len() + ENTRY_COST;
+        if self.held.fetch_add(cost, Ordering::Relaxed) + cost > BUDGET {
+            self.held.fetch_sub(cost, Ordering::Relaxed);
             return;
         }
         let sibling = match (&file.trail.sibling, file.served.encoding) {
@@ -216,7 +225,7 @@ impl SmallFiles {
         };
         let key = Key { wanted, siblings };
         if let Some(replaced) = self.entries.insert(key, Arc::new(entry)) {
-            self.held.fetch_sub(replaced.bytes.len(), Ordering::Relaxed);
+            self.held.fetch_sub(replaced.cost(), Ordering::Relaxed);
         }
     }
 
@@ -371,5 +380,15 @@ mod tests {
                 .is_none()
         );
         assert_eq!(cache.held.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn an_empty_file_counts_against_the_budget_too() {
+        let (_tmp, root, _) = site();
+        let cache = SmallFiles::settled_after(Duration::ZERO);
+        std::fs::write(root.join("empty.txt"), "").expect("write");
+        look_up(&cache, &root, "empty.txt", &[]);
+        assert!(kept(&cache, "empty.txt", &[]).is_some());
+        assert_eq!(cache.held.load(Ordering::Relaxed), ENTRY_COST);
     }
 }
