@@ -59,19 +59,9 @@ impl UserIndex {
         // already indexed shares no new allocation for the name.
         match self.by_user.get_mut(&**user) {
             Some(mut ids) => ids.insert(id),
-            None => match self.by_user.entry(user.clone()) {
-                dashmap::Entry::Occupied(mut ids) => ids.get_mut().insert(id),
-                dashmap::Entry::Vacant(slot) => {
-                    slot.insert(Ids::One(id));
-                }
-            },
+            None => add(&self.by_user, user.clone(), id),
         }
-        match self.by_tag.entry(id.log_tag().as_u64()) {
-            dashmap::Entry::Occupied(mut ids) => ids.get_mut().insert(id),
-            dashmap::Entry::Vacant(slot) => {
-                slot.insert(Ids::One(id));
-            }
-        }
+        add(&self.by_tag, id.log_tag().as_u64(), id);
     }
 
     /// Forgets `id` as a session of `user` (the session has left the map).
@@ -122,6 +112,13 @@ impl UserIndex {
     pub(super) fn tagged(&self) -> usize {
         self.by_tag.iter().map(|e| e.value().len()).sum()
     }
+}
+
+/// Adds `id` to the ids under `key`, the key with it if it is new.
+fn add<K: Eq + Hash>(map: &DashMap<K, Ids>, key: K, id: SessionId) {
+    map.entry(key)
+        .and_modify(|ids| ids.insert(id))
+        .or_insert(Ids::One(id));
 }
 
 /// Takes `id` out of the ids under `key`, and the key with its last id.
